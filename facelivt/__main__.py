@@ -1,0 +1,5 @@
+import sys
+
+from facelivt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,278 @@
+"""Building blocks of FaceLiVT (SPEC section 1) in train form.
+
+Every reparameterizable block owns its fusion: ``reparameterize(residual, fuse_bn)`` returns the
+module that replaces it in the deploy form (SPEC section 2). The walker in
+:mod:`facelivt.models.reparam` calls these methods.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
+    return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
+
+
+def fuse_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | nn.BatchNorm1d):
+    """Fold an eval-mode BatchNorm that follows a conv/linear into (weight, bias) (SPEC Eq. 4)."""
+    std = (bn.running_var + bn.eps).sqrt()
+    scale = bn.weight / std
+    shape = [-1] + [1] * (weight.dim() - 1)
+    w = weight * scale.reshape(shape)
+    b = bn.running_mean.new_zeros(bn.running_mean.shape) if bias is None else bias
+    b = (b - bn.running_mean) * scale + bn.bias
+    return w.detach().clone(), b.detach().clone()
+
+
+def _conv_like(conv: nn.Conv2d, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        groups=conv.groups,
+        bias=bias,
+    )
+
+
+class ConvBN(nn.Module):
+    """Conv2d (no bias) + BatchNorm2d."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 1, stride: int = 1, groups: int = 1, bn_weight_init: float = 1.0):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, kernel_size // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(out_ch)
+        nn.init.constant_(self.bn.weight, bn_weight_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+    @torch.no_grad()
+    def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
+        if not fuse_bn:
+            return self
+        conv = _conv_like(self.conv, bias=True)
+        conv.weight.copy_(fuse_conv_bn(self.conv.weight, None, self.bn)[0])
+        conv.bias.copy_(fuse_conv_bn(self.conv.weight, None, self.bn)[1])
+        return conv
+
+
+class RepConv(nn.Module):
+    """``BN(Conv_kxk(x) + Conv_1x1(x))``, both convs with bias, same stride and groups."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1):
+        super().__init__()
+        self.conv_kxk = nn.Conv2d(in_ch, out_ch, kernel_size, stride, kernel_size // 2, groups=groups, bias=True)
+        self.conv_1x1 = nn.Conv2d(in_ch, out_ch, 1, stride, 0, groups=groups, bias=True)
+        self.bn = nn.BatchNorm2d(out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv_kxk(x) + self.conv_1x1(x))
+
+    def merged_branches(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Kernel and bias of the single kxk conv equal to the sum of both branches (SPEC Eq. 5)."""
+        k = self.conv_kxk.kernel_size[0]
+        pad = k // 2
+        w = self.conv_kxk.weight + F.pad(self.conv_1x1.weight, [pad, pad, pad, pad])
+        b = self.conv_kxk.bias + self.conv_1x1.bias
+        return w, b
+
+    def is_identity_compatible(self) -> bool:
+        """True when ``x + self(x)`` can be folded into the kernel (stride 1, depthwise, C_in == C_out)."""
+        c = self.conv_kxk
+        return c.stride == (1, 1) and c.in_channels == c.out_channels and c.groups == c.in_channels
+
+    @torch.no_grad()
+    def reparameterize(self, residual: bool = True, fuse_bn: bool = True, add_identity: bool = False) -> nn.Module:
+        w, b = self.merged_branches()
+        if add_identity:
+            if not (fuse_bn and self.is_identity_compatible()):
+                raise ValueError("the identity can only be folded into a fused stride-1 depthwise RepConv")
+        conv = _conv_like(self.conv_kxk, bias=True)
+        if not fuse_bn:
+            conv.weight.copy_(w)
+            conv.bias.copy_(b)
+            bn = nn.BatchNorm2d(self.bn.num_features, eps=self.bn.eps)
+            bn.load_state_dict(self.bn.state_dict())
+            return nn.Sequential(conv, bn)
+        w, b = fuse_conv_bn(w, b, self.bn)
+        if add_identity:
+            k = w.shape[-1]
+            w[:, 0, k // 2, k // 2] += 1.0
+        conv.weight.copy_(w)
+        conv.bias.copy_(b)
+        return conv
+
+
+class Residual(nn.Module):
+    """``x + fn(x)``. Around a stride-1 depthwise RepConv this is DWMix (seed Eq. 6), whose identity
+    folds into the kernel centre in the deploy form."""
+
+    def __init__(self, fn: nn.Module):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fn(x)
+
+    @torch.no_grad()
+    def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
+        from facelivt.models.reparam import reparameterize_module
+
+        if isinstance(self.fn, RepConv) and residual and fuse_bn and self.fn.is_identity_compatible():
+            return self.fn.reparameterize(residual, fuse_bn, add_identity=True)
+        return Residual(reparameterize_module(self.fn, residual=residual, fuse_bn=fuse_bn))
+
+
+def dwmix(channels: int, kernel_size: int = 3) -> Residual:
+    """DWMix token mixer: ``x + BN(DWConv_kxk(x) + DWConv_1x1(x))``."""
+    return Residual(RepConv(channels, channels, kernel_size, 1, groups=channels))
+
+
+class FFN(nn.Module):
+    """Channel mixer: ConvBN_1x1(C -> rC) -> GELU -> ConvBN_1x1(rC -> C); last BN weight starts at 0."""
+
+    def __init__(self, channels: int, ratio: int):
+        super().__init__()
+        self.fc1 = ConvBN(channels, channels * ratio)
+        self.act = nn.GELU()
+        self.fc2 = ConvBN(channels * ratio, channels, bn_weight_init=0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class MHLA(nn.Module):
+    """Multi-Head Linear Attention (SPEC section 1).
+
+    GroupNorm(1, C), then each of ``num_heads`` contiguous channel groups mixes its tokens with its own
+    MLP ``Linear(N -> 4N) -> GELU -> Linear(4N -> N)``. All heads run in one batched matmul. Output
+    channel ``j * num_heads + h`` holds channel ``j`` of head ``h`` (the released network's interleave).
+    """
+
+    def __init__(self, channels: int, num_tokens: int, num_heads: int = 16, expansion: int = 4):
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"MHLA: channels ({channels}) must be divisible by num_heads ({num_heads})")
+        self.channels = channels
+        self.num_heads = num_heads
+        self.num_tokens = num_tokens
+        hidden = expansion * num_tokens
+        self.norm = nn.GroupNorm(1, channels)
+        # Per head weights in nn.Linear layout: w1[h] is (4N, N), w2[h] is (N, 4N).
+        self.w1 = nn.Parameter(torch.empty(num_heads, hidden, num_tokens))
+        self.b1 = nn.Parameter(torch.zeros(num_heads, hidden))
+        self.w2 = nn.Parameter(torch.empty(num_heads, num_tokens, hidden))
+        self.b2 = nn.Parameter(torch.zeros(num_heads, num_tokens))
+        trunc_normal_(self.w1)
+        trunc_normal_(self.w2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        n = h * w
+        if n != self.num_tokens:
+            raise ValueError(f"MHLA was built for {self.num_tokens} tokens but got a {h}x{w} map; build the model with the matching input_size")
+        x = self.norm(x)
+        x = x.reshape(b, self.num_heads, c // self.num_heads, n)
+        x = torch.matmul(x, self.w1.transpose(1, 2)) + self.b1.unsqueeze(1)
+        x = F.gelu(x)
+        x = torch.matmul(x, self.w2.transpose(1, 2)) + self.b2.unsqueeze(1)
+        # (b, heads, c/heads, n) -> (b, c/heads, heads, n): channel j of head h -> j*heads + h
+        return x.transpose(1, 2).reshape(b, c, h, w)
+
+
+class MHSA(nn.Module):
+    """Multi-head self-attention over the HxW tokens (SPEC section 1): 6 heads, q/k dim 32, v dim C/2."""
+
+    def __init__(self, channels: int, num_heads: int = 6, key_dim: int = 32, value_ratio: float = 0.5):
+        super().__init__()
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.value_dim = int(channels * value_ratio)
+        self.scale = key_dim**-0.5
+        per_head = 2 * key_dim + self.value_dim
+        self.qkv = ConvBN(channels, num_heads * per_head)
+        self.proj = ConvBN(num_heads * self.value_dim, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        n = h * w
+        qkv = self.qkv(x).reshape(b, self.num_heads, 2 * self.key_dim + self.value_dim, n)
+        q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim], dim=2)
+        attn = torch.matmul(q.transpose(-2, -1), k) * self.scale  # (b, heads, n, n)
+        attn = attn.softmax(dim=-1)
+        out = torch.matmul(v, attn.transpose(-2, -1))  # (b, heads, dv, n)
+        return self.proj(out.reshape(b, self.num_heads * self.value_dim, h, w))
+
+
+class GAPHead(nn.Module):
+    """The paper's head: global average pool -> BatchNorm1d -> Linear."""
+
+    def __init__(self, channels: int, embedding_size: int):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(channels)
+        self.fc = nn.Linear(channels, embedding_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(x.mean((2, 3))))
+
+    @torch.no_grad()
+    def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
+        if not fuse_bn:
+            return self
+        std = (self.norm.running_var + self.norm.eps).sqrt()
+        scale = self.norm.weight / std
+        shift = self.norm.bias - self.norm.running_mean * scale
+        fc = nn.Linear(self.fc.in_features, self.fc.out_features)
+        fc.weight.copy_(self.fc.weight * scale[None, :])
+        fc.bias.copy_(self.fc.bias + self.fc.weight @ shift)
+        return PooledLinear(fc)
+
+
+class PooledLinear(nn.Module):
+    """Deploy form of :class:`GAPHead`: mean over the map, then one Linear."""
+
+    def __init__(self, fc: nn.Linear):
+        super().__init__()
+        self.fc = fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean((2, 3)))
+
+
+class GDCHead(nn.Module):
+    """Global depthwise conv head (MobileFaceNet style): DWConv over the whole map + BN2d -> flatten ->
+    Linear (no bias) -> BN1d."""
+
+    def __init__(self, channels: int, embedding_size: int, map_size: int):
+        super().__init__()
+        self.dw = ConvBN(channels, channels, kernel_size=map_size, groups=channels)
+        self.dw.conv.padding = (0, 0)
+        self.fc = nn.Linear(channels, embedding_size, bias=False)
+        self.norm = nn.BatchNorm1d(embedding_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.fc(self.dw(x).flatten(1)))
+
+    @torch.no_grad()
+    def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
+        if not fuse_bn:
+            return self
+        dw = self.dw.reparameterize(residual, fuse_bn)
+        w, b = fuse_conv_bn(self.fc.weight, None, self.norm)
+        fc = nn.Linear(self.fc.in_features, self.fc.out_features)
+        fc.weight.copy_(w)
+        fc.bias.copy_(b)
+        return nn.Sequential(dw, nn.Flatten(1), fc)
+
+
+def spatial_size(size: int, num_stride2: int) -> int:
+    """Map size after ``num_stride2`` 3x3 stride-2 convs with padding 1 (ceil division each time)."""
+    for _ in range(num_stride2):
+        size = math.ceil(size / 2)
+    return size

@@ -1,0 +1,45 @@
+"""One registry of model variants, as in timm: ``create_model(name)`` / ``list_models()``."""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from facelivt.models.config import VARIANTS, FaceLiVTConfig
+from facelivt.models.facelivt import FaceLiVT
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str, builder: Callable[..., nn.Module]) -> None:
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    _REGISTRY[name] = builder
+
+
+def _facelivt_builder(cfg: FaceLiVTConfig) -> Callable[..., nn.Module]:
+    def build(**overrides) -> nn.Module:
+        return FaceLiVT(cfg.with_overrides(**overrides))
+
+    return build
+
+
+for _name, _cfg in VARIANTS.items():
+    register_model(_name, _facelivt_builder(_cfg))
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build a model in train form. FaceLiVT variants accept ``num_heads``, ``embedding_size``, ``head``
+    ("gap" or "gdc") and ``input_size`` overrides."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
+    return _REGISTRY[name](**overrides)
+
+
+def model_config(name: str) -> FaceLiVTConfig | None:
+    return VARIANTS.get(name)

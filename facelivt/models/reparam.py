@@ -1,0 +1,37 @@
+"""Structural reparameterization: the walker that turns a train-form model into its deploy form."""
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+
+def reparameterize_module(module: nn.Module, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
+    """Return the deploy form of ``module``: a module that owns ``reparameterize`` decides its own
+    replacement; any other module has its children replaced recursively (in place on ``module``)."""
+    if hasattr(module, "reparameterize"):
+        return module.reparameterize(residual=residual, fuse_bn=fuse_bn)
+    for name, child in list(module.named_children()):
+        new = reparameterize_module(child, residual=residual, fuse_bn=fuse_bn)
+        if new is not child:
+            setattr(module, name, new)
+    return module
+
+
+def reparameterize_model(model: nn.Module, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
+    """A new model in deploy form (SPEC section 2); ``model`` is left untouched.
+
+    ``residual=True`` folds the DWMix identity into the depthwise kernel (needs ``fuse_bn``);
+    ``fuse_bn=True`` folds every BatchNorm into the conv/linear next to it. ``residual=False`` and
+    ``fuse_bn=False`` give the two partial forms of the seed's Table III. The result is in eval mode.
+    """
+    deploy = copy.deepcopy(model).eval()
+    deploy = reparameterize_module(deploy, residual=residual, fuse_bn=fuse_bn)
+    deploy.eval()
+    deploy.is_deploy_form = True
+    deploy.deploy_options = {"residual": residual, "fuse_bn": fuse_bn}
+    return deploy
+
+
+def count_batchnorm(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
