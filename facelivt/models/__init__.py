@@ -14,3 +14,8 @@ __all__ = [
     "register_model",
     "reparameterize_model",
 ]
+
+from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict  # noqa: E402
+from facelivt.models.weights import load_model, read_checkpoint, save_weights  # noqa: E402
+
+__all__ += ["CheckpointMismatchError", "convert_released_state_dict", "load_model", "read_checkpoint", "save_weights"]

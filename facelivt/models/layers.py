@@ -185,6 +185,13 @@ class MHLA(nn.Module):
         # (b, heads, c/heads, n) -> (b, c/heads, heads, n): channel j of head h -> j*heads + h
         return x.transpose(1, 2).reshape(b, c, h, w)
 
+    def macs(self, x: torch.Tensor, out: torch.Tensor) -> int:
+        """MACs of the token MLPs (the GroupNorm child is counted on its own), see facelivt.deploy.counting."""
+        b, c, h, w = x.shape
+        n, hidden = h * w, self.w1.shape[1]
+        rows = b * c
+        return rows * (n * hidden + hidden) + 2 * rows * hidden + rows * (hidden * n + n)
+
 
 class MHSA(nn.Module):
     """Multi-head self-attention over the HxW tokens (SPEC section 1): 6 heads, q/k dim 32, v dim C/2."""
@@ -209,6 +216,12 @@ class MHSA(nn.Module):
         out = torch.matmul(v, attn.transpose(-2, -1))  # (b, heads, dv, n)
         return self.proj(out.reshape(b, self.num_heads * self.value_dim, h, w))
 
+    def macs(self, x: torch.Tensor, out: torch.Tensor) -> int:
+        """MACs of the two attention matmuls (the projections are counted as convs)."""
+        b, c, h, w = x.shape
+        n = h * w
+        return b * self.num_heads * n * n * (self.key_dim + self.value_dim)
+
 
 class GAPHead(nn.Module):
     """The paper's head: global average pool -> BatchNorm1d -> Linear."""
@@ -220,6 +233,9 @@ class GAPHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.norm(x.mean((2, 3))))
+
+    def macs(self, x: torch.Tensor, out: torch.Tensor) -> int:
+        return x.numel()  # the pooling; norm and fc are counted as modules
 
     @torch.no_grad()
     def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
@@ -243,6 +259,9 @@ class PooledLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.mean((2, 3)))
+
+    def macs(self, x: torch.Tensor, out: torch.Tensor) -> int:
+        return x.numel()  # the pooling; fc is counted as a module
 
 
 class GDCHead(nn.Module):

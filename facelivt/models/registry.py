@@ -38,7 +38,10 @@ def create_model(name: str, **overrides) -> nn.Module:
     ("gap" or "gdc") and ``input_size`` overrides."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
-    return _REGISTRY[name](**overrides)
+    model = _REGISTRY[name](**overrides)
+    model.model_name = name
+    model.model_overrides = dict(overrides)
+    return model
 
 
 def model_config(name: str) -> FaceLiVTConfig | None:

@@ -1,0 +1,72 @@
+"""``facelivt eval``: verification on .bin sets and IJB-B/C; prints a table, writes results.json and ROC PNGs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a model on .bin verification sets (LFW, CFP-FP, AgeDB-30, ...) and IJB-B/C",
+        description=(
+            "Embed every image with its horizontal flip (summed), then report the 10-fold accuracy, TAR at FAR, "
+            "AUC and EER of each .bin set and the TAR at FAR of IJB-B/C template pairs. Writes OUT/results.json "
+            "and OUT/<set>_roc.png."
+        ),
+    )
+    p.add_argument("--model", required=True, help="model name (see facelivt.list_models())")
+    p.add_argument("--weights", type=Path, help="this project's .safetensors or the authors' .pt (omit: random init)")
+    p.add_argument("--bin", nargs="+", default=[], type=Path, metavar="FILE.bin", help="verification sets")
+    p.add_argument("--ijb", type=Path, metavar="DIR", help="IJB release folder (holding loose_crop/ and meta/)")
+    p.add_argument("--ijb-name", default="IJBC", help="IJBB or IJBC: prefix of the meta files (default IJBC)")
+    p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder (default outputs/eval)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--workers", type=int, default=2, help="threads reading IJB images (default 2)")
+    p.add_argument("--no-flip", action="store_true", help="embed without the flip-sum")
+    p.add_argument("--train-form", action="store_true", help="evaluate the train form instead of the deploy form")
+    p.add_argument("--head", choices=("gap", "gdc"), help="embedding head override")
+    p.add_argument("--num-heads", type=int, help="MHLA heads override")
+    p.add_argument("--embedding-size", type=int, help="embedding size override")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation when --weights is omitted")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from facelivt.evaluation import build_model, evaluate_sets, format_table
+    from facelivt.evaluation.runner import check_sets
+
+    if not args.bin and args.ijb is None:
+        raise ValueError("nothing to evaluate: give --bin FILE.bin ... and/or --ijb DIR")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_sets(args.bin, args.ijb, args.ijb_name)
+    if args.weights is not None and not args.weights.is_file():
+        raise FileNotFoundError(f"weights file not found: {args.weights}")
+    model = build_model(
+        args.model,
+        args.weights,
+        deploy=not args.train_form,
+        device=args.device,
+        seed=args.seed,
+        head=args.head,
+        num_heads=args.num_heads,
+        embedding_size=args.embedding_size,
+    )
+    results = evaluate_sets(
+        model,
+        bins=args.bin,
+        out_dir=args.out,
+        ijb=args.ijb,
+        ijb_name=args.ijb_name,
+        batch_size=args.batch_size,
+        device=args.device,
+        flip=not args.no_flip,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(format_table(results))
+    print(f"results written to {args.out / 'results.json'}")
+    return 0

@@ -1,0 +1,60 @@
+"""``facelivt make-bin``: build a ``.bin`` verification set from an image folder and a pairs list."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "make-bin",
+        help="build a .bin verification set from root/<identity>/<image> and an LFW-style pairs list",
+        description=(
+            "Write a .bin verification set (insightface format) from an image folder and a pairs list in the "
+            "LFW pairs.txt format ('name n1 n2' matched, 'name1 n1 name2 n2' mismatched). With --generate-pairs N "
+            "a balanced, seeded random pairs list is written first (to --pairs, or next to --out)."
+        ),
+    )
+    p.add_argument("--images", required=True, type=Path, help="image root: root/<identity>/<image>")
+    p.add_argument("--pairs", type=Path, help="pairs list to read (or to write, with --generate-pairs)")
+    p.add_argument("--out", required=True, type=Path, help="the .bin file to write")
+    p.add_argument("--resize", type=int, default=112, help="resize every image to N x N (0 keeps the size; default 112)")
+    p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image encoding inside the .bin (default jpg)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    p.add_argument("--generate-pairs", type=int, metavar="N", help="draw N balanced random pairs (multiple of 2 x folds)")
+    p.add_argument("--folds", type=int, default=10, help="folds of the generated list (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated list (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from facelivt.evaluation import generate_pairs, make_bin, parse_pairs, write_pairs
+
+    if args.resize < 0:
+        raise ValueError(f"--resize must be >= 0, got {args.resize}")
+    if not 1 <= args.quality <= 100:
+        raise ValueError(f"--quality must be in 1..100, got {args.quality}")
+    if args.generate_pairs is not None:
+        pairs_path = args.pairs or args.out.with_name(args.out.stem + "_pairs.txt")
+        if pairs_path.exists():
+            raise ValueError(f"{pairs_path} exists: remove it or choose another --pairs path for the generated list")
+        specs = generate_pairs(args.images, args.generate_pairs, seed=args.seed, n_folds=args.folds)
+        write_pairs(pairs_path, specs, n_folds=args.folds)
+        print(f"wrote {len(specs)} pairs to {pairs_path}")
+    else:
+        if args.pairs is None:
+            raise ValueError("give --pairs PAIRS.txt, or --generate-pairs N to draw a pairs list")
+        specs = parse_pairs(args.pairs)
+    out = make_bin(
+        args.images,
+        specs,
+        args.out,
+        size=args.resize or None,
+        fmt=args.format,
+        quality=args.quality,
+        progress=not args.no_progress,
+    )
+    n_same = sum(s.issame for s in specs)
+    print(f"wrote {out}: {len(specs)} pairs ({n_same} matched, {len(specs) - n_same} mismatched)")
+    return 0

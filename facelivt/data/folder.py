@@ -1,0 +1,126 @@
+"""Image-folder data set: ``root/<identity>/<image>`` (SPEC section 5)."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .imaging import BadSampleTracker, DecodeError, Transform, ensure_rgb, image_to_sample, resolve_transform
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".gif", ".tif", ".tiff", ".webp")
+
+PathLike = Union[str, os.PathLike]
+
+
+def scan_image_folder(
+    root: PathLike, extensions: Iterable[str] = IMAGE_EXTENSIONS
+) -> tuple[list[str], list[tuple[str, int]]]:
+    """List ``root/<identity>/<image>``.
+
+    Returns ``(classes, samples)``: identity folder names in sorted order (folders
+    without any image are left out, with a warning) and ``(path, label)`` pairs
+    sorted by identity, then file name. Extensions match case-insensitively.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+    if not exts:
+        raise ValueError("no image extensions given")
+    classes: list[str] = []
+    samples: list[tuple[str, int]] = []
+    empty: list[str] = []
+    for entry in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(
+            f for f in entry.iterdir() if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in exts
+        )
+        if not files:
+            empty.append(entry.name)
+            continue
+        label = len(classes)
+        classes.append(entry.name)
+        samples.extend((str(f), label) for f in files)
+    if empty:
+        shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
+        warnings.warn(f"{root}: {len(empty)} identity folder(s) without images left out: {shown}", RuntimeWarning)
+    if not samples:
+        raise ValueError(
+            f"no images found under {root}: expected root/<identity>/<image> with extensions {', '.join(exts)}"
+        )
+    return classes, samples
+
+
+def load_image(path: PathLike, size: int = 112) -> np.ndarray:
+    """Any PIL-readable image -> RGB uint8 ``size x size x 3``; DecodeError if unreadable."""
+    try:
+        with Image.open(path) as im:
+            return ensure_rgb(np.asarray(im.convert("RGB")), size)
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises all of these on bad files
+        raise DecodeError(f"cannot read image {path}: {exc}") from None
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """Faces stored as ``root/<identity>/<image>``; identities labelled 0.. in sorted name order.
+
+    Items are ``(3x112x112 float tensor normalised as SPEC section 1, int label)``;
+    grey / RGBA / palette images become RGB and other sizes are resized to
+    112x112 (meant for crops that are already aligned). ``transform``: None,
+    ``"train"`` (random horizontal flip) or a callable on the normalised tensor.
+    Unreadable files are skipped like corrupt RecordIO records (see
+    :class:`facelivt.data.imaging.BadSampleTracker`).
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        transform: Transform = None,
+        extensions: Iterable[str] = IMAGE_EXTENSIONS,
+        max_bad_fraction: float = 0.01,
+        min_reads: int = 1000,
+    ) -> None:
+        self.root = Path(root)
+        self.transform = resolve_transform(transform)
+        self.classes, self.samples = scan_image_folder(self.root, extensions)
+        self.labels = np.array([label for _, label in self.samples], dtype=np.int64)
+        self.num_classes = len(self.classes)
+        self.tracker = BadSampleTracker(len(self.samples), max_bad_fraction, min_reads, f"image folder {self.root}")
+
+    @property
+    def bad_records(self) -> int:
+        return self.tracker.count
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[np.ndarray, int]:
+        """Decoded RGB uint8 112x112x3 image and label (errors raised, not skipped)."""
+        path, label = self.samples[index]
+        return load_image(path), label
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        n = len(self)
+        index = int(index)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for a data set of {n} images")
+        for step in range(n):
+            j = (index + step) % n
+            if self.tracker.is_bad(j):
+                continue
+            try:
+                image, label = self.load(j)
+            except DecodeError as exc:
+                self.tracker.mark_bad(j, self.samples[j][0], str(exc))
+                continue
+            self.tracker.mark_good(j)
+            return image_to_sample(image, self.transform), label
+        raise RuntimeError(f"image folder {self.root}: no readable image left")
+
+    def __repr__(self) -> str:
+        return f"ImageFolderDataset({str(self.root)!r}, images={len(self)}, classes={self.num_classes})"

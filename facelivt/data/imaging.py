@@ -1,0 +1,172 @@
+"""Image helpers shared by the data sets: decoding, RGB/112 conversion, the train
+augmentation and the bookkeeping of undecodable samples."""
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Union
+
+import cv2
+import numpy as np
+import torch
+
+from .transforms import INPUT_SIZE, to_tensor
+
+Transform = Union[None, str, Callable[[torch.Tensor], torch.Tensor]]
+
+
+class DecodeError(ValueError):
+    """An encoded image (or a record holding one) could not be decoded."""
+
+
+def ensure_rgb(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """Grey (HxW or HxWx1) / RGB / RGBA uint8 -> RGB uint8 ``size x size x 3``.
+
+    Alpha is dropped; images of another size are resized (area filter when
+    shrinking, bilinear when enlarging), which only makes sense for crops that
+    are already aligned.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"cannot make an RGB image from an array of shape {image.shape}")
+    if image.shape[0] != size or image.shape[1] != size:
+        shrink = image.shape[0] > size or image.shape[1] > size
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        image = cv2.resize(image, (size, size), interpolation=interp)
+    if not image.flags.writeable or not image.flags.c_contiguous:
+        image = np.array(image, copy=True, order="C")
+    return image
+
+
+def decode_image(data: bytes, size: int = INPUT_SIZE) -> np.ndarray:
+    """Encoded JPEG/PNG/... bytes -> RGB uint8 ``size x size x 3``; DecodeError if undecodable."""
+    if not data:
+        raise DecodeError("empty image payload")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DecodeError(f"undecodable image payload ({len(data)} bytes)")
+    return ensure_rgb(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+
+
+def encode_image(image: np.ndarray, *, png: bool = False, quality: int = 95) -> bytes:
+    """RGB uint8 HxWx3 -> JPEG (``quality``) or PNG bytes."""
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+    if png:
+        ok, buf = cv2.imencode(".png", bgr)
+    else:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("image encoding failed")
+    return buf.tobytes()
+
+
+class RandomHorizontalFlip:
+    """Flip a CxHxW tensor left-right with probability ``p``.
+
+    Uses torch's global generator, which DataLoader seeds differently in every
+    worker, so workers do not repeat each other's flips.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"flip probability must be in [0, 1], got {p}")
+        self.p = p
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.p > 0 and torch.rand(()).item() < self.p:
+            return torch.flip(tensor, dims=[-1])
+        return tensor
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+def resolve_transform(transform: Transform) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``None`` -> no augmentation; ``"train"`` -> random horizontal flip;
+    a callable is applied to the normalised 3x112x112 tensor and must return a tensor."""
+    if transform is None:
+        return None
+    if isinstance(transform, str):
+        if transform == "train":
+            return RandomHorizontalFlip(0.5)
+        if transform in ("none", "eval", "test"):
+            return None
+        raise ValueError(f"unknown transform {transform!r}: use None, 'train' or a callable")
+    if callable(transform):
+        return transform
+    raise ValueError(f"transform must be None, 'train' or a callable, got {type(transform).__name__}")
+
+
+def image_to_sample(image: np.ndarray, transform: Callable | None) -> torch.Tensor:
+    """RGB uint8 112x112x3 -> normalised tensor, augmented when a transform is set."""
+    tensor = to_tensor(image)
+    if transform is not None:
+        tensor = transform(tensor)
+    return tensor
+
+
+class BadSampleTracker:
+    """Counts undecodable samples of a data set and enforces a maximum bad fraction.
+
+    A sample is *seen* the first time it is read; a bad one is warned about once
+    and remembered so it is never decoded again. The fraction ``bad / seen`` is
+    checked once at least ``min(min_reads, dataset_len)`` distinct samples were
+    seen (so one early bad record does not stop a run over millions), and a
+    RuntimeError is raised when it exceeds ``max_bad_fraction``. With several
+    DataLoader workers, each worker keeps its own counts over the samples it read.
+    """
+
+    def __init__(self, length: int, max_bad_fraction: float, min_reads: int, name: str) -> None:
+        if not 0.0 <= max_bad_fraction <= 1.0:
+            raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+        if min_reads < 1:
+            raise ValueError(f"min_reads must be >= 1, got {min_reads}")
+        self.length = int(length)
+        self.max_bad_fraction = float(max_bad_fraction)
+        self.min_reads = int(min_reads)
+        self.name = name
+        self.seen = np.zeros(self.length, dtype=bool)
+        self.num_seen = 0
+        self.bad: set[int] = set()
+
+    def is_bad(self, index: int) -> bool:
+        return index in self.bad
+
+    def mark_good(self, index: int) -> None:
+        if not self.seen[index]:
+            self.seen[index] = True
+            self.num_seen += 1
+            if self.bad and self.num_seen == min(self.min_reads, self.length):
+                self.check()
+
+    def mark_bad(self, index: int, what: str, reason: str) -> None:
+        if index not in self.bad:
+            self.bad.add(index)
+            warnings.warn(f"{self.name}: skipping bad sample {what}: {reason}", RuntimeWarning, stacklevel=3)
+        self.mark_good(index)  # counts as seen
+        self.check()
+
+    def check(self) -> None:
+        needed = min(self.min_reads, self.length)
+        if self.num_seen >= needed and self.num_seen > 0:
+            fraction = len(self.bad) / self.num_seen
+            if fraction > self.max_bad_fraction:
+                raise RuntimeError(
+                    f"{self.name}: {len(self.bad)} of {self.num_seen} samples read so far are corrupt or "
+                    f"undecodable ({fraction:.2%}), more than max_bad_fraction={self.max_bad_fraction:.2%}; "
+                    f"check the data (or raise max_bad_fraction)"
+                )
+
+    @property
+    def count(self) -> int:
+        return len(self.bad)

@@ -1,0 +1,105 @@
+"""``optimize_for_inference``: the fastest runnable form of a model for CPU/GPU inference.
+
+Starts from the deploy form (reparameterized, eval mode, channels-last) and then, by ``backend``:
+
+- ``"torchscript"``: trace, freeze and ``torch.jit.optimize_for_inference`` (folds constants, fuses
+  conv/add/activation through oneDNN on CPU). No compiler needed.
+- ``"compile"``: ``torch.compile`` (Inductor; needs a working C++ compiler on CPU, Triton on GPU).
+- ``"eager"``: the deploy form as is.
+- ``"auto"`` (default): TorchScript, then ``torch.compile`` where TorchScript fails, then eager.
+  On this project's reference CPU the frozen trace measured faster (see benchmarks/latency.py).
+
+The returned module computes the same function as the input model in eval mode (float32 round-off).
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from facelivt.models.reparam import reparameterize_model
+
+BACKENDS = ("auto", "torchscript", "compile", "eager")
+
+
+class InferenceModule(nn.Module):
+    """Runs a prepared module without autograd, feeding it inputs in the memory format it was built for."""
+
+    def __init__(self, module: nn.Module, backend: str, channels_last: bool):
+        super().__init__()
+        self.module = module
+        self.backend = backend
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return self.module(x)
+
+
+def _is_deploy_form(model: nn.Module) -> bool:
+    return bool(getattr(model, "deploy_options", None))
+
+
+def _torchscript(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, example, check_trace=False)
+        frozen = torch.jit.freeze(traced.eval())
+        return torch.jit.optimize_for_inference(frozen)
+
+
+def _compile(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    compiled = torch.compile(model, dynamic=False)
+    with torch.no_grad():
+        compiled(example)  # compile now, so failures surface here and not at the first real call
+    return compiled
+
+
+def optimize_for_inference(
+    model: nn.Module,
+    backend: str = "auto",
+    *,
+    example_input: torch.Tensor | None = None,
+    channels_last: bool | None = None,
+) -> nn.Module:
+    """Return a module computing the same function as ``model`` (eval mode), as fast as this machine allows.
+
+    ``model`` may be in train or deploy form; it is not modified. ``example_input`` (default a 1x3x112x112
+    batch on the model's device) is used to trace/compile; other batch sizes work too.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    deploy = model if _is_deploy_form(model) else reparameterize_model(model)
+    deploy = deploy.eval()
+    param = next(deploy.parameters())
+    if channels_last is None:
+        channels_last = True
+    if channels_last:
+        deploy = deploy.to(memory_format=torch.channels_last)
+    if example_input is None:
+        size = getattr(getattr(model, "cfg", None), "input_size", 112)
+        example_input = torch.randn(1, 3, size, size, device=param.device)
+    example_input = example_input.to(param.device)
+    if channels_last:
+        example_input = example_input.contiguous(memory_format=torch.channels_last)
+
+    order = {"auto": ["torchscript", "compile", "eager"], "torchscript": ["torchscript"], "compile": ["compile"], "eager": ["eager"]}[backend]
+    errors = []
+    for name in order:
+        try:
+            if name == "torchscript":
+                module = _torchscript(deploy, example_input)
+            elif name == "compile":
+                module = _compile(deploy, example_input)
+            else:
+                module = deploy
+            return InferenceModule(module, name, channels_last)
+        except Exception as exc:  # noqa: BLE001 - each backend may fail for reasons of its own
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            if backend != "auto":
+                raise RuntimeError(f"optimize_for_inference: backend {name!r} failed: {exc}") from exc
+            warnings.warn(f"optimize_for_inference: backend {name!r} unavailable ({exc}); trying the next one", RuntimeWarning)
+    raise RuntimeError("optimize_for_inference: every backend failed: " + " | ".join(errors))

@@ -1,0 +1,98 @@
+"""Batched embedding with the flip-sum of SPEC section 6: ``f(x) + f(hflip(x))`` (not normalised)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from facelivt.data.transforms import hflip, to_tensor_batch
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/None -> CUDA when available else CPU; otherwise the named device (checked)."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"invalid device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def _as_batch(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 NxHxWx3 RGB -> normalised float Nx3xHxW; a float tensor Nx3xHxW is taken as already normalised."""
+    if isinstance(batch, torch.Tensor):
+        if batch.dtype == torch.uint8:
+            raise ValueError("uint8 tensors are ambiguous: pass uint8 images as a numpy NxHxWx3 array")
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError(f"expected a normalised Nx3xHxW tensor, got shape {tuple(batch.shape)}")
+        return batch.float()
+    arr = np.asarray(batch)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"expected uint8 NxHxWx3 RGB images, got dtype {arr.dtype}")
+    return to_tensor_batch(arr)
+
+
+@torch.inference_mode()
+def embed_batches(
+    model: nn.Module,
+    batches: Iterable[np.ndarray | torch.Tensor],
+    device: str | torch.device | None = "auto",
+    flip: bool = True,
+    total: int | None = None,
+    progress: bool = True,
+    desc: str = "embed",
+) -> np.ndarray:
+    """Embed every image of ``batches`` (each uint8 NxHxWx3 RGB or a normalised Nx3xHxW tensor).
+
+    Returns float32 (N, D): ``f(x) + f(flip(x))`` with ``flip``, else ``f(x)``. The model is moved to
+    ``device`` and run in eval mode; its train/eval mode is restored afterwards. ``total`` (number of
+    images) sizes the progress bar."""
+    dev = resolve_device(device)
+    was_training = model.training
+    model.to(dev).eval()
+    out: list[np.ndarray] = []
+    bar = tqdm(total=total, desc=desc, unit="img", disable=not progress)
+    try:
+        for batch in batches:
+            x = _as_batch(batch).to(dev, non_blocking=True)
+            if x.shape[0] == 0:
+                continue
+            n = x.shape[0]
+            e = model(torch.cat([x, hflip(x)]) if flip else x)
+            if e.ndim != 2 or e.shape[0] != (2 * n if flip else n):
+                raise RuntimeError(f"model returned shape {tuple(e.shape)} for a batch of {e.shape[0]} images; expected N x D")
+            if flip:
+                e = e[:n] + e[n:]  # one forward pass for the images and their flips
+            out.append(e.float().cpu().numpy())
+            bar.update(x.shape[0])
+    finally:
+        bar.close()
+        model.train(was_training)
+    if not out:
+        raise ValueError("no images to embed")
+    return np.concatenate(out, axis=0)
+
+
+def embed_images(
+    model: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    batch_size: int = 64,
+    device: str | torch.device | None = "auto",
+    flip: bool = True,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embed a uint8 NxHxWx3 RGB array (or normalised Nx3xHxW tensor) ``batch_size`` at a time (see
+    :func:`embed_batches`)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = len(images)
+    if n == 0:
+        raise ValueError("no images to embed")
+    batches = (images[i : i + batch_size] for i in range(0, n, batch_size))
+    return embed_batches(model, batches, device=device, flip=flip, total=n, progress=progress)

@@ -1,0 +1,88 @@
+"""Evaluation reports: a text table, ``results.json`` and ROC-curve PNGs (matplotlib, Agg backend)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from facelivt.evaluation.metrics import BIN_FARS, IJB_FARS, far_key
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100.0 * x:.2f}"
+
+
+def format_table(results: Mapping[str, dict]) -> str:
+    """A text table of the results of several sets (bin sets and IJB sets in separate sections)."""
+    bins = {k: v for k, v in results.items() if "accuracy" in v}
+    ijbs = {k: v for k, v in results.items() if "accuracy" not in v}
+    blocks = []
+    if bins:
+        fars = [far_key(f) for f in BIN_FARS]
+        head = ["set", "pairs", "accuracy %", "AUC %", "EER %"] + [f"TAR@FAR={k} %" for k in fars]
+        rows = [
+            [
+                name,
+                str(r["n_pairs"]),
+                f"{100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}",
+                _pct(r.get("auc")),
+                _pct(r.get("eer")),
+            ]
+            + [_pct(r.get("tar_at_far", {}).get(k)) for k in fars]
+            for name, r in bins.items()
+        ]
+        blocks.append(_grid(head, rows))
+    if ijbs:
+        fars = [far_key(f) for f in IJB_FARS]
+        head = ["set", "templates", "pairs", "AUC %", "EER %"] + [f"TAR@{k} %" for k in fars]
+        rows = [
+            [name, str(r.get("n_templates", "-")), str(r["n_pairs"]), _pct(r.get("auc")), _pct(r.get("eer"))]
+            + [_pct(r.get("tar_at_far", {}).get(k)) for k in fars]
+            for name, r in ijbs.items()
+        ]
+        blocks.append(_grid(head, rows))
+    note = "'-': not enough mismatched pairs for that FAR (needs >= 1/FAR)."
+    return "\n\n".join(blocks) + ("\n" + note if blocks else "")
+
+
+def _grid(head: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def write_json(results: Mapping[str, dict], path: str | Path) -> Path:
+    """Write ``results`` as indented JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+def plot_roc(fpr: np.ndarray, tpr: np.ndarray, path: str | Path, title: str, n_negative: int | None = None) -> Path:
+    """Save a ROC curve (TAR against FAR on a log axis) as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fpr = np.asarray(fpr, dtype=np.float64)
+    tpr = np.asarray(tpr, dtype=np.float64)
+    lo = 1.0 / n_negative if n_negative else max(float(fpr[fpr > 0].min()) if (fpr > 0).any() else 1e-6, 1e-7)
+    keep = fpr > 0
+    fig = Figure(figsize=(5.5, 4.5), dpi=100)
+    FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(fpr[keep], tpr[keep], lw=1.5)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, 1.0)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel("False accept rate")
+    ax.set_ylabel("True accept rate")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

@@ -1,0 +1,141 @@
+"""Weights on disk: safetensors for this project, ``torch.load(weights_only=True)`` for anything else."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
+from facelivt.models.registry import create_model
+from facelivt.models.reparam import reparameterize_model
+
+SAFETENSORS_SUFFIXES = (".safetensors",)
+
+
+def model_metadata(model: nn.Module) -> dict[str, str]:
+    """String metadata stored beside the tensors: model name, config overrides and form."""
+    meta = {"format": "facelivt"}
+    name = getattr(model, "model_name", None)
+    if name:
+        meta["model"] = name
+    overrides = getattr(model, "model_overrides", None)
+    if overrides:
+        meta["overrides"] = json.dumps(overrides, sort_keys=True)
+    options = getattr(model, "deploy_options", None)
+    meta["form"] = "deploy" if options else "train"
+    if options:
+        meta["deploy_options"] = json.dumps(options, sort_keys=True)
+    return meta
+
+
+def atomic_save_file(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file through a temporary file + rename, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> None:
+    """Save ``model``'s state_dict as safetensors, with its name and form in the metadata."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = model_metadata(model)
+    meta.update(extra_metadata or {})
+    atomic_save_file(tensors, path, meta)
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"cannot read safetensors file {path}: {exc} (corrupt or truncated?)") from exc
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors + metadata from a safetensors file or (safely) from a torch pickle."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix in SAFETENSORS_SUFFIXES:
+        return read_safetensors(path)
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"refusing to load {path}: it contains objects other than tensors and plain containers "
+            f"(loaded with weights_only=True; details: {str(exc).splitlines()[0]})"
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ValueError(f"cannot read checkpoint {path}: {exc} (corrupt or truncated?)") from exc
+    state_dict, variant = unwrap_checkpoint(obj)
+    meta = {"released_variant": variant} if variant else {}
+    return dict(state_dict), meta
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """``load_state_dict`` whose errors name the missing, unexpected and mis-shaped keys."""
+    target = model.state_dict()
+    missing = sorted(set(target) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(target))
+    shapes = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(target[k].shape)}" for k in target if k in state_dict and state_dict[k].shape != target[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
+    if shapes:
+        problems.append("shape mismatch: " + "; ".join(shapes[:6]))
+    if problems:
+        raise CheckpointMismatchError(f"{what} does not fit the model: " + " | ".join(problems))
+    model.load_state_dict(state_dict)
+
+
+def load_model(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    *,
+    deploy: bool = True,
+    device: str | torch.device = "cpu",
+    **overrides,
+) -> nn.Module:
+    """Build ``name`` (with ``overrides``), load ``weights`` and return it in eval mode, in deploy form
+    unless ``deploy=False``.
+
+    ``weights`` may be this project's safetensors (train or deploy form, as its metadata says) or a
+    torch checkpoint in this project's or the authors' released layout (converted on the fly).
+    """
+    if weights is None:
+        model = create_model(name, **overrides).eval()
+    else:
+        state_dict, meta = read_checkpoint(weights)
+        if meta.get("model") and meta["model"] != name:
+            raise CheckpointMismatchError(f"{weights} holds weights of {meta['model']!r}, not {name!r}")
+        # Options the weights were trained with (e.g. head="gdc"), unless the caller overrides them.
+        saved = json.loads(meta.get("overrides", "{}"))
+        model = create_model(name, **{**saved, **overrides}).eval()
+        if meta.get("form") == "deploy":
+            opts = json.loads(meta.get("deploy_options", "{}"))
+            model = reparameterize_model(model, **opts)
+            load_state_dict_strict(model, state_dict, str(weights))
+            if not deploy:
+                raise ValueError(f"{weights} holds deploy-form weights; they cannot be turned back into the train form")
+            return model.to(device)
+        if meta.get("released_variant") or is_released_layout(state_dict):
+            if meta.get("released_variant"):
+                state_dict = {"variant": meta["released_variant"], "state_dict": state_dict}
+            state_dict = convert_released_state_dict(state_dict, name)
+        load_state_dict_strict(model, state_dict, str(weights))
+    if deploy:
+        model = reparameterize_model(model)
+    return model.to(device).eval()

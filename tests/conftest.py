@@ -1,0 +1,25 @@
+"""Project-wide test helpers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    assert SHARED.is_dir(), f"the shared folder must sit beside the repository: {SHARED}"
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    """Tests run on the 2-core reference machine: keep torch from oversubscribing it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, 2))
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,124 @@
+"""Batched flip-sum embedding and evaluate_bin with a tiny model."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from facelivt.data.transforms import to_tensor_batch
+from facelivt.evaluation import embed_images, evaluate_bin, resolve_device, write_bin
+from facelivt.evaluation.embed import embed_batches
+
+
+def _imgs(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 112, 112, 3), dtype=np.uint8)
+
+
+def test_flip_sum_matches_manual(tiny_model):
+    imgs = _imgs(7)
+    tiny_model.eval()
+    with torch.no_grad():
+        x = to_tensor_batch(imgs)
+        ref = (tiny_model(x) + tiny_model(torch.flip(x, dims=[3]))).numpy()
+        plain = tiny_model(x).numpy()
+    out = embed_images(tiny_model, imgs, batch_size=3, device="cpu", progress=False)
+    assert out.shape == (7, 16) and out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(embed_images(tiny_model, imgs, batch_size=7, device="cpu", flip=False, progress=False), plain, atol=1e-5)
+    # batch size does not change the result; a normalised tensor input gives the same as uint8 images
+    np.testing.assert_allclose(embed_images(tiny_model, imgs, batch_size=1, device="cpu", progress=False), ref, atol=1e-5)
+    np.testing.assert_allclose(embed_images(tiny_model, to_tensor_batch(imgs), batch_size=4, device="cpu", progress=False), ref, atol=1e-5)
+    # the model is asymmetric, so the flip matters (the check above is not vacuous)
+    assert np.abs(ref - 2 * plain).max() > 1e-3
+
+
+def test_mode_restored_and_eval_used(tiny_model):
+    imgs = _imgs(4)
+    tiny_model.train()
+    before = tiny_model.bn.running_mean.clone()
+    a = embed_images(tiny_model, imgs, batch_size=2, device="cpu", progress=False)
+    assert tiny_model.training  # mode restored
+    assert torch.equal(tiny_model.bn.running_mean, before)  # ran in eval mode: BN statistics untouched
+    tiny_model.eval()
+    b = embed_images(tiny_model, imgs, batch_size=4, device="cpu", progress=False)
+    assert not tiny_model.training
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_input_and_device_errors(tiny_model):
+    with pytest.raises(ValueError, match="uint8"):
+        embed_images(tiny_model, _imgs(2).astype(np.float32), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="NxHxWx3"):
+        embed_images(tiny_model, _imgs(2)[..., :1], device="cpu", progress=False)
+    with pytest.raises(ValueError, match="ambiguous"):
+        embed_images(tiny_model, torch.zeros(2, 3, 112, 112, dtype=torch.uint8), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="no images"):
+        embed_images(tiny_model, _imgs(0), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        embed_images(tiny_model, _imgs(2), batch_size=0, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="invalid device"):
+        resolve_device("warp-drive")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        assert resolve_device("cuda").type == "cuda"
+    else:
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_bad_model_output_is_reported():
+    class Bad(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(dim=(2, 3)).reshape(-1)  # 1-d output
+
+    with pytest.raises(RuntimeError, match="expected N x D"):
+        embed_batches(Bad(), [_imgs(2)], device="cpu", progress=False)
+
+
+def test_evaluate_bin_with_a_meaningful_model(tmp_path):
+    """An embedder of the mean colour: pairs of the same colour (with noise) are 'same'."""
+
+    class MeanColour(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(dim=(2, 3)) + 2.0  # 3-d, kept off the origin
+
+    rng = np.random.default_rng(0)
+    images, issame = [], []
+    for k in range(100):
+        same = k % 2 == 0
+        c1 = rng.integers(0, 256, 3)
+        c2 = c1 if same else rng.integers(0, 256, 3)
+        for c in (c1, c2):
+            img = np.clip(c + rng.normal(0, 2, (112, 112, 3)), 0, 255).astype(np.uint8)
+            ok, buf = cv2.imencode(".png", img)
+            images.append(buf.tobytes())
+        issame.append(same)
+    path = write_bin(tmp_path / "colours.bin", images, issame)
+    model = MeanColour()
+    res = evaluate_bin(model, path, batch_size=32, device="cpu")
+    assert res["n_pairs"] == 100
+    assert res["accuracy"] >= 0.95 and res["auc"] >= 0.97
+    assert set(res) >= {"accuracy", "accuracy_std", "thresholds", "tar_at_far", "auc", "eer"}
+    assert len(res["thresholds"]) == 10
+
+
+def test_build_model_random_init_is_seeded_and_leaves_rng_alone(capsys, tiny_model):
+    import facelivt
+    from facelivt.evaluation import build_model
+    from facelivt.models.registry import list_models, register_model
+
+    tiny_cls = type(tiny_model)
+    name = "tiny_eval_test_model"
+    if name not in list_models():
+        register_model(name, lambda **kw: tiny_cls(seed=int(torch.randint(0, 10**6, (1,)))))
+    state = torch.random.get_rng_state()
+    a = build_model(name, None, deploy=False, device="cpu", seed=1)
+    b = build_model(name, None, deploy=False, device="cpu", seed=1)
+    c = build_model(name, None, deploy=False, device="cpu", seed=2)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(a.fc.weight, b.fc.weight) and not torch.equal(a.fc.weight, c.fc.weight)
+    assert not a.training
+    assert "randomly initialised" in capsys.readouterr().err
+    assert facelivt.list_models()  # the registry is the library's

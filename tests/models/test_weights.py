@@ -1,0 +1,75 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+import facelivt
+from facelivt.models import CheckpointMismatchError, load_model, save_weights
+
+
+def test_safetensors_round_trip_train_and_deploy(tmp_path, randomized):
+    model = randomized(facelivt.create_model("facelivt_s", head="gdc")).eval()
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        ref = model(x)
+    save_weights(model, tmp_path / "train.safetensors")
+    deploy = facelivt.reparameterize_model(model)
+    save_weights(deploy, tmp_path / "deploy.safetensors")
+    assert not list(tmp_path.glob("*.tmp"))
+    with torch.no_grad():
+        train_loaded = load_model("facelivt_s", tmp_path / "train.safetensors", deploy=False)
+        assert torch.allclose(train_loaded(x), ref, atol=1e-6)
+        for path in ("train.safetensors", "deploy.safetensors"):
+            loaded = load_model("facelivt_s", tmp_path / path)  # head="gdc" comes from the metadata
+            assert torch.allclose(loaded(x), ref, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="deploy-form"):
+        load_model("facelivt_s", tmp_path / "deploy.safetensors", deploy=False)
+    with pytest.raises(CheckpointMismatchError, match="facelivt_s"):
+        load_model("facelivt_m", tmp_path / "train.safetensors")
+
+
+def test_released_pt_loads_directly(shared_dir):
+    ref = torch.load(shared_dir / "reference" / "official_facelivt_s_sa.pt", weights_only=True)
+    model = load_model("facelivt_s_mhsa", shared_dir / "reference" / "official_facelivt_s_sa.pt")
+    with torch.no_grad():
+        assert (model(ref["input"]) - ref["output_deploy"]).abs().max() < 1e-5
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_model("facelivt_s", tmp_path / "nope.safetensors")
+    model = facelivt.create_model("facelivt_s")
+    save_weights(model, tmp_path / "w.safetensors")
+    data = (tmp_path / "w.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_model("facelivt_s", tmp_path / "cut.safetensors")
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "w.pt").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_model("facelivt_s", tmp_path / "cut.pt")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Evil.marker}",))
+
+
+def test_malicious_pickle_refused_and_not_run(tmp_path):
+    _Evil.marker = tmp_path / "pwned"
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"state_dict": {"x": _Evil()}}, f)
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_model("facelivt_s", tmp_path / "evil.pt")
+    assert not _Evil.marker.exists()
+
+
+def test_hubconf_local(tmp_path, randomized):
+    model = randomized(facelivt.create_model("facelivt_s")).eval()
+    save_weights(model, tmp_path / "w.safetensors")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    hub = torch.hub.load(repo, "facelivt_s", source="local", weights=str(tmp_path / "w.safetensors"))
+    x = torch.randn(1, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.allclose(hub.eval()(x), model(x), atol=1e-6)
