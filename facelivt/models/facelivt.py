@@ -50,6 +50,7 @@ class FaceLiVT(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
+        self.channels_last = False  # set by reparameterize_model: NHWC runs faster on oneDNN (CPU)
         c1 = cfg.dims[0]
         self.stem = nn.Sequential(
             RepConv(3, c1 // 2, 3, 2),
@@ -91,4 +92,6 @@ class FaceLiVT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"FaceLiVT expects a Bx3xHxW batch, got shape {tuple(x.shape)}")
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.forward_features(x))

@@ -177,13 +177,23 @@ class MHLA(nn.Module):
         n = h * w
         if n != self.num_tokens:
             raise ValueError(f"MHLA was built for {self.num_tokens} tokens but got a {h}x{w} map; build the model with the matching input_size")
+        heads, per_head = self.num_heads, c // self.num_heads
         x = self.norm(x)
-        x = x.reshape(b, self.num_heads, c // self.num_heads, n)
-        x = torch.matmul(x, self.w1.transpose(1, 2)) + self.b1.unsqueeze(1)
-        x = F.gelu(x)
-        x = torch.matmul(x, self.w2.transpose(1, 2)) + self.b2.unsqueeze(1)
-        # (b, heads, c/heads, n) -> (b, c/heads, heads, n): channel j of head h -> j*heads + h
-        return x.transpose(1, 2).reshape(b, c, h, w)
+        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        # Heads first, rows = (image, channel of the head), columns = tokens: one batched GEMM per layer.
+        if channels_last:
+            t = x.permute(0, 2, 3, 1).reshape(b, n, heads, per_head).permute(2, 0, 3, 1)
+        else:
+            t = x.reshape(b, heads, per_head, n).transpose(0, 1)
+        t = t.reshape(heads, b * per_head, n)
+        t = torch.baddbmm(self.b1.unsqueeze(1), t, self.w1.transpose(1, 2))
+        t = F.gelu(t)
+        t = torch.baddbmm(self.b2.unsqueeze(1), t, self.w2.transpose(1, 2))
+        t = t.reshape(heads, b, per_head, n)
+        # Channel j of head h -> output channel j * heads + h (the released interleave).
+        if channels_last:
+            return t.permute(1, 3, 2, 0).reshape(b, h, w, c).permute(0, 3, 1, 2)
+        return t.permute(1, 2, 0, 3).reshape(b, c, h, w)
 
     def macs(self, x: torch.Tensor, out: torch.Tensor) -> int:
         """MACs of the token MLPs (the GroupNorm child is counted on its own), see facelivt.deploy.counting."""

@@ -25,17 +25,3 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
 @pytest.fixture
 def randomized():
     return randomize_norms
-
-
-@pytest.fixture(scope="session")
-def faces_batch(shared_dir):
-    """Four real aligned face crops, normalised as the network expects."""
-    import numpy as np
-    from PIL import Image
-
-    from facelivt.data.transforms import to_tensor_batch
-
-    root = shared_dir / "data" / "celeba_subset_112"
-    paths = sorted(p for d in sorted(root.iterdir())[:2] for p in sorted(d.iterdir())[:2])
-    imgs = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
-    return to_tensor_batch(imgs)

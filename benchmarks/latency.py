@@ -1,0 +1,129 @@
+"""Latency of FaceLiVT-S and -M on this machine: train form, deploy form, optimize_for_inference, and a
+per-head-loop MHLA baseline (the released implementation's 16 nn.Linear pairs), same weights, same run.
+
+    python benchmarks/latency.py                      # 2 threads, batch 1 and 32
+    python benchmarks/latency.py --threads 1 --runs 200 --out latency.json
+
+Each figure is the median of ``--runs`` timed forward passes after ``--warmup`` untimed ones; ratios
+are against the per-head-loop baseline of the same model and batch. Rows run interleaved, round by
+round, so that background load affects every row alike.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import facelivt
+from facelivt.models.layers import MHLA
+
+
+class PerHeadLoopMHLA(nn.Module):
+    """The released MHLA: a Python loop over heads, each with its own nn.Linear pair, heads
+    concatenated along the token axis and reshaped (which gives the channel interleave)."""
+
+    def __init__(self, m: MHLA):
+        super().__init__()
+        self.norm = copy.deepcopy(m.norm)
+        self.num_heads = m.num_heads
+        hidden, n = m.w1.shape[1], m.w1.shape[2]
+        self.linear1 = nn.ModuleList(nn.Linear(n, hidden) for _ in range(m.num_heads))
+        self.linear2 = nn.ModuleList(nn.Linear(hidden, n) for _ in range(m.num_heads))
+        with torch.no_grad():
+            for h in range(m.num_heads):
+                self.linear1[h].weight.copy_(m.w1[h])
+                self.linear1[h].bias.copy_(m.b1[h])
+                self.linear2[h].weight.copy_(m.w2[h])
+                self.linear2[h].bias.copy_(m.b2[h])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        x = self.norm(x).reshape(b, c, h * w)
+        chunks = x.chunk(self.num_heads, dim=1)
+        outs = [self.linear2[i](F.gelu(self.linear1[i](chunks[i]))) for i in range(self.num_heads)]
+        return torch.cat(outs, dim=-1).reshape(b, c, h, w)
+
+
+def loop_baseline(deploy: nn.Module) -> nn.Module:
+    """The deploy form with every batched MHLA swapped for the per-head loop, in the default NCHW layout
+    (as the released code runs)."""
+    base = copy.deepcopy(deploy).to(memory_format=torch.contiguous_format)
+    base.channels_last = False
+    for module in list(base.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, MHLA):
+                setattr(module, name, PerHeadLoopMHLA(child))
+    return base.eval()
+
+
+def measure(rows: dict[str, nn.Module], x: torch.Tensor, warmup: int, runs: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {k: [] for k in rows}
+    with torch.inference_mode():
+        for fn in rows.values():
+            for _ in range(warmup):
+                fn(x)
+        for _ in range(runs):
+            for name, fn in rows.items():
+                t0 = time.perf_counter()
+                fn(x)
+                times[name].append(time.perf_counter() - t0)
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["facelivt_s", "facelivt_m"])
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 32])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=100, help="timed runs at batch 1 (fewer at larger batches, at least 10)")
+    ap.add_argument("--backend", default="auto", help="optimize_for_inference backend")
+    ap.add_argument("--out", help="also write the results as JSON here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, median of timed runs after warm-up")
+    results = []
+    for name in args.models:
+        train = facelivt.create_model(name).eval()
+        deploy = facelivt.reparameterize_model(train)
+        fast = facelivt.optimize_for_inference(deploy, backend=args.backend)
+        rows = {
+            "per-head loop (baseline)": loop_baseline(deploy),
+            "train form": train,
+            "deploy form (eager)": deploy,
+            f"optimize_for_inference ({fast.backend})": fast,
+        }
+        for batch in args.batches:
+            x = torch.randn(batch, 3, 112, 112)
+            with torch.inference_mode():
+                ref = train(x)
+                for row, fn in rows.items():
+                    err = (fn(x) - ref).abs().max().item()
+                    if err > 1e-3 * max(1.0, ref.abs().max().item()):
+                        raise RuntimeError(f"{name} {row}: output differs from the train form by {err}")
+            runs = max(10, args.runs // batch) if batch > 1 else args.runs
+            ms = measure(rows, x, args.warmup if batch == 1 else 2, runs)
+            base = ms["per-head loop (baseline)"]
+            for row, t in ms.items():
+                results.append({"model": name, "batch": batch, "form": row, "ms": t, "images_per_s": 1000 * batch / t, "ratio_vs_baseline": t / base})
+    header = f"| {'model':<11} | {'batch':>5} | {'form':<36} | {'ms':>9} | {'images/s':>9} | {'x baseline':>10} |"
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for r in results:
+        print(f"| {r['model']:<11} | {r['batch']:>5} | {r['form']:<36} | {r['ms']:>9.2f} | {r['images_per_s']:>9.1f} | {r['ratio_vs_baseline']:>10.3f} |")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"torch": torch.__version__, "threads": args.threads, "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
