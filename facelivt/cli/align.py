@@ -1,0 +1,92 @@
+"""``facelivt align IN_DIR OUT_DIR``: detect, align and write 112x112 crops mirroring the input tree."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+_SHOW = 20  # problem files listed on the terminal (all of them go to --report)
+
+
+def add_detector_args(p: argparse.ArgumentParser) -> None:
+    """Options of the MTCNN face detector."""
+    p.add_argument("--mtcnn-weights", default=None, metavar="DIR",
+                   help="folder with pnet.pt, rnet.pt, onet.pt (default: $FACELIVT_MTCNN_WEIGHTS, then the "
+                        "installed facenet-pytorch package: pip install --no-deps facenet-pytorch==2.6.0)")
+    p.add_argument("--min-face-size", type=float, default=20.0, help="smallest face to find, in pixels (default 20)")
+    p.add_argument("--pad", type=float, default=0.0, metavar="FRACTION",
+                   help="when no face is found, look again with a black border of FRACTION x the longest side "
+                        "(e.g. 0.3; helps on tightly cropped faces); default 0: no second look")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is best on a busy shared machine)")
+    p.add_argument("--pad-always", action="store_true",
+                   help="always detect with the --pad border (best for sets of tight face crops)")
+
+
+def make_detector(args: argparse.Namespace):
+    """A FaceDetector from the options of :func:`add_detector_args` (and ``--device``)."""
+    from facelivt.inference import FaceDetector
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.pad_always and args.pad <= 0:
+        raise ValueError("--pad-always needs --pad FRACTION (e.g. --pad 0.3)")
+    return FaceDetector(args.mtcnn_weights, min_face_size=args.min_face_size, device=args.device, pad=args.pad,
+                        pad_always=args.pad_always)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "align",
+        help="detect and align faces of an image folder into 112x112 crops",
+        description="Detect faces (MTCNN) in every image under IN_DIR, align them to the ArcFace template and "
+                    "write the crops under OUT_DIR with the same relative paths. Unreadable files and images "
+                    "without a face are reported; the exit code is 0 when the run completed.",
+    )
+    p.add_argument("in_dir", help="input folder (any tree of images, e.g. identity/image.jpg)")
+    p.add_argument("out_dir", help="output folder (created; must not lie inside IN_DIR)")
+    p.add_argument("--all-faces", action="store_true",
+                   help="write every face (extra faces as NAME_face1.EXT, ...); default: the largest face only")
+    p.add_argument("--format", dest="fmt", choices=("same", "jpg", "png"), default="same",
+                   help="output format; 'same' keeps jpg/png/bmp and writes other formats as png (default)")
+    p.add_argument("--size", type=int, default=112, help="crop size (default 112)")
+    p.add_argument("--skip-existing", action="store_true", help="leave images whose crop already exists")
+    p.add_argument("--report", default=None, metavar="FILE.json", help="write the full report (every problem file)")
+    p.add_argument("--device", default="cpu", help="torch device for the detector (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_detector_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from facelivt.inference import align_folder
+
+    if not Path(args.in_dir).is_dir():
+        raise FileNotFoundError(f"input folder not found: {args.in_dir}")
+    if args.size < 16:
+        raise ValueError(f"--size must be at least 16, got {args.size}")
+    detector = make_detector(args)
+    report = align_folder(
+        detector, args.in_dir, args.out_dir,
+        select="all" if args.all_faces else "largest", fmt=args.fmt, size=args.size,
+        skip_existing=args.skip_existing, progress=not args.quiet,
+    )
+    print(report.summary())
+    for title, items in (("no face found", report.no_face), ("unreadable", [f"{p}: {r}" for p, r in report.unreadable])):
+        if items:
+            print(f"{title} ({len(items)}):", file=sys.stderr)
+            for line in items[:_SHOW]:
+                print(f"  {line}", file=sys.stderr)
+            if len(items) > _SHOW:
+                print(f"  ... and {len(items) - _SHOW} more" + ("" if args.report else " (use --report FILE.json)"),
+                      file=sys.stderr)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+        print(f"report written to {args.report}")
+    return 0

@@ -1,0 +1,58 @@
+"""Use a FaceLiVT model on photos: MTCNN detection with 5 landmarks, ArcFace alignment, embedding,
+verification with a calibrated threshold, and a searchable gallery of identities.
+
+    >>> from facelivt.inference import FaceRecognizer
+    >>> rec = FaceRecognizer("facelivt_s", "facelivt_s.safetensors")
+    >>> score, same = rec.verify("a.jpg", "b.jpg")
+    >>> rec.enroll("alice", ["alice1.jpg", "alice2.jpg"]); rec.identify("who.jpg", k=3)
+"""
+from facelivt.inference.calibration import (
+    Calibration,
+    best_accuracy_threshold,
+    calibrate_scores,
+    read_pairs_list,
+    threshold_at_far,
+)
+from facelivt.inference.detector import AlignedFace, Face, FaceDetector, NoFaceError
+from facelivt.inference.folders import AlignReport, EmbedRun, align_folder, embed_files, expand_inputs, list_files
+from facelivt.inference.gallery import Gallery, Match, faiss_available
+from facelivt.inference.images import ImageLoadError, ImageTooLargeError, LoadedImage, load_image, open_image
+from facelivt.inference.mtcnn import ONet, PNet, RNet, detect_faces, load_mtcnn_nets
+from facelivt.inference.recognizer import DEFAULT_THRESHOLD, FaceRecognizer
+from facelivt.inference.weights import ENV_VAR as MTCNN_WEIGHTS_ENV, MTCNNWeightsNotFoundError, locate_mtcnn_weights
+
+__all__ = [
+    "AlignReport",
+    "AlignedFace",
+    "Calibration",
+    "DEFAULT_THRESHOLD",
+    "EmbedRun",
+    "Face",
+    "FaceDetector",
+    "FaceRecognizer",
+    "Gallery",
+    "ImageLoadError",
+    "ImageTooLargeError",
+    "LoadedImage",
+    "MTCNNWeightsNotFoundError",
+    "MTCNN_WEIGHTS_ENV",
+    "Match",
+    "NoFaceError",
+    "ONet",
+    "PNet",
+    "RNet",
+    "align_folder",
+    "best_accuracy_threshold",
+    "calibrate_scores",
+    "detect_faces",
+    "embed_files",
+    "expand_inputs",
+    "faiss_available",
+    "list_files",
+    "load_image",
+    "load_mtcnn_nets",
+    "locate_mtcnn_weights",
+    "open_image",
+    "read_pairs_list",
+    "threshold_at_far",
+]

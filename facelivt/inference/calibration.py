@@ -1,0 +1,131 @@
+"""Choose a verification threshold (on cosine similarity) from labelled pairs.
+
+Two rules: the threshold with the best accuracy on the pairs, or the lowest threshold whose false
+accept rate on the impostor pairs stays at or below a target. A pairs list is a text file with one
+pair per line, ``path_a<TAB>path_b<TAB>label`` (or three whitespace-separated fields when paths have
+no spaces), label ``1``/``0`` or ``true``/``false``; relative paths are resolved against the list's
+folder; blank lines and lines starting with ``#`` are ignored.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_TRUE = {"1", "true", "yes", "same", "match"}
+_FALSE = {"0", "false", "no", "different", "diff", "mismatch"}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A chosen threshold and how it does on the calibration pairs."""
+
+    threshold: float
+    accuracy: float
+    tar: float  # genuine pairs accepted
+    far: float  # impostor pairs accepted
+    num_pairs: int
+    rule: str  # "best-accuracy" or "far<=X"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).astype(bool).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"{len(s)} scores but {len(y)} labels")
+    if len(s) == 0:
+        raise ValueError("no pairs to calibrate on")
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN or infinite values")
+    if y.all() or not y.any():
+        raise ValueError("calibration needs both genuine (same) and impostor (different) pairs")
+    return s, y
+
+
+def _summary(s: np.ndarray, y: np.ndarray, t: float, rule: str) -> Calibration:
+    pred = s >= t
+    return Calibration(
+        threshold=float(t),
+        accuracy=float((pred == y).mean()),
+        tar=float(pred[y].mean()),
+        far=float(pred[~y].mean()),
+        num_pairs=int(len(s)),
+        rule=rule,
+    )
+
+
+def best_accuracy_threshold(scores: np.ndarray, labels: np.ndarray) -> Calibration:
+    """Threshold (midway between neighbouring scores) that maximises accuracy of ``score >= t``."""
+    s, y = _check(scores, labels)
+    order = np.argsort(s, kind="stable")
+    s, y = s[order], y[order]
+    n = len(s)
+    pos_before = np.concatenate([[0], np.cumsum(y)])  # genuine pairs among the first i
+    neg_before = np.arange(n + 1) - pos_before
+    correct = (pos_before[-1] - pos_before) + neg_before  # accept s[i:], reject s[:i]
+    cut_ok = np.ones(n + 1, dtype=bool)
+    cut_ok[1:n] = s[1:] > s[:-1]  # cannot cut between equal scores
+    correct = np.where(cut_ok, correct, -1)
+    i = int(np.argmax(correct))
+    if i == 0:
+        t = s[0] - 1e-6
+    elif i == n:
+        t = s[-1] + 1e-6
+    else:
+        t = 0.5 * (s[i - 1] + s[i])
+    return _summary(s, y, t, "best-accuracy")
+
+
+def threshold_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> Calibration:
+    """Lowest threshold accepting at most a fraction ``far`` of the impostor pairs."""
+    if not 0.0 <= far < 1.0:
+        raise ValueError(f"target FAR must be in [0, 1), got {far}")
+    s, y = _check(scores, labels)
+    neg = np.sort(s[~y])[::-1]
+    allowed = int(np.floor(far * len(neg)))
+    t = float(np.nextafter(neg[allowed], np.inf))
+    return _summary(s, y, t, f"far<={far:g}")
+
+
+def calibrate_scores(scores: np.ndarray, labels: np.ndarray, target_far: float | None = None) -> Calibration:
+    """Best-accuracy threshold, or the threshold at ``target_far`` when given."""
+    if target_far is None:
+        return best_accuracy_threshold(scores, labels)
+    return threshold_at_far(scores, labels, target_far)
+
+
+def _parse_label(text: str, where: str) -> bool:
+    t = text.strip().lower()
+    if t in _TRUE:
+        return True
+    if t in _FALSE:
+        return False
+    raise ValueError(f"{where}: label must be 1/0 or true/false, got {text!r}")
+
+
+def read_pairs_list(path: str | os.PathLike) -> list[tuple[Path, Path, bool]]:
+    """Parse a pairs list (see module docstring) into (path_a, path_b, same)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pairs list not found: {path}")
+    pairs = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split("\t") if "\t" in line else line.split()
+        where = f"{path}:{lineno}"
+        if len(fields) != 3:
+            raise ValueError(f"{where}: expected 'path_a path_b label', got {len(fields)} fields")
+        a, b = (Path(f.strip()) for f in fields[:2])
+        a = a if a.is_absolute() else path.parent / a
+        b = b if b.is_absolute() else path.parent / b
+        pairs.append((a, b, _parse_label(fields[2], where)))
+    if not pairs:
+        raise ValueError(f"pairs list {path} holds no pairs")
+    return pairs

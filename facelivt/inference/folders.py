@@ -1,0 +1,194 @@
+"""Folder runs: align a dataset tree, embed many files; bad files are reported, never fatal."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Literal
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from facelivt.inference.detector import FaceDetector, NoFaceError, Select
+from facelivt.inference.images import ImageLoadError
+
+if TYPE_CHECKING:
+    from facelivt.inference.recognizer import FaceRecognizer
+
+OutputFormat = Literal["same", "jpg", "png"]
+_KEEP_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+def list_files(root: str | os.PathLike) -> list[Path]:
+    """Every regular file under ``root`` (recursive, sorted), skipping hidden files and folders."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"folder not found: {root}")
+    if not root.is_dir():
+        raise ValueError(f"not a folder: {root}")
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    return out
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given and the files of folders (see :func:`list_files`); missing paths raise."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(list_files(path))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"input not found: {path}")
+    return files
+
+
+def output_path(rel: Path, out_dir: Path, fmt: OutputFormat, face_index: int = 0) -> Path:
+    """Where the crop of ``rel`` goes: the same relative path, with ``_face<i>`` for extra faces and the
+    suffix of ``fmt`` ("same" keeps .jpg/.jpeg/.png/.bmp and writes other formats as .png)."""
+    suffix = rel.suffix if fmt == "same" and rel.suffix.lower() in _KEEP_SUFFIXES else f".{'png' if fmt == 'same' else fmt}"
+    stem = rel.stem if face_index == 0 else f"{rel.stem}_face{face_index}"
+    return out_dir / rel.parent / f"{stem}{suffix}"
+
+
+def save_rgb(image: np.ndarray, path: Path) -> None:
+    """Write a uint8 RGB array (JPEG at quality 95, other formats lossless)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(image, "RGB")
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        img.save(path, quality=95)
+    else:
+        img.save(path)
+
+
+@dataclass
+class AlignReport:
+    """Outcome of :func:`align_folder` (paths relative to the input folder)."""
+
+    total: int = 0
+    aligned: int = 0  # images with at least one crop written
+    faces_written: int = 0
+    skipped_existing: int = 0
+    several_faces: list[str] = field(default_factory=list)
+    no_face: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    downscaled: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the run
+
+    @property
+    def processed(self) -> int:
+        """Files read and searched for faces (not skipped)."""
+        return self.total - self.skipped_existing
+
+    def to_dict(self) -> dict:
+        return {
+            "seconds": round(self.seconds, 3),
+            "total": self.total,
+            "aligned": self.aligned,
+            "faces_written": self.faces_written,
+            "skipped_existing": self.skipped_existing,
+            "several_faces": self.several_faces,
+            "no_face": self.no_face,
+            "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
+            "downscaled": self.downscaled,
+        }
+
+    def summary(self) -> str:
+        rate = 100.0 * self.aligned / max(1, self.processed - len(self.unreadable))
+        per = 1000.0 * self.seconds / max(1, self.processed)
+        return (
+            f"{self.total} files: {self.aligned} aligned ({self.faces_written} crops written, detection rate "
+            f"{rate:.2f}% of readable images), {len(self.no_face)} without a face, {len(self.unreadable)} unreadable, "
+            f"{len(self.several_faces)} with several faces, {self.skipped_existing} skipped (already done); "
+            f"{self.seconds:.1f} s, {per:.0f} ms per image"
+        )
+
+
+def align_folder(
+    detector: FaceDetector,
+    in_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    select: Select = "largest",
+    fmt: OutputFormat = "same",
+    size: int = 112,
+    skip_existing: bool = False,
+    progress: bool = True,
+) -> AlignReport:
+    """Detect and align every image under ``in_dir`` into ``out_dir``, mirroring the tree.
+
+    ``select="largest"`` writes one crop per image, ``"all"`` one per face (extra faces as
+    ``name_face1.jpg``, ...). Unreadable files and images without a face are reported, not fatal.
+    """
+    src, dst = Path(in_dir), Path(out_dir)
+    if select not in ("largest", "all"):
+        raise ValueError(f"select must be 'largest' or 'all', got {select!r}")
+    if fmt not in ("same", "jpg", "png"):
+        raise ValueError(f"format must be 'same', 'jpg' or 'png', got {fmt!r}")
+    files = list_files(src)
+    s_res, d_res = src.resolve(), dst.resolve()
+    if d_res == s_res or s_res in d_res.parents:
+        raise ValueError(f"output folder {dst} must not be the input folder or inside it")
+    report = AlignReport(total=len(files))
+    start = time.perf_counter()
+    bar = tqdm(files, desc="align", unit="img", disable=not progress)
+    for path in bar:
+        rel = path.relative_to(src)
+        first = output_path(rel, dst, fmt)
+        if skip_existing and first.exists():
+            report.skipped_existing += 1
+            continue
+        try:
+            crops = detector.align(path, select="all", size=size)
+        except NoFaceError:
+            report.no_face.append(str(rel))
+            continue
+        except (ImageLoadError, OSError) as exc:
+            report.unreadable.append((str(rel), str(exc)))
+            continue
+        if crops[0].source is not None and crops[0].source.downscaled:
+            report.downscaled.append(str(rel))
+        if len(crops) > 1:
+            report.several_faces.append(str(rel))
+        if select == "largest":
+            crops = crops[:1]
+        for i, crop in enumerate(crops):
+            save_rgb(crop.image, output_path(rel, dst, fmt, i))
+        report.aligned += 1
+        report.faces_written += len(crops)
+        bar.set_postfix(ok=report.aligned, no_face=len(report.no_face), bad=len(report.unreadable))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+@dataclass
+class EmbedRun:
+    """Outcome of :func:`embed_files`: embeddings (N x D) of the files in ``paths``, and the failures."""
+
+    embeddings: np.ndarray
+    paths: list[Path]
+    failures: list[tuple[Path, str]]
+
+
+def embed_files(
+    recognizer: "FaceRecognizer", files: Iterable[str | os.PathLike], *, aligned: bool = False, progress: bool = True
+) -> EmbedRun:
+    """Embed each file's largest face (or the file itself when ``aligned``); unreadable files and
+    images without a face go to ``failures``."""
+    files = [Path(f) for f in files]
+    rows, paths, failures = [], [], []
+    for i, emb, error in recognizer.iter_embed(files, aligned=aligned, progress=progress):
+        if error is not None:
+            failures.append((files[i], str(error)))
+        else:
+            rows.append(emb)
+            paths.append(files[i])
+    dim = recognizer.embedding_size
+    embeddings = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    return EmbedRun(embeddings, paths, failures)

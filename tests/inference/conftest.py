@@ -1,0 +1,60 @@
+"""Shared fixtures for the inference tests: data paths, the MTCNN detector, the reference detections."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+DATA = SHARED / "data"
+CELEBA = DATA / "celeba_subset"
+REFERENCE_JSON = SHARED / "reference" / "celeba_subset_mtcnn.json"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run these tests on one thread: MTCNN's small convolutions gain little from two, and on a
+    shared, busy CPU two OpenMP threads were measured 10x slower. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict:
+    """Reference MTCNN detections on every celeba_subset photo."""
+    return json.loads(REFERENCE_JSON.read_text())
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from facelivt.inference import FaceDetector
+
+    return FaceDetector()
+
+
+@pytest.fixture(scope="session")
+def one_face_photo(reference) -> Path:
+    """A celeba photo with exactly one large face."""
+    for key in sorted(reference):
+        faces = reference[key]
+        if len(faces) == 1 and faces[0]["box"][2] - faces[0]["box"][0] > 80:
+            return CELEBA / key
+    raise AssertionError("no single-face photo in the reference")
+
+
+@pytest.fixture(scope="session")
+def multi_face_photo(reference) -> Path:
+    """A celeba photo where the reference found three or more faces."""
+    key = next(k for k in sorted(reference) if len(reference[k]) >= 3)
+    return CELEBA / key
+
+
+@pytest.fixture(scope="session")
+def no_face_photo(reference) -> Path:
+    """A celeba photo where the reference found no face."""
+    key = next(k for k in sorted(reference) if len(reference[k]) == 0)
+    return CELEBA / key

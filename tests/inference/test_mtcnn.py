@@ -1,0 +1,128 @@
+"""MTCNN: network shapes, NMS and box helpers, and agreement with the reference detections."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facelivt.inference.mtcnn import (
+    ONet,
+    PNet,
+    RNet,
+    crop_and_resize,
+    detect_faces,
+    load_mtcnn_nets,
+    nms,
+    pyramid_scales,
+    regress_boxes,
+    square_boxes,
+)
+
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+CELEBA = DATA / "celeba_subset"
+
+SAMPLE_STEP = 100  # every 100th photo of 6,263: 63 photos
+
+
+def test_network_output_shapes():
+    p, r, o = PNet(), RNet(), ONet()
+    prob, reg = p(torch.zeros(2, 3, 40, 50))
+    assert prob.shape == (2, 15, 20) and reg.shape == (2, 4, 15, 20)
+    prob, reg = r(torch.zeros(3, 3, 24, 24))
+    assert prob.shape == (3,) and reg.shape == (3, 4)
+    prob, reg, marks = o(torch.zeros(3, 3, 48, 48))
+    assert prob.shape == (3,) and reg.shape == (3, 4) and marks.shape == (3, 10)
+    assert torch.all((prob >= 0) & (prob <= 1))
+
+
+def test_weights_load_strictly():
+    nets = load_mtcnn_nets()
+    assert all(not n.training for n in nets)
+    # the shipped weights are not the random init: P-Net's first conv has a specific norm
+    assert float(nets[0].conv1.weight.abs().sum()) > 0
+
+
+def test_nms_union_and_min():
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 4, 4]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    # IoU(0,1) = 81/119 = 0.68; the small box 3 lies inside box 0 (IoU 0.16, min-overlap 1)
+    assert nms(boxes, scores, 0.5).tolist() == [3, 0, 2]
+    assert nms(boxes, scores, 0.7).tolist() == [3, 0, 1, 2]
+    assert nms(boxes, scores, 0.7, mode="min").tolist() == [3, 1, 2]
+    assert nms(boxes[:0], scores[:0], 0.5).numel() == 0
+    with pytest.raises(ValueError, match="mode"):
+        nms(boxes, scores, 0.5, mode="max")
+
+
+def test_square_regress_and_pyramid():
+    sq = square_boxes(torch.tensor([[10.0, 20.0, 30.0, 60.0]]))
+    assert sq.tolist() == [[0.0, 20.0, 40.0, 60.0]]
+    out = regress_boxes(torch.tensor([[0.0, 0.0, 9.0, 19.0]]), torch.tensor([[0.1, 0.1, -0.1, 0.0]]))
+    assert torch.allclose(out, torch.tensor([[1.0, 2.0, 8.0, 19.0]]))
+    scales = pyramid_scales(100, 200, 20, 0.709)
+    assert scales[0] == pytest.approx(0.6) and all(100 * s >= 12 for s in scales)
+    assert 100 * scales[-1] * 0.709 < 12
+
+
+def test_crop_and_resize_clips_and_drops():
+    img = torch.arange(3 * 30 * 40, dtype=torch.float32).reshape(3, 30, 40)
+    boxes = torch.tensor([[-5.0, -5.0, 10.0, 10.0], [50.0, 50.0, 60.0, 60.0], [0.0, 0.0, 40.0, 30.0]])
+    crops, valid = crop_and_resize(img, boxes, 24)
+    assert valid.tolist() == [0, 2] and crops.shape == (2, 3, 24, 24)
+    # box 2 covers the whole image: its crop is the area-resized image, normalised
+    whole = torch.nn.functional.interpolate(img[None], size=(24, 24), mode="area")
+    assert torch.allclose(crops[1], ((whole - 127.5) * 0.0078125)[0])
+
+
+def test_detect_faces_rejects_bad_arguments():
+    nets = load_mtcnn_nets()
+    with pytest.raises(ValueError, match="3xHxW"):
+        detect_faces(nets, torch.zeros(40, 40))
+    with pytest.raises(ValueError, match="min_size"):
+        detect_faces(nets, torch.zeros(3, 40, 40), min_size=5)
+    with pytest.raises(ValueError, match="factor"):
+        detect_faces(nets, torch.zeros(3, 40, 40), factor=1.2)
+
+
+def test_blank_and_tiny_images_give_no_face():
+    nets = load_mtcnn_nets()
+    assert len(detect_faces(nets, torch.full((3, 200, 200), 128.0)).scores) == 0
+    assert len(detect_faces(nets, torch.full((3, 10, 10), 128.0)).scores) == 0  # below the smallest face
+
+
+def test_agrees_with_reference_detections(reference):
+    """Same faces, boxes and landmarks as the reference pipeline, to about a pixel, on 63 photos."""
+    nets = load_mtcnn_nets()
+    keys = sorted(reference)[::SAMPLE_STEP]
+    assert len(keys) >= 60
+    box_err, point_err, score_err, count_mismatch = [], [], [], []
+    for key in keys:
+        rgb = np.array(Image.open(CELEBA / key).convert("RGB"))
+        det = detect_faces(nets, torch.from_numpy(rgb).permute(2, 0, 1).float())
+        ref = reference[key]
+        if len(ref) != len(det.scores):
+            count_mismatch.append(key)
+            continue
+        for i, face in enumerate(ref):  # both sorted largest first
+            box_err.append(np.abs(det.boxes[i] - np.array(face["box"])).max())
+            point_err.append(np.abs(det.points[i] - np.array(face["points"])).max())
+            score_err.append(abs(det.scores[i] - face["score"]))
+    assert len(count_mismatch) <= 1, f"face counts differ on {count_mismatch}"
+    assert len(box_err) >= 60
+    assert np.median(box_err) < 0.05 and np.median(point_err) < 0.05  # rounding of the JSON only
+    assert np.quantile(box_err, 0.97) < 1.0 and np.quantile(point_err, 0.97) < 1.0
+    assert max(score_err) < 1e-3
+
+
+def test_detection_rate_on_celeba_sample(reference):
+    """At least one face on nearly every photo of the sample (the reference misses 30 of 6,263)."""
+    nets = load_mtcnn_nets()
+    keys = sorted(reference)[SAMPLE_STEP // 2 :: SAMPLE_STEP]
+    found = 0
+    for key in keys:
+        rgb = np.array(Image.open(CELEBA / key).convert("RGB"))
+        found += len(detect_faces(nets, torch.from_numpy(rgb).permute(2, 0, 1).float()).scores) > 0
+    assert found / len(keys) >= 0.97

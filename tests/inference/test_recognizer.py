@@ -1,0 +1,235 @@
+"""FaceRecognizer: embed / verify / calibrate / enroll / identify, with a deterministic toy embedder
+(synthetic identity check) and with FaceLiVT-S (random weights: shapes and round trips only)."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance
+from torch import nn
+
+from facelivt.inference import FaceRecognizer, ImageLoadError, NoFaceError
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+CELEBA = DATA / "celeba_subset"
+
+
+class PixelEmbedder(nn.Module):
+    """A fixed 'network': 16x16 grey thumbnail of the crop, mean removed (192-d with 3 channels pooled)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)
+        return t - t.mean(dim=1, keepdim=True)
+
+
+def _variant(path: Path, tmp_path: Path) -> Path:
+    """Another 'photo' of the same face: rescaled, brighter, re-encoded at low quality."""
+    img = Image.open(path).convert("RGB")
+    img = img.resize((int(img.width * 0.8), int(img.height * 0.8)), Image.Resampling.BILINEAR)
+    img = ImageEnhance.Brightness(img).enhance(1.15)
+    out = tmp_path / f"variant_{path.parent.name}_{path.name}"
+    img.save(out, quality=70)
+    return out
+
+
+@pytest.fixture(scope="module")
+def toy(detector) -> FaceRecognizer:
+    return FaceRecognizer(PixelEmbedder(), detector=detector, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def people(reference) -> dict[str, list[Path]]:
+    """Six identities with two single-face photos each."""
+    out: dict[str, list[Path]] = {}
+    for key in sorted(reference):
+        ident = key.split("/")[0]
+        if len(reference[key]) == 1 and len(out.get(ident, [])) < 2:
+            out.setdefault(ident, []).append(CELEBA / key)
+        if sum(len(v) == 2 for v in out.values()) == 6:
+            break
+    return {k: v for k, v in out.items() if len(v) == 2}
+
+
+def test_embed_shapes_and_normalisation(toy, people):
+    files = [p for v in people.values() for p in v][:5]
+    emb = toy.embed(files)
+    assert emb.shape == (5, 192) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    single = toy.embed(files[0])
+    assert np.allclose(single[0], emb[0], atol=1e-5)  # batching does not change results
+    crops = np.stack([toy.align(f)[0] for f in files])
+    assert np.allclose(toy.embed_aligned(crops), emb, atol=1e-5)
+    assert np.allclose(toy.embed(list(crops), aligned=True), emb, atol=1e-5)
+
+
+def test_flip_sum(detector, one_face_photo):
+    crop = FaceRecognizer(PixelEmbedder(), detector=detector).align(one_face_photo)[0]
+    plain = FaceRecognizer(PixelEmbedder(), detector=detector, flip=False)
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1
+    m = PixelEmbedder()
+    want = nn.functional.normalize(m(x) + m(torch.flip(x, dims=[3])), dim=1)[0].numpy()
+    assert np.allclose(FaceRecognizer(m, detector=detector).embed_aligned(crop)[0], want, atol=1e-5)
+    assert not np.allclose(plain.embed_aligned(crop)[0], want, atol=1e-3)
+
+
+def test_synthetic_identity_enroll_identify(toy, people, tmp_path):
+    """Enrolled identities are found again from another photo of the same face, and survive a round trip."""
+    toy.gallery = toy._new_gallery()
+    for name, photos in people.items():
+        assert toy.enroll(name, photos[:1]) == 1
+    assert len(toy.gallery) == len(people) >= 5
+    for name, photos in people.items():
+        matches = toy.identify(_variant(photos[0], tmp_path), k=3)
+        assert matches[0].name == name and len(matches) == 3
+        assert matches[0].score > matches[1].score
+        assert matches[0].score > 0.95
+    first = next(iter(people))
+    assert toy.enroll(first, people[first][1:]) == 1  # a second photo joins the identity
+    assert len(toy.gallery.embeddings_of(first)) == 2 and len(toy.gallery) == len(people)
+    toy.threshold = 0.5
+    toy.save_gallery(tmp_path / "gallery")
+    again = FaceRecognizer(PixelEmbedder(), detector=toy.detector)
+    again.load_gallery(tmp_path / "gallery")
+    assert again.gallery.names == toy.gallery.names and again.threshold == 0.5
+    name, photos = list(people.items())[1]
+    assert again.identify(_variant(photos[0], tmp_path), k=1)[0].name == name
+
+
+def test_gallery_from_another_model_is_refused(toy, people, tmp_path):
+    class Other(PixelEmbedder):
+        pass
+
+    toy.gallery = toy._new_gallery()
+    toy.enroll("someone", list(people.values())[0][:1])
+    toy.save_gallery(tmp_path / "g")
+    with pytest.raises(ValueError, match="not comparable"):
+        FaceRecognizer(Other(), detector=toy.detector).load_gallery(tmp_path / "g")
+
+
+def test_verify_and_calibrate(toy, people, tmp_path):
+    photos = [p for v in people.values() for p in v]
+    score, same = toy.verify(photos[0], _variant(photos[0], tmp_path))
+    assert score > 0.9 and isinstance(same, bool)
+    pairs = [(p, _variant(p, tmp_path), True) for p in photos[:4]] + [
+        (photos[i], photos[i + 2], False) for i in range(0, 8, 2)
+    ]
+    cal = toy.calibrate(pairs)
+    assert cal.num_pairs == 8 and cal.accuracy == 1.0
+    assert toy.threshold == cal.threshold and "best-accuracy" in toy.threshold_source
+    for a, b, label in pairs:
+        assert toy.verify(a, b)[1] == label
+    # a pairs list file, with one unusable pair left out
+    lines = [f"{a}\t{b}\t{int(s)}" for a, b, s in pairs] + [f"{tmp_path / 'missing.jpg'}\t{photos[0]}\t1"]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines))
+    assert toy.calibrate(tmp_path / "pairs.txt", target_far=0.0).num_pairs == 8
+
+
+def test_calibrate_from_bin(toy, people, tmp_path):
+    from facelivt.evaluation.binset import write_bin
+
+    photos = [p for v in people.values() for p in v][:8]
+    crops = [toy.align(p)[0] for p in photos]
+    enc = []
+    for c in crops:
+        buf = io.BytesIO()
+        Image.fromarray(c).save(buf, format="PNG")
+        enc.append(buf.getvalue())
+    images, issame = [], []
+    for i in range(4):  # same-crop pairs and different-person pairs
+        images += [enc[i], enc[i]]
+        issame.append(True)
+        images += [enc[i], enc[i + 4]]
+        issame.append(False)
+    write_bin(tmp_path / "set.bin", images, issame)
+    cal = toy.calibrate(tmp_path / "set.bin")
+    assert cal.num_pairs == 8 and cal.accuracy == 1.0
+
+
+def test_bad_inputs_are_clear(toy, no_face_photo, tmp_path):
+    with pytest.raises(NoFaceError):
+        toy.embed(no_face_photo)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(ImageLoadError):
+        toy.verify(bad, no_face_photo)
+    good = next(CELEBA.rglob("*.jpg"))
+    results = list(toy.iter_embed([good, bad, no_face_photo]))
+    errors = {i: e for i, _, e in results if e is not None}
+    assert set(errors) == {1, 2} and isinstance(errors[2], NoFaceError)
+    with pytest.raises(ValueError, match="112x112"):
+        toy.embed(good, aligned=True)
+    with pytest.raises(ValueError, match="crops"):
+        toy.embed_aligned(np.zeros((2, 100, 100, 3), np.uint8))
+    with pytest.raises(ValueError, match="empty"):
+        FaceRecognizer(PixelEmbedder(), detector=toy.detector).identify(good)
+
+
+def test_facelivt_s_end_to_end(detector, one_face_photo, tmp_path):
+    """The real network (random weights) wired through detection, gallery and weights round trip."""
+    from facelivt import create_model
+    from facelivt.models import save_weights
+
+    weights = tmp_path / "s.safetensors"
+    model = create_model("facelivt_s")
+    model.eval()
+    save_weights(model, weights)
+    rec = FaceRecognizer("facelivt_s", weights, detector=detector)
+    emb = rec.embed([one_face_photo, one_face_photo])
+    assert emb.shape == (2, 512) and np.allclose(emb[0], emb[1], atol=1e-5)
+    train_form = FaceRecognizer("facelivt_s", weights, detector=detector, deploy=False)
+    assert np.allclose(train_form.embed(one_face_photo), emb[:1], atol=1e-4)  # deploy form = same function
+    rec.enroll("me", [one_face_photo])
+    rec.save_gallery(tmp_path / "g")
+    rec2 = FaceRecognizer("facelivt_s", weights, detector=detector)
+    rec2.load_gallery(tmp_path / "g")
+    assert rec2.identify(one_face_photo, k=1)[0].name == "me"
+    with pytest.warns(UserWarning, match="random"):
+        random = FaceRecognizer("facelivt_s", detector=detector)
+    with pytest.raises(ValueError, match="weights_fingerprint"):
+        random.load_gallery(tmp_path / "g")
+    with pytest.raises(FileNotFoundError):
+        FaceRecognizer("facelivt_s", tmp_path / "none.safetensors")
+    with pytest.raises(ValueError, match="resnet50"):
+        FaceRecognizer("resnet50", weights)
+
+
+TRAINED = os.environ.get("FACELIVT_TRAINED_WEIGHTS")
+
+
+@pytest.mark.skipif(
+    not TRAINED,
+    reason="needs FACELIVT_TRAINED_WEIGHTS=<facelivt_s weights from `facelivt train configs/cpu_small.yaml`>",
+)
+def test_trained_model_identifies_held_out_people(detector, reference):
+    """With the small CPU training run's model: enrol one raw photo of each identity that training
+    held out, identify another photo of it; the right person must rank far above chance."""
+    from facelivt.data.folder import scan_image_folder
+    from facelivt.data.loader import split_identities
+
+    classes, samples = scan_image_folder(DATA / "celeba_subset_112")
+    labels = np.array([label for _, label in samples])
+    _, held_idx = split_identities(labels, 0.2, 0)  # configs/cpu_small.yaml: held_out_fraction 0.2, split_seed 0
+    held = sorted({classes[labels[i]] for i in held_idx})
+    rec = FaceRecognizer("facelivt_s", TRAINED, detector=detector)
+    pairs = []
+    for ident in held:
+        keys = [k for k in sorted(reference) if k.startswith(ident + "/") and len(reference[k]) == 1]
+        if len(keys) >= 2:
+            pairs.append((ident, CELEBA / keys[0], CELEBA / keys[-1]))
+    assert len(pairs) >= 40
+    for ident, first, _ in pairs:
+        rec.enroll(ident, first)
+    ranks = []
+    for ident, _, second in pairs:
+        names = [m.name for m in rec.identify(second, k=len(pairs))]
+        ranks.append(names.index(ident))
+    ranks = np.array(ranks)
+    n = len(pairs)
+    top1, top5 = (ranks == 0).mean(), (ranks < 5).mean()
+    print(f"held-out identification: {n} people, top-1 {top1:.2f} (chance {1 / n:.3f}), top-5 {top5:.2f}")
+    assert top1 >= 5.0 / n and top5 >= 3 * 5.0 / n
+    assert np.median(ranks) < n / 4
