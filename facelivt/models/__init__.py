@@ -19,3 +19,4 @@ from facelivt.models.released import CheckpointMismatchError, convert_released_s
 from facelivt.models.weights import load_model, read_checkpoint, save_weights  # noqa: E402
 
 __all__ += ["CheckpointMismatchError", "convert_released_state_dict", "load_model", "read_checkpoint", "save_weights"]
+from facelivt.models import peers  # noqa: E402,F401  (registers peer models)

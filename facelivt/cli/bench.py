@@ -1,0 +1,63 @@
+"""``facelivt bench``: seed Tables III and IV and the peer table, measured on this machine in one run."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="latency tables (seed Tables III/IV, FaceLiVT vs EdgeFace-XS / MobileFaceNet), markdown + JSON",
+        description="Measure params, MACs and latency (PyTorch eager and ONNX Runtime, batch 1 and 32) of the "
+                    "deploy forms on this machine, with ratios against FaceLiVT-S; prints the markdown and writes "
+                    "bench.md + bench.json into --out.",
+    )
+    p.add_argument("--out", default="bench_results", metavar="DIR", help="output folder (default bench_results)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime (default 2)")
+    p.add_argument("--device", default="cpu", help="'cpu' (default) or 'cuda' (eager on the GPU, ORT with CUDA if available)")
+    p.add_argument("--tables", default="table3,table4,peers", help="comma-separated subset of table3,table4,peers")
+    p.add_argument("--models", default=None, help="comma-separated models of the peer table (default: the five of issue 5)")
+    p.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (default 1,32; quick: 1,4)")
+    p.add_argument("--runs", type=int, default=None, help="timed runs at batch 1 (default 30; quick 2)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up runs at batch 1 (default 10; quick 1)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
+    p.add_argument("--no-onnx", action="store_true", help="PyTorch eager only")
+    p.add_argument("--clock", default="wall", choices=("wall", "thread"),
+                   help="wall (default) or thread: CPU time of the calling thread, robust on a busy machine (needs --threads 1)")
+    p.add_argument("--optimized", action="store_true",
+                   help="also time facelivt.optimize_for_inference (TorchScript freeze + oneDNN fusions) of every model")
+    p.add_argument("--quick", action="store_true", help="few runs, small batches: checks that everything runs")
+    p.set_defaults(func=run)
+
+
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items:
+        raise ValueError(f"empty list: {text!r}")
+    return items
+
+
+def run(args: argparse.Namespace) -> int:
+    from facelivt.deploy.benchmark import BenchConfig, run_bench, save_result, to_markdown
+
+    kw = {"threads": args.threads, "device": args.device, "tables": _csv(args.tables), "onnx": not args.no_onnx, "clock": args.clock,
+          "optimized": args.optimized}
+    if args.models:
+        kw["models"] = _csv(args.models)
+    if args.batch_sizes:
+        try:
+            kw["batch_sizes"] = tuple(int(b) for b in _csv(args.batch_sizes))
+        except ValueError:
+            raise ValueError(f"--batch-sizes must be integers, got {args.batch_sizes!r}") from None
+    for k in ("runs", "warmup", "rounds"):
+        if getattr(args, k) is not None:
+            kw[k] = getattr(args, k)
+    cfg = BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**kw)
+    result = run_bench(cfg, progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+    md, js = save_result(result, args.out)
+    print(to_markdown(result))
+    print(f"wrote {md} and {js}")
+    return 0

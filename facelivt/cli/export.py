@@ -1,0 +1,77 @@
+"""``facelivt export``: the deploy form as ONNX / TorchScript / Core ML, checked against PyTorch on real crops."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a model (deploy form) to ONNX, TorchScript or Core ML and check it on real face crops",
+        description="Export the reparameterized model. ONNX: input 'input' (Bx3xHxW, (x/255-0.5)/0.5), output "
+                    "'embedding', dynamic batch unless --batch N. After export the file is run (ONNX Runtime / "
+                    "TorchScript) on real aligned crops and compared with PyTorch: max |diff| and minimum cosine "
+                    "(fp32 needs >= 0.9999). --int8 (ONNX) quantises statically, calibrated on real crops.",
+    )
+    p.add_argument("--model", default="facelivt_s", help="model name (default facelivt_s; see `facelivt info`)")
+    p.add_argument("--weights", metavar="FILE", help="weights (.safetensors or released .pt); without it the model "
+                   "keeps its random initial weights (for trying the pipeline only)")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "coreml"), help="output format")
+    p.add_argument("--out", required=True, metavar="PATH", help="output file (.onnx, .pt, or a .mlpackage folder)")
+    p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size N")
+    p.add_argument("--int8", action="store_true", help="ONNX only: int8 static quantisation (QDQ, per-channel)")
+    p.add_argument("--data", metavar="DIR", help="aligned 112x112 crops for the checks and calibration "
+                   "(default ../shared/data/celeba_subset_112)")
+    p.add_argument("--check-images", type=int, default=64, help="crops for the parity check (default 64)")
+    p.add_argument("--calib-images", type=int, default=128, help="crops for int8 calibration (default 128)")
+    p.add_argument("--opset", type=int, default=20, help="ONNX opset (default 20)")
+    p.add_argument("--exporter", default="torchscript", choices=("torchscript", "dynamo"),
+                   help="torch.onnx exporter (default torchscript: the tracing exporter)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the checks")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from facelivt.deploy.crops import load_crops
+    from facelivt.deploy.export import export_model, parse_batch
+    from facelivt.models import load_model
+
+    parse_batch(args.batch)
+    if args.int8 and args.format != "onnx":
+        raise ValueError("--int8 is only available with --format onnx")
+    if args.check_images < 1 or args.calib_images < 1:
+        raise ValueError("--check-images and --calib-images must be positive")
+    if args.weights is None:
+        print("warning: no --weights given: exporting randomly initialised weights", file=sys.stderr)
+    model = load_model(args.model, args.weights, deploy=True)
+    images = None if args.format == "coreml" else load_crops(args.data, args.check_images, offset=1 if args.int8 else 0)
+    calibration = load_crops(args.data, args.calib_images, offset=0) if args.int8 else None
+    report = export_model(model, args.format, args.out, batch=args.batch, images=images, int8=args.int8,
+                          calibration=calibration, exporter=args.exporter, opset=args.opset, threads=args.threads,
+                          speed_batches=(1, 32))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    print(f"wrote {report.path} ({report.format}, batch {report.batch}, {report.size_bytes / 1e6:.2f} MB)")
+    if report.parity is not None:
+        what = "fp32 ONNX Runtime" if args.format == "onnx" else "TorchScript"
+        print(f"parity {what} vs PyTorch on {report.parity.describe()}")
+    if report.parity_note:
+        print(report.parity_note)
+        if report.graph:
+            print(f"spec: input {report.graph['input']['name']} {report.graph['input']['shape']} "
+                  f"(ranges {report.graph['input']['ranges']}), output {report.graph['output']['name']}, "
+                  f"{sum(report.graph['ops'].values())} ops")
+    if report.int8:
+        q = report.int8
+        print(f"int8: {q['int8_bytes'] / 1e6:.2f} MB (fp32 {q['fp32_bytes'] / 1e6:.2f} MB); cosine vs fp32 on "
+              f"{q['images']} held-out crops: min {q['min_cosine']:.5f}, mean {q['mean_cosine']:.5f}"
+              + ("" if q["meets_target"] else "  (below the 0.99 target)"))
+        threads = f"{q['threads']} threads" if q["threads"] else "default threads"
+        for s in q["speed"]:
+            print(f"int8 speed (ONNX Runtime, {threads}, batch {s['batch']}): {s['int8_ms']:.2f} ms vs fp32 "
+                  f"{s['fp32_ms']:.2f} ms ({s['speedup']:.2f}x)")
+    return 0

@@ -1,0 +1,67 @@
+"""``facelivt export`` and ``facelivt bench`` from the command line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from facelivt.cli import main
+
+
+@pytest.fixture(scope="module")
+def reference_pt(shared_dir):
+    return str(shared_dir / "reference" / "official_facelivt_s.pt")
+
+
+def test_export_onnx_prints_parity(tmp_path, capsys, reference_pt, shared_dir):
+    out = tmp_path / "s.onnx"
+    rc = main(["export", "--model", "facelivt_s", "--weights", reference_pt, "--format", "onnx", "--out", str(out),
+               "--data", str(shared_dir / "data" / "celeba_subset_112"), "--check-images", "8"])
+    text = capsys.readouterr().out
+    assert rc == 0 and out.is_file()
+    assert "batch dynamic" in text and "max |diff|" in text and "min cosine = 1.0000" in text
+
+
+def test_export_torchscript_json(tmp_path, capsys, reference_pt, shared_dir):
+    out = tmp_path / "s.pt"
+    rc = main(["export", "--weights", reference_pt, "--format", "torchscript", "--out", str(out), "--batch", "2",
+               "--data", str(shared_dir / "data" / "celeba_subset_112"), "--check-images", "4", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["format"] == "torchscript" and report["batch"] == "2"
+    assert report["parity"]["min_cosine"] >= 0.9999
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--format", "torchscript", "--int8"], "only available with --format onnx"),
+        (["--format", "onnx", "--batch", "zero"], "batch must be"),
+        (["--format", "onnx", "--weights", "/nonexistent/w.safetensors"], "not found"),
+        (["--format", "onnx", "--model", "nope"], "unknown model"),
+        (["--format", "onnx", "--data", "/nonexistent/crops"], "not found"),
+    ],
+)
+def test_export_bad_input_is_a_clean_error(tmp_path, capsys, extra, message):
+    rc = main(["export", "--out", str(tmp_path / "x.onnx"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_bench_quick_runs(tmp_path, capsys):
+    rc = main(["bench", "--quick", "--tables", "table3,peers", "--models", "facelivt_s,edgeface_xs",
+               "--batch-sizes", "1,2", "--out", str(tmp_path / "b")])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "Table III" in text and "edgeface_xs" in text and "Goals" in text
+    data = json.loads((tmp_path / "b" / "bench.json").read_text())
+    forms = [r["form"] for r in data["tables"]["table3"]]
+    assert forms == ["full", "no_residual", "no_fused_bn"]
+    assert data["tables"]["table3"][2]["macs_m"] > data["tables"]["table3"][0]["macs_m"]  # unfused BN counted
+    assert any("EdgeFace-XS" in g["goal"] for g in data["goals"])
+
+
+def test_bench_bad_options(tmp_path, capsys):
+    assert main(["bench", "--quick", "--tables", "table7", "--out", str(tmp_path)]) == 2
+    assert "unknown table" in capsys.readouterr().err
+    assert main(["bench", "--quick", "--batch-sizes", "1,x", "--out", str(tmp_path)]) == 2
+    assert "--batch-sizes" in capsys.readouterr().err

@@ -1,0 +1,158 @@
+"""Export round trips (ONNX, TorchScript, Core ML where coremltools imports) with parity on real crops, and int8."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facelivt.deploy.export import (
+    FP32_MIN_COSINE,
+    check_onnx,
+    compare_embeddings,
+    export_model,
+    export_onnx,
+    onnx_runner,
+    onnx_session,
+    parse_batch,
+    pytorch_embeddings,
+)
+
+
+def test_compare_embeddings_and_batch_parsing():
+    a = np.array([[1.0, 0.0], [0.0, 2.0]])
+    p = compare_embeddings(a, a * 3)
+    assert p.min_cosine == pytest.approx(1.0) and p.max_abs_diff == pytest.approx(4.0)
+    q = compare_embeddings(a, np.array([[0.0, 1.0], [0.0, 1.0]]))
+    assert q.min_cosine == pytest.approx(0.0) and not q.passed()
+    with pytest.raises(ValueError, match="same"):
+        compare_embeddings(a, a[:1])
+    assert parse_batch("dynamic") is None and parse_batch(None) is None and parse_batch("8") == 8
+    for bad in ("0", "-2", "x"):
+        with pytest.raises(ValueError, match="batch"):
+            parse_batch(bad)
+
+
+@pytest.fixture(scope="module")
+def dynamic_export(tmp_path_factory, reference_deploy, check_crops):
+    path = tmp_path_factory.mktemp("onnx") / "s.onnx"
+    return path, export_model(reference_deploy, "onnx", path, images=check_crops)
+
+
+def test_onnx_dynamic_batch_round_trip(dynamic_export, reference_deploy, check_crops):
+    path, report = dynamic_export
+    assert report.batch == "dynamic"
+    assert report.parity.min_cosine >= FP32_MIN_COSINE and report.parity.max_abs_diff < 1e-4
+    session = onnx_session(path)
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    assert [o.name for o in session.get_outputs()] == ["embedding"]
+    assert not isinstance(session.get_inputs()[0].shape[0], int)  # symbolic batch axis
+    run = onnx_runner(session)
+    ref = pytorch_embeddings(reference_deploy, check_crops)
+    for b in (1, 3, 16):
+        out = run(check_crops[:b].numpy())
+        assert out.shape == (b, 512)
+        assert compare_embeddings(ref[:b], out).min_cosine >= FP32_MIN_COSINE
+
+
+def test_onnx_fixed_batch(tmp_path, reference_deploy, check_crops):
+    path = export_onnx(reference_deploy, tmp_path / "s4.onnx", batch=4)
+    session = onnx_session(path)
+    assert session.get_inputs()[0].shape[0] == 4
+    with pytest.raises(Exception, match="dimension|Got"):
+        onnx_runner(session)(check_crops[:2].numpy())
+    parity = check_onnx(reference_deploy, path, check_crops[:6])  # 6 crops: a padded last batch
+    assert parity.images == 6 and parity.min_cosine >= FP32_MIN_COSINE
+
+
+def test_parity_failure_is_reported(dynamic_export, check_crops):
+    from facelivt.deploy.export import _require
+
+    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 112 * 112, 512)).eval()
+    parity = check_onnx(other, dynamic_export[0], check_crops[:4])
+    assert not parity.passed()
+    with pytest.raises(RuntimeError, match="does not match PyTorch"):
+        _require(parity, FP32_MIN_COSINE, "ONNX Runtime")
+
+
+def test_torchscript_round_trip(tmp_path, reference_deploy, check_crops):
+    report = export_model(reference_deploy, "torchscript", tmp_path / "s.pt", images=check_crops[:8])
+    assert report.parity.min_cosine >= FP32_MIN_COSINE and report.parity.max_abs_diff < 1e-4
+    module = torch.jit.load(str(tmp_path / "s.pt"))
+    assert module(check_crops[:3]).shape == (3, 512)
+
+
+def test_export_model_errors(tmp_path, reference_deploy, check_crops):
+    with pytest.raises(ValueError, match="format"):
+        export_model(reference_deploy, "tflite", tmp_path / "x")
+    with pytest.raises(ValueError, match="int8"):
+        export_model(reference_deploy, "torchscript", tmp_path / "x.pt", int8=True, calibration=check_crops)
+    with pytest.raises(ValueError, match="calibration"):
+        export_model(reference_deploy, "onnx", tmp_path / "x.onnx", int8=True)
+    with pytest.raises(ValueError, match="exporter"):
+        export_onnx(reference_deploy, tmp_path / "x.onnx", exporter="magic")
+
+
+def _coremltools_importable() -> bool:
+    try:
+        import coremltools  # noqa: F401
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+def test_coreml_conversion_and_spec_or_clear_error(tmp_path, reference_deploy, monkeypatch):
+    from facelivt.deploy import coreml
+
+    out = tmp_path / "s.mlpackage"
+    if _coremltools_importable():
+        report = export_model(reference_deploy, "coreml", out, batch="dynamic")
+        assert out.is_dir() and report.size_bytes > 1_000_000
+        spec = report.graph
+        assert spec["input"]["name"] == "input" and spec["output"]["name"] == "embedding"
+        assert spec["input"]["shape"][1:] == [3, 112, 112]
+        assert spec["input"]["ranges"][0] == (1, coreml.MAX_DYNAMIC_BATCH)
+        assert spec["ops"]["conv"] == 48 and spec["ops"]["matmul"] == 16
+        assert "macOS" in report.parity_note
+        with pytest.raises(ValueError, match="mlpackage"):
+            coreml.export_coreml(reference_deploy, tmp_path / "s.mlmodel")
+    # Where coremltools cannot be imported the path still exists and says what to do.
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_coreml(name, *args, **kwargs):
+        if name.startswith("coremltools"):
+            raise ImportError("No module named 'coremltools'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_coreml)
+    with pytest.raises(coreml.CoreMLUnavailableError, match="pip install coremltools"):
+        export_model(reference_deploy, "coreml", tmp_path / "t.mlpackage")
+
+
+def test_int8_static_quantisation_on_real_crops(tmp_path, reference_deploy, crops_dir, check_crops):
+    from facelivt.deploy.crops import load_crops
+    from facelivt.deploy.onnx_graph import graph_ops
+    from facelivt.deploy.quantize import INT8_MIN_COSINE
+
+    calibration = load_crops(crops_dir, 32, offset=0)
+    report = export_model(reference_deploy, "onnx", tmp_path / "s8.onnx", images=check_crops, int8=True, calibration=calibration)
+    q = report.int8
+    assert q["int8_bytes"] < 0.35 * q["fp32_bytes"]
+    assert q["images"] == len(check_crops)
+    assert q["min_cosine"] >= INT8_MIN_COSINE, q
+    assert [s["batch"] for s in q["speed"]] == [1] and q["speed"][0]["int8_ms"] > 0 and q["speed"][0]["fp32_ms"] > 0
+    ops = graph_ops(tmp_path / "s8.onnx")
+    assert ops["QuantizeLinear"] > 40 and ops["DequantizeLinear"] > 40
+    # calibration and check crops are disjoint sets of real crops
+    assert not any(torch.equal(c, k) for c in calibration for k in check_crops)
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_gives_the_same_graph(tmp_path, reference_deploy, check_crops):
+    from facelivt.deploy.onnx_graph import optimized_graph
+
+    a = export_onnx(reference_deploy, tmp_path / "ts.onnx", exporter="torchscript")
+    b = export_onnx(reference_deploy, tmp_path / "dy.onnx", exporter="dynamo")
+    assert check_onnx(reference_deploy, b, check_crops[:4]).min_cosine >= FP32_MIN_COSINE
+    assert optimized_graph(a) == optimized_graph(b)

@@ -1,0 +1,83 @@
+"""Export forms of the attention blocks: same function, and a graph without shape arithmetic."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import facelivt
+from facelivt.deploy.onnx_graph import ExportMHLA, ExportMHSA, ExportPReLU, ExportSDTA, graph_ops, optimized_graph, prepare_for_export
+from facelivt.models.layers import MHLA
+
+
+def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "gamma" in name or "temperature" in name:
+                p.copy_(0.5 + torch.rand(p.shape, generator=g))
+        for m in model.modules():
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)):
+                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
+                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+            if isinstance(m, nn.PReLU):
+                m.weight.copy_(0.5 * torch.rand(m.weight.shape, generator=g))
+            if isinstance(m, MHLA):
+                m.b1.copy_(0.1 * torch.randn(m.b1.shape, generator=g))
+                m.b2.copy_(0.1 * torch.randn(m.b2.shape, generator=g))
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    "name,opts,kind",
+    [
+        ("facelivt_s", {}, ExportMHLA),
+        ("facelivt_s", {"residual": False, "fuse_bn": False}, ExportMHLA),
+        ("facelivt_s_mhsa", {}, ExportMHSA),
+        ("edgeface_xs", {}, ExportSDTA),
+        ("mobilefacenet", {}, ExportPReLU),
+    ],
+)
+def test_export_form_same_function(name, opts, kind, faces_batch):
+    deploy = facelivt.reparameterize_model(_randomize(facelivt.create_model(name)), **opts)
+    prepared = prepare_for_export(deploy)
+    assert any(isinstance(m, kind) for m in prepared.modules())
+    x = torch.cat([faces_batch, faces_batch.flip(-1)])
+    with torch.no_grad():
+        ref, out = deploy(x), prepared(x)
+        one = prepared(x[:1])
+    scale = max(1.0, ref.abs().max().item())
+    assert (ref - out).abs().max().item() < 2e-5 * scale
+    assert (ref[:1] - one).abs().max().item() < 2e-5 * scale
+    # the deploy model is not modified
+    assert not any(isinstance(m, kind) for m in deploy.modules())
+
+
+def test_export_mhla_rejects_wrong_map():
+    with pytest.raises(ValueError, match="tokens"):
+        ExportMHLA(MHLA(32, 49, 16), (4, 4))
+
+
+def test_export_form_counts_like_the_deploy_form():
+    from facelivt.deploy.counting import count_macs
+
+    deploy = facelivt.reparameterize_model(facelivt.create_model("facelivt_s"))
+    assert count_macs(prepare_for_export(deploy)) == count_macs(deploy)
+
+
+def test_dynamic_batch_graph_has_no_shape_arithmetic(tmp_path, reference_deploy):
+    from facelivt.deploy.export import export_onnx
+
+    path = export_onnx(reference_deploy, tmp_path / "s.onnx", batch="dynamic")
+    ops = graph_ops(path)
+    for op in ("Shape", "Gather", "Concat", "Expand", "InstanceNormalization"):
+        assert op not in ops, f"{op} in the exported graph: {ops}"
+    assert ops["MatMul"] == 16  # two per MHLA block (6 + 2 blocks)
+    assert ops["LayerNormalization"] == 8
+    run = optimized_graph(path)
+    assert "Shape" not in run and "Gather" not in run
+    assert run.get("Gelu", 0) + run.get("BiasGelu", 0) >= 26  # every GELU is one fused node
+    assert run.get("Conv", 0) == 48
