@@ -1,0 +1,74 @@
+"""Training: configs, the optimisation step, the loop with checkpoints / resume / verification,
+distillation with a teacher-embedding cache, and ``facelivt train``.
+
+Quick start::
+
+    from facelivt.data import SyntheticIdentities
+    from facelivt.training import Config, train
+
+    cfg = Config(output="runs/demo")
+    cfg.train.batch_size, cfg.train.epochs = 32, 2
+    result = train(cfg, dataset=SyntheticIdentities(32, 16))
+    print(result.weights, result.loss_history[-1])
+"""
+from .checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint_file, rng_state, set_rng_state
+from .config import (
+    Config,
+    DataConfig,
+    DebugConfig,
+    DistillConfig,
+    EvalConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainSection,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    valid_keys,
+    validate_config,
+)
+from .distributed import DistEnv, init_distributed
+from .engine import NonFiniteLossError, StepRunner, StepStats, build_step_runner
+from .heldout import HeldoutPairs, build_pairs
+from .schedule import PolyWarmupScheduler, poly_lr
+from .teacher import TeacherCache, TeacherTargets, build_teacher
+from .trainer import Trainer, TrainResult, train
+
+__all__ = [
+    "CheckpointManager",
+    "Config",
+    "DataConfig",
+    "DebugConfig",
+    "DistEnv",
+    "DistillConfig",
+    "EvalConfig",
+    "HeldoutPairs",
+    "LossConfig",
+    "ModelConfig",
+    "NonFiniteLossError",
+    "OptimConfig",
+    "PolyWarmupScheduler",
+    "StepRunner",
+    "StepStats",
+    "TeacherCache",
+    "TeacherTargets",
+    "TrainResult",
+    "TrainSection",
+    "Trainer",
+    "apply_overrides",
+    "atomic_torch_save",
+    "build_pairs",
+    "build_step_runner",
+    "build_teacher",
+    "config_from_dict",
+    "init_distributed",
+    "load_checkpoint_file",
+    "load_config",
+    "poly_lr",
+    "rng_state",
+    "set_rng_state",
+    "train",
+    "valid_keys",
+    "validate_config",
+]

@@ -1,0 +1,450 @@
+"""Training configuration: nested dataclasses read from YAML, with typed ``key=value`` overrides.
+
+A config file is plain data (see ``configs/*.yaml``)::
+
+    output: runs/cpu_small
+    model: {name: facelivt_s, head: gap}
+    data: {type: folder, root: ../shared/data/celeba_subset_112, held_out_fraction: 0.2}
+    optim: {lr: 6.0e-3}
+
+Every key of a section must be a field of that section's dataclass; an unknown key is an
+error that lists the valid ones. Overrides use dotted keys (``optim.lr=0.001``,
+``model.name=facelivt_m``, ``output=runs/x``); their values are parsed as YAML and then
+converted to the field's type (``6e-3`` is accepted for a float, ``none``/``null`` for an
+optional field, ``a,b`` or ``[a, b]`` for a list).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import yaml
+
+AMP_MODES = ("auto", "none", "bf16", "fp16")
+CACHE_MODES = ("none", "memory", "disk")
+DATA_TYPES = ("recordio", "folder", "synthetic")
+RESUME_MODES = ("auto", "never")
+
+
+@dataclass
+class ModelConfig:
+    """The student (or the only) network."""
+
+    name: str = "facelivt_s"
+    head: str = "gap"  # "gap" (paper) or "gdc"
+    num_heads: Optional[int] = None  # MHLA heads; None = the variant's default (16)
+    embedding_size: int = 512
+    weights: Optional[str] = None  # start from these weights (this project's safetensors or a released .pt)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the backbone
+
+
+@dataclass
+class DataConfig:
+    """Where the training images come from and how identities are split."""
+
+    type: str = "folder"  # recordio | folder | synthetic
+    root: Optional[str] = None  # data folder (recordio: the folder holding train.rec/train.idx)
+    num_identities: int = 64  # synthetic only
+    images_per_identity: int = 16  # synthetic only
+    synthetic_seed: int = 0  # synthetic only
+    held_out_fraction: float = 0.0  # identities kept out of training for verification
+    split_seed: int = 0
+    flip: bool = True  # random horizontal flip (deterministic per seed, epoch and sample)
+    num_workers: int = 4
+    max_bad_fraction: float = 0.01
+    label_cache: Optional[str] = None  # recordio only: .npz remembering the labels of a large set
+
+
+@dataclass
+class LossConfig:
+    """Margin softmax through Partial FC (SPEC section 4: CosFace s=64 m=0.4)."""
+
+    margin: str = "cosface"  # cosface | arcface | combined
+    s: float = 64.0
+    m1: Optional[float] = None
+    m2: Optional[float] = None
+    m3: Optional[float] = None
+    sample_rate: float = 1.0  # Partial FC negative-centre sampling; 1.0 = model parallel only
+
+
+@dataclass
+class DistillConfig:
+    """Embedding distillation from a frozen teacher: ``L = L_cls + alpha * L_dis``."""
+
+    enabled: bool = False
+    teacher: str = "facelivt_l_mhsa"
+    teacher_weights: Optional[str] = None
+    allow_random_teacher: bool = False  # only for tests / benchmarks: no weights -> random teacher
+    kind: str = "mse"  # mse (released) | l1 (seed Eq. 9) | cosine
+    alpha: float = 0.5
+    normalize: bool = False
+    cache: str = "memory"  # none | memory | disk (memmap in the output folder)
+    cache_dtype: str = "float16"  # float16 | float32
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with per-step polynomial decay and optional linear warm-up."""
+
+    lr: float = 6e-3
+    weight_decay: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    min_lr: float = 1e-5
+    power: float = 1.0
+    warmup_steps: int = 0
+    warmup_epochs: float = 0.0  # added to warmup_steps after conversion to steps
+    clip_grad_norm: float = 5.0  # on the backbone's gradients; 0 disables
+
+
+@dataclass
+class TrainSection:
+    """Loop, precision, checkpoints, time budget."""
+
+    epochs: int = 20
+    max_steps: Optional[int] = None  # optimiser steps; shortens the schedule to this many steps
+    batch_size: int = 384  # images per optimiser step over all processes and accumulation steps
+    accumulate: int = 1  # gradient accumulation steps
+    amp: str = "auto"  # auto (bf16/fp16 on CUDA, none on CPU) | none | bf16 | fp16
+    device: str = "auto"
+    seed: int = 0
+    deterministic: bool = False
+    num_threads: Optional[int] = None  # torch CPU threads of this process
+    max_minutes: Optional[float] = None  # time budget: stop cleanly (checkpoint + export) when spent
+    checkpoint_every_steps: int = 1000  # 0: only at the end of each epoch and of the run
+    log_every_steps: int = 50
+    progress: bool = True
+    tensorboard: bool = True
+    resume: str = "auto"  # auto: continue from output/checkpoints if present | never | a checkpoint folder
+
+
+@dataclass
+class EvalConfig:
+    """Periodic verification: .bin sets and/or pairs of held-out identities."""
+
+    bins: list[str] = field(default_factory=list)
+    heldout_pairs: int = 0  # pairs (half positive) from the held-out identities; 0 = none
+    every_steps: int = 0  # 0: only at the end of each epoch (if every_epoch) and of the run
+    every_epoch: bool = True
+    batch_size: int = 64
+    best_metric: Optional[str] = None  # set whose accuracy picks "best" (default: heldout, else first bin)
+
+
+@dataclass
+class DebugConfig:
+    """Fault injection for tests."""
+
+    nan_at_step: Optional[int] = None  # make the loss NaN at this optimiser step (0-based)
+
+
+@dataclass
+class Config:
+    output: str = "runs/facelivt"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML / JSON / weights_only-safe)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- typing helpers
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, getattr(types, "UnionType", Union)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` (from YAML or an override) to the field type ``tp``; ValueError naming ``key``."""
+    inner, optional = _unwrap_optional(tp)
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("none", "null", "~", "")):
+        if optional:
+            return None
+        raise ValueError(f"config key {key!r} may not be empty (null)")
+    origin = typing.get_origin(inner)
+    if origin in (list, Sequence, tuple):
+        (item_tp,) = typing.get_args(inner)[:1] or (Any,)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                value = yaml.safe_load(text)
+            else:
+                value = [v.strip() for v in text.split(",") if v.strip()] if text else []
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {key!r} needs a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if inner is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, str)) and str(value).strip().lower() in _TRUE | _FALSE:
+            return str(value).strip().lower() in _TRUE
+        raise ValueError(f"config key {key!r} needs true or false, got {value!r}")
+    if inner is int:
+        if isinstance(value, bool):
+            raise ValueError(f"config key {key!r} needs an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"config key {key!r} needs an integer, got {value!r}")
+    if inner is float:
+        if isinstance(value, bool):
+            raise ValueError(f"config key {key!r} needs a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"config key {key!r} needs a number, got {value!r}")
+    if inner is str:
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"config key {key!r} needs a string, got {value!r}")
+        if isinstance(value, bool):  # YAML turns a bare yes/no into a bool
+            return "true" if value else "false"
+        return str(value)
+    if inner is Any:
+        return value
+    raise TypeError(f"unsupported config field type {tp!r} for {key!r}")  # pragma: no cover
+
+
+def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key a config accepts (sections expanded)."""
+    keys: list[str] = []
+    for name, tp in _hints(cls).items():
+        if _is_section(tp):
+            keys.extend(valid_keys(tp, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"config section {where or 'top level'!r} must be a mapping, got {type(data).__name__}")
+    hints = _hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        valid = ", ".join(f"{prefix}{k}" for k in valid_keys(cls))
+        raise ValueError(f"unknown config key(s) {', '.join(prefix + str(k) for k in unknown)}; valid keys: {valid}")
+    kwargs = {}
+    for name, tp in hints.items():
+        if name not in data:
+            continue
+        key = f"{where}.{name}" if where else name
+        value = data[name]
+        if _is_section(tp):
+            kwargs[name] = _build(tp, value if value is not None else {}, key)
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any] | None) -> Config:
+    """Build and validate a :class:`Config` from a nested mapping (missing keys keep their defaults)."""
+    cfg = _build(Config, data or {}, "")
+    validate_config(cfg, need_data=False)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """``"a.b=value"`` -> ``("a.b", "value")``."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} is not of the form key=value (e.g. optim.lr=0.001)")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"override {text!r} has an empty key")
+    return key, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Set dotted ``key=value`` overrides on a nested dict, typed by the Config fields."""
+    keys = valid_keys()
+    for text in overrides:
+        key, raw = parse_override(text)
+        if key not in keys:
+            raise ValueError(f"unknown config key {key!r} in override {text!r}; valid keys: {', '.join(keys)}")
+        parts = key.split(".")
+        cls: Any = Config
+        for part in parts[:-1]:
+            cls = _hints(cls)[part]
+        tp = _hints(cls)[parts[-1]]
+        inner, _ = _unwrap_optional(tp)
+        value: Any
+        if inner is str:
+            value = raw  # keep the text as given (no YAML re-interpretation of e.g. 1e-5 or yes)
+            if _unwrap_optional(tp)[1] and raw.strip().lower() in ("none", "null", "~"):
+                value = None
+        else:
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else None
+            except yaml.YAMLError:
+                value = raw
+        node = data
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = _coerce(value, tp, key)
+    return data
+
+
+def resolve_input_path(path: str | None, search: Sequence[Path]) -> str | None:
+    """A relative input path is taken from the current directory when it exists there, else from the
+    first of ``search`` (e.g. the repository holding the config file) where it exists; unchanged otherwise."""
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return str(p)
+    for base in search:
+        candidate = base / p
+        if candidate.exists():
+            return str(candidate.resolve())
+    return str(p)
+
+
+def _resolve_paths(cfg: Config, search: Sequence[Path]) -> None:
+    cfg.data.root = resolve_input_path(cfg.data.root, search)
+    cfg.model.weights = resolve_input_path(cfg.model.weights, search)
+    cfg.distill.teacher_weights = resolve_input_path(cfg.distill.teacher_weights, search)
+    cfg.eval.bins = [resolve_input_path(b, search) or b for b in cfg.eval.bins]
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config (or start from the defaults when ``path`` is None) and apply overrides.
+
+    Relative input paths (data root, weights, .bin sets) are looked up in the current directory,
+    then next to the config file's folder (so ``configs/x.yaml`` can name ``../shared/data/...``
+    relative to the repository root)."""
+    data: dict[str, Any] = {}
+    search: list[Path] = []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config file {path} must hold a mapping at the top level, got {type(loaded).__name__}")
+        data = loaded
+        search = [path.resolve().parent.parent, path.resolve().parent]
+    # validate the file's keys before overriding (clear message for typos in the file)
+    _build(Config, data, "")
+    data = apply_overrides(data, overrides)
+    cfg = _build(Config, data, "")
+    _resolve_paths(cfg, search)
+    validate_config(cfg)
+    return cfg
+
+
+def _choice(value: str, allowed: Sequence[str], key: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def validate_config(cfg: Config, need_data: bool = True) -> None:
+    """Range and choice checks with messages naming the key (``need_data=False``: the data set is
+    given as an object, so ``data.root`` is not needed)."""
+    _choice(cfg.model.head, ("gap", "gdc"), "model.head")
+    if cfg.model.embedding_size < 1:
+        raise ValueError(f"model.embedding_size must be >= 1, got {cfg.model.embedding_size}")
+    _choice(cfg.data.type, DATA_TYPES, "data.type")
+    if need_data and cfg.data.type != "synthetic" and not cfg.data.root:
+        raise ValueError(f"data.root is required for a {cfg.data.type} data set")
+    if not 0.0 <= cfg.data.held_out_fraction < 1.0:
+        raise ValueError(f"data.held_out_fraction must be in [0, 1), got {cfg.data.held_out_fraction}")
+    if cfg.data.num_workers < 0:
+        raise ValueError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+    _choice(cfg.loss.margin, ("cosface", "arcface", "combined"), "loss.margin")
+    if not 0.0 < cfg.loss.sample_rate <= 1.0:
+        raise ValueError(f"loss.sample_rate must be in (0, 1], got {cfg.loss.sample_rate}")
+    _choice(cfg.distill.kind, ("mse", "l1", "cosine"), "distill.kind")
+    _choice(cfg.distill.cache, CACHE_MODES, "distill.cache")
+    _choice(cfg.distill.cache_dtype, ("float16", "float32"), "distill.cache_dtype")
+    if cfg.distill.alpha < 0:
+        raise ValueError(f"distill.alpha must be >= 0, got {cfg.distill.alpha}")
+    o = cfg.optim
+    if o.lr <= 0:
+        raise ValueError(f"optim.lr must be > 0, got {o.lr}")
+    if not 0 <= o.min_lr <= o.lr:
+        raise ValueError(f"optim.min_lr must be in [0, optim.lr], got {o.min_lr}")
+    if o.power <= 0:
+        raise ValueError(f"optim.power must be > 0, got {o.power}")
+    if o.warmup_steps < 0 or o.warmup_epochs < 0:
+        raise ValueError("optim.warmup_steps and optim.warmup_epochs must be >= 0")
+    if o.weight_decay < 0 or o.clip_grad_norm < 0:
+        raise ValueError("optim.weight_decay and optim.clip_grad_norm must be >= 0")
+    if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
+        raise ValueError(f"optim.betas must be two numbers in [0, 1), got {o.betas}")
+    t = cfg.train
+    if t.epochs < 1:
+        raise ValueError(f"train.epochs must be >= 1, got {t.epochs}")
+    if t.max_steps is not None and t.max_steps < 1:
+        raise ValueError(f"train.max_steps must be >= 1, got {t.max_steps}")
+    if t.batch_size < 1 or t.accumulate < 1:
+        raise ValueError("train.batch_size and train.accumulate must be >= 1")
+    if t.batch_size % t.accumulate:
+        raise ValueError(f"train.batch_size ({t.batch_size}) must be divisible by train.accumulate ({t.accumulate})")
+    _choice(t.amp, AMP_MODES, "train.amp")
+    if t.max_minutes is not None and t.max_minutes <= 0:
+        raise ValueError(f"train.max_minutes must be > 0, got {t.max_minutes}")
+    if t.checkpoint_every_steps < 0 or t.log_every_steps < 1:
+        raise ValueError("train.checkpoint_every_steps must be >= 0 and train.log_every_steps >= 1")
+    if t.num_threads is not None and t.num_threads < 1:
+        raise ValueError(f"train.num_threads must be >= 1, got {t.num_threads}")
+    if not t.resume:
+        raise ValueError("train.resume must be auto, never or a checkpoint folder")
+    e = cfg.eval
+    if e.heldout_pairs < 0 or e.every_steps < 0 or e.batch_size < 1:
+        raise ValueError("eval.heldout_pairs and eval.every_steps must be >= 0, eval.batch_size >= 1")
+    if e.heldout_pairs and cfg.data.held_out_fraction == 0.0:
+        raise ValueError("eval.heldout_pairs needs held-out identities: set data.held_out_fraction > 0")
+    if not cfg.output:
+        raise ValueError("output (the run folder) must be set")

@@ -1,0 +1,340 @@
+"""The optimisation step: backbone + Partial FC (+ distillation), mixed precision, gradient
+accumulation, clipping, AdamW and the per-step schedule. Used by the trainer and the
+throughput benchmark alike."""
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Optional, Sequence
+
+import torch
+from torch import nn
+
+from facelivt.losses import DistillationLoss, PartialFC, margin_loss
+
+from .config import Config
+from .distributed import DistEnv, any_true, barrier
+from .schedule import PolyWarmupScheduler
+from .teacher import TeacherCache, TeacherTargets, build_teacher
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stops without touching the last checkpoint."""
+
+
+@dataclass
+class StepStats:
+    loss: float
+    loss_cls: float
+    loss_dis: float
+    lr: float
+    grad_norm: float
+    images: int  # images of this process in the step
+
+
+def resolve_amp(amp: str, device: torch.device) -> Optional[torch.dtype]:
+    """``train.amp`` -> autocast dtype (None = full precision)."""
+    if amp == "none":
+        return None
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ValueError("train.amp=fp16 needs CUDA; on a CPU use bf16 or none")
+        return torch.float16
+    raise ValueError(f"train.amp must be auto, none, bf16 or fp16; got {amp!r}")
+
+
+def autocast_factory(device: torch.device, dtype: Optional[torch.dtype]) -> Callable[[], ContextManager]:
+    if dtype is None:
+        return nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def build_model(cfg: Config) -> nn.Module:
+    """The student in train form (``model.weights`` loaded when set)."""
+    import facelivt
+    from facelivt.models import load_model
+
+    overrides: dict[str, Any] = {"head": cfg.model.head, "embedding_size": cfg.model.embedding_size}
+    if cfg.model.num_heads is not None:
+        overrides["num_heads"] = cfg.model.num_heads
+    if cfg.model.weights:
+        return load_model(cfg.model.name, cfg.model.weights, deploy=False, **overrides).train()
+    return facelivt.create_model(cfg.model.name, **overrides)
+
+
+def build_partial_fc(cfg: Config, num_classes: int, env: DistEnv, embedding_size: int) -> PartialFC:
+    margins = {k: getattr(cfg.loss, k) for k in ("m1", "m2", "m3") if getattr(cfg.loss, k) is not None}
+    head = margin_loss(cfg.loss.margin, s=cfg.loss.s, **margins)
+    return PartialFC(
+        embedding_size,
+        num_classes,
+        head,
+        cfg.loss.sample_rate,
+        seed=cfg.train.seed,
+        embedding_grad_scale=float(env.world_size),
+    )
+
+
+class StepRunner:
+    """Owns the trainable state and performs one optimiser step over ``accumulate`` micro-batches.
+
+    ``model`` is the raw backbone (what gets saved); ``forward`` is what is called (DDP and/or
+    compiled wrapper of ``model``, or ``model`` itself).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        forward: nn.Module,
+        partial_fc: PartialFC,
+        optimizer: torch.optim.Optimizer,
+        scheduler: PolyWarmupScheduler,
+        env: DistEnv,
+        *,
+        amp_dtype: Optional[torch.dtype] = None,
+        accumulate: int = 1,
+        clip_grad_norm: float = 5.0,
+        distill: DistillationLoss | None = None,
+        targets: TeacherTargets | None = None,
+        channels_last: bool = False,
+        nan_at_step: int | None = None,
+    ) -> None:
+        self.model = model
+        self.forward = forward
+        self.partial_fc = partial_fc
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.env = env
+        self.amp_dtype = amp_dtype
+        self.autocast = autocast_factory(env.device, amp_dtype)
+        self.scaler = torch.amp.GradScaler(env.device.type, enabled=amp_dtype == torch.float16)
+        self.accumulate = int(accumulate)
+        self.clip_grad_norm = float(clip_grad_norm)
+        self.distill = distill
+        self.targets = targets
+        self.channels_last = channels_last
+        self.nan_at_step = nan_at_step
+        if (distill is None) != (targets is None):
+            raise ValueError("distillation needs both a loss and teacher targets")
+
+    def _to_device(self, batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        dev = self.env.device
+        x = batch[0].to(dev, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.as_tensor(batch[1]).to(dev, non_blocking=True)
+        idx = torch.as_tensor(batch[2]) if len(batch) > 2 else None
+        flip = torch.as_tensor(batch[3]) if len(batch) > 3 else None
+        return x, y, idx, flip
+
+    def step(self, micro_batches: Sequence[Sequence[Any]], step_index: int) -> StepStats:
+        """Forward / backward every micro-batch, then clip, step AdamW and the schedule.
+
+        Raises :class:`NonFiniteLossError` (on every rank) before any parameter changes when
+        a loss is NaN or infinite."""
+        if len(micro_batches) != self.accumulate:
+            raise ValueError(f"expected {self.accumulate} micro-batches, got {len(micro_batches)}")
+        self.model.train()
+        self.partial_fc.train()
+        lr = self.optimizer.param_groups[0]["lr"]
+        total = cls_total = dis_total = 0.0
+        images = 0
+        for k, batch in enumerate(micro_batches):
+            x, y, idx, flip = self._to_device(batch)
+            images += x.shape[0]
+            last = k == self.accumulate - 1
+            sync = nullcontext() if last or not hasattr(self.forward, "no_sync") else self.forward.no_sync()
+            with sync:
+                with self.autocast():
+                    emb = self.forward(x)
+                loss_cls = self.partial_fc(emb.float(), y)
+                loss = loss_cls
+                loss_dis = None
+                if self.distill is not None:
+                    target = self.targets(x, idx, flip)
+                    loss_dis = self.distill(emb.float(), target)
+                    loss = loss + loss_dis
+                if self.nan_at_step is not None and step_index == self.nan_at_step:
+                    loss = loss * float("nan")
+                value = float(loss.detach())
+                if any_true(self.env, not math.isfinite(value)):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    parts = f"classification {float(loss_cls.detach()):.4g}"
+                    if loss_dis is not None:
+                        parts += f", distillation {float(loss_dis.detach()):.4g}"
+                    raise NonFiniteLossError(
+                        f"the loss became {value} at optimiser step {step_index} ({parts}; lr {lr:.3g}); "
+                        "training stopped and the last good checkpoint was left as it was - lower optim.lr, "
+                        "check the data, or use train.amp=none"
+                    )
+                self.scaler.scale(loss / self.accumulate).backward()
+            total += value
+            cls_total += float(loss_cls.detach())
+            dis_total += float(loss_dis.detach()) if loss_dis is not None else 0.0
+        self.scaler.unscale_(self.optimizer)
+        if self.clip_grad_norm > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm))
+        else:
+            norm = float(torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None])))
+        if not self.scaler.is_enabled() and not math.isfinite(norm):
+            # without a loss scaler nothing would skip this update: refuse it before it reaches the weights
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(
+                f"the gradients became non-finite (norm {norm}) at optimiser step {step_index} with a finite loss "
+                f"{total / self.accumulate:.4g}; training stopped and the last good checkpoint was left as it was - "
+                "lower optim.lr or check the data"
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        n = self.accumulate
+        return StepStats(total / n, cls_total / n, dis_total / n, lr, norm, images)
+
+    # -- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "partial_fc": self.partial_fc.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.partial_fc.load_state_dict(state["partial_fc"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def build_step_runner(
+    cfg: Config,
+    env: DistEnv,
+    num_classes: int,
+    total_steps: int,
+    warmup_steps: int = 0,
+    *,
+    model: nn.Module | None = None,
+    teacher: nn.Module | None = None,
+    num_samples: int | None = None,
+    cache_dir: str | None = None,
+    cache_key: str = "",
+) -> StepRunner:
+    """Everything trainable, on ``env.device``: model (DDP-wrapped when distributed, compiled when
+    asked), Partial FC shard, AdamW, schedule, scaler and (with distillation) the teacher.
+
+    ``teacher`` replaces the teacher built from ``distill.teacher`` / ``distill.teacher_weights`` (it
+    is put in eval mode and frozen). ``num_samples`` sizes the teacher cache (needed unless ``distill.cache`` is none); a disk cache
+    lives in ``cache_dir``."""
+    device = env.device
+    if cfg.model.channels_last and device.type == "cpu":
+        raise ValueError(
+            "model.channels_last=true is refused on the CPU: with torch 2.x's oneDNN, the backward pass of the "
+            "stem's strided 1x1 convolution in channels-last crashes the process (heap corruption), and it "
+            "measured no faster here; use it on CUDA"
+        )
+    if model is None:
+        model = build_model(cfg)
+    model = model.to(device)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    embedding_size = _output_dim(model, device)
+    pfc = build_partial_fc(cfg, num_classes, env, embedding_size).to(device)
+    forward: nn.Module = model
+    if cfg.model.compile:
+        forward = torch.compile(model)
+    if env.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+    o = cfg.optim
+    optimizer = torch.optim.AdamW(
+        [{"params": list(model.parameters())}, {"params": list(pfc.parameters())}],
+        lr=o.lr,
+        betas=(o.betas[0], o.betas[1]),
+        eps=o.eps,
+        weight_decay=o.weight_decay,
+    )
+    scheduler = PolyWarmupScheduler(optimizer, total_steps, o.min_lr, o.power, warmup_steps)
+    amp_dtype = resolve_amp(cfg.train.amp, device)
+    distill = targets = None
+    if cfg.distill.enabled:
+        d = cfg.distill
+        if teacher is None:
+            teacher = build_teacher(d.teacher, d.teacher_weights, device, d.allow_random_teacher, cfg.model.channels_last)
+        else:
+            teacher = teacher.to(device).eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+        teacher_dim = _output_dim(teacher, device)
+        if teacher_dim != embedding_size:
+            raise ValueError(
+                f"the teacher {d.teacher} gives {teacher_dim}-d embeddings but the student {embedding_size}-d; "
+                "distillation needs the same size"
+            )
+        cache = None
+        if d.cache != "none":
+            if num_samples is None:
+                raise ValueError("a teacher cache needs the number of training samples")
+            from .teacher import teacher_fingerprint
+
+            key = f"{teacher_fingerprint(teacher)}:{cache_key}"
+            path = None
+            if d.cache == "disk":
+                if cache_dir is None:
+                    raise ValueError("distill.cache=disk needs an output folder")
+                path = cache_dir
+            if path is not None and env.distributed:
+                # the processes of a machine share one cache file: its first process creates (or resets) it
+                if env.local_rank == 0:
+                    cache = TeacherCache(num_samples, teacher_dim, d.cache_dtype, path, key)
+                barrier(env)
+                if env.local_rank != 0:
+                    cache = TeacherCache(num_samples, teacher_dim, d.cache_dtype, path, key)
+            else:
+                cache = TeacherCache(num_samples, teacher_dim, d.cache_dtype, path, key)
+        targets = TeacherTargets(teacher, cache, autocast_factory(device, amp_dtype), cfg.model.channels_last, both_views=cfg.data.flip)
+        distill = DistillationLoss(d.kind, d.alpha, d.normalize)
+    return StepRunner(
+        model,
+        forward,
+        pfc,
+        optimizer,
+        scheduler,
+        env,
+        amp_dtype=amp_dtype,
+        accumulate=cfg.train.accumulate,
+        clip_grad_norm=o.clip_grad_norm,
+        distill=distill,
+        targets=targets,
+        channels_last=cfg.model.channels_last,
+        nan_at_step=cfg.debug.nan_at_step,
+    )
+
+
+@torch.no_grad()
+def _output_dim(model: nn.Module, device: torch.device) -> int:
+    """Embedding width of ``model`` (probed in eval mode, so no statistics change)."""
+    size = 112
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and getattr(cfg, "input_size", None):
+        size = int(cfg.input_size)
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(torch.zeros(2, 3, size, size, device=device))
+    finally:
+        model.train(was_training)
+    if out.ndim != 2:
+        raise ValueError(f"the model must return [batch, dim] embeddings, got shape {tuple(out.shape)}")
+    return int(out.shape[1])

@@ -1,0 +1,87 @@
+"""Verification pairs from held-out identities, evaluated with the protocol of SPEC section 6."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from facelivt.data.transforms import to_uint8
+
+
+def build_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``num_pairs`` pairs (half same identity, half different) over items with ``labels``.
+
+    Returns ``(pairs [P, 2] int64 positions into labels, issame [P] bool)`` in a random order
+    (the 10-fold protocol uses contiguous folds, so both kinds must be spread out). Positive pairs
+    are distinct items of one identity; no pair is drawn twice while enough distinct pairs exist.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    if num_pairs < 2:
+        raise ValueError(f"need at least 2 pairs, got {num_pairs}")
+    identities, counts = np.unique(labels, return_counts=True)
+    if identities.size < 2:
+        raise ValueError("held-out verification pairs need at least 2 identities")
+    multi = identities[counts >= 2]
+    if multi.size == 0:
+        raise ValueError("held-out verification pairs need an identity with at least 2 images")
+    rng = np.random.default_rng(seed)
+    by_id = {int(c): np.flatnonzero(labels == c) for c in identities}
+    n_pos = num_pairs // 2
+    n_neg = num_pairs - n_pos
+    max_pos = sum(len(by_id[int(c)]) * (len(by_id[int(c)]) - 1) // 2 for c in multi)
+    seen: set[tuple[int, int]] = set()
+    pos: list[tuple[int, int]] = []
+    weights = np.array([len(by_id[int(c)]) for c in multi], dtype=np.float64)
+    weights /= weights.sum()
+    tries = 0
+    while len(pos) < n_pos:
+        c = int(rng.choice(multi, p=weights))
+        a, b = rng.choice(by_id[c], size=2, replace=False)
+        key = (int(min(a, b)), int(max(a, b)))
+        tries += 1
+        if key in seen and len(seen) < max_pos and tries < 50 * num_pairs:
+            continue
+        seen.add(key)
+        pos.append(key)
+    neg: list[tuple[int, int]] = []
+    n = labels.size
+    while len(neg) < n_neg:
+        a, b = rng.integers(0, n, size=2)
+        if labels[a] == labels[b]:
+            continue
+        key = (int(min(a, b)), int(max(a, b)))
+        if key in seen and tries < 100 * num_pairs:
+            tries += 1
+            continue
+        seen.add(key)
+        neg.append(key)
+    pairs = np.array(pos + neg, dtype=np.int64)
+    issame = np.array([True] * len(pos) + [False] * len(neg))
+    order = rng.permutation(len(pairs))
+    return pairs[order], issame[order]
+
+
+class HeldoutPairs:
+    """The images of held-out verification pairs, decoded once and kept as uint8."""
+
+    def __init__(self, dataset: Dataset, indices: np.ndarray, labels: np.ndarray, num_pairs: int, seed: int = 0, progress: bool = False) -> None:
+        indices = np.asarray(indices, dtype=np.int64)
+        labels = np.asarray(labels).reshape(-1)
+        pairs, self.issame = build_pairs(labels[indices], num_pairs, seed)
+        used, inverse = np.unique(pairs.reshape(-1), return_inverse=True)
+        self.pair_rows = inverse.reshape(-1)  # row of each pair member in self.images
+        images = []
+        for pos in tqdm(used, desc="held-out pairs", unit="img", disable=not progress, leave=False):
+            image, _ = dataset[int(indices[pos])]
+            images.append(to_uint8(image))
+        self.images = np.stack(images)
+        self.num_pairs = len(self.issame)
+
+    def evaluate(self, model: nn.Module, batch_size: int = 64, device: torch.device | str = "cpu") -> dict:
+        """``evaluate_embeddings`` of the flip-sum embeddings (SPEC section 6)."""
+        from facelivt.evaluation import embed_images, evaluate_embeddings
+
+        emb = embed_images(model, self.images, batch_size=batch_size, device=device, flip=True, progress=False)
+        return evaluate_embeddings(emb[self.pair_rows], self.issame)

@@ -1,0 +1,47 @@
+"""`facelivt train`: argument handling and clean errors (exit code 2)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from facelivt.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = str(REPO / "configs" / "synthetic_tiny.yaml")
+
+
+def test_print_config_applies_overrides(capsys):
+    assert main(["train", TINY, "optim.lr=6e-3", "model.head=gdc", "--print-config"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["optim"]["lr"] == 6e-3 and cfg["model"]["head"] == "gdc"
+
+
+def test_list_keys(capsys):
+    assert main(["train", TINY, "--list-keys"]) == 0
+    keys = capsys.readouterr().out.split()
+    assert "optim.lr" in keys and "output" in keys and "train.max_minutes" in keys
+
+
+def test_unknown_key_is_a_clean_error(capsys):
+    assert main(["train", TINY, "optim.lrr=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "facelivt train: error: unknown config key 'optim.lrr'" in err and "valid keys" in err
+    assert "Traceback" not in err
+
+
+def test_bad_value_and_missing_file(capsys, tmp_path):
+    assert main(["train", TINY, "train.epochs=many"]) == 2
+    assert "train.epochs" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "none.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_with_a_clear_message(capsys, tmp_path):
+    out = tmp_path / "nan"
+    rc = main(["train", TINY, f"output={out}", "train.progress=false", "debug.nan_at_step=3"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "the loss became nan at optimiser step 3" in err and "last good checkpoint" in err
+    assert (out / "checkpoints" / "step-00000002" / "rank0.pt").is_file()
+    assert not (out / "model.safetensors").exists()

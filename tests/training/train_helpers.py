@@ -1,0 +1,61 @@
+"""Shared helpers of the training tests: paths, tiny models, quick configs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from facelivt.training import Config
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO / ".." / "shared"
+CONFIGS = REPO / "configs"
+
+
+class TinyNet(nn.Module):
+    """A BatchNorm-free embedder (conv, pool, linear): fast, and its gradients do not depend on how
+    a batch is split, so accumulation can be compared exactly."""
+
+    def __init__(self, dim: int = 16, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv = nn.Conv2d(3, 8, 5, stride=4)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.fc = nn.Linear(8 * 16, dim)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.pool(self.conv(x))).flatten(1))
+
+
+def quick_config(output: Path, **train) -> Config:
+    """A CPU config for in-process runs on small synthetic data."""
+    cfg = Config(output=str(output))
+    cfg.data.type = "synthetic"
+    cfg.data.num_workers = 0
+    cfg.train.device = "cpu"
+    cfg.train.amp = "none"
+    cfg.train.progress = False
+    cfg.train.tensorboard = False
+    cfg.train.deterministic = True
+    cfg.train.num_threads = 1  # small ops with 2 threads crawl on a busy 2-core machine
+    cfg.train.batch_size = 8
+    cfg.train.epochs = 1
+    cfg.train.log_every_steps = 1
+    cfg.optim.lr = 1e-3
+    cfg.eval.every_epoch = False
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+def state_equal(a: dict, b: dict, atol: float = 0.0) -> float:
+    """Largest absolute difference between two state dicts with the same keys."""
+    assert set(a) == set(b)
+    worst = 0.0
+    for k in a:
+        worst = max(worst, (a[k].double() - b[k].double()).abs().max().item() if a[k].numel() else 0.0)
+    return worst
