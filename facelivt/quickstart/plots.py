@@ -1,0 +1,97 @@
+"""Quickstart figures (matplotlib, Agg canvas; pyplot's global state is not touched)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def smooth(values: Sequence[float], window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what exists so far)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0 or window <= 1:
+        return v
+    c = np.cumsum(np.insert(v, 0, 0.0))
+    out = np.empty_like(v)
+    for i in range(v.size):
+        lo = max(0, i + 1 - window)
+        out[i] = (c[i + 1] - c[lo]) / (i + 1 - lo)
+    return out
+
+
+def plot_loss_curves(curves: dict[str, Sequence[float]], path: str | Path, title: str = "Training loss") -> Path:
+    """One line per curve (loss per optimiser step, raw in light colour and a moving average on top)."""
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (label, values) in enumerate(curves.items()):
+        v = np.asarray(values, dtype=np.float64)
+        if v.size == 0:
+            continue
+        steps = np.arange(1, v.size + 1)
+        colour = f"C{i}"
+        ax.plot(steps, v, color=colour, alpha=0.25, lw=0.8)
+        ax.plot(steps, smooth(v, max(1, v.size // 20)), color=colour, lw=1.8, label=label)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def plot_rocs(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, n_negative: int, title: str) -> Path:
+    """ROC curves (true accept rate against false accept rate, log axis from 1 / negatives) of several
+    models on one figure; the label should carry the accuracy or AUC."""
+    fig = _figure(6.0, 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    lo = 1.0 / max(n_negative, 1)
+    for i, (label, (fpr, tpr)) in enumerate(curves.items()):
+        fpr = np.asarray(fpr, dtype=np.float64)
+        tpr = np.asarray(tpr, dtype=np.float64)
+        keep = fpr > 0
+        ax.step(np.clip(fpr[keep], lo, 1.0), tpr[keep], where="post", lw=1.6, color=f"C{i}", label=label)
+    ax.plot([lo, 1.0], [lo, 1.0], color="grey", lw=0.8, ls="--", label="chance")
+    ax.set_xscale("log")
+    ax.set_xlim(lo, 1.0)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def save_samples(images: np.ndarray, labels: np.ndarray, path: str | Path, per_row: int = 8, rows: int = 4) -> Path:
+    """A grid of example faces (``rows`` identities, ``per_row`` images each) as PNG."""
+    from PIL import Image
+
+    ids = list(dict.fromkeys(int(l) for l in labels))[:rows]
+    tiles = []
+    for ident in ids:
+        idx = np.flatnonzero(labels == ident)[:per_row]
+        row = [images[i] for i in idx] + [np.zeros_like(images[0])] * (per_row - len(idx))
+        tiles.append(np.concatenate(row, axis=1))
+    grid = np.concatenate(tiles, axis=0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+    return path
