@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from facelivt.models.layers import fuse_conv_bn
+from facelivt.models.layers import GDCHead, fuse_conv_bn
 
 
 def _fused_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -79,29 +79,6 @@ def residual_stack(channels: int, num_blocks: int, groups: int) -> nn.Sequential
     return nn.Sequential(*(DepthWise(channels, channels, True, 1, groups) for _ in range(num_blocks)))
 
 
-class GDC(nn.Module):
-    """Global depth-wise conv head: 7x7 depth-wise LinearBlock -> flatten -> Linear (no bias) -> BN1d."""
-
-    def __init__(self, channels: int, embedding_size: int, map_size: int = 7):
-        super().__init__()
-        self.dw = LinearBlock(channels, channels, map_size, groups=channels)
-        self.fc = nn.Linear(channels, embedding_size, bias=False)
-        self.norm = nn.BatchNorm1d(embedding_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.fc(self.dw(x).flatten(1)))
-
-    @torch.no_grad()
-    def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
-        if not fuse_bn:
-            return self
-        fc = nn.Linear(self.fc.in_features, self.fc.out_features)
-        w, b = fuse_conv_bn(self.fc.weight, None, self.norm)
-        fc.weight.copy_(w)
-        fc.bias.copy_(b)
-        return nn.Sequential(self.dw.reparameterize(residual, fuse_bn), nn.Flatten(1), fc)
-
-
 class MobileFaceNet(nn.Module):
     """MobileFaceNet with a 512-d GDC embedding head (insightface layout, ``blocks`` = (1, 4, 6, 2))."""
 
@@ -127,7 +104,7 @@ class MobileFaceNet(nn.Module):
         ]
         self.layers = nn.Sequential(*layers)
         self.conv_sep = ConvBlock(c2, 512)
-        self.features = GDC(512, embedding_size, input_size // 16)
+        self.features = GDCHead(512, embedding_size, input_size // 16)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
