@@ -151,8 +151,11 @@ def export_onnx(
     return path
 
 
-def onnx_session(path: str | os.PathLike, threads: int | None = None, providers: list[str] | None = None):
-    """An ONNX Runtime session with all graph optimisations (CPU unless ``providers`` say otherwise)."""
+def onnx_session(path: str | os.PathLike, threads: int | None = None, providers: list[str] | None = None, spin: bool = True):
+    """An ONNX Runtime session with all graph optimisations (CPU unless ``providers`` say otherwise).
+
+    ``spin=False`` stops idle worker threads from busy-waiting between runs, so that a session living
+    beside PyTorch code does not take CPU away from it."""
     import onnxruntime as ort
 
     if not Path(path).is_file():
@@ -163,6 +166,8 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, providers:
     if threads:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
 
 

@@ -4,10 +4,11 @@ import torch
 import facelivt
 
 
-@pytest.mark.parametrize("backend", ["torchscript", "eager"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "torchscript", "eager"])
 def test_optimize_same_function_any_batch(backend, faces_batch):
     model = facelivt.create_model("facelivt_s").eval()
     fast = facelivt.optimize_for_inference(model, backend=backend)
+    assert fast.backend == backend
     with torch.no_grad():
         ref = model(faces_batch)
         assert (fast(faces_batch) - ref).abs().max() < 1e-4
@@ -20,6 +21,7 @@ def test_auto_falls_back_when_torchscript_fails(monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("no TorchScript here")
 
+    monkeypatch.setattr(opt, "_onnxruntime", broken)
     monkeypatch.setattr(opt, "_torchscript", broken)
     monkeypatch.setattr(opt, "_compile", broken)
     model = facelivt.create_model("facelivt_s_mhsa").eval()
@@ -43,3 +45,8 @@ def test_compile_backend_same_function():
     x = torch.randn(2, 3, 112, 112)
     with torch.no_grad():
         assert (fast(x) - model(x)).abs().max() < 1e-4
+
+
+def test_auto_prefers_onnxruntime_on_cpu():
+    fast = facelivt.optimize_for_inference(facelivt.create_model("facelivt_s").eval())
+    assert fast.backend == "onnxruntime"
