@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .imaging import BadSampleTracker, DecodeError, Transform, ensure_rgb, image_to_sample, resolve_transform
+from .imaging import BadSampleTracker, DecodeError, Transform, check_index, ensure_rgb, image_to_sample, resolve_transform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".gif", ".tif", ".tiff", ".webp")
 
@@ -103,24 +103,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return load_image(path), label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        n = len(self)
-        index = int(index)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"index {index} out of range for a data set of {n} images")
-        for step in range(n):
-            j = (index + step) % n
-            if self.tracker.is_bad(j):
-                continue
-            try:
-                image, label = self.load(j)
-            except DecodeError as exc:
-                self.tracker.mark_bad(j, self.samples[j][0], str(exc))
-                continue
-            self.tracker.mark_good(j)
-            return image_to_sample(image, self.transform), label
-        raise RuntimeError(f"image folder {self.root}: no readable image left")
+        index = check_index(index, len(self))
+        image, label = self.tracker.first_good(
+            index, self.load, (DecodeError,), lambda j: str(self.samples[j][0]), f"image folder {self.root}: no readable image left"
+        )
+        return image_to_sample(image, self.transform), label
 
     def __repr__(self) -> str:
         return f"ImageFolderDataset({str(self.root)!r}, images={len(self)}, classes={self.num_classes})"

@@ -115,6 +115,16 @@ def image_to_sample(image: np.ndarray, transform: Callable | None) -> torch.Tens
     return tensor
 
 
+def check_index(index: int, length: int) -> int:
+    """``index`` as a non-negative position (negative counts from the end); IndexError if out of range."""
+    index = int(index)
+    if index < 0:
+        index += length
+    if not 0 <= index < length:
+        raise IndexError(f"index {index} out of range for a data set of {length} images")
+    return index
+
+
 class BadSampleTracker:
     """Counts undecodable samples of a data set and enforces a maximum bad fraction.
 
@@ -166,6 +176,24 @@ class BadSampleTracker:
                     f"undecodable ({fraction:.2%}), more than max_bad_fraction={self.max_bad_fraction:.2%}; "
                     f"check the data (or raise max_bad_fraction)"
                 )
+
+    def first_good(self, index: int, load: Callable[[int], tuple], errors: tuple[type[Exception], ...], describe: Callable[[int], str], exhausted: str) -> tuple:
+        """``load(j)`` for the first sample ``j`` from ``index`` on (wrapping round) that decodes.
+
+        Samples raising one of ``errors`` are marked bad (``describe(j)`` names them in the warning)
+        and skipped; RuntimeError(``exhausted``) when none is left."""
+        for step in range(self.length):
+            j = (index + step) % self.length
+            if self.is_bad(j):
+                continue
+            try:
+                item = load(j)
+            except errors as exc:
+                self.mark_bad(j, describe(j), str(exc))
+                continue
+            self.mark_good(j)
+            return item
+        raise RuntimeError(exhausted)
 
     @property
     def count(self) -> int:

@@ -32,6 +32,7 @@ from .imaging import (
     BadSampleTracker,
     DecodeError,
     Transform,
+    check_index,
     decode_image,
     encode_image,
     image_to_sample,
@@ -595,24 +596,15 @@ class RecordIODataset(torch.utils.data.Dataset):
         return decode_image(data), int(self.labels[index])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        n = len(self)
-        index = int(index)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"index {index} out of range for a data set of {n} images")
-        for step in range(n):
-            j = (index + step) % n
-            if self.tracker.is_bad(j):
-                continue
-            try:
-                image, label = self.load(j)
-            except (RecordIOError, DecodeError) as exc:
-                self.tracker.mark_bad(j, f"key {int(self.image_keys[j])}", str(exc))
-                continue
-            self.tracker.mark_good(j)
-            return image_to_sample(image, self.transform), label
-        raise RuntimeError(f"RecordIO {self.root}: no decodable record left")
+        index = check_index(index, len(self))
+        image, label = self.tracker.first_good(
+            index,
+            self.load,
+            (RecordIOError, DecodeError),
+            lambda j: f"key {int(self.image_keys[j])}",
+            f"RecordIO {self.root}: no decodable record left",
+        )
+        return image_to_sample(image, self.transform), label
 
     def __repr__(self) -> str:
         return f"RecordIODataset({str(self.root)!r}, images={len(self)}, classes={self.num_classes})"

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from .imaging import Transform, image_to_sample, resolve_transform
+from .imaging import Transform, check_index, image_to_sample, resolve_transform
 from .transforms import INPUT_SIZE
 
 _S = INPUT_SIZE
@@ -146,13 +146,7 @@ class SyntheticIdentities(torch.utils.data.Dataset):
 
     def image(self, index: int) -> np.ndarray:
         """Image ``index`` as RGB uint8 112x112x3."""
-        n = len(self)
-        index = int(index)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"index {index} out of range for a data set of {n} images")
-        identity, view = divmod(index, self.images_per_identity)
+        identity, view = divmod(check_index(index, len(self)), self.images_per_identity)
         return render_view(self._base(identity), self.seed, identity, view)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
