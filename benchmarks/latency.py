@@ -11,56 +11,22 @@ round, so that background load affects every row alike.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import facelivt
-from facelivt.models.layers import MHLA
-
-
-class PerHeadLoopMHLA(nn.Module):
-    """The released MHLA: a Python loop over heads, each with its own nn.Linear pair, heads
-    concatenated along the token axis and reshaped (which gives the channel interleave)."""
-
-    def __init__(self, m: MHLA):
-        super().__init__()
-        self.norm = copy.deepcopy(m.norm)
-        self.num_heads = m.num_heads
-        hidden, n = m.w1.shape[1], m.w1.shape[2]
-        self.linear1 = nn.ModuleList(nn.Linear(n, hidden) for _ in range(m.num_heads))
-        self.linear2 = nn.ModuleList(nn.Linear(hidden, n) for _ in range(m.num_heads))
-        with torch.no_grad():
-            for h in range(m.num_heads):
-                self.linear1[h].weight.copy_(m.w1[h])
-                self.linear1[h].bias.copy_(m.b1[h])
-                self.linear2[h].weight.copy_(m.w2[h])
-                self.linear2[h].bias.copy_(m.b2[h])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        x = self.norm(x).reshape(b, c, h * w)
-        chunks = x.chunk(self.num_heads, dim=1)
-        outs = [self.linear2[i](F.gelu(self.linear1[i](chunks[i]))) for i in range(self.num_heads)]
-        return torch.cat(outs, dim=-1).reshape(b, c, h, w)
+from baselines import released_style  # benchmarks/baselines.py
 
 
 def loop_baseline(deploy: nn.Module) -> nn.Module:
-    """The deploy form with every batched MHLA swapped for the per-head loop, in the default NCHW layout
-    (as the released code runs)."""
-    base = copy.deepcopy(deploy).to(memory_format=torch.contiguous_format)
-    base.channels_last = False
-    for module in list(base.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, MHLA):
-                setattr(module, name, PerHeadLoopMHLA(child))
-    return base.eval()
+    """The deploy form with every batched MHLA swapped for the released per-head loop, in the default
+    NCHW layout (as the released code runs)."""
+    return released_style(deploy).eval()
 
 
 def measure(rows: dict[str, nn.Module], x: torch.Tensor, warmup: int, runs: int) -> dict[str, float]:

@@ -1,12 +1,22 @@
-"""Training-step throughput on the CPU: plain, with a live teacher, with the teacher cache.
+"""Training-step throughput on the CPU: plain, with a live teacher, with the teacher cache, against
+the released implementation's forward pass and a peer, all in one run.
 
 One optimiser step = student forward + Partial FC (CosFace) + backward + gradient clipping +
 AdamW + schedule, exactly the trainer's step (facelivt.training.engine.StepRunner), on a fixed
-batch of 112x112 images held in memory (no data loading). Distillation adds the teacher: run
-live every step, or read from the teacher-embedding cache (filled during warm-up, as after the
-first epoch of a real run).
+batch of 112x112 images held in memory (no data loading). Rows:
 
-    python benchmarks/train_throughput.py --threads 2 --batch 64 --steps 10 --warmup 3
+  plain       the trainer's defaults (channels-last, float32)
+  live        + distillation, the teacher run on every step
+  cached      + distillation, teacher embeddings read from the cache (filled during warm-up,
+              as after the first epoch of a real run)
+  nchw        plain in the NCHW layout (model.channels_last=false)
+  bf16        plain under bfloat16 autocast (train.amp=bf16; only where the CPU has native bf16)
+  released    the released implementation's forward (per-head-loop MHLA, two-branch RepConv,
+              NCHW; benchmarks/baselines.py) in the same step: the baseline of "x released"
+  peer        --peer (EdgeFace-XS by default), plain
+
+    python benchmarks/train_throughput.py                    # 2 threads, batch 64, every row
+    python benchmarks/train_throughput.py --rows plain,cached --steps 20
 """
 from __future__ import annotations
 
@@ -18,72 +28,101 @@ from pathlib import Path
 
 import torch
 
+import facelivt
+from baselines import released_style  # benchmarks/baselines.py
 from facelivt.training import Config
 from facelivt.training.distributed import DistEnv
-from facelivt.training.engine import build_step_runner
+from facelivt.training.engine import build_model, build_step_runner
 
-MODES = ("plain", "live", "cached")
+ROWS = ("plain", "live", "cached", "nchw", "bf16", "released", "peer")
 
 
-def make_config(args: argparse.Namespace, mode: str) -> Config:
+def bf16_native() -> bool:
+    """True when oneDNN runs bfloat16 natively here (AVX512-BF16 / AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def make_config(args: argparse.Namespace, row: str) -> Config:
     cfg = Config(output=str(Path("runs") / "bench"))
-    cfg.model.name = args.model
-    cfg.model.channels_last = args.channels_last
+    cfg.model.name = args.peer if row == "peer" else args.model
+    cfg.model.channels_last = row not in ("nchw", "released")
     cfg.train.device = "cpu"
-    cfg.train.amp = "none"
+    cfg.train.amp = "bf16" if row == "bf16" else "none"
     cfg.train.batch_size = args.batch
-    if mode != "plain":
+    if row in ("live", "cached"):
         cfg.distill.enabled = True
         cfg.distill.teacher = args.teacher
         cfg.distill.allow_random_teacher = True  # weights do not change the cost
-        cfg.distill.cache = "memory" if mode == "cached" else "none"
+        cfg.distill.cache = "memory" if row == "cached" else "none"
     return cfg
 
 
-def build(args: argparse.Namespace, mode: str):
+def build(args: argparse.Namespace, row: str):
     torch.manual_seed(0)
+    cfg = make_config(args, row)
+    model = released_style(build_model(cfg)) if row == "released" else None
     total = args.warmup + args.steps
-    return build_step_runner(make_config(args, mode), DistEnv(), args.classes, total_steps=total + 1, num_samples=args.batch)
+    return build_step_runner(cfg, DistEnv(), args.classes, total_steps=total + 1, num_samples=args.batch, model=model)
 
 
-def measure(args: argparse.Namespace, modes: list[str], batch: list) -> dict[str, list[float]]:
-    """Warm every mode up, then time the modes in turn step by step (interleaved, so a change in
-    the machine's load hits all modes alike)."""
-    runners = {mode: build(args, mode) for mode in modes}
-    for mode, runner in runners.items():
+def measure(args: argparse.Namespace, rows: list[str], batch: list) -> dict[str, list[float]]:
+    """Warm every row up, then time the rows in turn step by step (interleaved, so a change in
+    the machine's load hits all rows alike)."""
+    runners = {row: build(args, row) for row in rows}
+    for row, runner in runners.items():
         for step in range(args.warmup):
             runner.step([batch], step)
-        print(f"# {mode}: warmed up", file=sys.stderr)
-    times: dict[str, list[float]] = {mode: [] for mode in modes}
+        print(f"# {row}: warmed up", file=sys.stderr)
+    times: dict[str, list[float]] = {row: [] for row in rows}
     for step in range(args.warmup, args.warmup + args.steps):
-        for mode, runner in runners.items():
+        for row, runner in runners.items():
             t0 = time.perf_counter()
             runner.step([batch], step)
-            times[mode].append(time.perf_counter() - t0)
+            times[row].append(time.perf_counter() - t0)
     if "cached" in runners:
         cache = runners["cached"].targets.cache
         assert cache.misses == args.batch, "the timed steps must all be cache hits"
     return times
 
 
+def describe(args: argparse.Namespace, row: str) -> str:
+    return {
+        "plain": f"{args.model}, channels-last fp32 (defaults)",
+        "live": f"{args.model} + live teacher {args.teacher}",
+        "cached": f"{args.model} + teacher cache",
+        "nchw": f"{args.model}, NCHW fp32",
+        "bf16": f"{args.model}, channels-last bf16 autocast",
+        "released": f"{args.model}, released forward, NCHW fp32",
+        "peer": f"{args.peer}, channels-last fp32",
+    }[row]
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="facelivt_s")
     p.add_argument("--teacher", default="facelivt_l_mhsa", help="teacher variant (default: the paper's)")
+    p.add_argument("--peer", default="edgeface_xs", help="model of the peer row")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--steps", type=int, default=10, help="timed steps per mode")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per row")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (fill the cache, warm oneDNN)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--classes", type=int, default=1000, help="identities in the Partial FC layer")
-    p.add_argument("--modes", default=",".join(MODES), help="comma list of plain, live, cached")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory format (refused on CPU, where torch 2.x crashes in the stem's backward)")
+    p.add_argument("--rows", default=",".join(ROWS), help=f"comma list of {', '.join(ROWS)}")
     args = p.parse_args(argv)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        p.error(f"--modes takes a comma list of {', '.join(MODES)}; got {args.modes!r}")
+    rows = [m.strip() for m in args.rows.split(",") if m.strip()]
+    bad = [m for m in rows if m not in ROWS]
+    if bad or not rows:
+        p.error(f"--rows takes a comma list of {', '.join(ROWS)}; got {args.rows!r}")
+    if args.model not in facelivt.list_models() or args.peer not in facelivt.list_models():
+        p.error(f"--model and --peer must be among {', '.join(facelivt.list_models())}")
     if args.warmup < 1 or args.steps < 1 or args.batch < 2:
         p.error("--warmup and --steps must be >= 1, --batch >= 2")
+    if "bf16" in rows and not bf16_native():
+        print("# bf16 row left out: this CPU has no native bfloat16 (AVX512-BF16/AMX), where it would only be emulated", file=sys.stderr)
+        rows.remove("bf16")
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 3, 112, 112, generator=g).clamp(-1, 1)
@@ -91,17 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     flips = torch.arange(args.batch) % 2
     batch = [images, labels, torch.arange(args.batch), flips]
 
-    print(f"# torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.model}, "
-          f"teacher {args.teacher}, {args.classes} classes, {args.steps} timed steps after {args.warmup} warm-up",
-          file=sys.stderr)
-    results = measure(args, modes, batch)
-    base = statistics.median(results["plain"]) if "plain" in results else None
-    print("| mode | median s/step | min s/step | images/s (median) | time vs plain |")
-    print("| --- | --- | --- | --- | --- |")
-    for mode, times in results.items():
-        med = statistics.median(times)
-        ratio = f"{med / base:.2f}x" if base else "-"
-        print(f"| {mode} | {med:.3f} | {min(times):.3f} | {args.batch / med:.1f} | {ratio} |")
+    print(f"# torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.classes} classes, "
+          f"{args.steps} timed steps per row after {args.warmup} warm-up, median step time", file=sys.stderr)
+    results = measure(args, rows, batch)
+    med = {row: statistics.median(t) for row, t in results.items()}
+    print("| row | what | median s/step | min s/step | images/s | time vs plain | speed vs released |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for row, times in results.items():
+        vs_plain = f"{med[row] / med['plain']:.2f}x" if "plain" in med else "-"
+        vs_released = f"{med['released'] / med[row]:.2f}x" if "released" in med else "-"
+        print(f"| {row} | {describe(args, row)} | {med[row]:.3f} | {min(times):.3f} | {args.batch / med[row]:.1f} | {vs_plain} | {vs_released} |")
     return 0
 
 

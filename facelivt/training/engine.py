@@ -61,9 +61,18 @@ def build_model(cfg: Config) -> nn.Module:
     import facelivt
     from facelivt.models import load_model
 
-    overrides: dict[str, Any] = {"head": cfg.model.head, "embedding_size": cfg.model.embedding_size}
-    if cfg.model.num_heads is not None:
-        overrides["num_heads"] = cfg.model.num_heads
+    from facelivt.models.registry import model_config
+
+    overrides: dict[str, Any] = {"embedding_size": cfg.model.embedding_size}
+    if model_config(cfg.model.name) is not None:  # a FaceLiVT variant
+        overrides["head"] = cfg.model.head
+        if cfg.model.num_heads is not None:
+            overrides["num_heads"] = cfg.model.num_heads
+    elif cfg.model.head != "gap" or cfg.model.num_heads is not None:
+        raise ValueError(
+            f"model.head and model.num_heads apply to FaceLiVT variants only; {cfg.model.name} has its own head "
+            "(leave model.head at gap and model.num_heads unset)"
+        )
     if cfg.model.weights:
         return load_model(cfg.model.name, cfg.model.weights, deploy=False, **overrides).train()
     return facelivt.create_model(cfg.model.name, **overrides)
@@ -237,12 +246,6 @@ def build_step_runner(
     is put in eval mode and frozen). ``num_samples`` sizes the teacher cache (needed unless ``distill.cache`` is none); a disk cache
     lives in ``cache_dir``."""
     device = env.device
-    if cfg.model.channels_last and device.type == "cpu":
-        raise ValueError(
-            "model.channels_last=true is refused on the CPU: with torch 2.x's oneDNN, the backward pass of the "
-            "stem's strided 1x1 convolution in channels-last crashes the process (heap corruption), and it "
-            "measured no faster here; use it on CUDA"
-        )
     if model is None:
         model = build_model(cfg)
     model = model.to(device)
