@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import facelivt
+from facelivt.runtime import tune_allocator
 from baselines import released_style  # benchmarks/baselines.py
 
 
@@ -51,11 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--runs", type=int, default=100, help="timed runs at batch 1 (fewer at larger batches, at least 10)")
     ap.add_argument("--backend", default="auto", help="optimize_for_inference backend")
+    ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                    help="tuned (as the facelivt command runs): keep freed activation memory for reuse, see facelivt/runtime.py")
     ap.add_argument("--out", help="also write the results as JSON here")
     args = ap.parse_args(argv)
+    tuned = args.malloc == "tuned" and tune_allocator()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, median of timed runs after warm-up")
+    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
+          f"median of timed runs after warm-up, allocator {'tuned' if tuned else 'as it comes'}")
     results = []
     for name in args.models:
         train = facelivt.create_model(name).eval()

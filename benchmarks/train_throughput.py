@@ -11,6 +11,7 @@ batch of 112x112 images held in memory (no data loading). Rows:
               as after the first epoch of a real run)
   nchw        plain in the NCHW layout (model.channels_last=false)
   bf16        plain under bfloat16 autocast (train.amp=bf16; only where the CPU has native bf16)
+  compile     plain with model.compile=true (torch.compile; compiling happens during warm-up)
   released    the released implementation's forward (per-head-loop MHLA, two-branch RepConv,
               NCHW; benchmarks/baselines.py) in the same step: the baseline of "x released"
   peer        --peer (EdgeFace-XS by default), plain
@@ -29,12 +30,13 @@ from pathlib import Path
 import torch
 
 import facelivt
+from facelivt.runtime import tune_allocator
 from baselines import released_style  # benchmarks/baselines.py
 from facelivt.training import Config
 from facelivt.training.distributed import DistEnv
 from facelivt.training.engine import build_model, build_step_runner
 
-ROWS = ("plain", "live", "cached", "nchw", "bf16", "released", "peer")
+ROWS = ("plain", "live", "cached", "nchw", "bf16", "compile", "released", "peer")
 
 
 def bf16_native() -> bool:
@@ -52,6 +54,7 @@ def make_config(args: argparse.Namespace, row: str) -> Config:
     cfg.train.device = "cpu"
     cfg.train.amp = "bf16" if row == "bf16" else "none"
     cfg.train.batch_size = args.batch
+    cfg.model.compile = row == "compile"
     if row in ("live", "cached"):
         cfg.distill.enabled = True
         cfg.distill.teacher = args.teacher
@@ -72,11 +75,18 @@ def measure(args: argparse.Namespace, rows: list[str], batch: list) -> dict[str,
     """Warm every row up, then time the rows in turn step by step (interleaved, so a change in
     the machine's load hits all rows alike)."""
     runners = {row: build(args, row) for row in rows}
-    for row, runner in runners.items():
-        for step in range(args.warmup):
-            runner.step([batch], step)
+    for row, runner in list(runners.items()):
+        try:
+            for step in range(args.warmup):
+                runner.step([batch], step)
+        except Exception as exc:  # noqa: BLE001 - torch.compile needs a working C++ compiler
+            if row != "compile":
+                raise
+            print(f"# compile row left out: torch.compile failed here ({type(exc).__name__}: {exc})", file=sys.stderr)
+            del runners[row]
+            continue
         print(f"# {row}: warmed up", file=sys.stderr)
-    times: dict[str, list[float]] = {row: [] for row in rows}
+    times: dict[str, list[float]] = {row: [] for row in runners}
     for step in range(args.warmup, args.warmup + args.steps):
         for row, runner in runners.items():
             t0 = time.perf_counter()
@@ -95,6 +105,7 @@ def describe(args: argparse.Namespace, row: str) -> str:
         "cached": f"{args.model} + teacher cache",
         "nchw": f"{args.model}, NCHW fp32",
         "bf16": f"{args.model}, channels-last bf16 autocast",
+        "compile": f"{args.model}, channels-last fp32, torch.compile",
         "released": f"{args.model}, released forward, NCHW fp32",
         "peer": f"{args.peer}, channels-last fp32",
     }[row]
@@ -110,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (fill the cache, warm oneDNN)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--classes", type=int, default=1000, help="identities in the Partial FC layer")
+    p.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                   help="tuned (as `facelivt train` runs): keep freed activation memory for reuse, see facelivt/runtime.py; "
+                        "default: glibc as it comes")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma list of {', '.join(ROWS)}")
     args = p.parse_args(argv)
     rows = [m.strip() for m in args.rows.split(",") if m.strip()]
@@ -123,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if "bf16" in rows and not bf16_native():
         print("# bf16 row left out: this CPU has no native bfloat16 (AVX512-BF16/AMX), where it would only be emulated", file=sys.stderr)
         rows.remove("bf16")
+    tuned = args.malloc == "tuned" and tune_allocator()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 3, 112, 112, generator=g).clamp(-1, 1)
@@ -131,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     batch = [images, labels, torch.arange(args.batch), flips]
 
     print(f"# torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.classes} classes, "
-          f"{args.steps} timed steps per row after {args.warmup} warm-up, median step time", file=sys.stderr)
+          f"{args.steps} timed steps per row after {args.warmup} warm-up, median step time, "
+          f"allocator {'tuned' if tuned else 'as it comes'}", file=sys.stderr)
     results = measure(args, rows, batch)
     med = {row: statistics.median(t) for row, t in results.items()}
     print("| row | what | median s/step | min s/step | images/s | time vs plain | speed vs released |")
