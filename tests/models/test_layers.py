@@ -44,3 +44,31 @@ def test_repconv_merged_forward_in_channels_last_matches_nchw():
     grad = torch.autograd.grad(y.square().sum(), mc.conv_1x1.weight)[0]
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)
+
+
+def _pointwise():
+    from facelivt.models.layers import PointwiseConv
+
+    torch.manual_seed(0)
+    conv = PointwiseConv(16, 24, 1)
+    with torch.no_grad():
+        conv.bias.normal_()
+    return conv
+
+
+def test_pointwise_conv_linear_path_equals_the_convolution():
+    conv = _pointwise()
+    for shape in [(1, 16, 7, 7), (2, 16, 4, 4), (4, 16, 28, 28)]:  # linear form, linear form, conv form
+        x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+        ref = torch.nn.functional.conv2d(x.contiguous(), conv.weight, conv.bias)
+        out = conv(x)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_pointwise_conv_traces_and_exports_as_a_convolution():
+    conv = _pointwise().eval()
+    x = torch.randn(1, 16, 7, 7).contiguous(memory_format=torch.channels_last)
+    traced = torch.jit.trace(conv, x)
+    kinds = {n.kind() for n in traced.graph.nodes()}
+    assert "aten::_convolution" in kinds and "aten::linear" not in kinds
