@@ -67,13 +67,15 @@ def build(args: argparse.Namespace, row: str):
     torch.manual_seed(0)
     cfg = make_config(args, row)
     model = released_style(build_model(cfg)) if row == "released" else None
-    total = args.warmup + args.steps
+    total = args.warmup + args.rounds * (1 + -(-args.steps // args.rounds))
     return build_step_runner(cfg, DistEnv(), args.classes, total_steps=total + 1, num_samples=args.batch, model=model)
 
 
 def measure(args: argparse.Namespace, rows: list[str], batch: list) -> dict[str, list[float]]:
-    """Warm every row up, then time the rows in turn step by step (interleaved, so a change in
-    the machine's load hits all rows alike)."""
+    """Warm every row up, then time the rows in ``--rounds`` rounds; in each round every row runs a
+    block of consecutive steps, as a real run does. The first step of each block is not timed: it
+    re-warms caches after the other rows' models (a cost of this benchmark, not of training).
+    Rounds spread a change in the machine's load over all rows alike."""
     runners = {row: build(args, row) for row in rows}
     for row, runner in list(runners.items()):
         try:
@@ -87,11 +89,17 @@ def measure(args: argparse.Namespace, rows: list[str], batch: list) -> dict[str,
             continue
         print(f"# {row}: warmed up", file=sys.stderr)
     times: dict[str, list[float]] = {row: [] for row in runners}
-    for step in range(args.warmup, args.warmup + args.steps):
+    per_round = -(-args.steps // args.rounds)
+    steps = {row: args.warmup for row in runners}
+    for _ in range(args.rounds):
         for row, runner in runners.items():
-            t0 = time.perf_counter()
-            runner.step([batch], step)
-            times[row].append(time.perf_counter() - t0)
+            runner.step([batch], steps[row])  # re-warm, untimed
+            steps[row] += 1
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                runner.step([batch], steps[row])
+                times[row].append(time.perf_counter() - t0)
+                steps[row] += 1
     if "cached" in runners:
         cache = runners["cached"].targets.cache
         assert cache.misses == args.batch, "the timed steps must all be cache hits"
@@ -117,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", default="facelivt_l_mhsa", help="teacher variant (default: the paper's)")
     p.add_argument("--peer", default="edgeface_xs", help="model of the peer row")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--steps", type=int, default=10, help="timed steps per row")
+    p.add_argument("--steps", type=int, default=12, help="timed steps per row (rounded up to a multiple of --rounds)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds over the rows; each runs a block of steps per round")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (fill the cache, warm oneDNN)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--classes", type=int, default=1000, help="identities in the Partial FC layer")
@@ -132,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--rows takes a comma list of {', '.join(ROWS)}; got {args.rows!r}")
     if args.model not in facelivt.list_models() or args.peer not in facelivt.list_models():
         p.error(f"--model and --peer must be among {', '.join(facelivt.list_models())}")
-    if args.warmup < 1 or args.steps < 1 or args.batch < 2:
-        p.error("--warmup and --steps must be >= 1, --batch >= 2")
+    if args.warmup < 1 or args.steps < 1 or args.rounds < 1 or args.batch < 2:
+        p.error("--warmup, --steps and --rounds must be >= 1, --batch >= 2")
     if "bf16" in rows and not bf16_native():
         print("# bf16 row left out: this CPU has no native bfloat16 (AVX512-BF16/AMX), where it would only be emulated", file=sys.stderr)
         rows.remove("bf16")
@@ -146,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     batch = [images, labels, torch.arange(args.batch), flips]
 
     print(f"# torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.classes} classes, "
-          f"{args.steps} timed steps per row after {args.warmup} warm-up, median step time, "
+          f"{args.warmup} warm-up steps, then {args.rounds} rounds of 1 + {-(-args.steps // args.rounds)} steps per row "
+          f"(the first of each block untimed), median step time, "
           f"allocator {'tuned' if tuned else 'as it comes'}", file=sys.stderr)
     results = measure(args, rows, batch)
     med = {row: statistics.median(t) for row, t in results.items()}

@@ -64,7 +64,7 @@ def _run(script: str, *args: str) -> str:
 
 
 def test_train_throughput_script_prints_its_table():
-    out = _run("train_throughput.py", "--batch", "4", "--steps", "1", "--warmup", "1", "--classes", "10", "--rows", "plain,cached,released,peer")
+    out = _run("train_throughput.py", "--batch", "4", "--steps", "1", "--rounds", "1", "--warmup", "1", "--classes", "10", "--rows", "plain,cached,released,peer")
     lines = [ln for ln in out.splitlines() if ln.startswith("| ")]
     assert [ln.split("|")[1].strip() for ln in lines[2:]] == ["plain", "cached", "released", "peer"]
     assert "1.00x" in lines[2]
