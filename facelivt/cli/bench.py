@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (default 1,32; quick: 1,4)")
     p.add_argument("--runs", type=int, default=None, help="timed runs at batch 1 (default 30; quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs at batch 1 (default 10; quick 1)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; quick 1)")
     p.add_argument("--no-onnx", action="store_true", help="PyTorch eager only")
     p.add_argument("--clock", default="wall", choices=("wall", "thread"),
                    help="wall (default) or thread: CPU time of the calling thread, robust on a busy machine (needs --threads 1)")
