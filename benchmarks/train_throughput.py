@@ -16,6 +16,10 @@ batch of 112x112 images held in memory (no data loading). Rows:
               NCHW; benchmarks/baselines.py) in the same step: the baseline of "x released"
   peer        --peer (EdgeFace-XS by default), plain
 
+Each row runs in a process of its own (``--isolation process``), like a training run; the parent
+asks the rows in turn for a block of consecutive steps, round after round, so that a change in the
+machine's load reaches every row. ``--isolation none`` keeps every row's model in one process.
+
     python benchmarks/train_throughput.py                    # 2 threads, batch 64, every row
     python benchmarks/train_throughput.py --rows plain,cached --steps 20
 """
@@ -71,39 +75,116 @@ def build(args: argparse.Namespace, row: str):
     return build_step_runner(cfg, DistEnv(), args.classes, total_steps=total + 1, num_samples=args.batch, model=model)
 
 
-def measure(args: argparse.Namespace, rows: list[str], batch: list) -> dict[str, list[float]]:
-    """Warm every row up, then time the rows in ``--rounds`` rounds; in each round every row runs a
-    block of consecutive steps, as a real run does. The first step of each block is not timed: it
-    re-warms caches after the other rows' models (a cost of this benchmark, not of training).
-    Rounds spread a change in the machine's load over all rows alike."""
-    runners = {row: build(args, row) for row in rows}
-    for row, runner in list(runners.items()):
-        try:
-            for step in range(args.warmup):
-                runner.step([batch], step)
-        except Exception as exc:  # noqa: BLE001 - torch.compile needs a working C++ compiler
-            if row != "compile":
-                raise
-            print(f"# compile row left out: torch.compile failed here ({type(exc).__name__}: {exc})", file=sys.stderr)
-            del runners[row]
-            continue
-        print(f"# {row}: warmed up", file=sys.stderr)
-    times: dict[str, list[float]] = {row: [] for row in runners}
+def make_batch(args: argparse.Namespace) -> list:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(args.batch, 3, 112, 112, generator=g).clamp(-1, 1)
+    labels = torch.randint(0, args.classes, (args.batch,), generator=g)
+    flips = torch.arange(args.batch) % 2
+    return [images, labels, torch.arange(args.batch), flips]
+
+
+class Row:
+    """One row's step runner, warmed up; ``block(n)`` runs one untimed step (it re-warms caches after
+    the other rows) and then ``n`` timed consecutive steps, as a real run does."""
+
+    def __init__(self, args: argparse.Namespace, row: str):
+        self.args, self.row = args, row
+        self.batch = make_batch(args)
+        self.runner = build(args, row)
+        self.steps = 0
+        for _ in range(args.warmup):
+            self._step()
+
+    def _step(self) -> None:
+        self.runner.step([self.batch], self.steps)
+        self.steps += 1
+
+    def block(self, n: int) -> list[float]:
+        self._step()
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            self._step()
+            out.append(time.perf_counter() - t0)
+        if self.row == "cached":
+            assert self.runner.targets.cache.misses == self.args.batch, "the timed steps must all be cache hits"
+        return out
+
+
+def _row_process(args: argparse.Namespace, row: str, conn) -> None:
+    """A row in a process of its own: it answers block requests until told to stop."""
+    if args.malloc == "tuned":
+        tune_allocator()
+    torch.set_num_threads(args.threads)
+    try:
+        worker = Row(args, row)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", None))
+    while (n := conn.recv()) is not None:
+        conn.send(("times", worker.block(n)))
+
+
+def measure(args: argparse.Namespace, rows: list[str]) -> dict[str, list[float]]:
+    """Warm every row up, then time the rows in ``--rounds`` rounds, a block of consecutive steps per
+    row and round (see :class:`Row`). Rounds spread a change in the machine's load over all rows alike.
+
+    With ``--isolation process`` (default) every row lives in a process of its own, as a training run
+    does, and only one process computes at a time; ``none`` keeps all rows' models in this process."""
     per_round = -(-args.steps // args.rounds)
-    steps = {row: args.warmup for row in runners}
-    for _ in range(args.rounds):
-        for row, runner in runners.items():
-            runner.step([batch], steps[row])  # re-warm, untimed
-            steps[row] += 1
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                runner.step([batch], steps[row])
-                times[row].append(time.perf_counter() - t0)
-                steps[row] += 1
-    if "cached" in runners:
-        cache = runners["cached"].targets.cache
-        assert cache.misses == args.batch, "the timed steps must all be cache hits"
+    times: dict[str, list[float]] = {}
+    if args.isolation == "none":
+        workers = {}
+        for row in rows:
+            try:
+                workers[row] = Row(args, row)
+            except Exception as exc:  # noqa: BLE001 - torch.compile needs a working C++ compiler
+                _left_out(row, f"{type(exc).__name__}: {exc}")
+                continue
+            print(f"# {row}: warmed up", file=sys.stderr)
+        times = {row: [] for row in workers}
+        for _ in range(args.rounds):
+            for row, worker in workers.items():
+                times[row] += worker.block(per_round)
+        return times
+
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = {}
+    try:
+        for row in rows:  # one at a time, so that no two warm-ups compete for the cores
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_row_process, args=(args, row, child), daemon=True)
+            proc.start()
+            kind, detail = parent.recv()
+            if kind == "failed":
+                proc.join()
+                _left_out(row, detail)
+                continue
+            procs[row] = (proc, parent)
+            print(f"# {row}: warmed up (process {proc.pid})", file=sys.stderr)
+        times = {row: [] for row in procs}
+        for _ in range(args.rounds):
+            for row, (_, conn) in procs.items():
+                conn.send(per_round)
+                kind, detail = conn.recv()
+                times[row] += detail
+    finally:
+        for proc, conn in procs.values():
+            try:
+                conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            proc.join(timeout=30)
     return times
+
+
+def _left_out(row: str, why: str) -> None:
+    if row != "compile":
+        raise RuntimeError(f"row {row} failed: {why}")
+    print(f"# compile row left out: torch.compile failed here ({why})", file=sys.stderr)
 
 
 def describe(args: argparse.Namespace, row: str) -> str:
@@ -133,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
                    help="tuned (as `facelivt train` runs): keep freed activation memory for reuse, see facelivt/runtime.py; "
                         "default: glibc as it comes")
+    p.add_argument("--isolation", choices=("process", "none"), default="process",
+                   help="process (default): every row in a process of its own, one computing at a time; "
+                        "none: all rows' models in this one process")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma list of {', '.join(ROWS)}")
     args = p.parse_args(argv)
     rows = [m.strip() for m in args.rows.split(",") if m.strip()]
@@ -148,17 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.remove("bf16")
     tuned = args.malloc == "tuned" and tune_allocator()
     torch.set_num_threads(args.threads)
-    g = torch.Generator().manual_seed(0)
-    images = torch.randn(args.batch, 3, 112, 112, generator=g).clamp(-1, 1)
-    labels = torch.randint(0, args.classes, (args.batch,), generator=g)
-    flips = torch.arange(args.batch) % 2
-    batch = [images, labels, torch.arange(args.batch), flips]
-
     print(f"# torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.classes} classes, "
           f"{args.warmup} warm-up steps, then {args.rounds} rounds of 1 + {-(-args.steps // args.rounds)} steps per row "
-          f"(the first of each block untimed), median step time, "
+          f"(the first of each block untimed), median step time, rows isolated: {args.isolation}, "
           f"allocator {'tuned' if tuned else 'as it comes'}", file=sys.stderr)
-    results = measure(args, rows, batch)
+    results = measure(args, rows)
     med = {row: statistics.median(t) for row, t in results.items()}
     print("| row | what | median s/step | min s/step | images/s | time vs plain | speed vs released |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

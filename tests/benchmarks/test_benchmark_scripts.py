@@ -79,3 +79,10 @@ def test_latency_script_prints_its_table():
     out = _run("latency.py", "--models", "facelivt_s", "--batches", "1", "--runs", "2", "--warmup", "1", "--backend", "eager")
     rows = [ln for ln in out.splitlines() if ln.startswith("| facelivt_s")]
     assert len(rows) == 4 and rows[0].rstrip().endswith("1.000 |")
+
+
+def test_train_throughput_script_in_one_process():
+    out = _run("train_throughput.py", "--batch", "4", "--steps", "2", "--rounds", "2", "--warmup", "1", "--classes", "10",
+               "--rows", "plain,nchw", "--isolation", "none")
+    lines = [ln for ln in out.splitlines() if ln.startswith("| ")]
+    assert [ln.split("|")[1].strip() for ln in lines[2:]] == ["plain", "nchw"]
