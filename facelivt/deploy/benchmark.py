@@ -185,7 +185,9 @@ def eager_runner(model: nn.Module, batch: int, device: str, input_size: int = 11
 def ort_runner(path: str | os.PathLike, batch: int, threads: int, providers: list[str] | None = None, input_size: int = 112, seed: int = 0) -> tuple[Callable, tuple]:
     from facelivt.deploy.export import onnx_session
 
-    session = onnx_session(path, threads, providers)
+    # Not spinning: many sessions live side by side here, and an idle one's busy-waiting workers would
+    # take the cores from the one being timed.
+    session = onnx_session(path, threads, providers, spin=False)
     name = session.get_inputs()[0].name
     x = np.random.default_rng(seed).standard_normal((batch, 3, input_size, input_size), dtype=np.float32)
     return (lambda inp: session.run(None, {name: inp})), (x,)
@@ -474,7 +476,7 @@ def to_markdown(result: BenchResult) -> str:
         f"- clock: {'CPU time of the calling thread (time.thread_time): not inflated by other load' if cfg.get('clock') == 'thread' else 'wall clock'}",
         f"- method: deploy form; medians over {cfg['runs']} timed runs at batch 1 (a quarter of that at larger batches) after "
         f"{cfg['warmup']} warm-up runs, candidates of a table interleaved over {cfg['rounds']} rounds (one untimed call opens each block); "
-        "ONNX Runtime runs the `facelivt export` graph (dynamic batch, all graph optimisations)"
+        "ONNX Runtime runs the `facelivt export` graph (dynamic batch, all graph optimisations, idle workers not spinning)"
         + ("; QUICK MODE (few runs, small batch): numbers are not meaningful" if cfg.get("quick") else ""),
         "- `x S`: latency relative to FaceLiVT-S (full form / He=16 in Tables III/IV); img/s = batch / latency",
         "",
