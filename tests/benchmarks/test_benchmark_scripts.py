@@ -12,23 +12,13 @@ import facelivt
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 from baselines import PerHeadLoopMHLA, TwoBranchRepConv, released_style  # noqa: E402
-
-
-def _random_stats(model):
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.normal_(1, 0.1)
-    return model
+from model_helpers import randomize_model  # noqa: E402
 
 
 @pytest.mark.parametrize("deploy", [False, True])
 def test_released_style_baseline_is_the_same_function(deploy):
     torch.manual_seed(0)
-    model = _random_stats(facelivt.create_model("facelivt_s")).eval()
+    model = randomize_model(facelivt.create_model("facelivt_s")).eval()
     if deploy:
         model = facelivt.reparameterize_model(model)
     base = released_style(model)

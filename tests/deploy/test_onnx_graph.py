@@ -3,32 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 import facelivt
 from facelivt.deploy.onnx_graph import ExportMHLA, ExportMHSA, ExportPReLU, ExportSDTA, graph_ops, optimized_graph, prepare_for_export
 from facelivt.models.layers import MHLA
-
-
-def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "gamma" in name or "temperature" in name:
-                p.copy_(0.5 + torch.rand(p.shape, generator=g))
-        for m in model.modules():
-            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)):
-                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-            if isinstance(m, nn.PReLU):
-                m.weight.copy_(0.5 * torch.rand(m.weight.shape, generator=g))
-            if isinstance(m, MHLA):
-                m.b1.copy_(0.1 * torch.randn(m.b1.shape, generator=g))
-                m.b2.copy_(0.1 * torch.randn(m.b2.shape, generator=g))
-    return model.eval()
+from model_helpers import randomize_model
 
 
 @pytest.mark.parametrize(
@@ -42,7 +21,7 @@ def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     ],
 )
 def test_export_form_same_function(name, opts, kind, faces_batch):
-    deploy = facelivt.reparameterize_model(_randomize(facelivt.create_model(name)), **opts)
+    deploy = facelivt.reparameterize_model(randomize_model(facelivt.create_model(name)).eval(), **opts)
     prepared = prepare_for_export(deploy)
     assert any(isinstance(m, kind) for m in prepared.modules())
     x = torch.cat([faces_batch, faces_batch.flip(-1)])

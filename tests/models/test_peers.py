@@ -9,27 +9,7 @@ import facelivt
 from facelivt.deploy import counting
 from facelivt.deploy.counting import count_macs, count_params
 from facelivt.models.peers.edgeface import LowRankLinear, low_rank
-
-
-def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial norms, BN statistics, biases, layer scales and PReLU slopes, so folding errors show."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "gamma" in name or "temperature" in name:
-                p.copy_(0.5 + torch.rand(p.shape, generator=g))
-        for m in model.modules():
-            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):
-                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-            if isinstance(m, nn.PReLU):
-                m.weight.copy_(0.5 * torch.rand(m.weight.shape, generator=g))
-            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
-                m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g))
-    return model.eval()
+from model_helpers import randomize_model
 
 
 def test_peers_are_registered():
@@ -87,7 +67,7 @@ def test_mobilefacenet_counts():
 
 @pytest.mark.parametrize("name", ["edgeface_xs", "mobilefacenet"])
 def test_peer_deploy_form_same_function(name, faces_batch):
-    model = _randomize(facelivt.create_model(name))
+    model = randomize_model(facelivt.create_model(name)).eval()
     deploy = facelivt.reparameterize_model(model)
     assert sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in deploy.modules()) == 0
     with torch.no_grad():
@@ -118,7 +98,7 @@ def test_peer_options_validated():
 
 
 def test_peer_weights_round_trip(tmp_path):
-    model = _randomize(facelivt.create_model("edgeface_xs"))
+    model = randomize_model(facelivt.create_model("edgeface_xs")).eval()
     path = tmp_path / "edgeface.safetensors"
     facelivt.save_weights(model, path)
     loaded = facelivt.load_model("edgeface_xs", path, deploy=True)

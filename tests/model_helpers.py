@@ -1,0 +1,33 @@
+"""Model helpers shared by the tests of several packages (tests/ is on sys.path through its conftest)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facelivt.models.layers import MHLA
+
+
+def randomize_model(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give ``model`` non-trivial norms, BatchNorm statistics, biases, layer scales and PReLU slopes, so
+    that folding and export mistakes show (fresh BNs are identities, the FFN's last BN starts at zero and
+    fresh biases are zero). Weights are left as initialised; the train/eval mode is not changed."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "gamma" in name or "temperature" in name:
+                p.copy_(0.5 + torch.rand(p.shape, generator=g))
+        for m in model.modules():
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)):
+                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
+                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+            if isinstance(m, nn.PReLU):
+                m.weight.copy_(0.5 * torch.rand(m.weight.shape, generator=g))
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g))
+            if isinstance(m, MHLA):
+                m.b1.copy_(0.1 * torch.randn(m.b1.shape, generator=g))
+                m.b2.copy_(0.1 * torch.randn(m.b2.shape, generator=g))
+    return model
