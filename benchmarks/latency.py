@@ -24,12 +24,6 @@ from facelivt.runtime import tune_allocator
 from baselines import released_style  # benchmarks/baselines.py
 
 
-def loop_baseline(deploy: nn.Module) -> nn.Module:
-    """The deploy form with every batched MHLA swapped for the released per-head loop, in the default
-    NCHW layout (as the released code runs)."""
-    return released_style(deploy).eval()
-
-
 def measure(rows: dict[str, nn.Module], x: torch.Tensor, warmup: int, runs: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in rows}
     with torch.inference_mode():
@@ -67,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         deploy = facelivt.reparameterize_model(train)
         fast = facelivt.optimize_for_inference(deploy, backend=args.backend)
         rows = {
-            "per-head loop (baseline)": loop_baseline(deploy),
+            "per-head loop (baseline)": released_style(deploy),  # eval mode, NCHW, as the released code runs
             "train form": train,
             "deploy form (eager)": deploy,
             f"optimize_for_inference ({fast.backend})": fast,
