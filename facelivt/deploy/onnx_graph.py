@@ -166,16 +166,8 @@ class ExportSDTA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         blk, (h, w), c = self.block, self.hw, self.channels
         shortcut = x
-        parts = torch.split(x, self.split_sizes, dim=1)
-        outs = []
-        sp = parts[0]
-        for i, conv in enumerate(blk.convs):
-            if i > 0:
-                sp = sp + parts[i]
-            sp = conv(sp)
-            outs.append(sp)
-        outs.append(parts[-1])
-        t = torch.cat(outs, 1).reshape(-1, c, h * w).transpose(1, 2)  # (B, N, C)
+        # static split sizes: no shape arithmetic in the graph
+        t = blk.cascade(torch.split(x, self.split_sizes, dim=1)).reshape(-1, c, h * w).transpose(1, 2)  # (B, N, C)
         if self.pos is not None:
             t = t + self.pos
         y = self._xca(blk.norm_xca(t))

@@ -179,9 +179,9 @@ class SDTABlock(nn.Module):
         self.mlp = Mlp(dim, expand_ratio * dim, rank_ratio)
         self.gamma = nn.Parameter(ls_init * torch.ones(dim)) if ls_init > 0 else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x
-        parts = x.chunk(self.num_splits + 1, dim=1)
+    def cascade(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The multi-scale depth-wise convs over the channel splits (Res2Net style): split i (i >= 1) is
+        added to the previous conv's output before its own conv; the last split passes through."""
         outs = []
         sp = parts[0]
         for i, conv in enumerate(self.convs):
@@ -190,7 +190,11 @@ class SDTABlock(nn.Module):
             sp = conv(sp)
             outs.append(sp)
         outs.append(parts[-1])
-        x = torch.cat(outs, 1)
+        return torch.cat(outs, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.cascade(x.chunk(self.num_splits + 1, dim=1))
         b, c, h, w = x.shape
         x = x.reshape(b, c, h * w).permute(0, 2, 1)
         if self.pos_embd is not None:
