@@ -25,6 +25,24 @@ def _two_threads():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test, restored after: MTCNN's small convolutions gain little from two,
+    and on a shared, busy CPU two OpenMP threads were measured 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def mtcnn_reference() -> dict:
+    """Reference MTCNN detections on every ../shared/data/celeba_subset photo."""
+    import json
+
+    return json.loads((SHARED / "reference" / "celeba_subset_mtcnn.json").read_text())
+
+
 @pytest.fixture(scope="session")
 def faces_batch(shared_dir):
     """Four real aligned face crops, normalised as the network expects."""

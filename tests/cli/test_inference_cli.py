@@ -16,26 +16,14 @@ CELEBA = SHARED / "data" / "celeba_subset"
 ORL = SHARED / "data" / "orl_faces"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread for these tests (two OpenMP threads crawl on a busy shared CPU); restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def ref() -> dict:
-    return json.loads((SHARED / "reference" / "celeba_subset_mtcnn.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory, ref) -> Path:
+def tree(tmp_path_factory, mtcnn_reference) -> Path:
     """in/ with two identities of single-face photos, a multi-face photo, a no-face photo, a grey PGM,
     a truncated JPEG and a text file."""
+    ref = mtcnn_reference
     root = tmp_path_factory.mktemp("photos") / "in"
     singles = [k for k in sorted(ref) if len(ref[k]) == 1]
     ids = sorted({k.split("/")[0] for k in singles})[:2]

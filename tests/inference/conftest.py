@@ -1,32 +1,24 @@
 """Shared fixtures for the inference tests: data paths, the MTCNN detector, the reference detections."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-import torch
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 DATA = SHARED / "data"
 CELEBA = DATA / "celeba_subset"
-REFERENCE_JSON = SHARED / "reference" / "celeba_subset_mtcnn.json"
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run these tests on one thread: MTCNN's small convolutions gain little from two, and on a
-    shared, busy CPU two OpenMP threads were measured 10x slower. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _inference_on_one_thread(one_torch_thread):
+    """Every inference test runs on one torch thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
-def reference() -> dict:
+def reference(mtcnn_reference) -> dict:
     """Reference MTCNN detections on every celeba_subset photo."""
-    return json.loads(REFERENCE_JSON.read_text())
+    return mtcnn_reference
 
 
 @pytest.fixture(scope="session")
