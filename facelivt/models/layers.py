@@ -28,10 +28,8 @@ def fuse_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNo
     return w.detach().clone(), b.detach().clone()
 
 
-def _compiling() -> bool:
-    """True under torch.compile / torch.export (dynamo), where shapes may be symbolic."""
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(is_compiling()) if is_compiling is not None else False
+# True under torch.compile / torch.export (dynamo), where shapes may be symbolic (torch >= 2.3; looked up once)
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
 class PointwiseConv(nn.Conv2d):
