@@ -4,6 +4,7 @@ throughput benchmark alike."""
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Optional, Sequence
@@ -44,8 +45,12 @@ def resolve_amp(amp: str, device: torch.device) -> Optional[torch.dtype]:
     if amp == "bf16":
         return torch.bfloat16
     if amp == "fp16":
-        if device.type != "cuda":
-            raise ValueError("train.amp=fp16 needs CUDA; on a CPU use bf16 or none")
+        if device.type not in ("cuda", "cpu"):
+            raise ValueError(f"train.amp=fp16 runs on CUDA (or a CPU); not on {device.type}: use bf16 or none")
+        if device.type == "cpu":
+            # Same path as on a GPU (float16 autocast + loss scaling), but most CPUs only emulate float16
+            warnings.warn("train.amp=fp16 on a CPU is emulated (slow) unless it has AMX-FP16; bf16 or none are the fast choices there",
+                          stacklevel=2)
         return torch.float16
     raise ValueError(f"train.amp must be auto, none, bf16 or fp16; got {amp!r}")
 
