@@ -3,26 +3,17 @@ float16 autocast, a GradScaler that skips an overflowing step instead of stoppin
 resumed run that continues with the saved scale."""
 from __future__ import annotations
 
-import json
 import warnings
 
 import pytest
 import torch
 
-from facelivt.data import SyntheticIdentities
-from facelivt.training import NonFiniteLossError, load_checkpoint_file, train
+from facelivt.training import NonFiniteLossError, train
 from facelivt.training.engine import resolve_amp
 
-from train_helpers import TinyNet, quick_config, state_equal
+from train_helpers import TinyNet, last_state, overflow_at_call, quick_config, state_equal
 
 INIT_SCALE = 2.0**16  # torch.amp.GradScaler's default
-
-
-@pytest.fixture(scope="module")
-def faces():
-    ds = SyntheticIdentities(8, 4, seed=1)
-    _ = [ds[i] for i in range(len(ds))]
-    return ds
 
 
 def fp16_config(output):
@@ -30,22 +21,6 @@ def fp16_config(output):
     cfg.train.amp = "fp16"
     cfg.train.checkpoint_every_steps = 2
     return cfg
-
-
-def overflow_at_call(model: TinyNet, call: int) -> None:
-    """The gradients of the ``call``-th backward pass become infinite (as a float16 overflow does)."""
-    calls = []
-
-    def hook(grad):
-        calls.append(1)
-        return grad * float("inf") if len(calls) == call else grad
-
-    model.fc.weight.register_hook(hook)
-
-
-def last_state(out):
-    last = json.loads((out / "checkpoints" / "last.json").read_text())
-    return last, load_checkpoint_file(out / "checkpoints" / last["dir"] / "rank0.pt")
 
 
 def quiet_train(cfg, **kw):

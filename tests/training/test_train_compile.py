@@ -7,10 +7,9 @@ import shutil
 import pytest
 from safetensors.torch import load_file
 
-from facelivt.data import SyntheticIdentities
-from facelivt.training import load_checkpoint_file, train
+from facelivt.training import load_checkpoint_file
 
-from train_helpers import TinyNet, quick_config, state_equal
+from train_helpers import state_equal, train_eager_and_compiled
 
 # Inductor turns the graph into C++ on the CPU: without a compiler torch.compile cannot run at all
 needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
@@ -18,14 +17,8 @@ needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which
 
 
 @needs_compiler
-def test_compiled_backbone_trains_like_eager(tmp_path):
-    faces = SyntheticIdentities(8, 4, seed=1)
-    runs = {}
-    for compiled in (False, True):
-        cfg = quick_config(tmp_path / f"compile_{compiled}", epochs=1)
-        cfg.model.compile = compiled
-        model = TinyNet(dim=16)
-        runs[compiled] = (train(cfg, dataset=faces, model=model), model)
+def test_compiled_backbone_trains_like_eager(tmp_path, faces):
+    runs = train_eager_and_compiled(tmp_path, faces)
     (eager, m_eager), (comp, m_comp) = runs[False], runs[True]
     assert comp.stopped == "completed" and comp.steps == eager.steps == 4
     assert comp.loss_history == pytest.approx(eager.loss_history, rel=1e-4, abs=1e-5)

@@ -3,7 +3,6 @@ between two processes. They need a GPU (NCCL: two), so they are skipped, with th
 CPU machines; on a GPU machine run ``python -m pytest tests/training/test_train_cuda.py``."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import torch
 from facelivt.data import SyntheticIdentities
 from facelivt.training import load_checkpoint_file, train
 
-from train_helpers import CONFIGS, REPO, TinyNet, quick_config
+from train_helpers import CONFIGS, REPO, last_state, quick_config, train_eager_and_compiled
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -52,15 +51,11 @@ def test_mixed_precision_trains_facelivt_on_cuda(tmp_path, amp):
 
 
 @needs_cuda
-def test_compiled_backbone_trains_like_eager_on_cuda(tmp_path):
-    faces = SyntheticIdentities(8, 4, seed=1)
-    runs = {}
-    for compiled in (False, True):
-        cfg = cuda_config(tmp_path / f"compile_{compiled}", epochs=1)
-        cfg.model.compile = compiled
-        runs[compiled] = train(cfg, dataset=faces, model=TinyNet(dim=16))
-    assert runs[True].steps == runs[False].steps == 4
-    assert runs[True].loss_history == pytest.approx(runs[False].loss_history, rel=1e-3, abs=1e-4)
+def test_compiled_backbone_trains_like_eager_on_cuda(tmp_path, faces):
+    runs = train_eager_and_compiled(tmp_path, faces, cuda_config)
+    (eager, _), (comp, _) = runs[False], runs[True]
+    assert comp.steps == eager.steps == 4
+    assert comp.loss_history == pytest.approx(eager.loss_history, rel=1e-3, abs=1e-4)
 
 
 @pytest.mark.slow
@@ -75,10 +70,9 @@ def test_torchrun_two_nccl_processes(tmp_path):
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    last = json.loads((out / "checkpoints" / "last.json").read_text())
+    last, r0 = last_state(out, rank=0)
+    _, r1 = last_state(out, rank=1)
     assert last["world_size"] == 2
-    r0 = load_checkpoint_file(out / "checkpoints" / last["dir"] / "rank0.pt")
-    r1 = load_checkpoint_file(out / "checkpoints" / last["dir"] / "rank1.pt")
     assert r0["partial_fc"]["weight"].shape == r1["partial_fc"]["weight"].shape
     for key in r0["model"]:
         if "running" in key or "num_batches" in key:

@@ -1,7 +1,6 @@
 """Two CPU processes (gloo) under torchrun: Partial FC sharded, DDP keeps the backbones equal."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -9,9 +8,8 @@ import pytest
 import torch
 
 from facelivt.cli import main
-from facelivt.training import load_checkpoint_file
 
-from train_helpers import CONFIGS, REPO
+from train_helpers import CONFIGS, REPO, last_state
 
 
 @pytest.mark.slow
@@ -25,10 +23,9 @@ def test_torchrun_two_gloo_processes(tmp_path, capsys):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stderr.count("stopped: completed") == 1  # only rank 0 reports
-    last = json.loads((out / "checkpoints" / "last.json").read_text())
+    last, r0 = last_state(out, rank=0)
+    _, r1 = last_state(out, rank=1)
     assert last["world_size"] == 2 and last["step"] == 4  # 32 images / batch 8 (4 per process)
-    r0 = load_checkpoint_file(out / "checkpoints" / last["dir"] / "rank0.pt")
-    r1 = load_checkpoint_file(out / "checkpoints" / last["dir"] / "rank1.pt")
     # the 8 class centres are split 4 + 4 over the two processes
     assert r0["partial_fc"]["weight"].shape == (4, 512) and r1["partial_fc"]["weight"].shape == (4, 512)
     assert not torch.equal(r0["partial_fc"]["weight"], r1["partial_fc"]["weight"])

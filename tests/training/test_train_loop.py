@@ -11,14 +11,7 @@ from safetensors.torch import load_file
 from facelivt.data import SyntheticIdentities
 from facelivt.training import NonFiniteLossError, load_checkpoint_file, train
 
-from train_helpers import TinyNet, quick_config, state_equal
-
-
-@pytest.fixture(scope="module")
-def faces():
-    ds = SyntheticIdentities(8, 4, seed=1)
-    _ = [ds[i] for i in range(len(ds))]  # warm the identity cache
-    return ds
+from train_helpers import TinyNet, last_state, overflow_at_call, quick_config, state_equal
 
 
 def run(tmp_path, faces, name, *, teacher=None, **changes):
@@ -73,9 +66,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, faces):
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at optimiser step 5.*last good checkpoint"):
         run(tmp_path, faces, "nan", debug__nan_at_step=5, train__checkpoint_every_steps=2)
     out = tmp_path / "nan"
-    last = json.loads((out / "checkpoints" / "last.json").read_text())
+    last, state = last_state(out)
     assert last["step"] == 4
-    state = load_checkpoint_file(out / "checkpoints" / last["dir"] / "rank0.pt")
     assert state["global_step"] == 4 and len(state["loss_history"]) == 4
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert not (out / "model.safetensors").exists()
@@ -87,17 +79,11 @@ def test_non_finite_gradients_stop_before_the_update(tmp_path, faces):
     cfg = quick_config(tmp_path / "grad", epochs=2)
     cfg.train.checkpoint_every_steps = 2
     model = TinyNet(dim=16)
-    calls = []
-
-    def poison(grad):
-        calls.append(1)
-        return grad * float("inf") if len(calls) == 4 else grad  # the 4th step's gradients overflow
-
-    model.fc.weight.register_hook(poison)
+    overflow_at_call(model, 4)  # the 4th step's gradients overflow
     with pytest.raises(NonFiniteLossError, match=r"gradients became non-finite .* step 3"):
         train(cfg, dataset=faces, model=model)
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad update never happened
-    assert json.loads((tmp_path / "grad" / "checkpoints" / "last.json").read_text())["step"] == 2
+    assert last_state(tmp_path / "grad")[0]["step"] == 2
 
 
 def test_time_budget_stops_cleanly_and_exports(tmp_path, faces):

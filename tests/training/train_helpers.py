@@ -1,12 +1,13 @@
 """Shared helpers of the training tests: paths, tiny models, quick configs."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from facelivt.training import Config
+from facelivt.training import Config, load_checkpoint_file, train
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO / ".." / "shared"
@@ -59,3 +60,32 @@ def state_equal(a: dict, b: dict, atol: float = 0.0) -> float:
     for k in a:
         worst = max(worst, (a[k].double() - b[k].double()).abs().max().item() if a[k].numel() else 0.0)
     return worst
+
+
+def last_state(output: Path, rank: int = 0) -> tuple[dict, dict]:
+    """The ``last.json`` pointer of a run's output folder and that checkpoint's state of ``rank``."""
+    pointer = json.loads((Path(output) / "checkpoints" / "last.json").read_text())
+    return pointer, load_checkpoint_file(Path(output) / "checkpoints" / pointer["dir"] / f"rank{rank}.pt")
+
+
+def overflow_at_call(model: TinyNet, call: int) -> None:
+    """The gradients of the ``call``-th backward pass become infinite (as a float16 overflow does)."""
+    calls = []
+
+    def hook(grad):
+        calls.append(1)
+        return grad * float("inf") if len(calls) == call else grad
+
+    model.fc.weight.register_hook(hook)
+
+
+def train_eager_and_compiled(output: Path, faces, make_config=quick_config) -> dict:
+    """One epoch of ``faces`` with a TinyNet, eagerly and with ``model.compile=true``:
+    ``{False: (result, model), True: (result, model)}``."""
+    runs = {}
+    for compiled in (False, True):
+        cfg = make_config(Path(output) / f"compile_{compiled}", epochs=1)
+        cfg.model.compile = compiled
+        model = TinyNet(dim=16)
+        runs[compiled] = (train(cfg, dataset=faces, model=model), model)
+    return runs
