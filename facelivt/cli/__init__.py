@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 import sys
 
+from facelivt.errors import FaceLiVTError
 from facelivt.runtime import tune_allocator
 
 
@@ -42,10 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
-        # Library errors are written for people: show them without a traceback.
-        print(f"facelivt {args.command}: error: {exc}", file=sys.stderr)
+    except (FaceLiVTError, OSError, ValueError, KeyError, RuntimeError) as exc:
+        # Library errors are written for people: show them without a traceback. OSError covers
+        # unreadable inputs and unwritable outputs (disk full, no permission, a folder in the way).
+        print(f"facelivt {args.command}: error: {_message(exc)}", file=sys.stderr)
         return 2
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, FaceLiVTError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

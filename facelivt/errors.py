@@ -1,0 +1,29 @@
+"""The errors a user can cause. Every one derives from :class:`FaceLiVTError`.
+
+The command line turns a ``FaceLiVTError`` (and an ``OSError`` from reading or writing a file) into
+one line on stderr and exit code 2; anything else is a bug and keeps its traceback.
+Subclasses also derive from the built-in exception they refine (``ValueError``,
+``FileNotFoundError``, ...), so code that caught those keeps working.
+"""
+from __future__ import annotations
+
+
+class FaceLiVTError(Exception):
+    """Base class of every error caused by the user's input, files or environment."""
+
+
+class OutputWriteError(FaceLiVTError, OSError):
+    """An output file could not be written (disk full, no permission, a folder in the way, ...).
+
+    Raised by :mod:`facelivt.files`; the existing file of that name, if any, is unchanged and no
+    partial file is left behind.
+    """
+
+    def __init__(self, path, cause: OSError):
+        self.path = str(path)
+        self.cause = cause
+        reason = cause.strerror or str(cause)
+        super().__init__(cause.errno, f"cannot write {self.path}: {reason}")
+
+    def __str__(self) -> str:  # OSError's default adds "[Errno N]"
+        return self.args[1]
