@@ -108,9 +108,10 @@ def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Pa
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
-        if isinstance(exc, OutputWriteError):
+        error = _write_error([path], [tmp], exc)
+        if error is exc:
             raise
-        raise OutputWriteError(path, exc) from exc
+        raise error from exc
     except BaseException:
         _remove_quietly(tmp)
         raise
@@ -155,8 +156,14 @@ def _new_temp(path: Path) -> Path:
 
 
 def _write_error(targets: Sequence[Path], temps: Sequence[Path], exc: OSError) -> OutputWriteError:
-    """``exc`` as an OutputWriteError naming the target whose temporary failed (else the first)."""
+    """``exc`` as an OutputWriteError naming the target whose temporary failed (else the first).
+
+    An OutputWriteError about one of the temporaries (a nested atomic write into it) is renamed to
+    its target: the user never sees the temporary's name."""
     if isinstance(exc, OutputWriteError):
+        for target, tmp in zip(targets, temps):
+            if exc.path == str(tmp):
+                return OutputWriteError(target, exc.cause)
         return exc
     failed = str(exc.filename) if exc.filename else None
     for target, tmp in zip(targets, temps):
@@ -234,9 +241,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         _swap_in(built, path, staging)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OutputWriteError):
+        if isinstance(exc, OutputWriteError) and not exc.path.startswith(str(staging)):
             raise
-        raise OutputWriteError(path, exc) from exc
+        raise OutputWriteError(path, getattr(exc, "cause", exc)) from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

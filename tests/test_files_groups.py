@@ -83,3 +83,24 @@ def test_check_writable(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputWriteError):
         check_writable(tmp_path / "file" / "out.json")  # a file where a folder should be
+
+
+def test_nested_atomic_writes_name_the_final_file():
+    """A library writing atomically into a temporary (export into atomic_path's temporary, a Core ML
+    package into atomic_dir's) fails under the final name, never the temporary's."""
+    from facelivt.files import atomic_path, write_bytes
+
+    with tmpfs("200k") as disk:
+        fill(disk, leave=0)
+        with pytest.raises(OutputWriteError) as info:
+            with atomic_path(disk / "s.onnx") as tmp:
+                write_bytes(tmp, b"x" * 400_000)
+        assert info.value.path == str(disk / "s.onnx") and "s.onnx:" in str(info.value)
+        with pytest.raises(OutputWriteError) as info:
+            with atomic_dir(disk / "m.mlpackage") as build:
+                with atomic_dir(build) as inner:
+                    inner.mkdir()
+                    (inner / "w.bin").write_bytes(b"x" * 400_000)
+        assert info.value.path == str(disk / "m.mlpackage")
+        (disk / ".filler").unlink()
+        assert listing(disk) == {} and list(disk.iterdir()) == []
