@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from facelivt.files import check_writable, write_text
+
 _SHOW = 20  # problem files listed on the terminal (all of them go to --report)
 
 
@@ -70,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"input folder not found: {args.in_dir}")
     if args.size < 16:
         raise ValueError(f"--size must be at least 16, got {args.size}")
+    if args.report:
+        check_writable(args.report)  # before the run, not after it
     detector = make_detector(args)
     report = align_folder(
         detector, args.in_dir, args.out_dir,
@@ -86,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  ... and {len(items) - _SHOW} more" + ("" if args.report else " (use --report FILE.json)"),
                       file=sys.stderr)
     if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+        write_text(args.report, json.dumps(report.to_dict(), indent=1))
         print(f"report written to {args.report}")
     return 0

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from facelivt.cli.align import add_detector_args, make_detector
+from facelivt.files import check_writable, write_bytes
 
 _SHOW = 20
 
@@ -67,27 +68,28 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     from facelivt.inference import embed_files, expand_inputs
 
     files = expand_inputs(args.inputs)
     if not files:
         raise ValueError("no input files found")
+    out = Path(args.out)
+    check_writable(out)  # a folder in the way, no permission: say so before loading and embedding
     rec = make_recognizer(args)
     result = embed_files(rec, files, aligned=args.aligned, progress=not args.quiet)
     print_failures(result.failures)
     if not result.paths:
         raise ValueError(f"none of the {len(files)} input files gave an embedding")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "paths": json.dumps([str(p) for p in result.paths]),
         "model": rec.model_name,
         "weights_fingerprint": rec.weights_fingerprint,
         "flip": str(rec.flip),
     }
-    save_file({"embeddings": result.embeddings}, str(out), metadata=metadata)
+    # Serialised in memory and written atomically: a full disk leaves an earlier file as it was.
+    write_bytes(out, save({"embeddings": result.embeddings}, metadata=metadata))
     print(f"wrote {len(result.paths)} embeddings of dimension {result.embeddings.shape[1]} to {out} "
           f"({len(result.failures)} of {len(files)} files skipped)")
     return 0

@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from facelivt.files import check_writable
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--int8 is only available with --format onnx")
     if args.check_images < 1 or args.calib_images < 1:
         raise ValueError("--check-images and --calib-images must be positive")
+    if args.format != "coreml":  # a folder in the way, no permission: say so before the export's work
+        check_writable(args.out)
     if args.weights is None:
         print("warning: no --weights given: exporting randomly initialised weights", file=sys.stderr)
     model = load_model(args.model, args.weights, deploy=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facelivt.files import check_writable
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -35,26 +37,27 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--resize must be >= 0, got {args.resize}")
     if not 1 <= args.quality <= 100:
         raise ValueError(f"--quality must be in 1..100, got {args.quality}")
+    check_writable(args.out)  # a folder in the way, no permission: before reading the images
+    generated = None
     if args.generate_pairs is not None:
         pairs_path = args.pairs or args.out.with_name(args.out.stem + "_pairs.txt")
         if pairs_path.exists():
             raise ValueError(f"{pairs_path} exists: remove it or choose another --pairs path for the generated list")
         specs = generate_pairs(args.images, args.generate_pairs, seed=args.seed, n_folds=args.folds)
-        write_pairs(pairs_path, specs, n_folds=args.folds)
-        print(f"wrote {len(specs)} pairs to {pairs_path}")
+        generated = write_pairs(pairs_path, specs, n_folds=args.folds)
     else:
         if args.pairs is None:
             raise ValueError("give --pairs PAIRS.txt, or --generate-pairs N to draw a pairs list")
         specs = parse_pairs(args.pairs)
-    out = make_bin(
-        args.images,
-        specs,
-        args.out,
-        size=args.resize or None,
-        fmt=args.format,
-        quality=args.quality,
-        progress=not args.no_progress,
-    )
+    try:
+        out = make_bin(args.images, specs, args.out, size=args.resize or None, fmt=args.format,
+                       quality=args.quality, progress=not args.no_progress)
+    except BaseException:
+        if generated is not None:  # the list drawn for this run: without its .bin a rerun would refuse it
+            generated.unlink(missing_ok=True)
+        raise
+    if generated is not None:
+        print(f"wrote {len(specs)} pairs to {generated}")
     n_same = sum(s.issame for s in specs)
     print(f"wrote {out}: {len(specs)} pairs ({n_same} matched, {len(specs) - n_same} mismatched)")
     return 0

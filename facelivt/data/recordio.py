@@ -18,6 +18,7 @@ records (labels ``[start, end)`` = the image keys of that identity).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import warnings
@@ -39,6 +40,7 @@ from .imaging import (
     resolve_transform,
 )
 from .transforms import INPUT_SIZE
+from facelivt.files import atomic_open, atomic_paths
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -312,17 +314,36 @@ class RecordIOReader:
 
 
 class RecordIOWriter:
-    """Writes an indexed RecordIO pair in MXNet's format (``key<TAB>offset`` index lines)."""
+    """Writes an indexed RecordIO pair in MXNet's format (``key<TAB>offset`` index lines).
 
-    def __init__(self, rec_path: PathLike, idx_path: PathLike) -> None:
+    The pair is written to temporary files beside ``rec_path`` and ``idx_path``; :meth:`close` (or
+    leaving the ``with`` block normally) fsyncs both and renames them into place, so an earlier pair
+    of those names stays whole until the new one is complete. Leaving the ``with`` block by an
+    exception (a full disk, a bad record) discards the new pair. ``atomic=False`` writes straight
+    to the given paths, for a caller that already writes to temporaries (:func:`pack_image_folder`).
+    """
+
+    def __init__(self, rec_path: PathLike, idx_path: PathLike, atomic: bool = True) -> None:
         self.rec_path = Path(rec_path)
         self.idx_path = Path(idx_path)
         for p in (self.rec_path, self.idx_path):
             if not p.parent.is_dir():
                 raise FileNotFoundError(f"output folder does not exist: {p.parent}")
-        self._rec = open(self.rec_path, "wb")
-        self._idx = open(self.idx_path, "w", encoding="ascii", newline="\n")
+        self._commit = contextlib.ExitStack()
+        self._rec = self._idx = None
         self._keys: set[int] = set()
+        rec, idx = self.rec_path, self.idx_path
+        try:
+            if atomic:
+                rec, idx = self._commit.enter_context(atomic_paths(rec, idx))
+            self._rec = open(rec, "wb")
+            self._idx = open(idx, "w", encoding="ascii", newline="\n")
+        except BaseException as exc:
+            if self._rec is not None:
+                self._rec.close()
+                self._rec = None
+            self._commit.__exit__(type(exc), exc, exc.__traceback__)
+            raise
 
     def write(self, key: int, payload: bytes) -> int:
         """Append record ``key``; returns its byte offset."""
@@ -353,17 +374,32 @@ class RecordIOWriter:
         self._rec.seek(end)
 
     def close(self) -> None:
-        if self._rec is not None:
-            self._rec.close()
-            self._idx.close()
-        self._rec = None
-        self._idx = None
+        """Finish the pair: flush, fsync and rename both files into place."""
+        self._finish(None)
+
+    def _finish(self, error: BaseException | None) -> None:
+        if self._rec is None:
+            return
+        files, stack = (self._rec, self._idx), self._commit
+        self._rec = self._idx = None
+        from_body = error is not None
+        for f in files:
+            try:
+                f.close()  # flushes: a full disk may only show here
+            except OSError as exc:
+                error = error or exc
+        if error is None:
+            stack.close()  # fsync + rename; raises OutputWriteError on failure
+            return
+        stack.__exit__(type(error), error, error.__traceback__)  # removes the temporaries (may re-raise, wrapped)
+        if not from_body:
+            raise error
 
     def __enter__(self) -> "RecordIOWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._finish(exc)
 
 
 # ----------------------------------------------------------------------------- packing
@@ -388,51 +424,61 @@ def pack_image_folder(
     Unreadable source images are skipped with a warning.
     Returns ``dict(num_images, num_classes, skipped)``.
     """
-    from .folder import load_image, scan_image_folder  # local import: folder -> imaging only
+    from .folder import scan_image_folder  # local import: folder -> imaging only
 
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
     classes, samples = scan_image_folder(images_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    num_classes = len(classes)
+    # The four files are one set: written to temporaries, then renamed together.
+    targets = [out / "train.rec", out / "train.idx", out / "property", out / "classes.txt"]
+    with atomic_paths(*targets) as (rec, idx, prop, names):
+        prop.write_text(f"{len(classes)},{size},{size}\n")
+        names.write_text("".join(f"{name}\n" for name in classes), encoding="utf-8")
+        with RecordIOWriter(rec, idx, atomic=False) as writer:
+            stats = _pack_records(writer, samples, len(classes), images_dir, size, png, quality)
+    return stats
+
+
+def _pack_records(writer: RecordIOWriter, samples, num_classes: int, images_dir, size: int, png: bool, quality: int) -> dict:
+    """Header, image and identity records of :func:`pack_image_folder`."""
+    from .folder import load_image  # local import: folder -> imaging only
+
     starts = np.full(num_classes, -1, dtype=np.int64)
     ends = np.full(num_classes, -1, dtype=np.int64)
     skipped = 0
     key = 1
-    with RecordIOWriter(out / "train.rec", out / "train.idx") as writer:
-        header_offset = writer.write(0, pack_header([0.0, 0.0]))  # rewritten at the end
-        for path, label in tqdm(samples, desc="pack", unit="img", disable=len(samples) < 200):
-            try:
-                image = load_image(path, size)
-            except DecodeError as exc:
-                warnings.warn(f"pack: skipping unreadable image: {exc}", RuntimeWarning, stacklevel=2)
-                skipped += 1
-                continue
-            writer.write(key, pack_header(float(label)) + encode_image(image, png=png, quality=quality))
-            if starts[label] < 0:
-                starts[label] = key
-            key += 1
-            ends[label] = key
-        num_images = key - 1
-        if num_images == 0:
-            raise ValueError(f"no readable images under {images_dir}")
-        if num_images + 1 + num_classes > 2**24:
-            warnings.warn(
-                "pack: more than 2^24 records; the header and identity records store keys as float32 "
-                "(as insightface does), so keys above 16,777,216 may be rounded",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        previous_end = 1
-        for c in range(num_classes):
-            if starts[c] < 0:  # every image of this identity was unreadable: empty range
-                starts[c] = ends[c] = previous_end
-            previous_end = ends[c]
-            writer.write(num_images + 1 + c, pack_header([float(starts[c]), float(ends[c])]))
-        writer.overwrite(header_offset, pack_header([float(num_images + 1), float(num_images + 1 + num_classes)]))
-    (out / "property").write_text(f"{num_classes},{size},{size}\n")
-    (out / "classes.txt").write_text("".join(f"{name}\n" for name in classes), encoding="utf-8")
+    header_offset = writer.write(0, pack_header([0.0, 0.0]))  # rewritten at the end
+    for path, label in tqdm(samples, desc="pack", unit="img", disable=len(samples) < 200):
+        try:
+            image = load_image(path, size)
+        except DecodeError as exc:
+            warnings.warn(f"pack: skipping unreadable image: {exc}", RuntimeWarning, stacklevel=3)
+            skipped += 1
+            continue
+        writer.write(key, pack_header(float(label)) + encode_image(image, png=png, quality=quality))
+        if starts[label] < 0:
+            starts[label] = key
+        key += 1
+        ends[label] = key
+    num_images = key - 1
+    if num_images == 0:
+        raise ValueError(f"no readable images under {images_dir}")
+    if num_images + 1 + num_classes > 2**24:
+        warnings.warn(
+            "pack: more than 2^24 records; the header and identity records store keys as float32 "
+            "(as insightface does), so keys above 16,777,216 may be rounded",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    previous_end = 1
+    for c in range(num_classes):
+        if starts[c] < 0:  # every image of this identity was unreadable: empty range
+            starts[c] = ends[c] = previous_end
+        previous_end = ends[c]
+        writer.write(num_images + 1 + c, pack_header([float(starts[c]), float(ends[c])]))
+    writer.overwrite(header_offset, pack_header([float(num_images + 1), float(num_images + 1 + num_classes)]))
     return {"num_images": num_images, "num_classes": num_classes, "skipped": skipped}
 
 
@@ -551,7 +597,7 @@ class RecordIODataset(torch.utils.data.Dataset):
                 warnings.warn(f"ignoring unreadable label cache {self.label_cache}: {exc}", RuntimeWarning)
         labels = self._read_labels()
         try:
-            with open(self.label_cache, "wb") as f:
+            with atomic_open(self.label_cache, "wb") as f:  # a reader never sees half a cache
                 np.savez(f, labels=labels, signature=signature)
         except OSError as exc:
             warnings.warn(f"cannot write label cache {self.label_cache}: {exc}", RuntimeWarning)

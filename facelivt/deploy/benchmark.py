@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from facelivt.files import atomic_paths
+
 PEER_TABLE_MODELS = ("facelivt_s", "facelivt_m", "facelivt_s_mhsa", "edgeface_xs", "mobilefacenet")
 TABLES = ("table3", "table4", "peers")
 REFERENCE = "facelivt_s"
@@ -534,10 +536,11 @@ def throughput_note(result: BenchResult) -> str:
 
 
 def save_result(result: BenchResult, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``bench.md`` and ``bench.json`` into ``out_dir``."""
+    """Write ``bench.md`` and ``bench.json`` into ``out_dir``, as one set: on a failed write (a full disk)
+    neither replaces the files of an earlier run."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     md, js = out / "bench.md", out / "bench.json"
-    md.write_text(to_markdown(result))
-    js.write_text(result.to_json())
+    with atomic_paths(md, js) as (tmp_md, tmp_js):
+        tmp_md.write_text(to_markdown(result), encoding="utf-8")
+        tmp_js.write_text(result.to_json(), encoding="utf-8")
     return md, js

@@ -16,6 +16,7 @@ from torch import nn
 
 from facelivt.deploy.export import INPUT_NAME, OUTPUT_NAME, _input_size, parse_batch
 from facelivt.deploy.onnx_graph import prepare_for_export
+from facelivt.files import atomic_dir
 
 MAX_DYNAMIC_BATCH = 256
 
@@ -62,8 +63,8 @@ def export_coreml(model: nn.Module, path: str | os.PathLike, *, batch: str | int
             minimum_deployment_target=ct.target.iOS16,
         )
     mlmodel.short_description = f"{getattr(model, 'model_name', type(model).__name__)} face embedding (RGB {size}x{size}, (x/255-0.5)/0.5)"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mlmodel.save(str(path))
+    with atomic_dir(path) as build:  # a whole .mlpackage or none: an earlier one stays until this one is complete
+        mlmodel.save(str(build))
     return path
 
 

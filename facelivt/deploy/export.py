@@ -4,9 +4,13 @@ ONNX graphs have input ``input`` (Bx3xHxW, normalised as SPEC section 1) and out
 (Bx512, not normalised); the batch axis is dynamic unless a fixed batch is asked for. The exported
 network is :func:`facelivt.deploy.onnx_graph.prepare_for_export` of the deploy form: the same function
 with shape-free attention blocks.
+
+Every file is written atomically (:mod:`facelivt.files`): a failed export (a full disk, a parity
+check that fails) leaves an earlier file of that name as it was and no partial file behind.
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import warnings
@@ -19,6 +23,7 @@ import torch
 from torch import nn
 
 from facelivt.deploy.onnx_graph import prepare_for_export
+from facelivt.files import atomic_dir, atomic_path, write_bytes
 
 FORMATS = ("onnx", "torchscript", "coreml")
 EXPORTERS = ("torchscript", "dynamo")
@@ -116,7 +121,6 @@ def export_onnx(
     fixed = parse_batch(batch)
     size = _input_size(model, input_size)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     prepared = prepare_for_export(model, size).cpu()
     example = torch.zeros(fixed or 2, 3, size, size)  # not 1: torch.export specialises size-1 dims
     with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +151,8 @@ def export_onnx(
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp), format="protobuf")  # the format, not the temporary's suffix
     return path
 
 
@@ -190,13 +195,16 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, *, batch: str 
     fixed = parse_batch(batch)
     size = _input_size(model, input_size)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     prepared = prepare_for_export(model, size).cpu()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(prepared, torch.zeros(fixed or 2, 3, size, size), check_trace=False)
         frozen = torch.jit.freeze(traced.eval())
-    torch.jit.save(frozen, str(path), _extra_files={"facelivt.json": f'{{"model": "{getattr(model, "model_name", "")}", "input_size": {size}}}'})
+    # Serialised in memory, then written atomically: torch.jit.save to a full disk aborts the process
+    # (an uncaught c10::Error) instead of raising.
+    buffer = io.BytesIO()
+    torch.jit.save(frozen, buffer, _extra_files={"facelivt.json": f'{{"model": "{getattr(model, "model_name", "")}", "input_size": {size}}}'})
+    write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -286,7 +294,8 @@ def export_model(
 ) -> ExportReport:
     """Export ``model`` (deploy form, eval) to ``fmt`` at ``out`` and check it on ``images``.
 
-    Raises RuntimeError when the fp32 parity is below ``min_cosine``. With ``int8`` (ONNX only) the
+    Raises RuntimeError when the fp32 parity is below ``min_cosine``; the file is checked before it
+    takes the place of ``out``, so a failed check (or write) leaves an earlier file there unchanged. With ``int8`` (ONNX only) the
     file at ``out`` is the statically quantised model, calibrated on ``calibration``; its report
     compares it with the fp32 ONNX model on ``images``.
     """
@@ -304,32 +313,39 @@ def export_model(
     if fmt == "coreml":
         from facelivt.deploy.coreml import check_coreml_spec, export_coreml
 
-        export_coreml(model, out, batch=batch)
-        report = ExportReport(fmt, str(out), _size(out), batch_text)
-        report.graph = check_coreml_spec(out, batch=fixed)
+        with atomic_dir(out) as build:  # the spec is checked before the folder takes the place of ``out``
+            export_coreml(model, build, batch=batch)
+            report = ExportReport(fmt, str(out), _size(build), batch_text)
+            report.graph = check_coreml_spec(build, batch=fixed)
         report.parity_note = "Core ML prediction needs macOS; checked the conversion and the model's spec"
         return report
 
-    if fmt == "torchscript":
-        export_torchscript(model, out, batch=batch)
-        report = ExportReport(fmt, str(out), _size(out), batch_text)
-        if images is not None:
-            report.parity = _require(check_torchscript(model, out, images), min_cosine, "TorchScript")
-        return report
+    # The checks run on the temporary file: a file that fails them never replaces an earlier export.
+    with atomic_path(out) as tmp:
+        if fmt == "torchscript":
+            export_torchscript(model, tmp, batch=batch)
+            report = ExportReport(fmt, str(out), _size(tmp), batch_text)
+            if images is not None:
+                report.parity = _require(check_torchscript(model, tmp, images), min_cosine, "TorchScript")
+        elif not int8:
+            export_onnx(model, tmp, batch=batch, exporter=exporter, opset=opset)
+            report = ExportReport(fmt, str(out), _size(tmp), batch_text)
+            if images is not None:
+                report.parity = _require(check_onnx(model, tmp, images, threads), min_cosine, "ONNX Runtime")
+        else:
+            report = _export_int8(model, tmp, batch, images, calibration, exporter, opset, threads, min_cosine, speed_batches)
+            report.path = str(out)
+    return report
 
-    if not int8:
-        export_onnx(model, out, batch=batch, exporter=exporter, opset=opset)
-        report = ExportReport(fmt, str(out), _size(out), batch_text)
-        if images is not None:
-            report.parity = _require(check_onnx(model, out, images, threads), min_cosine, "ONNX Runtime")
-        return report
 
+def _export_int8(model, out: Path, batch, images, calibration, exporter, opset, threads, min_cosine, speed_batches) -> ExportReport:
     from facelivt.deploy.quantize import compare_int8, quantize_onnx_int8
 
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         export_onnx(model, fp32, batch=batch, exporter=exporter, opset=opset)
-        report = ExportReport(fmt, str(out), 0, batch_text)
+        fixed = parse_batch(batch)
+        report = ExportReport("onnx", str(out), 0, "dynamic" if fixed is None else str(fixed))
         if images is not None:
             report.parity = _require(check_onnx(model, fp32, images, threads), min_cosine, "ONNX Runtime (fp32, before quantisation)")
         quantize_onnx_int8(fp32, out, calibration)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facelivt.files import write_bytes
 from facelivt.models.layers import MHLA, MHSA
 
 
@@ -250,11 +251,13 @@ def optimized_graph(path: str | os.PathLike, threads: int = 1, keep: str | os.Pa
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(keep) if keep else Path(tmp) / "optimized.onnx"
+        out = Path(tmp) / "optimized.onnx"
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.optimized_model_filepath = str(out)
         so.log_severity_level = 3
         ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        if keep:
+            write_bytes(keep, out.read_bytes())
         return graph_ops(out)

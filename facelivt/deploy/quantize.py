@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from facelivt.deploy.export import compare_embeddings, onnx_runner, onnx_session, run_batched, onnx_fixed_batch
+from facelivt.files import atomic_path
 
 INT8_MIN_COSINE = 0.99
 # The compute-heavy ops; norms, GELU and the element-wise ops stay float (ORT runs them in float anyway).
@@ -58,16 +59,15 @@ def quantize_onnx_int8(
     if not fp32_path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {fp32_path}")
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     session = onnx_session(fp32_path)
     fixed = onnx_fixed_batch(session)
     reader = CropsCalibrationReader(calibration, session.get_inputs()[0].name, batch=fixed or 1)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(out_path) as target:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
         quantize_static(
             str(pre),
-            str(out_path),
+            str(target),
             reader,
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,

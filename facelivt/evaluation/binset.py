@@ -28,6 +28,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from facelivt.files import atomic_open
+
 # Opcodes that cannot import, call or build anything but the admitted builtin containers.
 _ADMITTED_OPCODES = frozenset(
     {
@@ -220,9 +222,8 @@ def write_bin(path: str | Path, images: Sequence[bytes], issame: Sequence[bool])
         if not im:
             raise ValueError(f"image {i} to write is empty")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = (list(bs.images), [bool(s) for s in bs.issame])
-    with open(path, "wb") as f:
+    with atomic_open(path, "wb") as f:  # a failed write leaves an earlier file of that name as it was
         pickle.dump(payload, f, protocol=4)
     return path
 

@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from facelivt.files import write_text
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -78,7 +80,6 @@ def write_pairs(path: str | Path, pairs: Sequence[PairSpec], n_folds: int | None
     """Write ``pairs`` in the LFW format; with ``n_folds`` a header ``<folds> <pairs per fold / 2>`` is written
     (as in LFW's pairs.txt, where each fold holds that many matched and that many mismatched pairs)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
     if n_folds:
         lines.append(f"{n_folds}\t{len(pairs) // (2 * n_folds)}")
@@ -87,7 +88,7 @@ def write_pairs(path: str | Path, pairs: Sequence[PairSpec], n_folds: int | None
             if not field or any(c.isspace() for c in field):
                 raise ValueError(f"cannot write {field!r} into a pairs list: names and files must not contain whitespace")
         lines.append(p.to_line())
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(path, "\n".join(lines) + "\n")
     return path
 
 

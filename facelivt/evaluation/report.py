@@ -1,13 +1,20 @@
-"""Evaluation reports: a text table, ``results.json`` and ROC-curve PNGs (matplotlib, Agg backend)."""
+"""Evaluation reports: a text table, ``results.json`` and ROC-curve PNGs (matplotlib, Agg backend).
+
+Files are written atomically (:mod:`facelivt.files`); :func:`write_outputs` commits a run's files
+together, so a failed write leaves the previous run's files as they were.
+"""
 from __future__ import annotations
 
+import io
 import json
+import os
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from facelivt.evaluation.metrics import BIN_FARS, IJB_FARS, far_key
+from facelivt.files import atomic_paths, write_bytes
 
 
 def _pct(x: float | None) -> str:
@@ -53,16 +60,36 @@ def _grid(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
+def results_json(results: Mapping[str, dict]) -> bytes:
+    """``results`` as indented JSON (UTF-8)."""
+    return (json.dumps(results, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
 def write_json(results: Mapping[str, dict], path: str | Path) -> Path:
     """Write ``results`` as indented JSON."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    write_bytes(path, results_json(results))
     return path
+
+
+def write_outputs(contents: Mapping[str | os.PathLike, bytes]) -> list[Path]:
+    """Write several files (path -> bytes) as one set: all or, on a failure, none of them replaced."""
+    paths = [Path(p) for p in contents]
+    with atomic_paths(*paths) as temps:
+        for tmp, data in zip(temps, contents.values()):
+            tmp.write_bytes(data)
+    return paths
 
 
 def plot_roc(fpr: np.ndarray, tpr: np.ndarray, path: str | Path, title: str, n_negative: int | None = None) -> Path:
     """Save a ROC curve (TAR against FAR on a log axis) as a PNG."""
+    path = Path(path)
+    write_bytes(path, roc_png(fpr, tpr, title, n_negative))
+    return path
+
+
+def roc_png(fpr: np.ndarray, tpr: np.ndarray, title: str, n_negative: int | None = None) -> bytes:
+    """A ROC curve (TAR against FAR on a log axis) as PNG bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -81,8 +108,7 @@ def plot_roc(fpr: np.ndarray, tpr: np.ndarray, path: str | Path, title: str, n_n
     ax.set_ylabel("True accept rate")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

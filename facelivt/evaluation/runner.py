@@ -13,7 +13,8 @@ from facelivt.evaluation.binset import read_bin
 from facelivt.evaluation.embed import embed_batches, resolve_device
 from facelivt.evaluation.ijb import evaluate_scores, ijb_scores
 from facelivt.evaluation.metrics import evaluate_embeddings, pair_distances, roc_curve
-from facelivt.evaluation.report import plot_roc, write_json
+from facelivt.evaluation.report import results_json, roc_png, write_outputs
+from facelivt.files import check_writable
 
 
 def build_model(
@@ -116,17 +117,21 @@ def evaluate_sets(
     progress: bool = True,
 ) -> dict[str, dict]:
     """Evaluate on every ``.bin`` of ``bins`` (keyed by file stem) and optionally the IJB release at ``ijb``
-    (keyed by ``ijb_name``); with ``out_dir``, write ``results.json`` and ``<key>_roc.png`` there."""
+    (keyed by ``ijb_name``); with ``out_dir``, write ``results.json`` and ``<key>_roc.png`` there, as one
+    set at the end (a failed write leaves the files of an earlier run as they were)."""
     check_sets(bins, ijb, ijb_name)
     out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        check_writable(out / "results.json")  # a file in the way or no permission: fail before the work
     results: dict[str, dict] = {}
+    files: dict[Path, bytes] = {}
     for b in bins:
         key = Path(b).stem
         emb, issame = embed_bin(model, b, batch_size=batch_size, device=device, flip=flip, progress=progress)
         results[key] = evaluate_embeddings(emb, issame)
         if out is not None:
             fpr, tpr, _ = roc_curve(-pair_distances(emb), issame)
-            plot_roc(fpr, tpr, out / f"{key}_roc.png", title=f"{key} ROC", n_negative=results[key]["n_negative"])
+            files[out / f"{key}_roc.png"] = roc_png(fpr, tpr, f"{key} ROC", n_negative=results[key]["n_negative"])
     if ijb is not None:
         scores, labels, meta = ijb_scores(
             model, ijb, ijb_name, batch_size=batch_size, device=device, flip=flip, workers=workers, progress=progress
@@ -137,8 +142,9 @@ def evaluate_sets(
         results[ijb_name] = res
         if out is not None:
             fpr, tpr, _ = roc_curve(scores, labels)
-            plot_roc(fpr, tpr, out / f"{ijb_name}_roc.png", title=f"{ijb_name} 1:1 ROC", n_negative=res["n_negative"])
+            files[out / f"{ijb_name}_roc.png"] = roc_png(fpr, tpr, f"{ijb_name} 1:1 ROC", n_negative=res["n_negative"])
     if out is not None:
-        write_json(results, out / "results.json")
+        files[out / "results.json"] = results_json(results)
+        write_outputs(files)
     return results
 

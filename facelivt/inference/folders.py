@@ -1,6 +1,7 @@
 """Folder runs: align a dataset tree, embed many files; bad files are reported, never fatal."""
 from __future__ import annotations
 
+import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from facelivt.files import write_bytes
 from facelivt.inference.detector import FaceDetector, NoFaceError, Select
 from facelivt.inference.images import ImageLoadError
 
@@ -58,13 +60,18 @@ def output_path(rel: Path, out_dir: Path, fmt: OutputFormat, face_index: int = 0
 
 
 def save_rgb(image: np.ndarray, path: Path) -> None:
-    """Write a uint8 RGB array (JPEG at quality 95, other formats lossless)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a uint8 RGB array (JPEG at quality 95, other formats lossless), atomically: a failed
+    write (full disk) leaves no partial crop and an earlier file of that name as it was."""
     img = Image.fromarray(image, "RGB")
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        img.save(path, quality=95)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the image format of {path} from its suffix")
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        img.save(buffer, format=fmt, quality=95)
     else:
-        img.save(path)
+        img.save(buffer, format=fmt)
+    write_bytes(path, buffer.getvalue())
 
 
 @dataclass

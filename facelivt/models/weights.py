@@ -8,8 +8,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
+
+from facelivt.files import write_bytes
 
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
 from facelivt.models.registry import create_model
@@ -35,12 +37,12 @@ def model_metadata(model: nn.Module) -> dict[str, str]:
 
 
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file through a temporary file + rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    """Write a safetensors file atomically (:func:`facelivt.files.write_bytes`): a crash or a full disk
+    never leaves half a file, and an earlier file of that name stays as it was.
+
+    The file is serialised in memory first: safetensors' own writer reports a full disk as a
+    ``SafetensorError`` rather than an ``OSError``."""
+    write_bytes(path, save(tensors, metadata=metadata))
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> None:

@@ -19,6 +19,7 @@ import torch
 
 import facelivt
 from facelivt.deploy.benchmark import cpu_model
+from facelivt.files import write_text
 
 from .checks import (
     DeployCheck,
@@ -490,6 +491,4 @@ def _write_json(results: dict[str, Any], path: Path) -> None:
             return str(o)
         return str(o)
 
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=default), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(results, indent=1, default=default))

@@ -1,10 +1,13 @@
 """Quickstart figures (matplotlib, Agg canvas; pyplot's global state is not touched)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from facelivt.files import write_bytes
 
 
 def _figure(width: float, height: float):
@@ -14,6 +17,16 @@ def _figure(width: float, height: float):
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _save_png(fig, path: str | Path) -> Path:
+    """``fig`` as a PNG at ``path``, written atomically (no half-written image on a full disk)."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    path = Path(path)
+    write_bytes(path, buffer.getvalue())
+    return path
 
 
 def smooth(values: Sequence[float], window: int) -> np.ndarray:
@@ -46,11 +59,7 @@ def plot_loss_curves(curves: dict[str, Sequence[float]], path: str | Path, title
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return _save_png(fig, path)
 
 
 def plot_rocs(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, n_negative: int, title: str) -> Path:
@@ -73,11 +82,7 @@ def plot_rocs(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return _save_png(fig, path)
 
 
 def save_samples(images: np.ndarray, labels: np.ndarray, path: str | Path, per_row: int = 8, rows: int = 4) -> Path:
@@ -91,7 +96,8 @@ def save_samples(images: np.ndarray, labels: np.ndarray, path: str | Path, per_r
         row = [images[i] for i in idx] + [np.zeros_like(images[0])] * (per_row - len(idx))
         tiles.append(np.concatenate(row, axis=1))
     grid = np.concatenate(tiles, axis=0)
+    buffer = io.BytesIO()
+    Image.fromarray(grid).save(buffer, format="PNG")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
+    write_bytes(path, buffer.getvalue())
     return path

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
 
+from facelivt.files import atomic_paths
+
 
 @dataclass
 class Heading:
@@ -131,10 +133,10 @@ def to_html(report: Report) -> str:
 def write_report(report: Report, folder: str | Path) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``folder``."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     md, page = folder / "report.md", folder / "report.html"
-    md.write_text(to_markdown(report), encoding="utf-8")
-    page.write_text(to_html(report), encoding="utf-8")
+    with atomic_paths(md, page) as (tmp_md, tmp_page):  # both or, on a failed write, neither replaced
+        tmp_md.write_text(to_markdown(report), encoding="utf-8")
+        tmp_page.write_text(to_html(report), encoding="utf-8")
     return md, page
 
 

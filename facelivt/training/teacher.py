@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from facelivt.data.transforms import hflip
+from facelivt.files import write_text
 
 
 def build_teacher(
@@ -116,7 +117,7 @@ class TeacherCache:
         if fresh:
             self._filled[:] = 0
             self._filled.flush()
-            meta_path.write_text(json.dumps(meta))
+            write_text(meta_path, json.dumps(meta))
 
     @property
     def filled_fraction(self) -> float:
