@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from facelivt.files import check_writable, write_text
+from facelivt.devices import resolve_device
 
 _SHOW = 20  # problem files listed on the terminal (all of them go to --report)
 
@@ -38,7 +39,8 @@ def make_detector(args: argparse.Namespace):
         torch.set_num_threads(args.threads)
     if args.pad_always and args.pad <= 0:
         raise ValueError("--pad-always needs --pad FRACTION (e.g. --pad 0.3)")
-    return FaceDetector(args.mtcnn_weights, min_face_size=args.min_face_size, device=args.device, pad=args.pad,
+    return FaceDetector(args.mtcnn_weights, min_face_size=args.min_face_size,
+                        device=resolve_device(args.device, option="--device"), pad=args.pad,
                         pad_always=args.pad_always)
 
 
@@ -59,7 +61,7 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=int, default=112, help="crop size (default 112)")
     p.add_argument("--skip-existing", action="store_true", help="leave images whose crop already exists")
     p.add_argument("--report", default=None, metavar="FILE.json", help="write the full report (every problem file)")
-    p.add_argument("--device", default="cpu", help="torch device for the detector (default cpu)")
+    p.add_argument("--device", default="cpu", help="device for the detector: cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_detector_args(p)
     p.set_defaults(func=run)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facelivt.devices import resolve_device
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -15,7 +17,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", default="bench_results", metavar="DIR", help="output folder (default bench_results)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime (default 2)")
-    p.add_argument("--device", default="cpu", help="'cpu' (default) or 'cuda' (eager on the GPU, ORT with CUDA if available)")
+    p.add_argument("--device", default="cpu", help="'cpu' (default), 'cuda' or 'cuda:N' (eager on the GPU, ORT with CUDA if available)")
     p.add_argument("--tables", default="table3,table4,peers", help="comma-separated subset of table3,table4,peers")
     p.add_argument("--models", default=None, help="comma-separated models of the peer table (default: the five of issue 5)")
     p.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (default 1,32; quick: 1,4)")
@@ -43,7 +45,8 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 def run(args: argparse.Namespace) -> int:
     from facelivt.deploy.benchmark import BenchConfig, run_bench, save_result, to_markdown
 
-    kw = {"threads": args.threads, "device": args.device, "tables": _csv(args.tables), "onnx": not args.no_onnx, "clock": args.clock,
+    device = str(resolve_device(args.device, option="--device"))
+    kw = {"threads": args.threads, "device": device, "tables": _csv(args.tables), "onnx": not args.no_onnx, "clock": args.clock,
           "optimized": args.optimized}
     if args.models:
         kw["models"] = _csv(args.models)

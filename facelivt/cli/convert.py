@@ -1,26 +1,55 @@
-"""``facelivt convert``: the authors' released checkpoint (or any torch checkpoint) -> safetensors."""
+"""``facelivt convert``: the authors' released checkpoint (or any torch checkpoint) -> safetensors.
+
+The input's format is told by its content (:func:`facelivt.models.checkpoint_io.sniff_format`). The
+output is always safetensors, so its name must end in ``.safetensors``: a ``.pt`` name would make
+every other tool expect a torch pickle. It is written atomically (:mod:`facelivt.files`): a full
+disk leaves no partial file and an existing output unchanged.
+"""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
+from safetensors.torch import save as safetensors_bytes
 
-from facelivt.models import load_model, save_weights
+from facelivt.errors import FaceLiVTError
+from facelivt.files import write_bytes
+from facelivt.models import load_model
+from facelivt.models.weights import model_metadata
+
+OUTPUT_SUFFIX = ".safetensors"
+
+
+def check_output_name(path: str | Path) -> Path:
+    """``path`` if it ends in ``.safetensors``; otherwise a :class:`FaceLiVTError` before any work."""
+    path = Path(path)
+    if path.suffix.lower() != OUTPUT_SUFFIX:
+        given = f"'{path.suffix}'" if path.suffix else "no suffix"
+        raise FaceLiVTError(
+            f"refusing to write {path}: convert writes safetensors, so OUT must end in {OUTPUT_SUFFIX} "
+            f"(it has {given}; other tools take a file by its suffix)"
+        )
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
+    out = check_output_name(args.output)
     model = load_model(args.model, args.input, deploy=args.deploy)
-    save_weights(model, args.output)
+    state = model.state_dict()
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    write_bytes(out, safetensors_bytes(tensors, metadata=model_metadata(model)))
     form = "deploy" if args.deploy else "train"
-    n = sum(t.numel() for t in model.state_dict().values() if isinstance(t, torch.Tensor))
-    print(f"wrote {args.output}: {args.model}, {form} form, {len(model.state_dict())} tensors, {n / 1e6:.3f} M values")
+    n = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
+    print(f"wrote {out}: {args.model}, {form} form, {len(state)} tensors, {n / 1e6:.3f} M values")
     return 0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("convert", help="convert a released .pt checkpoint to this project's safetensors")
-    p.add_argument("input", metavar="IN", help="checkpoint (.pt/.pth, the authors' layout or ours) or safetensors")
-    p.add_argument("output", metavar="OUT", help="output .safetensors")
+    p.add_argument("input", metavar="IN", help="checkpoint (.pt/.pth, the authors' layout or ours) or safetensors; "
+                                               "the format is read from the content, not the name")
+    p.add_argument("output", metavar="OUT", help="output file, named *.safetensors")
     p.add_argument("--model", required=True, help="model name, e.g. facelivt_s")
     p.add_argument("--deploy", action="store_true", help="write the reparameterized deploy form instead of the train form")
     p.set_defaults(func=run)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from facelivt.cli.align import add_detector_args, make_detector
 from facelivt.files import check_writable, write_bytes
+from facelivt.devices import resolve_device
 
 _SHOW = 20
 
@@ -23,7 +24,7 @@ def add_model_args(p: argparse.ArgumentParser, model_default: str | None = "face
     p.add_argument("--weights", required=True, metavar="FILE",
                    help="model weights: this project's .safetensors or the authors' released .pt")
     p.add_argument("--train-form", action="store_true", help="run the train form instead of the reparameterized one")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--batch-size", type=int, default=64, help="crops per forward pass (default 64)")
     p.add_argument("--no-flip", action="store_true", help="do not add the embedding of the mirrored crop")
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned 112x112 crops: no detection")
@@ -35,9 +36,10 @@ def make_recognizer(args: argparse.Namespace, model: str | None = None, threshol
     """A FaceRecognizer from the options of :func:`add_model_args`."""
     from facelivt.inference import FaceRecognizer
 
+    device = resolve_device(args.device, option="--device")
     detector = None if args.aligned else make_detector(args)
     return FaceRecognizer(
-        model or args.model, args.weights, device=args.device, deploy=not args.train_form, detector=detector,
+        model or args.model, args.weights, device=device, deploy=not args.train_form, detector=detector,
         threshold=threshold, flip=not args.no_flip, batch_size=args.batch_size,
     )
 

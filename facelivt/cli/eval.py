@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facelivt.devices import resolve_device
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -22,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ijb-name", default="IJBC", help="IJBB or IJBC: prefix of the meta files (default IJBC)")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder (default outputs/eval)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
     p.add_argument("--workers", type=int, default=2, help="threads reading IJB images (default 2)")
     p.add_argument("--no-flip", action="store_true", help="embed without the flip-sum")
     p.add_argument("--train-form", action="store_true", help="evaluate the train form instead of the deploy form")
@@ -43,13 +45,14 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_sets(args.bin, args.ijb, args.ijb_name)
+    device = resolve_device(args.device, option="--device")
     if args.weights is not None and not args.weights.is_file():
         raise FileNotFoundError(f"weights file not found: {args.weights}")
     model = build_model(
         args.model,
         args.weights,
         deploy=not args.train_form,
-        device=args.device,
+        device=device,
         seed=args.seed,
         head=args.head,
         num_heads=args.num_heads,
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         ijb=args.ijb,
         ijb_name=args.ijb_name,
         batch_size=args.batch_size,
-        device=args.device,
+        device=device,
         flip=not args.no_flip,
         workers=args.workers,
         progress=not args.no_progress,

@@ -3,7 +3,7 @@ the 10-fold protocol of SPEC section 6, TAR at FAR, AUC, EER, and reports.
 
 The metric functions (:mod:`facelivt.evaluation.metrics`) take numpy arrays and need no torch.
 """
-from facelivt.evaluation.binset import BinSet, UnsafePickleError, decode_image, load_bin, read_bin, safe_loads, write_bin
+from facelivt.evaluation.binset import BinSet, NotAPickleError, UnsafePickleError, decode_image, load_bin, read_bin, safe_loads, write_bin
 from facelivt.evaluation.embed import embed_batches, embed_images, resolve_device
 from facelivt.evaluation.ijb import (
     IJBMeta,
@@ -38,6 +38,7 @@ __all__ = [
     "BinSet",
     "IJBMeta",
     "PairSpec",
+    "NotAPickleError",
     "UnsafePickleError",
     "auc",
     "build_model",

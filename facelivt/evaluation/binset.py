@@ -1,7 +1,9 @@
 """Read and write insightface verification sets (``lfw.bin``, ``cfp_fp.bin``, ``agedb_30.bin``, ...).
 
 A ``.bin`` file is a pickle of ``(list_of_encoded_images, list_of_bools)`` with two images per pair
-(SPEC section 5). A pickle can run arbitrary code when loaded, so these files are read in two steps:
+(SPEC section 5). A file that is no pickle at all (a text file or an image under a ``.bin`` name) is
+told so by its first bytes (:class:`NotAPickleError`), a cut-short one as truncated. A pickle can run
+arbitrary code when loaded, so these files are read in two steps:
 
 1. every opcode of the stream is checked against a whitelist that can only build lists, tuples,
    byte strings and booleans (no ``GLOBAL``/``STACK_GLOBAL``/``REDUCE``/``BUILD``/``INST``/``OBJ``/
@@ -29,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facelivt.files import atomic_open
+from facelivt.errors import FaceLiVTError
 
 # Opcodes that cannot import, call or build anything but the admitted builtin containers.
 _ADMITTED_OPCODES = frozenset(
@@ -52,8 +55,12 @@ _ADMITTED_OPCODES = frozenset(
 _TEXT_OPCODES = frozenset({"UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"})
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(FaceLiVTError, ValueError):
     """The file is a pickle that would build objects other than lists, tuples, bytes and bools."""
+
+
+class NotAPickleError(FaceLiVTError, ValueError):
+    """The file is no pickle at all (a text file, an image, ... under a ``.bin`` name)."""
 
 
 class _NoObjectsUnpickler(pickle.Unpickler):
@@ -66,9 +73,26 @@ class _NoObjectsUnpickler(pickle.Unpickler):
         raise UnsafePickleError("refusing a persistent id: only lists, tuples, bytes and bools are admitted")
 
 
+def _is_pickle(data: bytes) -> bool:
+    """Whether ``data`` is a pickle stream: protocol 2+ starts with the byte 0x80; a protocol 0/1
+    stream (Python 2 era, no marker) must at least parse up to its STOP opcode. Nothing is executed."""
+    if data[:1] == b"\x80":
+        return True
+    try:
+        return any(op.name == "STOP" for op, _, _ in pickletools.genops(data))
+    except Exception:  # genops raises ValueError / EOFError / struct errors on non-pickle bytes
+        return False
+
+
 def check_pickle_opcodes(data: bytes, source: str = "<bytes>") -> None:
     """Raise :class:`UnsafePickleError` unless every opcode of ``data`` is on the whitelist,
-    ``ValueError`` if the stream is truncated or not a pickle. Nothing is executed."""
+    :class:`NotAPickleError` if ``data`` is no pickle at all, ``ValueError`` if the pickle is
+    truncated or corrupt. Nothing is executed."""
+    if not _is_pickle(data):
+        raise NotAPickleError(
+            f"{source} is not a pickle file (a verification .bin is a pickle and starts with the protocol "
+            f"byte 0x80; this file starts with {bytes(data[:16])!r})"
+        )
     texts: list[str] = []
     deferred: str | None = None
     try:
@@ -107,7 +131,7 @@ def check_pickle_opcodes(data: bytes, source: str = "<bytes>") -> None:
     except UnsafePickleError:
         raise
     except Exception as exc:  # genops raises ValueError / EOFError / struct errors on garbage
-        raise ValueError(f"{source} is not a valid pickle (truncated or corrupt): {exc}") from None
+        raise ValueError(_broken(source, data, exc)) from None
     if deferred is not None:
         raise UnsafePickleError(deferred)
 
@@ -120,7 +144,12 @@ def safe_loads(data: bytes, source: str = "<bytes>") -> object:
     except UnsafePickleError:
         raise
     except Exception as exc:
-        raise ValueError(f"{source} is not a valid pickle (truncated or corrupt): {exc}") from None
+        raise ValueError(_broken(source, data, exc)) from None
+
+
+def _broken(source: str, data: bytes, exc: Exception) -> str:
+    return (f"{source} is a pickle that is truncated or corrupt ({len(data)} bytes; {exc or type(exc).__name__}): "
+            "copy or download it again, or rebuild it with `facelivt make-bin`")
 
 
 @dataclass

@@ -9,19 +9,7 @@ from torch import nn
 from tqdm import tqdm
 
 from facelivt.data.transforms import hflip, to_tensor_batch
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/None -> CUDA when available else CPU; otherwise the named device (checked)."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"invalid device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
-    return dev
+from facelivt.devices import resolve_device
 
 
 def _as_batch(batch: np.ndarray | torch.Tensor) -> torch.Tensor:

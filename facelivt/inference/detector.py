@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from facelivt.data.align import align_face
+from facelivt.devices import resolve_device
 from facelivt.inference.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, ImageSource, LoadedImage, open_image
 from facelivt.inference.mtcnn import detect_faces, load_mtcnn_nets
 
@@ -89,7 +90,7 @@ class FaceDetector:
             raise ValueError(f"factor must be in (0, 1), got {factor}")
         if not 0.0 <= pad <= 2.0:
             raise ValueError(f"pad must be a fraction of the image side in [0, 2], got {pad}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.nets = tuple(net.to(self.device) for net in load_mtcnn_nets(weights))
         self.min_face_size = float(min_face_size)
         self.thresholds = tuple(float(t) for t in thresholds)

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from facelivt.data.transforms import INPUT_SIZE, to_tensor_batch
+from facelivt.devices import resolve_device
 from facelivt.inference.calibration import Calibration, calibrate_scores, read_pairs_list
 from facelivt.inference.detector import FaceDetector, Select
 from facelivt.inference.gallery import Gallery, Match
@@ -73,7 +74,7 @@ class FaceRecognizer:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         if isinstance(model, nn.Module):
             if weights is not None:
                 raise ValueError("weights cannot be given together with a model instance")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
+from facelivt.errors import FaceLiVTError
 from facelivt.models.config import VARIANTS
 
 # Released variant names (as stored in their checkpoints) -> ours.
@@ -47,7 +48,7 @@ _RULES: list[tuple[re.Pattern, callable]] = [
 _MHLA = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.0\.m\.linear([12])\.(\d+)\.(weight|bias)$")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(FaceLiVTError, ValueError):
     """A checkpoint does not fit the requested model; the message names the offending keys."""
 
 

@@ -1,9 +1,9 @@
-"""Weights on disk: safetensors for this project, ``torch.load(weights_only=True)`` for anything else."""
+"""Weights on disk: safetensors for this project, ``torch.load(weights_only=True)`` for torch checkpoints
+(told apart by content, see :mod:`facelivt.models.checkpoint_io`)."""
 from __future__ import annotations
 
 import json
 import os
-import pickle
 from pathlib import Path
 
 import torch
@@ -11,13 +11,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
+from facelivt.devices import resolve_device
 from facelivt.files import write_bytes
-
+from facelivt.models.checkpoint_io import SAFETENSORS, safe_torch_load, sniff_format
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
 from facelivt.models.registry import create_model
 from facelivt.models.reparam import reparameterize_model
-
-SAFETENSORS_SUFFIXES = (".safetensors",)
 
 
 def model_metadata(model: nn.Module) -> dict[str, str]:
@@ -65,21 +64,17 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read tensors + metadata from a safetensors file or (safely) from a torch pickle."""
+    """Read tensors + metadata from a safetensors file or (safely) from a torch checkpoint.
+
+    The format is told by the file's content, not its name (see :func:`sniff_format`): a
+    safetensors file named ``.pt`` loads as safetensors and a torch checkpoint named
+    ``.safetensors`` as a torch checkpoint; a file that is neither gets a message saying so."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    if path.suffix in SAFETENSORS_SUFFIXES:
+    if sniff_format(path) == SAFETENSORS:
         return read_safetensors(path)
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"refusing to load {path}: it contains objects other than tensors and plain containers "
-            f"(loaded with weights_only=True; details: {str(exc).splitlines()[0]})"
-        ) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f"cannot read checkpoint {path}: {exc} (corrupt or truncated?)") from exc
+    obj = safe_torch_load(path, what="checkpoint")
     state_dict, variant = unwrap_checkpoint(obj)
     meta = {"released_variant": variant} if variant else {}
     return dict(state_dict), meta
@@ -115,8 +110,10 @@ def load_model(
     unless ``deploy=False``.
 
     ``weights`` may be this project's safetensors (train or deploy form, as its metadata says) or a
-    torch checkpoint in this project's or the authors' released layout (converted on the fly).
+    torch checkpoint in this project's or the authors' released layout (converted on the fly), told
+    apart by content whatever the file's suffix. ``device`` is checked first (:func:`resolve_device`).
     """
+    device = resolve_device(device)
     if weights is None:
         model = create_model(name, **overrides).eval()
     else:

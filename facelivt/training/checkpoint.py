@@ -24,6 +24,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from facelivt.models.checkpoint_io import safe_torch_load
+
 CHECKPOINT_FORMAT = "facelivt-train-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -76,10 +78,7 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip / EOF errors all mean the same thing here
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from None
+    obj = safe_torch_load(path, what="checkpoint")  # refuses code clearly; corrupt -> CheckpointReadError
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a facelivt training checkpoint")
     return obj

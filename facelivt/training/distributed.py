@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from facelivt import devices
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -28,19 +30,8 @@ class DistEnv:
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU; otherwise the named device."""
-    if device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"invalid device {device!r}: {exc}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"train.device={device!r} but CUDA is not available")
-        if dev.index is None:
-            dev = torch.device(f"cuda:{local_rank}")
-    return dev
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is usable, else CPU; otherwise the named device (checked)."""
+    return devices.resolve_device(device, local_rank, option="train.device")
 
 
 def init_distributed(device: str = "auto") -> DistEnv:

@@ -139,7 +139,7 @@ def test_corrupt_truncated_and_malformed_files(tmp_path):
     good = pickle.dumps(([_png(i) for i in _images(2)], [True]), protocol=4)
     cases = {
         "truncated.bin": (good[: len(good) // 2], "truncated or corrupt"),
-        "garbage.bin": (b"\x00\x01\x02 not a pickle at all", "truncated or corrupt"),
+        "garbage.bin": (b"\x00\x01\x02 not a pickle at all", "not a pickle file"),  # was "truncated or corrupt"
         "empty.bin": (b"", "empty"),
         "odd.bin": (pickle.dumps(([b"a", b"b", b"c"], [True]), protocol=4), "3 images but 1 pair labels"),
         "single.bin": (pickle.dumps([b"a"], protocol=4), "expected a pair"),
