@@ -1,4 +1,4 @@
-"""Helpers for the gallery tests: the old two-file format, writer processes, a held write lock."""
+"""Helpers for the gallery tests: the old two-file format, a process holding the write lock."""
 from __future__ import annotations
 
 import json
@@ -35,11 +35,6 @@ def write_legacy_gallery(folder: Path, names: list[str], embeddings: np.ndarray,
     (folder / "gallery.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")  # NaN allowed: old files had it
 
 
-def worker_row(seed: int, i: int, dim: int) -> np.ndarray:
-    """The embedding ENROLL_LOOP enrols as its ``i``-th identity (before normalisation)."""
-    return np.random.default_rng([seed, i]).standard_normal(dim).astype(np.float32)
-
-
 def child_env() -> dict:
     """The environment for a child Python that imports this worktree's facelivt."""
     env = dict(os.environ)
@@ -48,45 +43,6 @@ def child_env() -> dict:
 
 
 TOY_META = {"model": "toy", "weights_fingerprint": "f00d", "flip": True}
-
-#: A process that enrols ``count`` identities ``<tag>-<i>``, one embedding each
-#: (``worker_row(seed, i, dim)``), opening the gallery afresh for each enrolment as separate
-#: ``facelivt enroll`` runs do.
-ENROLL_LOOP = r"""
-import sys
-import numpy as np
-from facelivt.inference.gallery import Gallery
-folder, tag, count, dim, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-meta = {"model": "toy", "weights_fingerprint": "f00d", "flip": True}
-for i in range(count):
-    x = np.random.default_rng([seed, i]).standard_normal(dim).astype(np.float32)
-    with Gallery.open(folder, create=True, dim=dim, metadata=meta) as g:
-        g.enroll_embeddings(f"{tag}-{i}", x, sources=[f"{tag}/{i}.jpg"])
-print("done", tag)
-"""
-
-#: A process that opens and searches the gallery ``count`` times while others write.
-SEARCH_LOOP = r"""
-import sys, time
-import numpy as np
-from facelivt.inference.gallery import Gallery, GalleryNotFoundError
-folder, count, dim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-q = np.ones(dim, np.float32)
-seen, done = [], 0
-while done < count:
-    try:
-        g = Gallery.open(folder)
-    except GalleryNotFoundError:
-        time.sleep(0.01)
-        continue
-    with g:
-        seen.append(len(g))
-        if len(g):
-            assert len(g.search(q, 3)[0]) == min(3, len(g))
-    done += 1
-assert seen == sorted(seen), seen  # committed enrolments never disappear
-print("searched", done, "max", max(seen))
-"""
 
 #: A process that holds a write transaction on a gallery (as an enrolment does while it writes)
 #: until a line arrives on stdin, then commits one more identity.

@@ -41,6 +41,8 @@ SCHEMA_VERSION = 1
 APPLICATION_ID = 0x464C5654  # "FLVT"
 #: Seconds a writer waits for another process's transaction before giving up.
 BUSY_TIMEOUT = 120.0
+#: 16 KiB pages hold seven 512-d embeddings each (4 KiB pages held one: the file was twice the data).
+PAGE_SIZE = 16384
 #: Keys of ``meta`` kept by the store itself (not part of a gallery's user metadata).
 RESERVED_KEYS = frozenset({"dim", "created", "imported_from"})
 
@@ -223,6 +225,8 @@ class GalleryStore:
         kept and returned: ``(store, False)``."""
         store = cls(Path(path))
         try:
+            with store.errors(writing=True):  # takes effect when the empty file is first written
+                store._con.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             store._wal()
             with store._transaction(immediate=True) as con:
                 if store._kind(con) == "ours":

@@ -251,7 +251,7 @@ def test_save_does_not_replace_another_gallery(tmp_path):
 @pytest.mark.parametrize("leave", [0, 40_000])
 def test_enrolment_on_a_full_disk_changes_nothing(leave):
     """0 bytes left: not even the log's index fits; 40 kB: the enrolment (80 kB) does not fit."""
-    with tmpfs("400k") as mnt:
+    with tmpfs("1m") as mnt:
         folder = mnt / "g"
         with Gallery.open(folder, create=True, dim=512, metadata=TOY_META) as g:
             for i in range(5):
