@@ -319,7 +319,7 @@ class GalleryStore:
 
     def set_meta(self, items: dict) -> None:
         """Write metadata keys (JSON values; None deletes a key) in one transaction."""
-        check_meta(items, str(self.path))
+        check_meta({k: v for k, v in items.items() if v is not None}, str(self.path))
         with self._transaction(immediate=True) as con:
             for key, value in items.items():
                 if value is None:

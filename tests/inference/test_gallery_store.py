@@ -218,6 +218,8 @@ def test_thresholds_are_validated_where_they_are_set(tmp_path):
         for bad in (float("nan"), -1, 2):
             with pytest.raises(InvalidThresholdError):
                 g.update_metadata(threshold=bad)
+        g.update_metadata(threshold=None)  # removed: the recognizer's default applies
+        assert "threshold" not in g.metadata
         g.update_metadata(threshold=1.0)
         assert g.metadata["threshold"] == 1.0
     with Gallery.open(folder) as g:
