@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from facelivt.errors import OutputWriteError
-from facelivt.inference.gallery_legacy import LegacyGallery, mark_imported, read_legacy
+from facelivt.inference.gallery_legacy import AlreadyImportedError, LegacyGallery, mark_imported, read_legacy
 from facelivt.inference.gallery_store import (
     DB_NAME,
     RESERVED_KEYS,
@@ -448,7 +448,11 @@ def _open_store(root: Path, create: bool, dim: int | None, metadata: dict) -> Ga
             return store
         try:
             legacy = read_legacy(root)
-        except FileNotFoundError as exc:  # renamed meanwhile by a process that imported it: look again
+        except AlreadyImportedError:  # another process may have imported it just now: look again
+            if attempt == 2:
+                raise
+            continue
+        except FileNotFoundError as exc:  # renamed while being read, by a process importing it
             if isinstance(exc, GalleryError) or attempt == 2:
                 raise
             continue

@@ -26,6 +26,10 @@ TENSORS_NAME = "embeddings.safetensors"
 IMPORTED_SUFFIX = ".imported"
 
 
+class AlreadyImportedError(GalleryError):
+    """The old files were imported (renamed to ``*.imported``) but the database is not there."""
+
+
 @dataclass(frozen=True)
 class LegacyGallery:
     """A validated two-file gallery: ``vectors[i]`` belongs to ``names[labels[i]]``."""
@@ -103,7 +107,7 @@ def read_legacy(root: Path) -> LegacyGallery | None:
     if not has_j and not has_t:
         imported = [p.name for p in (jpath, tpath) if p.with_name(p.name + IMPORTED_SUFFIX).is_file()]
         if imported:
-            raise GalleryError(
+            raise AlreadyImportedError(
                 f"{root / DB_NAME} is missing, but {', '.join(n + IMPORTED_SUFFIX for n in imported)} show that this "
                 f"gallery was imported into it: restore {DB_NAME}, or rename the .imported files back to import "
                 "them again (nothing was changed)")
