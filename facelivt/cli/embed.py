@@ -28,6 +28,9 @@ def add_model_args(p: argparse.ArgumentParser, model_default: str | None = "face
     p.add_argument("--batch-size", type=int, default=64, help="crops per forward pass (default 64)")
     p.add_argument("--no-flip", action="store_true", help="do not add the embedding of the mirrored crop")
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned 112x112 crops: no detection")
+    p.add_argument("--face", choices=("largest", "all", "error"), default="largest",
+                   help="a photo with several faces: use the largest (default; each such photo is named in a "
+                        "warning), every face, or refuse the photo ('error')")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_detector_args(p)
 
@@ -42,6 +45,27 @@ def make_recognizer(args: argparse.Namespace, model: str | None = None, threshol
         model or args.model, args.weights, device=device, deploy=not args.train_form, detector=detector,
         threshold=threshold, flip=not args.no_flip, batch_size=args.batch_size,
     )
+
+
+def check_threshold_option(args: argparse.Namespace) -> None:
+    """Refuse a --threshold that is not a finite cosine score in (-1, 1] (NaN, -1, 2, ...)."""
+    from facelivt.inference import check_threshold
+
+    if getattr(args, "threshold", None) is not None:
+        args.threshold = check_threshold(args.threshold, "--threshold")
+
+
+def print_several_faces(several, face: str) -> None:
+    """Say which photos held several faces and what was done with them (``several``: (path, count))."""
+    if not several or face == "error":  # with --face error they are among the skipped files
+        return
+    if face == "largest":
+        for path, count in several:
+            print(f"warning: {path}: {count} faces found, used the largest", file=sys.stderr)
+        print(f"warning: {len(several)} photo(s) held several faces; the largest face of each was used "
+              "(--face all or --face error to choose)", file=sys.stderr)
+    else:
+        print(f"{len(several)} photo(s) held several faces; every face was used", file=sys.stderr)
 
 
 def print_failures(failures, title: str = "skipped") -> None:
@@ -61,7 +85,8 @@ def register(subparsers) -> None:
         help="embed the faces of images or folders into a safetensors file",
         description="Detect and align the largest face of each image (or take aligned crops with --aligned), "
                     "embed it and write an N x D 'embeddings' tensor (L2-normalised) to OUT; the file's "
-                    "metadata lists the image paths in row order. Unusable images are reported and skipped.",
+                    "metadata lists the image path ('paths') and face index ('faces', 0 = largest) of each row. "
+                    "With --face all every face is a row. Unusable images are reported and skipped.",
     )
     p.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="output file")
@@ -80,12 +105,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_writable(out)  # a folder in the way, no permission: say so before loading and embedding
     rec = make_recognizer(args)
-    result = embed_files(rec, files, aligned=args.aligned, progress=not args.quiet)
+    result = embed_files(rec, files, aligned=args.aligned, progress=not args.quiet, face=args.face)
     print_failures(result.failures)
+    print_several_faces(result.several_faces, args.face)
     if not result.paths:
         raise ValueError(f"none of the {len(files)} input files gave an embedding")
     metadata = {
         "paths": json.dumps([str(p) for p in result.paths]),
+        "faces": json.dumps(result.faces),
         "model": rec.model_name,
         "weights_fingerprint": rec.weights_fingerprint,
         "flip": str(rec.flip),

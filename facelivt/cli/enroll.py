@@ -5,26 +5,35 @@ import argparse
 import sys
 from pathlib import Path
 
-from facelivt.cli.embed import add_model_args, make_recognizer, print_failures
-
-
-def gallery_model(folder: str) -> str | None:
-    """The model name recorded in an existing gallery, or None when there is no gallery yet."""
-    from facelivt.inference import Gallery
-
-    if not (Path(folder) / "gallery.json").is_file():
-        return None
-    return Gallery.load(folder).metadata.get("model")
+from facelivt.cli.embed import (
+    add_model_args,
+    check_threshold_option,
+    make_recognizer,
+    print_failures,
+    print_several_faces,
+)
 
 
 def open_gallery(args: argparse.Namespace, must_exist: bool, threshold: float | None = None):
-    """A recognizer with the gallery of ``args.gallery`` loaded (or a new empty one)."""
-    model = args.model or gallery_model(args.gallery) or "facelivt_s"
-    rec = make_recognizer(args, model=model, threshold=threshold)
-    if (Path(args.gallery) / "gallery.json").is_file():
-        rec.load_gallery(args.gallery)
-    elif must_exist:
-        raise FileNotFoundError(f"no gallery in {args.gallery} (create one with `facelivt enroll`)")
+    """A recognizer using the gallery of ``args.gallery`` (an old two-file gallery is imported first);
+    without a gallery there, its in-memory gallery is empty (or, with ``must_exist``, an error)."""
+    from facelivt.inference import Gallery, GalleryNotFoundError
+
+    try:
+        gallery = Gallery.open(args.gallery)
+    except GalleryNotFoundError:
+        if must_exist:
+            raise GalleryNotFoundError(f"no gallery in {args.gallery} (create one with `facelivt enroll`)") from None
+        gallery = None
+    try:
+        model = args.model or (gallery.metadata.get("model") if gallery is not None else None) or "facelivt_s"
+        rec = make_recognizer(args, model=model, threshold=threshold)
+        if gallery is not None:
+            rec.use_gallery(gallery)
+    except BaseException:
+        if gallery is not None:
+            gallery.close()
+        raise
     return rec
 
 
@@ -32,16 +41,20 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "enroll",
         help="add identities to a gallery",
-        description="Embed photos and add them to a gallery folder (created if missing). One identity: "
-                    "`enroll GALLERY --name NAME IMAGE_OR_FOLDER...`; many: `enroll GALLERY ROOT...` where each "
-                    "subfolder of ROOT is an identity named after it. Unusable images are reported and skipped.",
+        description="Embed photos and add them to a gallery folder (created if missing; the gallery is "
+                    "GALLERY/gallery.sqlite). One identity: `enroll GALLERY --name NAME IMAGE_OR_FOLDER...`; many: "
+                    "`enroll GALLERY ROOT...` where each subfolder of ROOT is an identity named after it. Each "
+                    "identity is written in one transaction, so several enroll processes can share a gallery. "
+                    "Unusable images are reported and skipped.",
     )
-    p.add_argument("gallery", help="gallery folder (gallery.json + embeddings.safetensors)")
+    p.add_argument("gallery", help="gallery folder (holds gallery.sqlite; an old gallery.json + "
+                                   "embeddings.safetensors there is imported once)")
     p.add_argument("sources", nargs="+",
                    help="with --name: images (or folders of images) of that identity; "
                         "without: folders whose subfolders are identities")
     p.add_argument("--name", default=None, help="identity name for the given images")
-    p.add_argument("--threshold", type=float, default=None, help="store this verification threshold in the gallery")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="store this verification threshold (a cosine score in (-1, 1]) in the gallery")
     p.add_argument("--calibrate", default=None, metavar="PAIRS",
                    help="store a threshold calibrated on a .bin set or a pairs list")
     p.add_argument("--target-far", type=float, default=None, help="with --calibrate: threshold at this FAR")
@@ -70,36 +83,69 @@ def identity_groups(sources: list[str], name: str | None) -> list[tuple[str, lis
     return list(groups.items())
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from facelivt.inference import embed_files
-
+def check_args(args: argparse.Namespace) -> None:
     if args.threshold is not None and args.calibrate is not None:
         raise ValueError("give either --threshold or --calibrate, not both")
     if args.target_far is not None and args.calibrate is None:
         raise ValueError("--target-far needs --calibrate")
+    if args.face == "all":
+        raise ValueError("enroll takes one face per photo: --face all would put everyone in a group photo "
+                         "under one name; use --face largest or --face error")
+    check_threshold_option(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_args(args)
     groups = identity_groups(args.sources, args.name)
     rec = open_gallery(args, must_exist=False, threshold=args.threshold)
-    if args.calibrate is not None:
-        cal = rec.calibrate(args.calibrate, target_far=args.target_far, aligned=args.aligned, progress=not args.quiet)
-        print(f"threshold {cal.threshold:.4f} ({cal.rule}, accuracy {100 * cal.accuracy:.2f}% on {cal.num_pairs} pairs)")
-    failures, empty, added = [], [], 0
+    try:
+        if args.calibrate is not None:
+            cal = rec.calibrate(args.calibrate, target_far=args.target_far, aligned=args.aligned,
+                                progress=not args.quiet)
+            print(f"threshold {cal.threshold:.4f} ({cal.rule}, accuracy {100 * cal.accuracy:.2f}% "
+                  f"on {cal.num_pairs} pairs)")
+        added, enrolled = enroll_groups(rec, groups, args)
+        if args.threshold is not None or args.calibrate is not None:
+            rec.gallery.update_metadata(threshold=rec.threshold, threshold_source=rec.threshold_source)
+        print(f"enrolled {added} images of {enrolled} identities; gallery {args.gallery} now holds "
+              f"{len(rec.gallery)} identities ({rec.gallery.num_embeddings} images)")
+    finally:
+        rec.gallery.close()
+    return 0
+
+
+def enroll_groups(rec, groups: list[tuple[str, list[Path]]], args: argparse.Namespace) -> tuple[int, int]:
+    """Embed and enroll each identity (one transaction each; the gallery is created at the first).
+    Returns (images, identities) enrolled."""
+    from tqdm import tqdm
+
+    from facelivt.inference import GalleryWriteError, embed_files
+
+    failures, several, empty, done = [], [], [], []
+    added = 0
     outer = tqdm(groups, desc="enroll", unit="identity", disable=args.quiet or len(groups) == 1)
     for name, files in outer:
-        result = embed_files(rec, files, aligned=args.aligned, progress=not args.quiet and len(groups) == 1)
+        result = embed_files(rec, files, aligned=args.aligned, progress=not args.quiet and len(groups) == 1,
+                             face=args.face)
         failures.extend(result.failures)
+        several.extend(result.several_faces)
         if len(result.paths) == 0:
             empty.append(name)
             continue
-        rec.gallery.enroll_embeddings(name, result.embeddings)
+        try:
+            if rec.gallery.path is None:
+                rec.open_gallery(args.gallery, create=True)
+            rec.gallery.enroll_embeddings(name, result.embeddings, sources=result.paths)
+        except GalleryWriteError:
+            if done:
+                print(f"enrolled before the error, and kept ({len(done)}): {', '.join(done[:20])}", file=sys.stderr)
+            raise
+        done.append(name)
         added += len(result.paths)
     print_failures(failures)
+    print_several_faces(several, args.face)
     if empty:
         print(f"identities with no usable image, not enrolled ({len(empty)}): {', '.join(empty[:20])}", file=sys.stderr)
     if added == 0:
         raise ValueError("no image could be enrolled; the gallery was not changed")
-    rec.save_gallery(args.gallery)
-    print(f"enrolled {added} images of {len(groups) - len(empty)} identities; gallery {args.gallery} now holds "
-          f"{len(rec.gallery)} identities ({rec.gallery.num_embeddings} images)")
-    return 0
+    return added, len(done)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from facelivt.cli.embed import add_model_args, print_failures
+from facelivt.cli.embed import add_model_args, check_threshold_option, print_failures, print_several_faces
 from facelivt.cli.enroll import open_gallery
 
 
@@ -12,14 +12,15 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "identify",
         help="find the closest gallery identities for the face of each image",
-        description="Embed the largest face of each image and list the top-k gallery identities by cosine "
-                    "score; a match is accepted when its score reaches the gallery's (or the given) threshold.",
+        description="Embed the largest face of each image (every face with --face all) and list the top-k "
+                    "gallery identities by cosine score; a match is accepted when its score reaches the "
+                    "gallery's (or the given) threshold. Runs while `facelivt enroll` adds to the gallery.",
     )
     p.add_argument("gallery", help="gallery folder made by `facelivt enroll`")
     p.add_argument("images", nargs="+", help="image files and/or folders")
     p.add_argument("-k", "--top-k", dest="k", type=int, default=5, help="identities to list per image (default 5)")
     p.add_argument("--threshold", type=float, default=None, help="override the gallery's threshold")
-    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image (per face with --face all)")
     add_model_args(p, model_default=None)
     p.set_defaults(func=run)
 
@@ -29,29 +30,48 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ValueError(f"-k must be at least 1, got {args.k}")
+    check_threshold_option(args)
     files = expand_inputs(args.images)
     if not files:
         raise ValueError("no input files found")
     rec = open_gallery(args, must_exist=True, threshold=args.threshold)
-    failures = []
-    for i, emb, error in rec.iter_embed(files, aligned=args.aligned, progress=not args.quiet and len(files) > 1):
-        if error is not None:
-            failures.append((files[i], str(error)))
-            continue
-        matches = [m for m in rec.gallery.search(emb, args.k)[0]]
-        accepted = [m.score >= rec.threshold for m in matches]
-        if args.json:
-            print(json.dumps({
-                "image": str(files[i]),
-                "matches": [{"name": m.name, "score": round(m.score, 6), "accepted": a} for m, a in zip(matches, accepted)],
-                "threshold": rec.threshold,
-            }))
-        else:
-            best = matches[0].name if accepted[0] else "unknown"
-            print(f"{files[i]}: {best}")
-            for m, a in zip(matches, accepted):
-                print(f"  {m.score:+.4f}  {m.name}{'  (accepted)' if a else ''}")
+    try:
+        failures, several = identify_files(rec, files, args)
+    finally:
+        rec.gallery.close()
     print_failures(failures)
+    print_several_faces(several, args.face)
     if len(failures) == len(files):
         raise ValueError("no image could be identified")
     return 0
+
+
+def identify_files(rec, files, args: argparse.Namespace) -> tuple[list, list]:
+    """Print the matches of each usable face; returns the failures and the photos with several faces."""
+    failures, several = [], []
+    for r in rec.iter_faces(files, aligned=args.aligned, face=args.face, progress=not args.quiet and len(files) > 1):
+        if r.error is not None:
+            failures.append((files[r.index], str(r.error)))
+            continue
+        if r.found > 1:
+            several.append((files[r.index], r.found))
+        for face, emb in zip(r.faces, r.embeddings):
+            matches = rec.gallery.search(emb, args.k)[0]
+            print_matches(files[r.index], face if args.face == "all" else None, matches, rec.threshold, args.json)
+    return failures, several
+
+
+def print_matches(path, face: int | None, matches, threshold: float, as_json: bool) -> None:
+    accepted = [m.score >= threshold for m in matches]
+    if as_json:
+        record = {"image": str(path)}
+        if face is not None:
+            record["face"] = face
+        record["matches"] = [{"name": m.name, "score": round(m.score, 6), "accepted": a} for m, a in zip(matches, accepted)]
+        record["threshold"] = threshold
+        print(json.dumps(record))
+        return
+    best = matches[0].name if accepted[0] else "unknown"
+    print(f"{path}{'' if face is None else f' (face {face})'}: {best}")
+    for m, a in zip(matches, accepted):
+        print(f"  {m.score:+.4f}  {m.name}{'  (accepted)' if a else ''}")

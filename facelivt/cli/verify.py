@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from facelivt.cli.embed import add_model_args, make_recognizer
+from facelivt.cli.embed import add_model_args, check_threshold_option, make_recognizer, print_several_faces
 
 
 def register(subparsers) -> None:
@@ -12,7 +12,9 @@ def register(subparsers) -> None:
         "verify",
         help="compare the faces of two images",
         description="Embed the largest face of A and of B and compare them: prints the cosine score and "
-                    "whether it reaches the threshold (given, calibrated on labelled pairs, or the default).",
+                    "whether it reaches the threshold (given, calibrated on labelled pairs, or the default). "
+                    "With --face all every face of A is compared with every face of B and the best pair is "
+                    "reported (is someone in both photos?).",
     )
     p.add_argument("a", help="first image")
     p.add_argument("b", help="second image")
@@ -31,15 +33,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give either --threshold or --calibrate, not both")
     if args.target_far is not None and args.calibrate is None:
         raise ValueError("--target-far needs --calibrate")
+    check_threshold_option(args)
     rec = make_recognizer(args, threshold=args.threshold)
     calibration = None
     if args.calibrate is not None:
         calibration = rec.calibrate(args.calibrate, target_far=args.target_far, aligned=args.aligned,
                                     progress=not args.quiet)
-    score, same = rec.verify(args.a, args.b, aligned=args.aligned)
+    cmp = rec.compare(args.a, args.b, aligned=args.aligned, face=args.face)
+    score, same = cmp.score, cmp.same
+    if args.face == "largest":
+        print_several_faces([(p, n) for p, n in ((args.a, cmp.found_a), (args.b, cmp.found_b)) if n > 1], "largest")
     result = {
         "a": args.a, "b": args.b, "score": round(score, 6), "same": bool(same),
         "threshold": round(rec.threshold, 6), "threshold_source": rec.threshold_source,
+        "face_a": cmp.face_a, "face_b": cmp.face_b, "faces_found_a": cmp.found_a, "faces_found_b": cmp.found_b,
     }
     if calibration is not None:
         result["calibration"] = calibration.to_dict()
@@ -47,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         verdict = "same person" if same else "different people"
-        print(f"score {score:.4f}: {verdict} (threshold {rec.threshold:.4f}, {rec.threshold_source})")
+        faces = f" (face {cmp.face_a} of A, face {cmp.face_b} of B)" if args.face == "all" else ""
+        print(f"score {score:.4f}: {verdict}{faces} (threshold {rec.threshold:.4f}, {rec.threshold_source})")
         if calibration is not None:
             print(f"calibration: {calibration.num_pairs} pairs, accuracy {100 * calibration.accuracy:.2f}%, "
                   f"TAR {100 * calibration.tar:.2f}% at FAR {100 * calibration.far:.2f}%")

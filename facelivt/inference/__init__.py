@@ -8,42 +8,68 @@ verification with a calibrated threshold, and a searchable gallery of identities
 """
 from facelivt.inference.calibration import (
     Calibration,
+    InvalidThresholdError,
     best_accuracy_threshold,
     calibrate_scores,
+    check_threshold,
     read_pairs_list,
     threshold_at_far,
 )
-from facelivt.inference.detector import AlignedFace, Face, FaceDetector, NoFaceError
+from facelivt.inference.detector import AlignedFace, Face, FaceDetector, NoFaceError, SeveralFacesError
 from facelivt.inference.folders import AlignReport, EmbedRun, align_folder, embed_files, expand_inputs, list_files
 from facelivt.inference.gallery import Gallery, Match, faiss_available
+from facelivt.inference.gallery_store import (
+    GalleryError,
+    GalleryExistsError,
+    GalleryMismatchError,
+    GalleryNotFoundError,
+    GalleryWriteError,
+)
 from facelivt.inference.images import ImageLoadError, ImageTooLargeError, LoadedImage, load_image, open_image
 from facelivt.inference.mtcnn import ONet, PNet, RNet, detect_faces, load_mtcnn_nets
-from facelivt.inference.recognizer import DEFAULT_THRESHOLD, FaceRecognizer
+from facelivt.inference.recognizer import (
+    DEFAULT_THRESHOLD,
+    FACE_POLICIES,
+    Comparison,
+    FaceRecognizer,
+    PhotoFaces,
+)
 from facelivt.inference.weights import ENV_VAR as MTCNN_WEIGHTS_ENV, MTCNNWeightsNotFoundError, locate_mtcnn_weights
 
 __all__ = [
     "AlignReport",
     "AlignedFace",
     "Calibration",
+    "Comparison",
     "DEFAULT_THRESHOLD",
+    "FACE_POLICIES",
     "EmbedRun",
     "Face",
     "FaceDetector",
     "FaceRecognizer",
     "Gallery",
+    "GalleryError",
+    "GalleryExistsError",
+    "GalleryMismatchError",
+    "GalleryNotFoundError",
+    "GalleryWriteError",
     "ImageLoadError",
     "ImageTooLargeError",
+    "InvalidThresholdError",
     "LoadedImage",
     "MTCNNWeightsNotFoundError",
     "MTCNN_WEIGHTS_ENV",
     "Match",
     "NoFaceError",
+    "PhotoFaces",
     "ONet",
     "PNet",
     "RNet",
+    "SeveralFacesError",
     "align_folder",
     "best_accuracy_threshold",
     "calibrate_scores",
+    "check_threshold",
     "detect_faces",
     "embed_files",
     "expand_inputs",

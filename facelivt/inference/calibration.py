@@ -5,17 +5,49 @@ accept rate on the impostor pairs stays at or below a target. A pairs list is a 
 pair per line, ``path_a<TAB>path_b<TAB>label`` (or three whitespace-separated fields when paths have
 no spaces), label ``1``/``0`` or ``true``/``false``; relative paths are resolved against the list's
 folder; blank lines and lines starting with ``#`` are ignored.
+
+A threshold is a cosine score in (-1, 1]: :func:`check_threshold` refuses anything else (NaN,
+infinity, -1 or below, which would accept every pair, and above 1) wherever a threshold is set.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from facelivt.errors import FaceLiVTError
+
 _TRUE = {"1", "true", "yes", "same", "match"}
 _FALSE = {"0", "false", "no", "different", "diff", "mismatch"}
+
+#: The lowest threshold accepted, just above -1 (every cosine score reaches -1).
+MIN_THRESHOLD = float(np.nextafter(-1.0, 0.0))
+
+
+class InvalidThresholdError(FaceLiVTError, ValueError):
+    """A verification threshold that is not a finite cosine score in (-1, 1]."""
+
+
+def check_threshold(value: object, what: str = "threshold") -> float:
+    """``value`` as a float when it is a finite number in (-1, 1]; else :class:`InvalidThresholdError`
+    naming ``what`` (the option, file or key the value came from)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidThresholdError(f"{what} must be a number in (-1, 1], got {value!r}")
+    t = float(value)
+    if not math.isfinite(t) or not -1.0 < t <= 1.0:
+        raise InvalidThresholdError(
+            f"{what} must be a finite cosine score in (-1, 1], got {value!r}"
+            + (" (every score reaches -1, so nothing would be rejected)" if t == -1.0 else "")
+        )
+    return t
+
+
+def _clip(t: float) -> float:
+    """A computed threshold moved into (-1, 1] (a cut just past the highest score can land above 1)."""
+    return float(min(max(t, MIN_THRESHOLD), 1.0))
 
 
 @dataclass(frozen=True)
@@ -48,6 +80,7 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _summary(s: np.ndarray, y: np.ndarray, t: float, rule: str) -> Calibration:
+    t = _clip(t)
     pred = s >= t
     return Calibration(
         threshold=float(t),

@@ -11,6 +11,7 @@ import torch
 
 from facelivt.data.align import align_face
 from facelivt.devices import resolve_device
+from facelivt.errors import FaceLiVTError
 from facelivt.inference.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, ImageSource, LoadedImage, open_image
 from facelivt.inference.mtcnn import detect_faces, load_mtcnn_nets
 
@@ -19,6 +20,14 @@ Select = Literal["largest", "all"]
 
 class NoFaceError(ValueError):
     """No face was found in an image."""
+
+
+class SeveralFacesError(FaceLiVTError, ValueError):
+    """A photo holds several faces where one was asked for (``found``: how many)."""
+
+    def __init__(self, message: str, found: int = 2) -> None:
+        super().__init__(message)
+        self.found = int(found)
 
 
 @dataclass(frozen=True, eq=False)

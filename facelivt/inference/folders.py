@@ -13,7 +13,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from facelivt.files import write_bytes
-from facelivt.inference.detector import FaceDetector, NoFaceError, Select
+from facelivt.inference.detector import FaceDetector, NoFaceError, Select, SeveralFacesError
 from facelivt.inference.images import ImageLoadError
 
 if TYPE_CHECKING:
@@ -176,26 +176,41 @@ def align_folder(
 
 @dataclass
 class EmbedRun:
-    """Outcome of :func:`embed_files`: embeddings (N x D) of the files in ``paths``, and the failures."""
+    """Outcome of :func:`embed_files`: embeddings (N x D), row ``i`` from file ``paths[i]`` (face
+    ``faces[i]``, 0 being the largest), the failures, and the photos that held several faces (with
+    the count)."""
 
     embeddings: np.ndarray
     paths: list[Path]
     failures: list[tuple[Path, str]]
+    faces: list[int] = field(default_factory=list)
+    several_faces: list[tuple[Path, int]] = field(default_factory=list)
 
 
 def embed_files(
-    recognizer: "FaceRecognizer", files: Iterable[str | os.PathLike], *, aligned: bool = False, progress: bool = True
+    recognizer: "FaceRecognizer",
+    files: Iterable[str | os.PathLike],
+    *,
+    aligned: bool = False,
+    progress: bool = True,
+    face: str = "largest",
 ) -> EmbedRun:
-    """Embed each file's largest face (or the file itself when ``aligned``); unreadable files and
-    images without a face go to ``failures``."""
+    """Embed each file's largest face (``face="all"``: every face, one row each; ``"error"``: photos
+    with several faces are failures), or the file itself when ``aligned``. Unreadable files and images
+    without a face go to ``failures``; photos with several faces are listed in ``several_faces``."""
     files = [Path(f) for f in files]
-    rows, paths, failures = [], [], []
-    for i, emb, error in recognizer.iter_embed(files, aligned=aligned, progress=progress):
-        if error is not None:
-            failures.append((files[i], str(error)))
-        else:
-            rows.append(emb)
-            paths.append(files[i])
+    rows, paths, faces, failures, several = [], [], [], [], []
+    for r in sorted(recognizer.iter_faces(files, aligned=aligned, face=face, progress=progress), key=lambda r: r.index):
+        if r.error is not None:
+            failures.append((files[r.index], str(r.error)))
+            if isinstance(r.error, SeveralFacesError):
+                several.append((files[r.index], r.error.found))
+            continue
+        if r.found > 1:
+            several.append((files[r.index], r.found))
+        rows.extend(r.embeddings)
+        paths.extend([files[r.index]] * len(r.faces))
+        faces.extend(r.faces)
     dim = recognizer.embedding_size
     embeddings = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
-    return EmbedRun(embeddings, paths, failures)
+    return EmbedRun(embeddings, paths, failures, faces, several)

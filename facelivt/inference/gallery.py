@@ -1,29 +1,51 @@
-"""A gallery of enrolled identities with top-k cosine search, saved as safetensors + JSON.
+"""A gallery of enrolled identities with top-k cosine search, kept in an SQLite database.
 
 Every enrolled embedding is kept (L2-normalised); each identity is searched through one template,
 the normalised mean of its embeddings, so a query costs one product with an (identities x dim)
 matrix. Search uses faiss (exact inner-product index) when it is installed and numpy otherwise;
 both give the same result. 100k identities x 512 floats is 200 MB and a query takes milliseconds.
+
+``Gallery(dim)`` lives in memory. ``Gallery.open(folder)`` is backed by ``folder/gallery.sqlite``
+(see :mod:`facelivt.inference.gallery_store`): the search index is built from the database when it
+is opened and rebuilt when another process has committed changes; every enrolment or removal is
+written at once, in one transaction. An old two-file gallery (``gallery.json`` +
+``embeddings.safetensors``) in the folder is imported on the first open and its files are renamed
+to ``*.imported`` (see :mod:`facelivt.inference.gallery_legacy`).
 """
 from __future__ import annotations
 
-import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from facelivt.errors import OutputWriteError
+from facelivt.inference.gallery_legacy import AlreadyImportedError, LegacyGallery, mark_imported, read_legacy
+from facelivt.inference.gallery_store import (
+    DB_NAME,
+    RESERVED_KEYS,
+    GalleryError,
+    GalleryExistsError,
+    GalleryMismatchError,
+    GalleryNotFoundError,
+    GalleryStore,
+    Snapshot,
+    check_meta,
+    now,
+)
 
 try:  # optional accelerator
     import faiss  # type: ignore
 except ImportError:  # pragma: no cover - depends on the environment
     faiss = None
 
-FORMAT = "facelivt-gallery"
-VERSION = 1
-JSON_NAME = "gallery.json"
-TENSORS_NAME = "embeddings.safetensors"
+log = logging.getLogger(__name__)
+
+#: Metadata keys that must agree for embeddings to be comparable.
+COMPARABLE_KEYS = ("model", "weights_fingerprint", "flip")
 
 
 def faiss_available() -> bool:
@@ -76,10 +98,15 @@ class _Rows:
 
 
 class Gallery:
-    """Identities and their embeddings. ``backend``: "auto" (faiss if installed), "faiss" or "numpy"."""
+    """Identities and their embeddings. ``backend``: "auto" (faiss if installed), "faiss" or "numpy".
+
+    ``Gallery(dim)`` is in memory; :meth:`open` gives one backed by a gallery folder, :meth:`save`
+    writes one to a folder (and keeps it backed by it). ``metadata``: JSON values; ``threshold``, if
+    given, must be a cosine score in (-1, 1].
+    """
 
     def __init__(self, dim: int = 512, *, metadata: dict | None = None, backend: str = "auto") -> None:
-        if int(dim) <= 0:
+        if isinstance(dim, bool) or int(dim) <= 0:
             raise ValueError(f"embedding dimension must be positive, got {dim}")
         if backend not in ("auto", "faiss", "numpy"):
             raise ValueError(f"backend must be 'auto', 'faiss' or 'numpy', got {backend!r}")
@@ -87,7 +114,9 @@ class Gallery:
             raise RuntimeError("backend='faiss' requested but faiss is not installed (pip install faiss-cpu)")
         self.dim = int(dim)
         self.backend = "faiss" if backend == "faiss" or (backend == "auto" and faiss is not None) else "numpy"
-        self.metadata: dict = dict(metadata or {})
+        self.metadata: dict = _user_metadata(metadata or {}, "gallery metadata")
+        self._store: GalleryStore | None = None
+        self._outdated = False  # the database holds changes the index does not have yet
         self._names: list[str] = []
         self._ids: dict[str, int] = {}
         self._vectors = _Rows(self.dim)
@@ -100,28 +129,39 @@ class Gallery:
 
     # ------------------------------------------------------------------ contents
     @property
+    def path(self) -> Path | None:
+        """The gallery folder, or None for a gallery in memory."""
+        return None if self._store is None else self._store.path.parent
+
+    @property
     def names(self) -> list[str]:
         """Enrolled identity names, in enrolment order."""
+        self.refresh()
         return list(self._names)
 
     def __len__(self) -> int:
+        self.refresh()
         return len(self._names)
 
     def __contains__(self, name: object) -> bool:
+        self.refresh()
         return name in self._ids
 
     @property
     def num_embeddings(self) -> int:
+        self.refresh()
         return self._vectors.n
 
     def embeddings_of(self, name: str) -> np.ndarray:
         """All embeddings enrolled for ``name`` (n x dim, normalised)."""
+        self.refresh()
         if name not in self._ids:
             raise KeyError(f"identity {name!r} is not in the gallery")
         return self._vectors.view()[self._labels.view() == self._ids[name]].copy()
 
     def template(self, name: str) -> np.ndarray:
         """The normalised mean embedding used to search ``name``."""
+        self.refresh()
         if name not in self._ids:
             raise KeyError(f"identity {name!r} is not in the gallery")
         return self._templates.view()[self._ids[name]].copy()
@@ -138,13 +178,25 @@ class Gallery:
             raise ValueError("embeddings contain an all-zero vector")
         return l2_normalize(e)
 
-    def enroll_embeddings(self, name: str, embeddings: np.ndarray) -> None:
-        """Add embeddings (n x dim or dim) to identity ``name`` (created if new)."""
+    def enroll_embeddings(
+        self, name: str, embeddings: np.ndarray, *, sources: Sequence[str | os.PathLike] | None = None
+    ) -> None:
+        """Add embeddings (n x dim or dim) to identity ``name`` (created if new). A gallery backed by a
+        folder writes them at once, in one transaction; ``sources`` (one per embedding: the photos)
+        are recorded with them."""
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"identity name must be a non-empty string, got {name!r}")
         e = self._check_embeddings(embeddings)
         if len(e) == 0:
             raise ValueError(f"no embeddings given for {name!r}")
+        if self._store is not None:
+            current = self._store.add(name, e, None if sources is None else [str(p) for p in sources])
+            if not current or self._outdated:  # others wrote too: the next read reloads everything
+                self._outdated = True
+                return
+        self._add_to_index(name, e)
+
+    def _add_to_index(self, name: str, e: np.ndarray) -> None:
         if name in self._ids:
             idx = self._ids[name]
             self._sums.view()[idx] += e.sum(0)
@@ -162,7 +214,13 @@ class Gallery:
         self._labels.append(np.full(len(e), idx, dtype=np.int64))
 
     def remove(self, name: str) -> None:
-        """Forget identity ``name`` and its embeddings."""
+        """Forget identity ``name`` and its embeddings (in the folder too, for a gallery backed by one)."""
+        self.refresh()
+        if self._store is not None:
+            current = self._store.remove(name)
+            if not current or self._outdated or name not in self._ids:
+                self._outdated = True
+                return
         if name not in self._ids:
             raise KeyError(f"identity {name!r} is not in the gallery")
         drop = self._ids[name]
@@ -234,6 +292,7 @@ class Gallery:
         """Top-``k`` identities for each query embedding (dim or q x dim), best cosine score first."""
         if int(k) < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        self.refresh()
         q = self._check_embeddings(queries)
         if len(self._names) == 0:
             raise ValueError("the gallery is empty: enroll identities first")
@@ -252,72 +311,202 @@ class Gallery:
             scores = np.take_along_axis(part_scores, order, axis=1)
         return [[Match(self._names[int(i)], float(s)) for s, i in zip(srow, irow) if i >= 0] for srow, irow in zip(scores, idx)]
 
-    # ------------------------------------------------------------------ persistence
-    def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``gallery.json`` and ``embeddings.safetensors`` into ``folder`` (created if needed)."""
-        from safetensors.numpy import save_file
+    # ------------------------------------------------------------------ folders
+    @classmethod
+    def open(
+        cls,
+        folder: str | os.PathLike,
+        *,
+        create: bool = False,
+        dim: int | None = None,
+        metadata: dict | None = None,
+        backend: str = "auto",
+    ) -> "Gallery":
+        """The gallery of ``folder`` (its ``gallery.sqlite``), index built from the database.
 
-        out = Path(folder)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"gallery path {out} exists and is not a folder")
-        out.mkdir(parents=True, exist_ok=True)
-        counts = np.bincount(self._labels.view(), minlength=len(self._names)).tolist()
-        meta = {
-            "format": FORMAT,
-            "version": VERSION,
-            "dim": self.dim,
-            "identities": self._names,
-            "counts": counts,
-            "metadata": self.metadata,
-        }
-        tmp_t, tmp_j = out / (TENSORS_NAME + ".tmp"), out / (JSON_NAME + ".tmp")
-        save_file(
-            {"embeddings": np.ascontiguousarray(self._vectors.view()), "labels": np.ascontiguousarray(self._labels.view())},
-            str(tmp_t),
-        )
-        tmp_j.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp_t, out / TENSORS_NAME)
-        os.replace(tmp_j, out / JSON_NAME)
-        return out
+        An old two-file gallery there is imported first (once). ``create``: start a new gallery of
+        embedding size ``dim`` with ``metadata`` when the folder holds none. ``dim`` and the keys
+        ``model``, ``weights_fingerprint`` and ``flip`` of ``metadata``, when given, must agree with
+        an existing gallery (:class:`GalleryMismatchError`). A damaged, foreign or newer file raises
+        :class:`GalleryError`, no gallery :class:`GalleryNotFoundError`.
+        """
+        wanted = _user_metadata(metadata or {}, "gallery metadata")
+        store = _open_store(Path(folder), create, dim, wanted)
+        try:
+            snap = store.snapshot()
+            check_comparable(snap.meta, snap.dim, wanted, dim, folder)
+            gallery = cls(snap.dim, backend=backend)
+            gallery._store = store
+            gallery._load(snap)
+        except BaseException:
+            store.close()
+            raise
+        return gallery
 
     @classmethod
     def load(cls, folder: str | os.PathLike, *, backend: str = "auto") -> "Gallery":
-        """Read a gallery written by :meth:`save`; inconsistent files raise ``ValueError``."""
-        from safetensors.numpy import load_file
+        """:meth:`open` an existing gallery (kept for compatibility)."""
+        return cls.open(folder, backend=backend)
 
+    def refresh(self) -> None:
+        """Rebuild the index if another process changed the database since it was read (cheap otherwise)."""
+        if self._store is not None and (self._outdated or self._store.changed()):
+            self._load(self._store.snapshot())
+
+    def _load(self, snap: Snapshot) -> None:
+        if snap.dim != self.dim:
+            raise GalleryError(f"{self._store.path}: embedding size changed from {self.dim} to {snap.dim}")
+        self.metadata = {k: v for k, v in snap.meta.items() if k not in RESERVED_KEYS}
+        if snap.names:
+            self._set_all(snap.names, snap.vectors, snap.labels)
+        else:
+            self._reset()
+        self._outdated = False
+
+    def update_metadata(self, **items: Any) -> None:
+        """Set metadata keys (None removes one); a gallery backed by a folder writes them at once."""
+        _user_metadata({k: v for k, v in items.items() if v is not None}, "gallery metadata")
+        if self._store is not None:
+            self._store.set_meta(items)
+        for key, value in items.items():
+            if value is None:
+                self.metadata.pop(key, None)
+            else:
+                self.metadata[key] = value
+
+    def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the gallery to ``folder/gallery.sqlite`` in one transaction; a gallery in memory is
+        then backed by the folder (later changes are written as they happen). Saving a gallery into
+        its own folder writes its metadata (its contents are already there). A folder holding another
+        gallery is refused (:class:`GalleryExistsError`) unless ``overwrite``."""
         root = Path(folder)
-        jpath, tpath = root / JSON_NAME, root / TENSORS_NAME
-        if not jpath.is_file() or not tpath.is_file():
-            raise FileNotFoundError(f"no gallery in {root}: expected {JSON_NAME} and {TENSORS_NAME}")
+        self.refresh()
+        meta = _user_metadata(self.metadata, "gallery metadata")
+        if self._store is not None and _same_file(self._store.path, root / DB_NAME):
+            self._store.set_meta(meta)
+            return root
+        rows = Snapshot(list(self._names), self._vectors.view(), self._labels.view(), {}, self.dim)
+        store = _save_store(root, rows, _new_meta(self.dim, meta), overwrite)
+        if self._store is None:
+            self._store = store  # the next read reloads from the database: the index matches it
+        else:
+            store.close()
+        return root
+
+    def close(self) -> None:
+        """Close the database (the gallery stays readable in memory, no longer backed by the folder)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _user_metadata(meta: dict, where: str) -> dict:
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where} must be a dict, got {type(meta).__name__}")
+    clash = RESERVED_KEYS & set(meta)
+    if clash:
+        raise ValueError(f"{where}: the keys {sorted(clash)} are kept by the gallery itself")
+    check_meta(meta, where)
+    return dict(meta)
+
+
+def _new_meta(dim: int, metadata: dict) -> dict:
+    return {"dim": int(dim), "created": now(), **metadata}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_comparable(have: dict, have_dim: int, want: dict, want_dim: int | None, where: object) -> None:
+    """Refuse a gallery whose model, weights, flip setting or embedding size differ from the wanted ones."""
+    for key in COMPARABLE_KEYS:
+        if key in have and key in want and have[key] != want[key]:
+            raise GalleryMismatchError(
+                f"gallery {where} was built with {key}={have[key]!r} but this recognizer has {want[key]!r}: "
+                "embeddings from different models are not comparable"
+            )
+    if want_dim is not None and have_dim != int(want_dim):
+        raise GalleryMismatchError(f"gallery {where} holds {have_dim}-d embeddings, the model gives {want_dim}-d")
+
+
+def _open_store(root: Path, create: bool, dim: int | None, metadata: dict) -> GalleryStore:
+    if root.exists() and not root.is_dir():
+        raise GalleryError(f"gallery path {root} exists and is not a folder")
+    for attempt in range(3):
+        store = GalleryStore.open(root / DB_NAME)
+        if store is not None:
+            return store
         try:
-            meta = json.loads(jpath.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{jpath} is not valid JSON: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{jpath} is not a facelivt gallery file")
-        if meta.get("version") != VERSION:
-            raise ValueError(f"{jpath}: unsupported gallery version {meta.get('version')!r} (expected {VERSION})")
-        try:
-            tensors = load_file(str(tpath))
-        except Exception as exc:
-            raise ValueError(f"cannot read {tpath}: {exc}") from exc
-        names, dim = meta.get("identities"), meta.get("dim")
-        emb, labels = tensors.get("embeddings"), tensors.get("labels")
-        if not isinstance(names, list) or not isinstance(dim, int) or emb is None or labels is None:
-            raise ValueError(f"gallery in {root} is incomplete (identities, dim, embeddings and labels are required)")
-        if len(set(names)) != len(names):
-            raise ValueError(f"gallery in {root} lists an identity twice")
-        if emb.ndim != 2 or emb.shape[1] != dim or labels.shape != (emb.shape[0],):
-            raise ValueError(f"gallery in {root}: embeddings {emb.shape} / labels {labels.shape} do not match dim {dim}")
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
-            raise ValueError(f"gallery in {root}: labels refer to identities that are not listed")
-        if not all(isinstance(n, str) and n.strip() for n in names):
-            raise ValueError(f"gallery in {root}: identity names must be non-empty strings")
-        if len(names) and np.bincount(labels, minlength=len(names)).min() == 0:
-            raise ValueError(f"gallery in {root}: an identity has no embeddings")
-        gallery = cls(dim, metadata=meta.get("metadata") or {}, backend=backend)
-        gallery._set_all(names, emb, labels.astype(np.int64))
-        return gallery
+            legacy = read_legacy(root)
+        except AlreadyImportedError:  # another process may have imported it just now: look again
+            if attempt == 2:
+                raise
+            continue
+        except FileNotFoundError as exc:  # renamed while being read, by a process importing it
+            if isinstance(exc, GalleryError) or attempt == 2:
+                raise
+            continue
+        if legacy is not None:
+            return _import(root, legacy)
+        if not create:
+            raise GalleryNotFoundError(f"no gallery in {root} ({DB_NAME} is missing or empty)")
+        if dim is None:
+            raise ValueError("a new gallery needs its embedding size (dim)")
+        _make_folder(root)
+        return GalleryStore.create(root / DB_NAME, _new_meta(dim, metadata))[0]
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _make_folder(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(root, exc) from exc
+
+
+def _import(root: Path, legacy: LegacyGallery) -> GalleryStore:
+    """A two-file gallery into a new database, in one transaction; its files are renamed after."""
+    norms = np.linalg.norm(legacy.vectors, axis=1)
+    vectors = legacy.vectors if np.allclose(norms, 1.0, atol=1e-5) else l2_normalize(legacy.vectors)
+    meta = _new_meta(legacy.dim, legacy.metadata)
+    meta["imported_from"] = {"files": [p.name for p in legacy.files], "at": meta["created"]}
+    rows = Snapshot(legacy.names, vectors, legacy.labels, {}, legacy.dim)
+    store, created = GalleryStore.create(root / DB_NAME, meta, rows)
+    if created:
+        mark_imported(legacy)
+        log.info("imported the two-file gallery in %s (%d identities, %d embeddings) into %s",
+                 root, len(legacy.names), len(vectors), DB_NAME)
+    return store
+
+
+def _save_store(root: Path, rows: Snapshot, meta: dict, overwrite: bool) -> GalleryStore:
+    if root.exists() and not root.is_dir():
+        raise GalleryError(f"gallery path {root} exists and is not a folder")
+    exists = GalleryExistsError(f"{root} already holds a gallery: open it with Gallery.open(folder) to add to it, "
+                                "or save(folder, overwrite=True) to replace it")
+    _make_folder(root)
+    store = GalleryStore.open(root / DB_NAME)
+    if store is None:
+        if not overwrite and read_legacy(root) is not None:
+            raise exists
+        store, created = GalleryStore.create(root / DB_NAME, meta, rows)
+        if created:
+            return store
+    if not overwrite:
+        store.close()
+        raise exists
+    store.replace(rows, meta)
+    return store
 
 
 def build_gallery(items: Iterable[tuple[str, np.ndarray]], dim: int = 512, **kwargs: Any) -> Gallery:

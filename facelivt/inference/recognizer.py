@@ -3,14 +3,21 @@
 Embeddings follow the evaluation protocol (SPEC section 6): the embedding of a crop plus that of
 its horizontal flip, L2-normalised. Scores are cosine similarities in [-1, 1]; two faces are the
 same person when the score reaches ``threshold`` (calibrate it with :meth:`FaceRecognizer.calibrate`).
+
+A photo may hold several faces. ``face`` chooses what to do: ``"largest"`` (the default) uses the
+largest face and logs a warning naming the photo, ``"error"`` refuses the photo
+(:class:`SeveralFacesError`), ``"all"`` uses every face (:meth:`iter_faces`, :meth:`embed`, and
+:meth:`verify`, which compares the best-matching pair of faces).
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -19,13 +26,63 @@ from tqdm import tqdm
 
 from facelivt.data.transforms import INPUT_SIZE, to_tensor_batch
 from facelivt.devices import resolve_device
-from facelivt.inference.calibration import Calibration, calibrate_scores, read_pairs_list
-from facelivt.inference.detector import FaceDetector, Select
-from facelivt.inference.gallery import Gallery, Match
+from facelivt.inference.calibration import Calibration, calibrate_scores, check_threshold, read_pairs_list
+from facelivt.inference.detector import FaceDetector, Select, SeveralFacesError
+from facelivt.inference.gallery import Gallery, Match, check_comparable
 from facelivt.inference.images import ImageSource, load_image
+
+log = logging.getLogger(__name__)
 
 #: A generic starting point for well-trained ArcFace/CosFace-style models; calibrate for real use.
 DEFAULT_THRESHOLD = 0.3
+
+FacePolicy = Literal["largest", "all", "error"]
+FACE_POLICIES = ("largest", "all", "error")
+
+
+@dataclass(frozen=True)
+class PhotoFaces:
+    """The faces used from input ``index``: ``embeddings`` (k x D) of faces ``faces`` (0 is the
+    largest) out of ``found`` detected (1 for an aligned crop); or the ``error`` that made it unusable."""
+
+    index: int
+    embeddings: np.ndarray | None
+    found: int = 0
+    faces: tuple[int, ...] = ()
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """:meth:`FaceRecognizer.compare`: the ``score`` of face ``face_a`` of A against face ``face_b``
+    of B, ``same`` when it reaches ``threshold``; ``found_a`` / ``found_b`` faces were detected."""
+
+    score: float
+    same: bool
+    threshold: float
+    face_a: int = 0
+    face_b: int = 0
+    found_a: int = 1
+    found_b: int = 1
+
+
+def describe(image: ImageSource) -> str:
+    """A short name for an input in messages: its path, or its kind."""
+    return str(image) if isinstance(image, (str, os.PathLike)) else f"<{type(image).__name__}>"
+
+
+def check_face_policy(face: str) -> str:
+    if face not in FACE_POLICIES:
+        raise ValueError(f"face must be one of {', '.join(FACE_POLICIES)}, got {face!r}")
+    return face
+
+
+def _as_list(images: ImageSource | Iterable[ImageSource]) -> list:
+    if isinstance(images, (str, os.PathLike, bytes, np.ndarray)) or hasattr(images, "mode"):
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            return list(images)
+        return [images]
+    return list(images)
 
 
 def fingerprint_file(path: str | os.PathLike) -> str:
@@ -54,8 +111,8 @@ class FaceRecognizer:
     normalised crops to BxD embeddings. ``weights``: this project's safetensors or the authors' ``.pt``
     (None gives random weights: only useful for tests). ``deploy`` loads the reparameterized form.
     ``detector``: a :class:`FaceDetector`, or None to build one lazily from ``mtcnn_weights``.
-    ``threshold``: cosine score at which :meth:`verify` says "same" (default :data:`DEFAULT_THRESHOLD`,
-    replaced by a loaded gallery's calibrated threshold).
+    ``threshold``: cosine score in (-1, 1] at which :meth:`verify` says "same" (default
+    :data:`DEFAULT_THRESHOLD`, replaced by a loaded gallery's calibrated threshold).
     """
 
     def __init__(
@@ -99,11 +156,20 @@ class FaceRecognizer:
         self.model.requires_grad_(False)
         self._detector = detector
         self._mtcnn_weights = mtcnn_weights
-        self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         self.threshold_source = "default" if threshold is None else "given"
         self.flip = bool(flip)
         self.batch_size = int(batch_size)
         self.gallery = self._new_gallery()
+
+    @property
+    def threshold(self) -> float:
+        """The cosine score at which two faces are the same person (a number in (-1, 1])."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = check_threshold(value, "threshold")
 
     # ------------------------------------------------------------------ detection / alignment
     @property
@@ -122,9 +188,7 @@ class FaceRecognizer:
         Raises ``NoFaceError`` when the image holds no face."""
         return [a.image for a in self.detector.align(image, select=select, size=INPUT_SIZE)]
 
-    def _crop(self, image: ImageSource, aligned: bool) -> np.ndarray:
-        if not aligned:
-            return self.align(image)[0]
+    def _aligned_crop(self, image: ImageSource) -> np.ndarray:
         crop = load_image(image)
         if crop.shape[:2] != (INPUT_SIZE, INPUT_SIZE):
             raise ValueError(
@@ -132,6 +196,17 @@ class FaceRecognizer:
                 f"({image if isinstance(image, (str, os.PathLike)) else 'array'}); leave aligned=False to detect and align"
             )
         return crop
+
+    def _crops(self, image: ImageSource, aligned: bool, face: str) -> tuple[list[np.ndarray], int]:
+        """The crops to embed from ``image`` under the face policy, and how many faces were found."""
+        if aligned:
+            return [self._aligned_crop(image)], 1
+        faces = self.detector.align(image, select="all", size=INPUT_SIZE)
+        if len(faces) > 1 and face == "error":
+            name = faces[0].source.name if faces[0].source is not None else describe(image)
+            raise SeveralFacesError(f"{name}: {len(faces)} faces found; photos with several faces are refused "
+                                    "(face policy 'error')", found=len(faces))
+        return [f.image for f in (faces if face == "all" else faces[:1])], len(faces)
 
     # ------------------------------------------------------------------ embeddings
     @torch.inference_mode()
@@ -163,53 +238,97 @@ class FaceRecognizer:
         return self._dim
 
     def embed(
-        self, images: ImageSource | Iterable[ImageSource], *, aligned: bool = False, progress: bool = False
+        self,
+        images: ImageSource | Iterable[ImageSource],
+        *,
+        aligned: bool = False,
+        progress: bool = False,
+        face: FacePolicy = "largest",
     ) -> np.ndarray:
-        """Embeddings (N x D, L2-normalised) of the largest face of each image, batched.
+        """Embeddings (N x D, L2-normalised) of the largest face of each image, batched; with
+        ``face="all"``, one row per face (largest first within an image).
 
-        ``aligned=True``: the images are already 112x112 aligned crops. Raises ``NoFaceError`` or
-        ``ImageLoadError`` for the first image that fails (use :meth:`iter_embed` to go past them).
+        ``aligned=True``: the images are already 112x112 aligned crops. Raises ``NoFaceError``,
+        ``ImageLoadError`` or (``face="error"``) ``SeveralFacesError`` for the first image that fails
+        (use :meth:`iter_faces` to go past them).
         """
-        if isinstance(images, (str, os.PathLike, bytes, np.ndarray)) or hasattr(images, "mode"):
-            if isinstance(images, np.ndarray) and images.ndim == 4:
-                images = list(images)
-            else:
-                images = [images]
         chunks = []
-        for _, emb, error in self.iter_embed(images, aligned=aligned, progress=progress):
-            if error is not None:
-                raise error
-            chunks.append(emb)
+        for result in self._faces_in_order(_as_list(images), aligned, progress, "embed", face):
+            chunks.extend(result.embeddings)
         return np.stack(chunks) if chunks else np.zeros((0, self.embedding_size), np.float32)
 
-    def iter_embed(
-        self, images: Iterable[ImageSource], *, aligned: bool = False, progress: bool = False, desc: str = "embed"
-    ) -> Iterator[tuple[int, np.ndarray | None, Exception | None]]:
-        """Yield ``(index, embedding, None)`` per image, or ``(index, None, error)`` for images that
-        cannot be read or hold no face; the network runs on batches of ``batch_size`` crops."""
+    def _faces_in_order(self, items: list, aligned: bool, progress: bool, desc: str, face: str) -> list[PhotoFaces]:
+        """:meth:`iter_faces` of every item in input order; the first failure is raised."""
+        results = sorted(self.iter_faces(items, aligned=aligned, progress=progress, desc=desc, face=face),
+                         key=lambda r: r.index)
+        for r in results:
+            if r.error is not None:
+                raise r.error
+            if face == "largest" and r.found > 1:
+                _warn_largest(describe(items[r.index]), r.found)
+        return results
+
+    def iter_faces(
+        self,
+        images: Iterable[ImageSource],
+        *,
+        aligned: bool = False,
+        face: FacePolicy = "largest",
+        progress: bool = False,
+        desc: str = "embed",
+    ) -> Iterator[PhotoFaces]:
+        """A :class:`PhotoFaces` per image: the embeddings of the faces ``face`` selects, or the
+        error for images that cannot be read, hold no face or (``face="error"``) several faces.
+        The network runs on batches of ``batch_size`` crops. Nothing is logged: the caller reports."""
+        check_face_policy(face)
         items = list(images)
         bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress)
-        pending: list[tuple[int, np.ndarray]] = []
+        pending: list[tuple[int, list[np.ndarray], int]] = []
 
-        def flush() -> Iterator[tuple[int, np.ndarray, None]]:
-            emb = self.embed_aligned(np.stack([c for _, c in pending]))
-            for (i, _), e in zip(pending, emb):
-                yield i, e, None
+        def flush() -> Iterator[PhotoFaces]:
+            emb = self.embed_aligned(np.stack([c for _, crops, _ in pending for c in crops]))
+            at = 0
+            for i, crops, found in pending:
+                yield PhotoFaces(i, emb[at : at + len(crops)], found, tuple(range(len(crops))))
+                at += len(crops)
             pending.clear()
 
         try:
             for i, item in enumerate(items):
                 try:
-                    pending.append((i, self._crop(item, aligned)))
-                except (ValueError, FileNotFoundError) as exc:  # ImageLoadError, NoFaceError, ...
-                    yield i, None, exc
+                    pending.append((i, *self._crops(item, aligned, face)))
+                except (ValueError, FileNotFoundError) as exc:  # ImageLoadError, NoFaceError, SeveralFacesError
+                    yield PhotoFaces(i, None, error=exc)
                 bar.update(1)
-                if len(pending) >= self.batch_size:
+                if sum(len(c) for _, c, _ in pending) >= self.batch_size:
                     yield from flush()
             if pending:
                 yield from flush()
         finally:
             bar.close()
+
+    def iter_embed(
+        self,
+        images: Iterable[ImageSource],
+        *,
+        aligned: bool = False,
+        progress: bool = False,
+        desc: str = "embed",
+        face: FacePolicy = "largest",
+    ) -> Iterator[tuple[int, np.ndarray | None, Exception | None]]:
+        """Yield ``(index, embedding, None)`` per image, or ``(index, None, error)`` for images that
+        cannot be read or hold no face. One embedding per image: ``face`` is "largest" (a photo with
+        several faces is logged) or "error"; for every face use :meth:`iter_faces`."""
+        if face == "all":
+            raise ValueError("iter_embed gives one embedding per image: use iter_faces for face='all'")
+        items = list(images)
+        for r in self.iter_faces(items, aligned=aligned, face=face, progress=progress, desc=desc):
+            if r.error is not None:
+                yield r.index, None, r.error
+                continue
+            if r.found > 1:
+                _warn_largest(describe(items[r.index]), r.found)
+            yield r.index, r.embeddings[0], None
 
     # ------------------------------------------------------------------ verification
     def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
@@ -217,11 +336,34 @@ class FaceRecognizer:
         a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
         return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
 
-    def verify(self, a: ImageSource, b: ImageSource, *, aligned: bool = False) -> tuple[float, bool]:
-        """``(score, same)``: cosine similarity of the two faces' embeddings and ``score >= threshold``."""
-        emb = self.embed([a, b], aligned=aligned)
-        score = self.similarity(emb[0], emb[1])
-        return score, score >= self.threshold
+    def verify(
+        self, a: ImageSource, b: ImageSource, *, aligned: bool = False, face: FacePolicy = "largest"
+    ) -> tuple[float, bool]:
+        """``(score, same)``: cosine similarity of the two faces' embeddings and ``score >= threshold``
+        (see :meth:`compare`; a photo with several faces under ``face="largest"`` is logged)."""
+        result = self.compare(a, b, aligned=aligned, face=face)
+        if face == "largest":
+            for image, found in ((a, result.found_a), (b, result.found_b)):
+                if found > 1:
+                    _warn_largest(describe(image), found)
+        return result.score, result.same
+
+    def compare(
+        self, a: ImageSource, b: ImageSource, *, aligned: bool = False, face: FacePolicy = "largest"
+    ) -> Comparison:
+        """Compare the face of ``a`` with that of ``b``. With ``face="all"`` every face of ``a`` is
+        compared with every face of ``b`` and the best-scoring pair is reported ("is someone in both
+        photos?"). Raises the error of a photo that cannot be used."""
+        (ra, rb) = sorted(self.iter_faces([a, b], aligned=aligned, face=face), key=lambda r: r.index)
+        for r in (ra, rb):
+            if r.error is not None:
+                raise r.error
+        ea, eb = (r.embeddings.astype(np.float64) for r in (ra, rb))
+        ea, eb = (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in (ea, eb))
+        scores = ea @ eb.T
+        i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        score = float(scores[i, j])
+        return Comparison(score, score >= self.threshold, self.threshold, ra.faces[i], rb.faces[j], ra.found, rb.found)
 
     def calibrate(
         self,
@@ -273,55 +415,78 @@ class FaceRecognizer:
         return result
 
     # ------------------------------------------------------------------ gallery
+    def gallery_metadata(self) -> dict:
+        """What a gallery records about the embeddings it holds (they are comparable only when it agrees)."""
+        return {"model": self.model_name, "weights_fingerprint": self.weights_fingerprint, "flip": self.flip}
+
     def _new_gallery(self) -> Gallery:
-        return Gallery(
-            self.embedding_size,
-            metadata={"model": self.model_name, "weights_fingerprint": self.weights_fingerprint, "flip": self.flip},
-        )
+        return Gallery(self.embedding_size, metadata=self.gallery_metadata())
 
     def enroll(
-        self, name: str, images: ImageSource | Iterable[ImageSource], *, aligned: bool = False, progress: bool = False
+        self,
+        name: str,
+        images: ImageSource | Iterable[ImageSource],
+        *,
+        aligned: bool = False,
+        progress: bool = False,
+        face: FacePolicy = "largest",
     ) -> int:
-        """Embed ``images`` (their largest face) and add them to identity ``name``; returns how many.
-        Fails (and enrols nothing) when any image cannot be used."""
-        emb = self.embed(images, aligned=aligned, progress=progress)
+        """Embed ``images`` (the largest face of each; ``face="error"`` refuses photos with several)
+        and add them to identity ``name`` in one step; returns how many. Fails (and enrols nothing)
+        when any image cannot be used. A gallery opened from a folder writes them at once."""
+        if face == "all":
+            raise ValueError("enroll takes one face per photo: face='all' would put everyone in a group photo "
+                             "under one name; use 'largest' or 'error'")
+        items = _as_list(images)
+        emb = self.embed(items, aligned=aligned, progress=progress, face=face)
         if len(emb) == 0:
             raise ValueError(f"no images given to enroll {name!r}")
-        self.gallery.enroll_embeddings(name, emb)
+        sources = [str(x) if isinstance(x, (str, os.PathLike)) else None for x in items]
+        self.gallery.enroll_embeddings(name, emb, sources=sources)
         return len(emb)
 
-    def identify(self, image: ImageSource, k: int = 5, *, aligned: bool = False) -> list[Match]:
-        """Top-``k`` gallery identities for the largest face in ``image``; ``accepted`` marks scores
-        at or above :attr:`threshold`."""
-        emb = self.embed(image, aligned=aligned)
+    def identify(
+        self, image: ImageSource, k: int = 5, *, aligned: bool = False, face: FacePolicy = "largest"
+    ) -> list[Match]:
+        """Top-``k`` gallery identities for the largest face in ``image`` (``face="error"``: refuse a
+        photo with several faces; for every face use :meth:`iter_faces` and ``gallery.search``);
+        ``accepted`` marks scores at or above :attr:`threshold`."""
+        if face == "all":
+            raise ValueError("identify answers for one face: use iter_faces(face='all') and gallery.search")
+        emb = self.embed(image, aligned=aligned, face=face)
         return [Match(m.name, m.score, m.score >= self.threshold) for m in self.gallery.search(emb[0], k)[0]]
 
-    def save_gallery(self, folder: str | os.PathLike) -> Path:
-        """Save the gallery (and the threshold) to ``folder``."""
-        self.gallery.metadata.update(threshold=self.threshold, threshold_source=self.threshold_source)
-        return self.gallery.save(folder)
+    def open_gallery(self, folder: str | os.PathLike, *, create: bool = False, check: bool = True) -> Gallery:
+        """Use the gallery of ``folder`` (a new one when ``create`` and there is none): its embeddings
+        must come from this model, weights and flip setting unless ``check`` is False (then only an
+        existing gallery is opened). Enrolments are written to it at once (see :class:`Gallery`)."""
+        if check:
+            gallery = Gallery.open(folder, create=create, dim=self.embedding_size, metadata=self.gallery_metadata())
+        else:
+            gallery = Gallery.open(folder)
+        return self.use_gallery(gallery, check=check)
 
-    def load_gallery(self, folder: str | os.PathLike, *, check: bool = True) -> Gallery:
-        """Load a gallery saved by :meth:`save_gallery`. With ``check``, a gallery made with another
-        model, other weights or another flip setting is refused (its embeddings are not comparable).
-        The gallery's saved threshold is used unless this recognizer's threshold was calibrated."""
-        gallery = Gallery.load(folder)
+    def use_gallery(self, gallery: Gallery, *, check: bool = True) -> Gallery:
+        """Search ``gallery`` from now on (``check``: refuse one made with another model). Its saved
+        threshold is used unless this recognizer's threshold was given or calibrated."""
         meta = gallery.metadata
         if check:
-            for key, mine in (
-                ("model", self.model_name),
-                ("weights_fingerprint", self.weights_fingerprint),
-                ("flip", self.flip),
-            ):
-                if key in meta and meta[key] != mine:
-                    raise ValueError(
-                        f"gallery {folder} was built with {key}={meta[key]!r} but this recognizer has {mine!r}: "
-                        "embeddings from different models are not comparable"
-                    )
-            if gallery.dim != self.embedding_size:
-                raise ValueError(f"gallery {folder} holds {gallery.dim}-d embeddings, the model gives {self.embedding_size}-d")
+            check_comparable(meta, gallery.dim, self.gallery_metadata(), self.embedding_size, gallery.path or "")
         if "threshold" in meta and self.threshold_source == "default":
-            self.threshold = float(meta["threshold"])
-            self.threshold_source = str(meta.get("threshold_source", f"gallery {folder}"))
+            self.threshold = meta["threshold"]
+            self.threshold_source = str(meta.get("threshold_source", f"gallery {gallery.path}"))
         self.gallery = gallery
         return gallery
+
+    def save_gallery(self, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Save the gallery (and the threshold) to ``folder`` (see :meth:`Gallery.save`)."""
+        self.gallery.metadata.update(threshold=self.threshold, threshold_source=self.threshold_source)
+        return self.gallery.save(folder, overwrite=overwrite)
+
+    def load_gallery(self, folder: str | os.PathLike, *, check: bool = True) -> Gallery:
+        """Open the existing gallery of ``folder`` (see :meth:`open_gallery`)."""
+        return self.open_gallery(folder, check=check)
+
+
+def _warn_largest(name: str, found: int) -> None:
+    log.warning("%s: %d faces found, using the largest (face='all' or 'error' to choose)", name, found)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from facelivt.cli import main
+from facelivt.inference import Gallery
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 CELEBA = SHARED / "data" / "celeba_subset"
@@ -131,9 +132,9 @@ def test_enroll_identify(tree, weights, tmp_path, capsys):
                  "--threshold", "0.9"]) == 0
     captured = capsys.readouterr()
     assert "cut.jpg" in captured.err
-    meta = json.loads((gallery / "gallery.json").read_text())
-    ids = sorted(d.name for d in tree.iterdir())
-    assert meta["identities"] == ["alice"] + ids and meta["metadata"]["threshold"] == 0.9
+    with Gallery.open(gallery) as g:  # one SQLite database now, was gallery.json + embeddings.safetensors
+        ids = sorted(d.name for d in tree.iterdir())
+        assert g.names == ["alice"] + ids and g.metadata["threshold"] == 0.9
     rc = main(["identify", str(gallery), str(photos[0]), str(tree / "mixed" / "none.jpg"), "--weights",
                str(weights), "-k", "2", "--json"])
     assert rc == 0
@@ -173,3 +174,44 @@ def test_align_tight_crops_with_border(tmp_path, capsys):
     assert main(["align", str(tmp_path / "yaleb"), str(tmp_path / "o2"), "--pad-always"]) == 2
     assert "--pad-always needs --pad" in capsys.readouterr().err
     assert main(["align", str(tmp_path / "yaleb"), str(tmp_path / "o2"), "--threads", "0"]) == 2
+
+
+def test_face_option_on_a_photo_with_two_faces(tree, weights, tmp_path, capsys):
+    """Before: enroll, embed, verify and identify used the largest face of a group photo without a word."""
+    from safetensors import safe_open
+
+    two, photo = tree / "mixed" / "two.jpg", sorted(tree.glob("[0-9]*/*.jpg"))[0]
+    w = ["--weights", str(weights), "--quiet"]
+    gallery = tmp_path / "g"
+    assert main(["enroll", str(gallery), "--name", "group", str(two), str(photo), *w]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {two}: 2 faces found, used the largest" in err and str(photo) not in err
+    assert "1 photo(s) held several faces" in err
+    assert main(["enroll", str(gallery), "--name", "strict", str(two), "--face", "error", *w]) == 2
+    err = capsys.readouterr().err
+    assert f"{two}: 2 faces found" in err and "no image could be enrolled" in err
+    assert main(["enroll", str(gallery), "--name", "all", str(two), "--face", "all", *w]) == 2
+    assert "one face per photo" in capsys.readouterr().err
+    with Gallery.open(gallery) as g:
+        assert g.names == ["group"] and g.num_embeddings == 2
+    # embed: one row per face, with the photo and the face index of each
+    out = tmp_path / "e.safetensors"
+    assert main(["embed", str(two), str(photo), "--out", str(out), "--face", "all", *w]) == 0
+    with safe_open(str(out), framework="numpy") as f:
+        emb, meta = f.get_tensor("embeddings"), f.metadata()
+    assert emb.shape == (3, 512) and json.loads(meta["faces"]) == [0, 1, 0]
+    assert json.loads(meta["paths"]) == [str(two), str(two), str(photo)]
+    capsys.readouterr()
+    # identify: every face
+    assert main(["identify", str(gallery), str(two), "--face", "all", "--json", "-k", "1", *w]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["face"] for line in lines] == [0, 1] and all(line["image"] == str(two) for line in lines)
+    # verify: the best pair of faces; the photo against itself pairs a face with itself
+    assert main(["verify", str(two), str(two), "--face", "all", "--json", *w]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["score"] == pytest.approx(1.0, abs=1e-5) and res["face_a"] == res["face_b"]
+    assert res["faces_found_a"] == res["faces_found_b"] == 2
+    assert main(["verify", str(two), str(photo), *w]) == 0
+    assert f"warning: {two}: 2 faces found, used the largest" in capsys.readouterr().err
+    assert main(["verify", str(two), str(photo), "--face", "error", *w]) == 2
+    assert "2 faces found" in capsys.readouterr().err

@@ -4,7 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facelivt.inference.calibration import best_accuracy_threshold, calibrate_scores, read_pairs_list, threshold_at_far
+from facelivt.errors import FaceLiVTError
+from facelivt.inference.calibration import (
+    InvalidThresholdError,
+    best_accuracy_threshold,
+    calibrate_scores,
+    check_threshold,
+    read_pairs_list,
+    threshold_at_far,
+)
 
 
 def test_best_accuracy_separable():
@@ -71,3 +79,28 @@ def test_pairs_list(tmp_path):
         read_pairs_list(path)
     with pytest.raises(FileNotFoundError):
         read_pairs_list(tmp_path / "missing.txt")
+
+
+def test_check_threshold_accepts_cosine_scores_only():
+    for good in (-0.999, 0.0, 0.3, 1.0, np.float32(0.5), 1):
+        assert check_threshold(good) == float(good)
+    for bad in (float("nan"), float("inf"), -float("inf"), -1.0, -1, -2.0, 1.0000001, 2, True, "0.3", None):
+        with pytest.raises(InvalidThresholdError, match="--threshold must be a"):
+            check_threshold(bad, "--threshold")
+    assert issubclass(InvalidThresholdError, ValueError) and issubclass(InvalidThresholdError, FaceLiVTError)
+
+
+def test_calibrated_thresholds_stay_valid():
+    """A cut just above an impostor score of 1.0, or just below a genuine score of -1, used to give a
+    threshold outside [-1, 1] that no gallery or recognizer accepts; now it is clipped into (-1, 1],
+    and the reported rates are those of the threshold returned."""
+    cases = [
+        (threshold_at_far, np.array([0.2, 1.0, 1.0]), np.array([1, 0, 1]), (0.0,)),
+        (best_accuracy_threshold, np.array([-1.0, 0.5]), np.array([1, 0]), ()),
+        (best_accuracy_threshold, np.array([1.0, 1.0, -0.5]), np.array([0, 0, 1]), ()),
+    ]
+    for rule, scores, labels, extra in cases:
+        cal = rule(scores, labels, *extra)
+        assert check_threshold(cal.threshold) == cal.threshold
+        pred, y = scores >= cal.threshold, labels.astype(bool)
+        assert cal.accuracy == (pred == y).mean() and cal.tar == pred[y].mean() and cal.far == pred[~y].mean()

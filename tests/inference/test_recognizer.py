@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from PIL import Image, ImageEnhance
 from torch import nn
 
-from facelivt.inference import FaceRecognizer, ImageLoadError, NoFaceError
+from facelivt.inference import FaceRecognizer, ImageLoadError, InvalidThresholdError, NoFaceError, SeveralFacesError
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CELEBA = DATA / "celeba_subset"
@@ -233,3 +234,73 @@ def test_trained_model_identifies_held_out_people(detector, reference):
     print(f"held-out identification: {n} people, top-1 {top1:.2f} (chance {1 / n:.3f}), top-5 {top5:.2f}")
     assert top1 >= 5.0 / n and top5 >= 3 * 5.0 / n
     assert np.median(ranks) < n / 4
+
+
+def test_threshold_is_validated_wherever_it_is_set(toy):
+    for bad in (float("nan"), -1.0, 1.5, float("inf")):
+        with pytest.raises(InvalidThresholdError, match="threshold must be a finite"):
+            FaceRecognizer(PixelEmbedder(), detector=toy.detector, threshold=bad)
+    before = toy.threshold
+    with pytest.raises(InvalidThresholdError):
+        toy.threshold = float("nan")
+    assert toy.threshold == before
+
+
+def test_photo_with_several_faces(toy, multi_face_photo, one_face_photo, caplog):
+    """Before: the largest face of a group photo was used without a word; now it is said, and
+    face="error" refuses the photo, face="all" uses every face."""
+    found = len(toy.detect(multi_face_photo))
+    assert found >= 3
+    with caplog.at_level(logging.WARNING, logger="facelivt.inference.recognizer"):
+        largest = toy.embed(multi_face_photo)
+    assert largest.shape == (1, 192)
+    assert any(str(multi_face_photo) in r.getMessage() and f"{found} faces" in r.getMessage() for r in caplog.records)
+    every = toy.embed(multi_face_photo, face="all")
+    assert every.shape == (found, 192) and np.allclose(every[0], largest[0], atol=1e-5)
+    with pytest.raises(SeveralFacesError, match=f"{found} faces") as info:
+        toy.embed([one_face_photo, multi_face_photo], face="error")
+    assert info.value.found == found and multi_face_photo.name in str(info.value)
+    assert toy.embed(one_face_photo, face="error").shape == (1, 192)  # one face: fine
+    results = sorted(toy.iter_faces([one_face_photo, multi_face_photo], face="all"), key=lambda r: r.index)
+    assert [r.found for r in results] == [1, found] and results[1].faces == tuple(range(found))
+    with pytest.raises(ValueError, match="iter_faces"):
+        list(toy.iter_embed([multi_face_photo], face="all"))
+    # verify with face="all": the best pair of faces; the photo against itself pairs each face with itself
+    cmp = toy.compare(multi_face_photo, multi_face_photo, face="all")
+    assert cmp.score == pytest.approx(1.0, abs=1e-5) and cmp.face_a == cmp.face_b
+    assert (cmp.found_a, cmp.found_b) == (found, found)
+    best = toy.compare(one_face_photo, multi_face_photo, face="all")
+    single = toy.embed(one_face_photo)[0]
+    assert best.score == pytest.approx(float((every @ single).max()), abs=1e-5)
+    assert best.face_b == int(np.argmax(every @ single))
+    with pytest.raises(SeveralFacesError):
+        toy.verify(one_face_photo, multi_face_photo, face="error")
+
+
+def test_enroll_and_identify_with_several_faces(toy, multi_face_photo, one_face_photo):
+    toy.gallery = toy._new_gallery()
+    with pytest.raises(ValueError, match="one face per photo"):
+        toy.enroll("group", [multi_face_photo], face="all")
+    with pytest.raises(SeveralFacesError):
+        toy.enroll("group", [one_face_photo, multi_face_photo], face="error")
+    assert len(toy.gallery) == 0  # nothing enrolled from a refused batch
+    assert toy.enroll("group", [multi_face_photo]) == 1
+    with pytest.raises(SeveralFacesError):
+        toy.identify(multi_face_photo, face="error")
+    assert toy.identify(multi_face_photo)[0].name == "group"
+
+
+def test_gallery_folder_is_written_as_enrolments_happen(toy, people, tmp_path):
+    folder = tmp_path / "g"
+    (first, photos), (second, more) = list(people.items())[:2]
+    toy.gallery = toy._new_gallery()
+    toy.threshold_source = "default"
+    toy.open_gallery(folder, create=True)
+    toy.enroll(first, photos[:1])
+    other = FaceRecognizer(PixelEmbedder(), detector=toy.detector)
+    other.load_gallery(folder)  # a second recognizer (say, another process) sees it at once
+    assert other.gallery.names == [first]
+    other.enroll(second, more[:1])
+    assert toy.gallery.names == [first, second]  # and the first sees the second's enrolment
+    assert toy.gallery.path == folder
+    toy.gallery.close(), other.gallery.close()

@@ -1,0 +1,343 @@
+"""The gallery on disk: one SQLite database, ``GALLERY/gallery.sqlite``.
+
+Schema version 1 (``PRAGMA user_version``; ``PRAGMA application_id`` marks the file as a facelivt gallery):
+
+- ``meta(key, value)``: JSON values: ``dim`` (embedding size), ``created``, and the gallery's metadata
+  (``model``, ``weights_fingerprint``, ``flip``, ``threshold``, ``threshold_source``, ...).
+- ``identities(id, name UNIQUE, added)``: ``name`` is always text.
+- ``embeddings(id, identity_id, vector, source, added)``: ``vector`` is the L2-normalised embedding
+  as little-endian float32 bytes (4 x dim), ``source`` the photo it came from (or NULL).
+
+The journal is a write-ahead log (WAL): readers never block the writer nor each other, writers wait
+for each other (busy timeout), and each change is one ``BEGIN IMMEDIATE`` transaction. So enrolments
+from several processes at once all survive, ``identify`` runs while ``enroll`` writes, and a failed
+enrolment (disk full, killed process) leaves the gallery exactly as it was before it. WAL needs a
+local file system (not NFS/SMB). Every SQLite error becomes a :class:`GalleryError` (damaged, foreign
+or newer file) or a :class:`GalleryWriteError` (could not write), both naming the file.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from facelivt.errors import FaceLiVTError, OutputWriteError
+from facelivt.inference.calibration import check_threshold
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "gallery.sqlite"
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x464C5654  # "FLVT"
+#: Seconds a writer waits for another process's transaction before giving up.
+BUSY_TIMEOUT = 120.0
+#: 16 KiB pages hold seven 512-d embeddings each (4 KiB pages held one: the file was twice the data).
+PAGE_SIZE = 16384
+#: Keys of ``meta`` kept by the store itself (not part of a gallery's user metadata).
+RESERVED_KEYS = frozenset({"dim", "created", "imported_from"})
+
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE identities (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "name TEXT NOT NULL UNIQUE CHECK (typeof(name) = 'text' AND length(trim(name)) > 0), added TEXT NOT NULL)",
+    "CREATE TABLE embeddings (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE, "
+    "vector BLOB NOT NULL CHECK (typeof(vector) = 'blob'), source TEXT, added TEXT NOT NULL)",
+    "CREATE INDEX embeddings_by_identity ON embeddings(identity_id)",
+)
+_TABLES = {"meta", "identities", "embeddings"}
+_ERRNO = {"SQLITE_FULL": errno.ENOSPC, "SQLITE_READONLY": errno.EROFS, "SQLITE_CANTOPEN": errno.EACCES,
+          "SQLITE_BUSY": errno.EBUSY, "SQLITE_PERM": errno.EACCES}
+
+
+class GalleryError(FaceLiVTError, ValueError):
+    """A gallery that cannot be used: damaged, foreign, newer, incomplete or inconsistent."""
+
+
+class GalleryNotFoundError(GalleryError, FileNotFoundError):
+    """There is no gallery in the folder."""
+
+
+class GalleryMismatchError(GalleryError):
+    """A gallery made with another model, other weights or another embedding size."""
+
+
+class GalleryExistsError(GalleryError, FileExistsError):
+    """The folder already holds a gallery (and saving would replace it)."""
+
+
+class GalleryWriteError(OutputWriteError):
+    """A change could not be written (disk full, read-only, locked too long); nothing was changed."""
+
+    def __str__(self) -> str:
+        return f"{self.args[1]}; the gallery was not changed"
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_meta_value(text: str):
+    """A JSON value that may not be NaN or infinite."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def check_meta(meta: dict, where: str) -> None:
+    """Refuse metadata with a bad threshold or a wrongly typed model key."""
+    if "threshold" in meta:
+        check_threshold(meta["threshold"], f"{where}: threshold")
+    for key, kind in (("model", str), ("weights_fingerprint", str), ("flip", bool), ("threshold_source", str)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise GalleryError(f"{where}: {key} must be a {kind.__name__}, got {meta[key]!r}")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The whole gallery as read in one transaction: ``vectors[i]`` belongs to ``names[labels[i]]``."""
+
+    names: list[str]
+    vectors: np.ndarray
+    labels: np.ndarray
+    meta: dict
+    dim: int
+
+
+class GalleryStore:
+    """One gallery database. Use :meth:`open` (existing) or :meth:`create` (new or existing)."""
+
+    def __init__(self, path: Path, timeout: float = BUSY_TIMEOUT) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        self._version: int | None = None  # data_version when last read in full
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def _con(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():  # a connection is not carried across fork()
+            with self.errors(writing=False):
+                self._conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None,
+                                             check_same_thread=False)
+                self._conn.execute("PRAGMA foreign_keys = ON")
+                self._conn.execute("PRAGMA synchronous = FULL")
+            self._pid = os.getpid()
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    @contextlib.contextmanager
+    def errors(self, writing: bool) -> Iterator[None]:
+        """SQLite errors as :class:`GalleryError` / :class:`GalleryWriteError` naming the file."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            code = getattr(exc, "sqlite_errorname", "")
+            primary = "_".join(code.split("_")[:2])  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
+            if primary in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+                raise GalleryError(f"{self.path} is damaged or not a facelivt gallery ({exc})") from exc
+            if code.startswith("SQLITE_IOERR_SHM"):  # even reading needs the log's shared-memory file
+                reason = f"{exc}: no room for {self.path.name}-shm, the index of its write-ahead log (is the disk full?)"
+                raise GalleryWriteError(self.path, OSError(errno.ENOSPC, reason)) from exc
+            if writing or primary in ("SQLITE_FULL", "SQLITE_READONLY"):
+                raise GalleryWriteError(self.path, OSError(_ERRNO.get(primary, errno.EIO), str(exc))) from exc
+            raise GalleryError(f"cannot read gallery {self.path}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _transaction(self, immediate: bool) -> Iterator[sqlite3.Connection]:
+        with self._lock, self.errors(writing=immediate):
+            con = self._con
+            con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        con.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------------ opening
+    def _kind(self, con: sqlite3.Connection) -> str:
+        """"ours" or "empty" (a new file, not set up yet); anything else raises."""
+        app = con.execute("PRAGMA application_id").fetchone()[0]
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app == 0 and version == 0 and not tables:
+            return "empty"
+        if app != APPLICATION_ID:
+            raise GalleryError(f"{self.path} is an SQLite database but not a facelivt gallery")
+        if version > SCHEMA_VERSION:
+            raise GalleryError(f"{self.path} was written by a newer facelivt (gallery schema {version}; this "
+                               f"version reads schema {SCHEMA_VERSION}): upgrade facelivt to use it")
+        if version < 1 or not _TABLES <= tables:
+            raise GalleryError(f"{self.path} is damaged: its facelivt gallery schema is incomplete")
+        return "ours"
+
+    def _wal(self) -> None:
+        mode = self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.warning("%s: the file system does not support a write-ahead log (journal mode %s)", self.path, mode)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "GalleryStore | None":
+        """The gallery database at ``path``, validated; None when there is none (no file, or an empty
+        one left by a creation that never finished)."""
+        store = cls(Path(path))
+        if not store.path.is_file():
+            return None
+        try:
+            with store._transaction(immediate=False) as con:
+                kind = store._kind(con)
+            if kind == "empty":
+                store.close()
+                return None
+            store._wal()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, meta: dict, rows: "Snapshot | None" = None) -> "tuple[GalleryStore, bool]":
+        """Set up a new gallery at ``path`` holding ``meta`` (with ``dim``) and ``rows``, in one
+        transaction; ``(store, True)``. When another process set it up first, that gallery is
+        kept and returned: ``(store, False)``."""
+        store = cls(Path(path))
+        try:
+            with store.errors(writing=True):  # takes effect when the empty file is first written
+                store._con.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            store._wal()
+            with store._transaction(immediate=True) as con:
+                if store._kind(con) == "ours":
+                    return store, False
+                for statement in _SCHEMA:
+                    con.execute(statement)
+                con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                                [(k, json.dumps(v, allow_nan=False)) for k, v in meta.items()])
+                if rows is not None:
+                    store._insert_rows(con, rows)
+        except BaseException:
+            store.close()
+            raise
+        return store, True
+
+    # ------------------------------------------------------------------ reading
+    def changed(self) -> bool:
+        """Whether another connection committed since the last :meth:`snapshot`."""
+        with self._lock, self.errors(writing=False):
+            return self._con.execute("PRAGMA data_version").fetchone()[0] != self._version
+
+    def snapshot(self) -> Snapshot:
+        """Everything, read in one transaction (a consistent view while others write)."""
+        with self._transaction(immediate=False) as con:
+            version = con.execute("PRAGMA data_version").fetchone()[0]
+            meta = self._read_meta(con)
+            dim = meta["dim"]
+            bad = con.execute("SELECT count(*) FROM embeddings WHERE length(vector) != ?", (4 * dim,)).fetchone()[0]
+            if bad:
+                raise GalleryError(f"{self.path} is damaged: {bad} embeddings are not {dim} float32 values")
+            names = dict(con.execute("SELECT id, name FROM identities"))
+            rows = con.execute("SELECT identity_id, vector FROM embeddings ORDER BY id").fetchall()
+        owners = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").astype(np.float32).reshape(-1, dim)
+        used, labels = np.unique(owners, return_inverse=True)  # identity ids ascending: enrolment order
+        if not np.isfinite(vectors).all() or (len(vectors) and (np.abs(vectors).sum(1) == 0).any()):
+            raise GalleryError(f"{self.path} is damaged: it holds NaN, infinite or all-zero embeddings")
+        self._version = version
+        return Snapshot([names[int(i)] for i in used], vectors, labels.astype(np.int64).reshape(-1), meta, dim)
+
+    def _read_meta(self, con: sqlite3.Connection) -> dict:
+        meta = {}
+        for key, value in con.execute("SELECT key, value FROM meta"):
+            try:
+                meta[key] = parse_meta_value(value)
+            except ValueError as exc:
+                raise GalleryError(f"{self.path} is damaged: meta {key!r} is not valid JSON ({exc})") from None
+        dim = meta.get("dim")
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+            raise GalleryError(f"{self.path} is damaged: embedding size (meta 'dim') is {dim!r}")
+        check_meta(meta, str(self.path))
+        return meta
+
+    # ------------------------------------------------------------------ writing
+    def _fresh(self, con: sqlite3.Connection) -> bool:
+        return con.execute("PRAGMA data_version").fetchone()[0] == self._version
+
+    def _insert_rows(self, con: sqlite3.Connection, rows: Snapshot, sources: Sequence[str | None] | None = None) -> None:
+        stamp = now()
+        ids = [con.execute("INSERT INTO identities(name, added) VALUES (?, ?)", (n, stamp)).lastrowid for n in rows.names]
+        src = sources if sources is not None else [None] * len(rows.vectors)
+        con.executemany("INSERT INTO embeddings(identity_id, vector, source, added) VALUES (?, ?, ?, ?)",
+                        [(ids[int(lab)], _blob(v), s, stamp) for v, lab, s in zip(rows.vectors, rows.labels, src)])
+
+    def add(self, name: str, vectors: np.ndarray, sources: Sequence[str | None] | None = None) -> bool:
+        """Add ``vectors`` (normalised, n x dim) to identity ``name`` in one transaction. Returns whether
+        the caller's view was current (no other process had committed since its last read)."""
+        src = list(sources) if sources is not None else [None] * len(vectors)
+        if len(src) != len(vectors):
+            raise ValueError(f"{len(vectors)} embeddings but {len(src)} sources")
+        stamp = now()
+        with self._transaction(immediate=True) as con:
+            fresh = self._fresh(con)
+            row = con.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+            ident = row[0] if row else con.execute(
+                "INSERT INTO identities(name, added) VALUES (?, ?)", (name, stamp)).lastrowid
+            con.executemany("INSERT INTO embeddings(identity_id, vector, source, added) VALUES (?, ?, ?, ?)",
+                            [(ident, _blob(v), None if s is None else str(s), stamp) for v, s in zip(vectors, src)])
+        return fresh
+
+    def remove(self, name: str) -> bool:
+        """Delete identity ``name`` and its embeddings; KeyError when it is not there."""
+        with self._transaction(immediate=True) as con:
+            fresh = self._fresh(con)
+            if con.execute("DELETE FROM identities WHERE name = ?", (name,)).rowcount == 0:
+                raise KeyError(f"identity {name!r} is not in the gallery {self.path}")
+        return fresh
+
+    def set_meta(self, items: dict) -> None:
+        """Write metadata keys (JSON values; None deletes a key) in one transaction."""
+        check_meta({k: v for k, v in items.items() if v is not None}, str(self.path))
+        with self._transaction(immediate=True) as con:
+            for key, value in items.items():
+                if value is None:
+                    con.execute("DELETE FROM meta WHERE key = ?", (key,))
+                else:
+                    con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                                (key, json.dumps(value, allow_nan=False)))
+
+    def replace(self, rows: Snapshot, meta: dict) -> None:
+        """Replace every identity, embedding and metadata key, in one transaction."""
+        with self._transaction(immediate=True) as con:
+            con.execute("DELETE FROM embeddings")
+            con.execute("DELETE FROM identities")
+            con.execute("DELETE FROM meta")
+            con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                            [(k, json.dumps(v, allow_nan=False)) for k, v in meta.items()])
+            self._insert_rows(con, rows)
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()

@@ -1,0 +1,172 @@
+"""facelivt enroll / identify on a gallery folder: several enroll processes at once, identify while
+another process writes, a full disk (a real tmpfs), old two-file galleries, damaged galleries and bad
+thresholds. Commands run in this process (``main``) except where several processes are the point."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from disk_helpers import fill, listing, tmpfs
+from gallery_helpers import HOLD_WRITE_LOCK, child_env, start_python, write_legacy_gallery
+
+from facelivt.cli import main
+from facelivt.inference import Gallery
+
+ALIGNED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "celeba_subset_112"
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    from facelivt import create_model
+    from facelivt.models import save_weights
+
+    path = tmp_path_factory.mktemp("w") / "facelivt_s.safetensors"
+    save_weights(create_model("facelivt_s").eval(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def crops() -> dict[str, list[Path]]:
+    """Aligned crops of four identities."""
+    people = sorted(d for d in ALIGNED.iterdir() if d.is_dir())[:4]
+    return {d.name: sorted(d.iterdir()) for d in people}
+
+
+def _enroll_cmd(gallery, name, files, weights):
+    return [sys.executable, "-m", "facelivt", "enroll", str(gallery), "--name", name, *map(str, files),
+            "--aligned", "--quiet", "--weights", str(weights)]
+
+
+def test_enroll_processes_at_once_all_survive(tmp_path, crops, weights):
+    """Before: two `facelivt enroll` processes on one gallery lost one enrolment in 3 of 3 trials."""
+    gallery = tmp_path / "g"
+    (a, fa), (b, fb) = list(crops.items())[:2]
+    procs = [subprocess.Popen(_enroll_cmd(gallery, n, f[:2], weights), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=child_env()) for n, f in ((a, fa), (b, fb))]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    with Gallery.open(gallery) as g:  # both processes created the gallery at once: one did, both wrote
+        assert sorted(g.names) == sorted([a, b]) and g.num_embeddings == 4
+
+
+def test_identify_while_enroll_writes(tmp_path, crops, weights, capsys):
+    gallery = tmp_path / "g"
+    (a, fa), (b, fb) = list(crops.items())[:2]
+    assert main(["enroll", str(gallery), "--name", a, str(fa[0]), "--aligned", "--quiet", "--weights", str(weights)]) == 0
+    capsys.readouterr()
+    holder = start_python(HOLD_WRITE_LOCK, gallery / "gallery.sqlite", 512)  # an enrolment in the middle of writing
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        rc = main(["identify", str(gallery), str(fa[0]), "--aligned", "--json", "--weights", str(weights)])
+        out = capsys.readouterr().out
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "committed"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert rc == 0 and json.loads(out.splitlines()[0])["matches"][0]["name"] == a
+    with Gallery.open(gallery) as g:
+        assert g.names == [a, "held"]
+
+
+def test_enroll_on_a_full_disk_changes_nothing(crops, weights, capsys):
+    (a, fa), (b, fb) = list(crops.items())[:2]
+    with tmpfs("600k") as mnt:
+        gallery = mnt / "g"
+        assert main(_enroll_cmd(gallery, a, fa[:1], weights)[3:]) == 0
+        capsys.readouterr()
+        before = listing(gallery)
+        fill(mnt, leave=48_000)  # room for the log's index, not for 30 embeddings
+        rc = main(_enroll_cmd(gallery, b, fb[:30], weights)[3:])
+        (mnt / ".filler").unlink()
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1, err  # one line
+        assert err.startswith("facelivt enroll: error: cannot write ") and \
+            "gallery.sqlite: database or disk is full; the gallery was not changed" in err
+        after = listing(gallery)
+        assert after["gallery.sqlite"] == before["gallery.sqlite"]
+        assert set(after) - set(before) <= {"gallery.sqlite-wal", "gallery.sqlite-shm"}
+        with Gallery.open(gallery) as g:
+            assert g.names == [a] and g.num_embeddings == 1
+
+
+def test_incomplete_old_gallery_is_refused(tmp_path, crops, weights, capsys):
+    """Before: with gallery.json missing, enroll started a new gallery over the embeddings (4 became 1, exit 0)."""
+    gallery = tmp_path / "g"
+    write_legacy_gallery(gallery, ["x", "y"], np.eye(2, 512, dtype=np.float32).repeat(2, 0), np.array([0, 0, 1, 1]))
+    (gallery / "gallery.json").unlink()
+    before = listing(gallery)
+    name, files = next(iter(crops.items()))
+    for cmd in (["enroll", str(gallery), "--name", name, str(files[0])], ["identify", str(gallery), str(files[0])]):
+        assert main([*cmd, "--aligned", "--quiet", "--weights", str(weights)]) == 2
+        err = capsys.readouterr().err
+        assert "incomplete: embeddings.safetensors is there but gallery.json is missing" in err
+    assert listing(gallery) == before
+
+
+def test_old_gallery_is_imported_and_used(tmp_path, crops, weights, capsys):
+    from facelivt.inference import FaceRecognizer
+
+    rec = FaceRecognizer("facelivt_s", weights)
+    (a, fa), (b, fb) = list(crops.items())[:2]
+    emb = rec.embed(fa[:3], aligned=True)
+    gallery = tmp_path / "g"
+    meta = {"model": "facelivt_s", "weights_fingerprint": rec.weights_fingerprint, "flip": True, "threshold": 0.5,
+            "threshold_source": "given"}
+    write_legacy_gallery(gallery, [a], emb, np.zeros(3, np.int64), meta)
+    assert main(["identify", str(gallery), str(fa[0]), "--aligned", "--json", "--weights", str(weights)]) == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert out["matches"][0]["name"] == a and out["threshold"] == 0.5
+    assert main(["enroll", str(gallery), "--name", b, str(fb[0]), "--aligned", "--quiet", "--weights", str(weights)]) == 0
+    with Gallery.open(gallery) as g:
+        assert g.names == [a, b] and g.num_embeddings == 4  # imported once, then added to
+        assert np.allclose(g.embeddings_of(a), emb, atol=1e-6)
+    assert (gallery / "gallery.json.imported").is_file() and not (gallery / "gallery.json").exists()
+
+
+def test_damaged_galleries_and_bad_thresholds_are_refused(tmp_path, crops, weights, capsys):
+    name, files = next(iter(crops.items()))
+    photo = str(files[0])
+    common = ["--aligned", "--quiet", "--weights", str(weights)]
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "gallery.sqlite").write_bytes(os.urandom(4096))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    con = sqlite3.connect(foreign / "gallery.sqlite")
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    floats = tmp_path / "float_labels"  # before: identify crashed with a TypeError
+    write_legacy_gallery(floats, ["x"], np.eye(1, 512, dtype=np.float32), np.zeros(1, np.float32))
+    nan = tmp_path / "nan"  # before: written by `enroll --threshold nan` and loaded silently
+    write_legacy_gallery(nan, ["x"], np.eye(1, 512, dtype=np.float32), np.zeros(1, np.int64),
+                         {"threshold": float("nan")})
+    cases = [
+        (["enroll", str(damaged), "--name", "n", photo], "damaged or not a facelivt gallery"),
+        (["identify", str(damaged), photo], "damaged or not a facelivt gallery"),
+        (["enroll", str(foreign), "--name", "n", photo], "an SQLite database but not a facelivt gallery"),
+        (["identify", str(floats), photo], "labels must be integers"),
+        (["identify", str(nan), photo], "threshold must be a finite cosine score"),
+        (["enroll", str(tmp_path / "new"), "--name", "n", photo, "--threshold", "nan"], "--threshold must be a finite"),
+        (["enroll", str(tmp_path / "new"), "--name", "n", photo, "--threshold", "-1"], "--threshold must be a finite"),
+        (["identify", str(damaged), photo, "--threshold", "nan"], "--threshold must be a finite"),
+        (["verify", photo, photo, "--threshold", "nan"], "--threshold must be a finite"),
+        (["verify", photo, photo, "--threshold", "1.5"], "--threshold must be a finite"),
+    ]
+    for cmd, match in cases:
+        before = {p: listing(p) for p in (damaged, foreign, floats, nan)}
+        assert main([*cmd, *common]) == 2, cmd
+        err = capsys.readouterr().err
+        assert match in err and err.count("\n") == 1 and "Traceback" not in err, (cmd, err)
+        assert {p: listing(p) for p in before} == before
+    assert not (tmp_path / "new").exists()
