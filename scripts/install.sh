@@ -22,7 +22,7 @@ else
     [ -n "$pinned_torch" ] || { echo "install.sh: $PINS pins no torch" >&2; exit 2; }
     C=(-c "$PINS")
     if [ -z "$have_torch" ]; then
-        $PIP install "torch==$pinned_torch" "${C[@]}"
+        $PIP install "torch==$pinned_torch" ${C[@]+"${C[@]}"}
     elif [ "${have_torch%%+*}" != "$pinned_torch" ]; then
         echo "install.sh: keeping your torch $have_torch (the tests were last green with $pinned_torch)" >&2
         kept=$(mktemp)
@@ -31,5 +31,5 @@ else
         C=(-c "$kept")
     fi
 fi
-$PIP install -e ".[dev]" "${C[@]}"
+$PIP install -e ".[dev]" ${C[@]+"${C[@]}"}
 $PIP install --no-deps "$MTCNN_WEIGHTS"
