@@ -1,10 +1,20 @@
-"""Fixtures of the export/benchmark tests: real crops and a model with non-trivial weights."""
+"""Fixtures of the export/benchmark tests: real crops, a model with non-trivial weights, and a trained model with
+verification pairs of identities it never saw."""
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
 import facelivt
+from facelivt.data.folder import load_image, scan_image_folder
+from facelivt.data.loader import split_identities
+from facelivt.data.transforms import to_tensor_batch
+from facelivt.training.heldout import build_pairs
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +37,52 @@ def reference_deploy(shared_dir):
     """FaceLiVT-S deploy form with the reference checkpoint's random but non-trivial weights and BN statistics."""
     torch.manual_seed(0)
     return facelivt.load_model("facelivt_s", shared_dir / "reference" / "official_facelivt_s.pt", deploy=True)
+
+
+TRAINED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "facelivt_s_celeba.fp16.safetensors"
+HELDOUT_PAIRS = 400  # 200 same-identity and 200 different-identity pairs
+
+
+@dataclass(frozen=True)
+class HeldoutFaces:
+    """Verification pairs of the identities the trained weights never saw, and calibration crops of others."""
+
+    images: torch.Tensor  # the distinct images of the pairs, normalised (N, 3, 112, 112)
+    rows: np.ndarray  # row in ``images`` of each pair member: pair k is rows 2k, 2k+1
+    issame: np.ndarray
+    identities: frozenset  # held-out identity folders
+    calibration: torch.Tensor  # 32 crops of training identities
+    calibration_identities: frozenset
+
+
+@pytest.fixture(scope="session")
+def trained_deploy():
+    """FaceLiVT-S trained on the CelebA subset less 20 % of its identities (weights/README.md), deploy form."""
+    return facelivt.load_model("facelivt_s", TRAINED_WEIGHTS, deploy=True)
+
+
+@pytest.fixture(scope="session")
+def trained_heldout_identities() -> frozenset:
+    """The identity folders held out of the trained weights' training, as their metadata records them."""
+    from safetensors import safe_open
+
+    with safe_open(str(TRAINED_WEIGHTS), framework="pt") as f:
+        return frozenset(json.loads(f.metadata()["heldout_identities"]))
+
+
+@pytest.fixture(scope="session")
+def heldout_faces(crops_dir):
+    classes, samples = scan_image_folder(crops_dir)
+    labels = np.array([label for _, label in samples])
+    train_idx, held_idx = split_identities(labels, 0.2, 0)  # the split the weights were trained with
+    pairs, issame = build_pairs(labels[held_idx], HELDOUT_PAIRS, seed=0)
+    used, rows = np.unique(pairs.reshape(-1), return_inverse=True)
+    calib = train_idx[:: len(train_idx) // 32][:32]
+
+    def load(indices):
+        return to_tensor_batch(np.stack([load_image(samples[i][0]) for i in indices]))
+
+    return HeldoutFaces(
+        load(held_idx[used]), rows.reshape(-1), issame, frozenset(classes[labels[i]] for i in held_idx[used]),
+        load(calib), frozenset(classes[labels[i]] for i in calib),
+    )
