@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from facelivt.files import check_writable, write_text
 from facelivt.devices import resolve_device
+from facelivt.files import check_writable, write_text
 
 _SHOW = 20  # problem files listed on the terminal (all of them go to --report)
 
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"input folder not found: {args.in_dir}")
     if args.size < 16:
         raise ValueError(f"--size must be at least 16, got {args.size}")
+    resolve_device(args.device, option="--device")  # a device this machine lacks: refused before any work
     if args.report:
         check_writable(args.report)  # before the run, not after it
     detector = make_detector(args)

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from facelivt.cli.align import add_detector_args, make_detector
-from facelivt.files import check_writable, write_bytes
 from facelivt.devices import resolve_device
+from facelivt.files import check_writable, write_bytes
 
 _SHOW = 20
 
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError("no input files found")
     out = Path(args.out)
+    resolve_device(args.device, option="--device")  # a device this machine lacks: refused before any work
     check_writable(out)  # a folder in the way, no permission: say so before loading and embedding
     rec = make_recognizer(args)
     result = embed_files(rec, files, aligned=args.aligned, progress=not args.quiet, face=args.face)
