@@ -89,3 +89,22 @@ def train_eager_and_compiled(output: Path, faces, make_config=quick_config) -> d
         model = TinyNet(dim=16)
         runs[compiled] = (train(cfg, dataset=faces, model=model), model)
     return runs
+
+
+# ----------------------------------------------------------------------------- resume with another process count
+# 10 identities x 4 images, batch 12: 3 steps an epoch, 6 in two epochs; 10 class centres split
+# 5 + 5 over two processes, 4 + 3 + 3 over three (the shard borders do not line up).
+RESHARD_IDENTITIES = 10
+GLOO_SCRIPT = Path(__file__).resolve().parent / "gloo_train.py"
+
+
+def reshard_faces():
+    from facelivt.data import SyntheticIdentities
+
+    return SyntheticIdentities(RESHARD_IDENTITIES, 4, seed=1)
+
+
+def reshard_config(output: Path) -> Config:
+    cfg = quick_config(output, epochs=2, batch_size=12, checkpoint_every_steps=1)
+    cfg.data.flip = True
+    return cfg
