@@ -84,12 +84,11 @@ class OutputLock:
                 f"output folder {self.folder} is in use by {who} (another `facelivt train` writing there); "
                 "wait for it to end, stop it, or choose another output=..."
             ) from None
+        self.stale = _parse_owner(_read(fd))
         try:
-            self.stale = _parse_owner(_read(fd))
             _write_owner(fd)
-        except OSError as exc:
-            os.close(fd)
-            raise OutputWriteError(self.path, exc) from exc
+        except OSError as exc:  # e.g. a full disk: the flock holds all the same, only the PID is not shown
+            log.debug("cannot record the owner in %s: %s", self.path, exc)
         self._fd = fd
         if self.stale is not None:
             log.warning("%s: taking over the lock of %s, which ended without releasing it (killed?)", self.folder, self.stale.describe())

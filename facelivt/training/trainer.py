@@ -555,7 +555,10 @@ class Trainer:
                 final_metrics, weights, deploy = self._finish(stopped, already, logger, progress)
             except NonFiniteLossError as exc:
                 error = type(exc)(self._stop_advice(exc))
-                logger.log("error", self.global_step, message=str(error))
+                try:
+                    logger.log("error", self.global_step, message=str(error))
+                except OSError as log_error:  # e.g. a full disk: the divergence is the error to report
+                    log.warning("%s", log_error)
                 raise error from None
             finally:
                 progress.close()

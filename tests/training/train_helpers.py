@@ -108,3 +108,14 @@ def reshard_config(output: Path) -> Config:
     cfg = quick_config(output, epochs=2, batch_size=12, checkpoint_every_steps=1)
     cfg.data.flip = True
     return cfg
+
+
+TINY_CLI = Path(__file__).resolve().parent / "tiny_cli.py"
+
+
+def tiny_train_command(output: Path, *overrides: str) -> list[str]:
+    """``facelivt train configs/synthetic_tiny.yaml`` with the TinyNet backbone, as a command line."""
+    import sys
+
+    return [sys.executable, str(TINY_CLI), "train", str(CONFIGS / "synthetic_tiny.yaml"), f"output={output}",
+            "model.name=tinynet", "model.embedding_size=16", "train.progress=false", *overrides]
