@@ -139,11 +139,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class CheckpointManager:
     """Writes and finds the checkpoints of one run (see the module docstring).
 
-    ``barrier`` is called between writing the rank files and moving the pointer (a no-op in a
-    single process). ``any_failed(flag)`` (default: ``flag``) tells every rank whether some rank
-    failed: a rank that cannot write its file (a full disk) makes every rank stop before the
-    pointer moves, instead of leaving the others waiting. Only rank 0 moves pointers and removes
-    old checkpoint folders.
+    ``any_failed(flag)`` is called on every rank after the rank files are written and again after
+    the pointer moved: it returns True on every rank when ``flag`` is True on any (an all-reduce),
+    so a rank that cannot write its file (a full disk) makes every rank stop before the pointer
+    moves, instead of leaving the others waiting. Without it, ``barrier`` (a no-op by default, as
+    in a single process) is called at those points and only the failing rank raises. Only rank 0
+    moves pointers and removes old checkpoint folders.
     """
 
     def __init__(
@@ -158,7 +159,11 @@ class CheckpointManager:
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.barrier = barrier or (lambda: None)
-        self.any_failed = any_failed or bool
+        self.any_failed = any_failed or self._barrier_only
+
+    def _barrier_only(self, flag: bool) -> bool:
+        self.barrier()
+        return bool(flag)
 
     @staticmethod
     def dir_name(step: int) -> str:
