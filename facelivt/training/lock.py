@@ -2,8 +2,9 @@
 
 The lock is a kernel ``flock`` on the file, so it is released the moment its process ends, however
 it ends (a ``kill -9`` or a crash included): a lock left by a killed run is never in the way. The
-file also holds the owner's PID and host, for the "in use by PID N" message and to notice (and log)
-that a previous run ended without releasing it. Under torchrun only rank 0 takes the lock: the
+file also holds the owner's PID and host, for the "in use by PID N" message; a run that ends
+normally removes it, so a file found with a PID in it but no lock on it was left by a run that was
+killed (the next run logs that it took the folder over). Under torchrun only rank 0 takes the lock: the
 processes of one run share the folder; a second run's rank 0 finds the lock held and every rank of
 that run stops with the same message.
 """
@@ -69,21 +70,23 @@ class OutputLock:
         if fcntl is None:  # pragma: no cover
             log.warning("no file locking on this platform: nothing stops two runs sharing %s", self.folder)
             return self
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            raise OutputWriteError(self.path, exc) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = _parse_owner(_read(fd))
-            os.close(fd)
-            who = owner.describe() if owner else "another process"
-            raise OutputInUseError(
-                f"output folder {self.folder} is in use by {who} (another `facelivt train` writing there); "
-                "wait for it to end, stop it, or choose another output=..."
-            ) from None
+        for _ in range(100):
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = _parse_owner(_read(fd))
+                os.close(fd)
+                who = owner.describe() if owner else "another process"
+                raise OutputInUseError(
+                    f"output folder {self.folder} is in use by {who} (another `facelivt train` writing there); "
+                    "wait for it to end, stop it, or choose another output=..."
+                ) from None
+            if self._still_there(fd):
+                break
+            os.close(fd)  # its owner removed the file while releasing it: lock the new one
+        else:  # pragma: no cover - a hundred runs starting and ending under our feet
+            raise OutputInUseError(f"output folder {self.folder} keeps changing hands; try again")
         self.stale = _parse_owner(_read(fd))
         try:
             _write_owner(fd)
@@ -94,13 +97,28 @@ class OutputLock:
             log.warning("%s: taking over the lock of %s, which ended without releasing it (killed?)", self.folder, self.stale.describe())
         return self
 
+    def _open(self) -> int:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise OutputWriteError(self.path, exc) from exc
+
+    def _still_there(self, fd: int) -> bool:
+        """Whether the locked file is the one at ``path`` (a releasing owner unlinks it)."""
+        try:
+            here, locked = os.stat(self.path), os.fstat(fd)
+        except FileNotFoundError:
+            return False
+        return (here.st_dev, here.st_ino) == (locked.st_dev, locked.st_ino)
+
     def release(self) -> None:
-        """Forget the owner and unlock (the file stays: deleting it would race with a new run opening it)."""
+        """Remove the lock file and unlock (in this order, so a run waiting on the old file retries)."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
         try:
-            os.ftruncate(fd, 0)
+            os.unlink(self.path)
         except OSError:
             pass
         finally:

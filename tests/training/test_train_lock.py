@@ -32,7 +32,7 @@ def test_lock_is_exclusive_between_processes_and_dies_with_its_owner(tmp_path):
     assert lock.stale is not None and lock.stale.pid == holder.pid
     assert (tmp_path / "train.lock").read_text().split()[0] == str(os.getpid())
     lock.release()
-    assert (tmp_path / "train.lock").read_text() == ""
+    assert not (tmp_path / "train.lock").exists()  # a run that ends normally leaves no lock file
     again = OutputLock(tmp_path).acquire()  # released cleanly: nothing stale
     assert again.stale is None
     again.release()
@@ -78,4 +78,19 @@ def test_second_train_on_a_folder_in_use_fails_and_a_killed_runs_lock_is_taken_o
     assert f"taking over the lock of PID {first.pid}" in third.stderr
     events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e for e in events if e["event"] == "start"][-1]["lock_taken_over_from"] == first.pid
-    assert events[-1]["event"] == "end" and (out / "train.lock").read_text() == ""
+    assert events[-1]["event"] == "end" and not (out / "train.lock").exists()
+
+
+def test_a_run_that_opened_the_lock_file_as_its_owner_removed_it_locks_the_new_file(tmp_path):
+    first = OutputLock(tmp_path).acquire()
+    opened_too_early = os.open(first.path, os.O_RDWR)  # a second run opens the file just before the first releases it
+    first.release()
+    second = OutputLock(tmp_path)
+    opens = iter([opened_too_early])
+    fresh = second._open
+    second._open = lambda: next(opens, None) or fresh()
+    second.acquire()  # the flock on the removed file succeeds, but that file is gone: it retries on a new one
+    assert os.fstat(second._fd).st_ino == os.stat(second.path).st_ino
+    with pytest.raises(OutputInUseError, match=f"in use by PID {os.getpid()}"):
+        OutputLock(tmp_path).acquire()
+    second.release()
