@@ -15,8 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train as CONFIG says (see configs/*.yaml). Overrides use dotted keys, e.g. optim.lr=0.001 "
             "model.name=facelivt_m output=runs/x train.max_minutes=10. A run whose output folder holds a "
-            "checkpoint continues from it (train.resume=auto). Writes OUTPUT/model.safetensors (train form), "
-            "OUTPUT/model_deploy.safetensors (deploy form), log.jsonl, tensorboard/ and checkpoints/."
+            "checkpoint continues from it (train.resume=auto), also with more epochs or another number of "
+            "processes; one run at a time may use an output folder. Writes OUTPUT/model.safetensors (train form), "
+            "OUTPUT/model_deploy.safetensors (deploy form), log.jsonl, result.json, tensorboard/ and checkpoints/ "
+            "(see configs/README.md)."
         ),
     )
     p.add_argument("config", help="YAML config file")
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         lines = [f"stopped: {result.stopped} after {result.steps}/{result.total_steps} steps ({result.elapsed_s / 60:.1f} min)"]
         if result.loss_history:
             lines.append(f"final loss: {result.loss_history[-1]:.4f}")
+        if result.bad_records:
+            lines.append(f"unreadable records skipped: {result.bad_records}")
         for name, m in result.metrics.items():
             lines.append(f"{name}: accuracy {m['accuracy'] * 100:.2f} +- {m['accuracy_std'] * 100:.2f}%")
         lines.append(f"weights: {result.weights} (deploy form: {result.deploy_weights})")

@@ -29,8 +29,14 @@ class DistributedResumableSampler(Sampler[int]):
     ``set_start(i)`` makes the *next* iteration skip the first ``i`` indices of this
     rank's shard (i = samples this rank already consumed in the epoch, e.g.
     ``steps_done * per_rank_batch``); it applies to one iteration only, so it may
-    be called before or after ``set_epoch``. ``len()`` is the number of indices the
-    next iteration yields; ``num_samples`` is the full per-rank epoch length.
+    be called before or after ``set_epoch``. ``set_global_start(g)`` does the same
+    in terms of the whole epoch: the first ``g`` positions of the epoch's order are
+    skipped and rank r takes positions ``g + r, g + r + num_replicas, ...``. As
+    ``num_replicas`` ranks consuming ``i`` indices each have consumed exactly the
+    first ``i * num_replicas`` positions, a run resumed with another number of
+    processes continues at the same place: ``set_global_start(steps_done * global_batch)``.
+    ``len()`` is the number of indices the next iteration yields; ``num_samples`` is
+    the full per-rank epoch length.
     """
 
     def __init__(
@@ -57,7 +63,7 @@ class DistributedResumableSampler(Sampler[int]):
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
         self.epoch = 0
-        self.start = 0
+        self.global_start = 0
         if self.drop_last:
             self.num_samples = self.dataset_len // self.num_replicas
         else:
@@ -74,7 +80,18 @@ class DistributedResumableSampler(Sampler[int]):
         """Skip the first ``index`` indices of this rank's shard in the next iteration."""
         if not 0 <= index <= self.num_samples:
             raise ValueError(f"start index must be in [0, {self.num_samples}], got {index}")
-        self.start = int(index)
+        self.global_start = int(index) * self.num_replicas
+
+    def set_global_start(self, position: int) -> None:
+        """Skip the first ``position`` positions of the epoch's order (all ranks together) in the next iteration."""
+        if not 0 <= position <= self.total_size:
+            raise ValueError(f"start position must be in [0, {self.total_size}], got {position}")
+        self.global_start = int(position)
+
+    @property
+    def start(self) -> int:
+        """Indices of this rank's shard the next iteration skips."""
+        return len(range(self.rank, min(self.global_start, self.total_size), self.num_replicas))
 
     def epoch_indices(self, epoch: int | None = None) -> list[int]:
         """This rank's full index list for ``epoch`` (default: the current one)."""
@@ -94,8 +111,8 @@ class DistributedResumableSampler(Sampler[int]):
         return order[self.rank : self.total_size : self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:
-        start, self.start = self.start, 0
-        return iter(self.epoch_indices()[start:])
+        start, self.global_start = self.global_start, 0
+        return iter(self.epoch_indices()[len(range(self.rank, start, self.num_replicas)) :])
 
     def __len__(self) -> int:
         return self.num_samples - self.start

@@ -131,18 +131,22 @@ def _detail(exc: Exception) -> str:
     return text.split(". ")[0][:200] or type(exc).__name__
 
 
-def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", mmap: bool = False) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with errors for people.
 
     A pickle that asks to import, call or build anything but tensors and plain containers raises
     :class:`UnsafeCheckpointError` (no code of the file runs); a corrupt or truncated file raises
-    :class:`CheckpointReadError`. ``what`` names the file in messages ("checkpoint", "weights")."""
+    :class:`CheckpointReadError`. ``what`` names the file in messages ("checkpoint", "weights").
+    ``mmap``: map the file instead of reading it (tensors are paged in when used)."""
     path = Path(path)
     try:
-        # A file object, not the path: torch.load would take any "*.safetensors" name for safetensors.
-        with open(path, "rb") as f, warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # noise: the error says it
-            return torch.load(f, map_location="cpu", weights_only=True)
+            if mmap:  # torch maps only a named file
+                return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            # A file object, not the path: torch.load would take any "*.safetensors" name for safetensors.
+            with open(path, "rb") as f:
+                return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         asks = _refusal(str(exc), path)
         if asks is not None:

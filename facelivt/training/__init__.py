@@ -29,8 +29,10 @@ from .config import (
     validate_config,
 )
 from .distributed import DistEnv, init_distributed
-from .engine import NonFiniteLossError, StepRunner, StepStats, build_step_runner
+from .engine import DivergedError, NonFiniteLossError, ResumeMismatchError, StepRunner, StepStats, build_step_runner
 from .heldout import HeldoutPairs, build_pairs
+from .lock import OutputInUseError, OutputLock
+from .reshard import reshard_state
 from .schedule import PolyWarmupScheduler, poly_lr
 from .teacher import TeacherCache, TeacherTargets, build_teacher
 from .trainer import Trainer, TrainResult, train
@@ -42,13 +44,17 @@ __all__ = [
     "DebugConfig",
     "DistEnv",
     "DistillConfig",
+    "DivergedError",
     "EvalConfig",
     "HeldoutPairs",
     "LossConfig",
     "ModelConfig",
     "NonFiniteLossError",
     "OptimConfig",
+    "OutputInUseError",
+    "OutputLock",
     "PolyWarmupScheduler",
+    "ResumeMismatchError",
     "StepRunner",
     "StepStats",
     "TeacherCache",
@@ -66,6 +72,7 @@ __all__ = [
     "load_checkpoint_file",
     "load_config",
     "poly_lr",
+    "reshard_state",
     "rng_state",
     "set_rng_state",
     "train",

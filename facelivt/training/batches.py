@@ -1,7 +1,10 @@
 """Training views of a data set: identity subsets with contiguous labels, and deterministic flips.
 
 A training item is ``(image, label, index, flip)``: ``index`` is the position in the training
-subset (the teacher cache's key) and ``flip`` whether the image was mirrored. The flip of a
+subset (the teacher cache's key) and ``flip`` whether the image was mirrored. With
+``report_bad`` a fifth field says whether the requested record was unreadable (the data set
+returned a neighbour instead): the trainer counts those, which works whatever the number of
+DataLoader workers (each worker only knows its own counts). The flip of a
 sample in an epoch is a pure function of (seed, epoch, index), so a resumed run and a teacher
 cache see exactly the views an uninterrupted run sees, whatever the number of workers.
 """
@@ -53,11 +56,13 @@ def dataset_labels(dataset: Dataset) -> np.ndarray:
 class TrainView(Dataset):
     """Items ``indices`` of ``base`` with labels remapped to ``0..num_classes-1``.
 
-    ``__getitem__((i, flip))`` -> ``(image, label, i, flip)``; a plain int key means no flip.
+    ``__getitem__((i, flip))`` -> ``(image, label, i, flip)`` (``+ (bad,)`` with ``report_bad``);
+    a plain int key means no flip.
     """
 
-    def __init__(self, base: Dataset, indices: np.ndarray, labels: np.ndarray | None = None) -> None:
+    def __init__(self, base: Dataset, indices: np.ndarray, labels: np.ndarray | None = None, report_bad: bool = False) -> None:
         self.base = base
+        self.report_bad = bool(report_bad)
         self.indices = np.asarray(indices, dtype=np.int64)
         all_labels = dataset_labels(base) if labels is None else np.asarray(labels, dtype=np.int64)
         own = all_labels[self.indices]
@@ -72,16 +77,20 @@ class TrainView(Dataset):
     def __len__(self) -> int:
         return int(self.indices.shape[0])
 
-    def __getitem__(self, key) -> tuple[torch.Tensor, int, int, int]:
+    def __getitem__(self, key) -> tuple:
         if isinstance(key, (tuple, list)):
             i, flip = int(key[0]), int(key[1])
         else:
             i, flip = int(key), 0
-        image, label = self.base[int(self.indices[i])]
+        source = int(self.indices[i])
+        image, label = self.base[source]
         # a data set that skips an unreadable sample returns its neighbour: use that one's label
         new_label = self.label_map.get(int(label), int(self.labels[i]))
         if flip:
             image = torch.flip(image, dims=[-1])
+        if self.report_bad:
+            tracker = getattr(self.base, "tracker", None)
+            return image, new_label, i, flip, int(tracker is not None and tracker.is_bad(source))
         return image, new_label, i, flip
 
 
@@ -98,6 +107,9 @@ class FlipSampler(Sampler):
 
     def set_start(self, index: int) -> None:
         self.base.set_start(index)
+
+    def set_global_start(self, position: int) -> None:
+        self.base.set_global_start(position)
 
     @property
     def num_samples(self) -> int:

@@ -7,10 +7,11 @@ Layout under ``<output>/checkpoints``::
     last.json                # {"step": 1200, "dir": "step-00001200", "world_size": 2, ...}
     best.json                # same, plus the metric that made it best
 
-Every file is written to a temporary name and renamed into place; a pointer is replaced
-only after every rank has finished its file, so a crash at any moment leaves the previous
-checkpoint whole. Checkpoints hold only tensors and plain containers and are read back
-with ``torch.load(weights_only=True)``.
+Every file is written through :mod:`facelivt.files` (a unique temporary name in the same folder,
+fsync, rename); a pointer is replaced only after every rank has finished its file, so a crash or
+a full disk at any moment leaves the previous checkpoint and ``last.json`` whole. A checkpoint
+written by another number of processes is re-split on loading (:mod:`.reshard`). Checkpoints
+hold only tensors and plain containers and are read back with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -19,66 +20,70 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
+from facelivt.errors import FaceLiVTError
+from facelivt.files import atomic_open, fsync_dir, write_text
 from facelivt.models.checkpoint_io import safe_torch_load
+
+from .reshard import ReshardError, reshard_state
 
 CHECKPOINT_FORMAT = "facelivt-train-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+class CheckpointWriteError(FaceLiVTError, OSError):
+    """Another process of the run could not write its part of a checkpoint (that process names the cause)."""
+
+
+class _RecordingWriter:
+    """File-object proxy for ``torch.save``: torch turns a failed ``write`` (a full disk) into a
+    RuntimeError about zip positions; this keeps the OSError so the real cause can be reported."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+        self.error: Optional[OSError] = None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
+    """``torch.save`` through :func:`facelivt.files.atomic_open`: a unique temporary file in the same
+    folder, fsynced and renamed over ``path``; on failure (e.g. a full disk:
+    :class:`facelivt.errors.OutputWriteError`) ``path`` is unchanged and no temporary is left."""
+    with atomic_open(path, "wb") as f:
+        writer = _RecordingWriter(f)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a small text file atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write a small text file atomically (:func:`facelivt.files.write_text`)."""
+    write_text(path, text)
 
 
-def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one rank's checkpoint with ``weights_only=True``; clear errors for missing / foreign files."""
+def load_checkpoint_file(path: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
+    """Read one rank's checkpoint with ``weights_only=True``; clear errors for missing / foreign files.
+    ``mmap``: map the file instead of reading it (tensors are paged in when used)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    obj = safe_torch_load(path, what="checkpoint")  # refuses code clearly; corrupt -> CheckpointReadError
+    obj = safe_torch_load(path, what="checkpoint", mmap=mmap)  # refuses code clearly; corrupt -> CheckpointReadError
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a facelivt training checkpoint")
     return obj
@@ -132,15 +137,31 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class CheckpointManager:
     """Writes and finds the checkpoints of one run (see the module docstring).
 
-    ``barrier`` is called between writing the rank files and moving the pointer (a no-op in a
-    single process). Only rank 0 moves pointers and removes old checkpoint folders.
+    ``any_failed(flag)`` is called on every rank after the rank files are written and again after
+    the pointer moved: it returns True on every rank when ``flag`` is True on any (an all-reduce),
+    so a rank that cannot write its file (a full disk) makes every rank stop before the pointer
+    moves, instead of leaving the others waiting. Without it, ``barrier`` (a no-op by default, as
+    in a single process) is called at those points and only the failing rank raises. Only rank 0
+    moves pointers and removes old checkpoint folders.
     """
 
-    def __init__(self, root: str | os.PathLike, rank: int = 0, world_size: int = 1, barrier: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        rank: int = 0,
+        world_size: int = 1,
+        barrier: Callable[[], None] | None = None,
+        any_failed: Callable[[bool], bool] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.barrier = barrier or (lambda: None)
+        self.any_failed = any_failed or self._barrier_only
+
+    def _barrier_only(self, flag: bool) -> bool:
+        self.barrier()
+        return bool(flag)
 
     @staticmethod
     def dir_name(step: int) -> str:
@@ -162,20 +183,37 @@ class CheckpointManager:
             raise ValueError(f"checkpoint pointer {path} is malformed: {info!r}")
         return info
 
+    def _together(self, error: Exception | None, what: str) -> None:
+        """Raise on every rank when any rank failed ``what`` (its own error where it failed)."""
+        failed = self.any_failed(error is not None)
+        if error is not None:
+            raise error
+        if failed:
+            raise CheckpointWriteError(f"another process of this run could not {what} under {self.root} (see its error)")
+
     def save(self, state: dict[str, Any], step: int, extra: dict[str, Any] | None = None) -> Path:
-        """Write this rank's ``state`` for ``step`` and (after all ranks) point ``last`` at it."""
+        """Write this rank's ``state`` for ``step`` and (after all ranks) point ``last`` at it.
+
+        On any failure the ``last`` pointer keeps naming the previous, whole checkpoint."""
         folder = self.root / self.dir_name(step)
         payload = dict(state)
         payload.update({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "rank": self.rank, "world_size": self.world_size})
-        atomic_torch_save(payload, folder / f"rank{self.rank}.pt")
-        self.barrier()
+        error: Exception | None = None
+        try:
+            atomic_torch_save(payload, folder / f"rank{self.rank}.pt")
+        except Exception as exc:  # noqa: BLE001 - re-raised by _together on this rank
+            error = exc
+        self._together(error, "write its checkpoint file")
         if self.rank == 0:
-            _fsync_dir(folder)
-            info = {"step": int(step), "dir": folder.name, "world_size": self.world_size}
-            info.update(extra or {})
-            atomic_write_text(self._pointer("last"), json.dumps(info, indent=1))
-            self._prune()
-        self.barrier()
+            try:
+                fsync_dir(folder)
+                info = {"step": int(step), "dir": folder.name, "world_size": self.world_size}
+                info.update(extra or {})
+                write_text(self._pointer("last"), json.dumps(info, indent=1))
+                self._prune()
+            except Exception as exc:  # noqa: BLE001
+                error = exc
+        self._together(error, "move the checkpoint pointer")
         return folder
 
     def mark_best(self, step: int, metric: str, value: float) -> None:
@@ -186,7 +224,7 @@ class CheckpointManager:
         if not folder.is_dir():
             raise FileNotFoundError(f"cannot mark step {step} best: {folder} was not saved")
         info = {"step": int(step), "dir": folder.name, "world_size": self.world_size, "metric": metric, "value": float(value)}
-        atomic_write_text(self._pointer("best"), json.dumps(info, indent=1))
+        write_text(self._pointer("best"), json.dumps(info, indent=1))
         self._prune()
 
     def _prune(self) -> None:
@@ -204,12 +242,12 @@ class CheckpointManager:
         manager's ``name`` pointer; None when nothing was saved yet."""
         if where is not None:
             p = Path(where)
-            if (p / f"rank{self.rank}.pt").is_file():
+            if (p / "rank0.pt").is_file():
                 return p
             if (p / "last.json").is_file():
                 info = CheckpointManager(p).read_pointer("last")
                 return p / info["dir"]
-            raise FileNotFoundError(f"no checkpoint in {p} (expected rank{self.rank}.pt or last.json)")
+            raise FileNotFoundError(f"no checkpoint in {p} (expected rank0.pt or last.json)")
         info = self.read_pointer(name)
         if info is None:
             return None
@@ -219,11 +257,21 @@ class CheckpointManager:
         return folder
 
     def load(self, folder: str | os.PathLike) -> dict[str, Any]:
-        """This rank's state from a checkpoint folder (world size checked)."""
-        state = load_checkpoint_file(Path(folder) / f"rank{self.rank}.pt")
-        if int(state.get("world_size", 1)) != self.world_size:
-            raise ValueError(
-                f"checkpoint {folder} was written by {state.get('world_size')} process(es) but this run has "
-                f"{self.world_size}: Partial FC shards cannot be re-split; resume with the same number of processes"
+        """This rank's state from a checkpoint folder.
+
+        A checkpoint written by another number of processes is re-split for this one: the Partial
+        FC class centres and their AdamW moments are cut along the class axis from all the old
+        ``rankN.pt`` files (see :func:`facelivt.training.reshard.reshard_state`)."""
+        folder = Path(folder)
+        first = load_checkpoint_file(folder / "rank0.pt", mmap=True)
+        written = int(first.get("world_size", 1))
+        if written == self.world_size:
+            return first if self.rank == 0 else load_checkpoint_file(folder / f"rank{self.rank}.pt")
+        missing = [f"rank{r}.pt" for r in range(1, written) if not (folder / f"rank{r}.pt").is_file()]
+        if missing:
+            raise ReshardError(
+                f"checkpoint {folder} was written by {written} processes but {', '.join(missing)} is missing: "
+                f"it cannot be re-split for {self.world_size}"
             )
-        return state
+        states = [first] + [load_checkpoint_file(folder / f"rank{r}.pt", mmap=True) for r in range(1, written)]
+        return reshard_state(states, self.world_size, self.rank)

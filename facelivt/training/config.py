@@ -384,6 +384,42 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return cfg
 
 
+# Keys whose change makes a checkpoint meaningless for the run (other architecture, other classes).
+STATE_KEYS = (
+    "model.name",
+    "model.head",
+    "model.num_heads",
+    "model.embedding_size",
+    "data.type",
+    "data.held_out_fraction",
+    "data.split_seed",
+    "data.num_identities",
+    "data.images_per_identity",
+    "data.synthetic_seed",
+)
+# Keys that may differ on every resume without being worth a mention.
+_RUN_KEYS = ("output", "train.resume")
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (saved value, current value)}`` for every key that differs (both nested dicts)."""
+    old, new = flatten(saved), flatten(current)
+    keys = [k for k in new if k not in _RUN_KEYS and k in old and old[k] != new[k]]
+    return {k: (old[k], new[k]) for k in keys}
+
+
 def _choice(value: str, allowed: Sequence[str], key: str) -> None:
     if value not in allowed:
         raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")

@@ -90,3 +90,15 @@ def broadcast_object(env: DistEnv, obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def union(env: DistEnv, items: set[int]) -> set[int]:
+    """The union of every rank's ``items`` (on every rank)."""
+    if not env.distributed:
+        return set(items)
+    parts: list = [None] * env.world_size
+    dist.all_gather_object(parts, sorted(int(i) for i in items))
+    merged: set[int] = set()
+    for part in parts:
+        merged.update(part)
+    return merged

@@ -12,6 +12,7 @@ from typing import Any, Callable, ContextManager, Optional, Sequence
 import torch
 from torch import nn
 
+from facelivt.errors import FaceLiVTError
 from facelivt.losses import DistillationLoss, PartialFC, margin_loss
 
 from .config import Config
@@ -20,8 +21,16 @@ from .schedule import PolyWarmupScheduler
 from .teacher import TeacherCache, TeacherTargets, build_teacher
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(FaceLiVTError, RuntimeError):
     """The loss became NaN or infinite; the run stops without touching the last checkpoint."""
+
+
+class DivergedError(NonFiniteLossError):
+    """The state to be checkpointed is not finite (weights, optimizer state, or the loss they give)."""
+
+
+class ResumeMismatchError(FaceLiVTError, ValueError):
+    """A checkpoint does not fit the run that tries to resume from it."""
 
 
 @dataclass
@@ -130,6 +139,7 @@ class StepRunner:
         targets: TeacherTargets | None = None,
         channels_last: bool = False,
         nan_at_step: int | None = None,
+        hyper: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.forward = forward
@@ -146,6 +156,8 @@ class StepRunner:
         self.targets = targets
         self.channels_last = channels_last
         self.nan_at_step = nan_at_step
+        self.hyper = dict(hyper or {})  # AdamW settings of this run (re-applied over a checkpoint's)
+        self._last_batch: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         # foreach norms run as one kernel per dtype/device group: faster on CPU and CUDA, absent elsewhere
         self._foreach_norm = True if env.device.type in ("cpu", "cuda") else None
         if (distill is None) != (targets is None):
@@ -165,7 +177,8 @@ class StepRunner:
         """Forward / backward every micro-batch, then clip, step AdamW and the schedule.
 
         Raises :class:`NonFiniteLossError` (on every rank) before any parameter changes when
-        a loss is NaN or infinite."""
+        a loss or (without a loss scaler) the gradient norm is NaN or infinite. A finite loss does
+        not make the *updated* weights good: :meth:`state_problem` checks those before a checkpoint."""
         if len(micro_batches) != self.accumulate:
             raise ValueError(f"expected {self.accumulate} micro-batches, got {len(micro_batches)}")
         self.model.train()
@@ -198,10 +211,10 @@ class StepRunner:
                         parts += f", distillation {float(loss_dis.detach()):.4g}"
                     raise NonFiniteLossError(
                         f"the loss became {value} at optimiser step {step_index} ({parts}; lr {lr:.3g}); "
-                        "training stopped and the last good checkpoint was left as it was - lower optim.lr, "
-                        "check the data, or use train.amp=none"
+                        "the update was not applied - lower optim.lr, check the data, or use train.amp=none"
                     )
                 self.scaler.scale(loss / self.accumulate).backward()
+            self._last_batch = (x, y)
             total += value
             cls_total += float(loss_cls.detach())
             dis_total += float(loss_dis.detach()) if loss_dis is not None else 0.0
@@ -215,8 +228,7 @@ class StepRunner:
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(
                 f"the gradients became non-finite (norm {norm}) at optimiser step {step_index} with a finite loss "
-                f"{total / self.accumulate:.4g}; training stopped and the last good checkpoint was left as it was - "
-                "lower optim.lr or check the data"
+                f"{total / self.accumulate:.4g}; the update was not applied - lower optim.lr or check the data"
             )
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -224,6 +236,51 @@ class StepRunner:
         self.scheduler.step()
         n = self.accumulate
         return StepStats(total / n, cls_total / n, dis_total / n, lr, norm, images)
+
+    # -- checks before a checkpoint
+    def _tensors(self) -> list[torch.Tensor]:
+        tensors = [t for t in self.model.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
+        tensors += [t for t in self.partial_fc.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
+        for entry in self.optimizer.state.values():
+            tensors += [t for t in entry.values() if torch.is_tensor(t) and t.is_floating_point()]
+        return tensors
+
+    @torch.no_grad()
+    def probe_loss(self) -> Optional[float]:
+        """Classification loss of the *current* weights on the last micro-batch, in eval mode and
+        float32 (no statistics, RNG or sampling state changes); None before the first step.
+        Collective under torch.distributed (Partial FC): call on every rank."""
+        if self._last_batch is None:
+            return None
+        x, y = self._last_batch
+        was = self.model.training, self.partial_fc.training
+        self.model.eval()
+        self.partial_fc.eval()
+        try:
+            emb = self.model(x.float())
+            loss = self.partial_fc(emb.float(), y)
+        finally:
+            self.model.train(was[0])
+            self.partial_fc.train(was[1])
+        return float(loss)
+
+    def state_problem(self) -> Optional[str]:
+        """Why this state must not be checkpointed, or None: a NaN / infinite weight, buffer or
+        optimizer moment, or weights whose loss (:meth:`probe_loss`) is not finite - an update can
+        leave finite but useless weights (lr 1e6 gives |w| ~ 1e6, whose activations overflow).
+        Collective (see :meth:`probe_loss`)."""
+        tensors = self._tensors()
+        bad = 0
+        if tensors:
+            finite = torch.stack([t.isfinite().all() for t in tensors])
+            bad = int((~finite).sum())
+        loss = self.probe_loss()
+        if bad:
+            return f"{bad} of {len(tensors)} weight / optimizer-state tensors hold NaN or infinite values"
+        if loss is not None and not math.isfinite(loss):
+            largest = max(float(p.detach().abs().max()) for p in self.model.parameters())
+            return f"the updated weights (largest |w| {largest:.3g}) give a {loss} loss"
+        return None
 
     # -- state
     def state_dict(self) -> dict[str, Any]:
@@ -236,12 +293,37 @@ class StepRunner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.partial_fc.load_state_dict(state["partial_fc"])
+        """Restore a checkpoint; the optimizer keeps this run's settings (lr schedule, weight decay,
+        betas, eps), the checkpoint gives its moments and step counts."""
+        _load_module(self.model, state["model"], "model")
+        _load_module(self.partial_fc, state["partial_fc"], "Partial FC")
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["initial_lr"] = lr
+            group.update(self.hyper)
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+
+
+def _load_module(module: nn.Module, saved: dict[str, Any], what: str) -> None:
+    """``module.load_state_dict(saved)`` with a short message instead of torch's list of every mismatch."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(saved))
+    extra = sorted(set(saved) - set(own))
+    shapes = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
+    if missing or extra or shapes:
+        parts = []
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{len(shapes)} tensors differ in shape (e.g. {k}: checkpoint {tuple(saved[k].shape)}, "
+                         f"this run {tuple(own[k].shape)})")
+        if missing:
+            parts.append(f"{len(missing)} tensors are missing from the checkpoint (e.g. {missing[0]})")
+        if extra:
+            parts.append(f"{len(extra)} tensors of the checkpoint are unknown here (e.g. {extra[0]})")
+        raise ResumeMismatchError(f"the checkpoint's {what} does not fit this run's: {'; '.join(parts)}")
+    module.load_state_dict(saved)
 
 
 def build_step_runner(
@@ -340,6 +422,7 @@ def build_step_runner(
         targets=targets,
         channels_last=cfg.model.channels_last,
         nan_at_step=cfg.debug.nan_at_step,
+        hyper={"weight_decay": o.weight_decay, "betas": (o.betas[0], o.betas[1]), "eps": o.eps},
     )
 
 

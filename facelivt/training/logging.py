@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -11,20 +12,44 @@ from typing import Any
 
 from tqdm import tqdm
 
+from facelivt.errors import OutputWriteError
 
-def _plain(value: Any) -> Any:
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON-ready data: non-finite floats and other objects become strings."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if hasattr(value, "item") and callable(value.item):
         try:
-            return _plain(value.item())
+            return plain(value.item())
         except (ValueError, RuntimeError):
             return str(value)
-    return value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _drop_torn_tail(fd: int) -> None:
+    """Cut a last line that lacks its newline (a run killed while writing it)."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 4096)
+        chunk = os.pread(fd, pos - start, start)
+        if pos == size and chunk.endswith(b"\n"):
+            return
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            os.ftruncate(fd, start + cut + 1)
+            return
+        pos = start
+    os.ftruncate(fd, 0)
 
 
 def _scalars(prefix: str, record: dict[str, Any]):
@@ -40,16 +65,25 @@ def _scalars(prefix: str, record: dict[str, Any]):
 
 class RunLogger:
     """Writes events to ``<output>/log.jsonl`` (appended, one JSON object a line) and, when
-    ``tensorboard`` and the package is installed, to ``<output>/tensorboard``. Rank 0 only."""
+    ``tensorboard`` and the package is installed, to ``<output>/tensorboard``. Rank 0 only.
+
+    Each line is written whole or not at all: a failed write (a full disk) is cut back and raised
+    as :class:`facelivt.errors.OutputWriteError`; a line torn by a killed run is dropped on opening."""
 
     def __init__(self, output: str | Path, enabled: bool = True, tensorboard: bool = True) -> None:
         self.enabled = enabled
         self.path = Path(output) / "log.jsonl"
         self._tb = None
+        self._fd: int | None = None
         if not enabled:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", buffering=1)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+            _drop_torn_tail(self._fd)
+        except OSError as exc:
+            self.close()
+            raise OutputWriteError(self.path, exc) from exc
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -62,19 +96,36 @@ class RunLogger:
         if not self.enabled:
             return
         record = {"event": event, "step": int(step), "time": round(time.time(), 3)}
-        record.update(_plain(fields))
-        self._file.write(json.dumps(record) + "\n")
+        record.update(plain(fields))
+        self._append((json.dumps(record) + "\n").encode())
         if self._tb is not None:
             prefix = "train" if event == "train" else event
             for name, value in _scalars(prefix, fields):
                 self._tb.add_scalar(name, value, step)
 
+    def _append(self, data: bytes) -> None:
+        fd = self._fd
+        if fd is None:
+            raise ValueError(f"{self.path} is closed")
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(28, os.strerror(28))  # a short write: the disk filled up mid-line
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise OutputWriteError(self.path, exc) from exc
+
     def close(self) -> None:
-        if not self.enabled:
-            return
-        self._file.close()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
         if self._tb is not None:
             self._tb.close()
+            self._tb = None
 
 
 class Progress:

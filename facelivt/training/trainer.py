@@ -1,7 +1,12 @@
-"""The training loop: data, epochs, resume, periodic verification, checkpoints, export."""
+"""The training loop: data, epochs, resume, periodic verification, checkpoints, export.
+
+A run owns its output folder (:mod:`facelivt.training.lock`), writes every file through
+:mod:`facelivt.files` (a full disk stops the run with one clear error and leaves the previous
+checkpoint and ``last.json`` whole), and never checkpoints a state that is not finite
+(:meth:`facelivt.training.engine.StepRunner.state_problem`)."""
 from __future__ import annotations
 
-import json
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -14,15 +19,20 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from facelivt.data import DistributedResumableSampler, build_dataset, build_loader, split_identities
+from facelivt.errors import FaceLiVTError
+from facelivt.files import write_json, write_text
 
 from .batches import FlipSampler, TrainView, dataset_labels
-from .checkpoint import CheckpointManager, atomic_write_text, rng_state, set_rng_state
-from .config import Config, validate_config
-from .distributed import DistEnv, any_true, barrier, broadcast_object, cleanup, init_distributed
-from .engine import NonFiniteLossError, StepRunner, StepStats, build_step_runner
+from .checkpoint import CheckpointManager, rng_state, set_rng_state
+from .config import STATE_KEYS, Config, config_changes, validate_config
+from .distributed import DistEnv, any_true, broadcast_object, cleanup, init_distributed, union
+from .engine import DivergedError, NonFiniteLossError, ResumeMismatchError, StepRunner, StepStats, build_step_runner
 from .heldout import HeldoutPairs
-from .logging import Progress, RunLogger
+from .lock import OutputInUseError, OutputLock
+from .logging import Progress, RunLogger, plain
 from .teacher import warn_flip_mismatch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,6 +52,7 @@ class TrainResult:
     stopped: str  # completed | time_budget | already_finished
     elapsed_s: float
     num_classes: int = 0
+    bad_records: int = 0  # distinct unreadable records met so far (skipped, a neighbour used instead)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -68,6 +79,9 @@ class Trainer:
     array (e.g. :class:`facelivt.data.SyntheticIdentities`); default: built from ``cfg.data``.
     ``model``: a train-form backbone to train instead of ``cfg.model`` (same object is updated).
     ``teacher``: a distillation teacher module instead of the one ``cfg.distill`` names.
+
+    Constructing a Trainer locks ``cfg.output`` (:class:`OutputInUseError` when another run holds
+    it); :meth:`run` releases it at its end, :meth:`close` without running.
     """
 
     def __init__(
@@ -84,7 +98,34 @@ class Trainer:
         self.cfg = cfg
         self.env = env or DistEnv()
         self.out = Path(cfg.output)
-        t = cfg.train
+        self.lock = OutputLock(self.out)
+        self._lock_output()
+        try:
+            self._setup(dataset, model, teacher, progress)
+        except BaseException:
+            self.close()
+            raise
+
+    def _lock_output(self) -> None:
+        """Rank 0 locks the output folder; every rank of the run learns whether it could."""
+        error: Exception | None = None
+        if self.env.is_main:
+            try:
+                self.lock.acquire()
+            except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+                error = exc
+        message = broadcast_object(self.env, str(error) if error is not None else None)
+        if error is not None:
+            raise error
+        if message is not None:
+            raise OutputInUseError(message)
+
+    def close(self) -> None:
+        """Release the output folder (idempotent)."""
+        self.lock.release()
+
+    def _setup(self, dataset: Dataset | None, model: nn.Module | None, teacher: nn.Module | None, progress: bool | None) -> None:
+        cfg, t = self.cfg, self.cfg.train
         if t.num_threads is not None:
             torch.set_num_threads(t.num_threads)
         if t.deterministic:
@@ -93,40 +134,7 @@ class Trainer:
                 torch.backends.cudnn.benchmark = False
         _seed_everything(t.seed)
         self.show_progress = (t.progress if progress is None else progress) and self.env.is_main
-
-        # ---- data
-        base = dataset if dataset is not None else build_dataset(_dataset_spec(cfg))
-        labels = dataset_labels(base)
-        train_idx, held_idx = split_identities(labels, cfg.data.held_out_fraction, cfg.data.split_seed)
-        if train_idx.size == 0:
-            raise ValueError("no training samples (every identity is held out or unlabelled)")
-        self.base, self.labels, self.held_idx = base, labels, held_idx
-        self.view = TrainView(base, train_idx, labels)
-        if cfg.distill.enabled and cfg.distill.cache != "none":
-            warn_flip_mismatch(base)
-        world, accum = self.env.world_size, t.accumulate
-        if t.batch_size % (world * accum):
-            raise ValueError(
-                f"train.batch_size ({t.batch_size}) must be divisible by processes x accumulate ({world} x {accum})"
-            )
-        self.micro_batch = t.batch_size // (world * accum)
-        base_sampler = DistributedResumableSampler(len(self.view), world, self.env.rank, shuffle=True, seed=t.seed, drop_last=True)
-        self.sampler = FlipSampler(base_sampler, t.seed, cfg.data.flip)
-        self.loader = build_loader(
-            self.view,
-            self.micro_batch,
-            sampler=self.sampler,
-            num_workers=cfg.data.num_workers,
-            drop_last=True,
-            pin_memory=self.env.device.type == "cuda",
-        )
-        self.steps_per_epoch = (self.sampler.num_samples // self.micro_batch) // accum
-        if self.steps_per_epoch < 1:
-            raise ValueError(
-                f"{len(self.view)} training images are fewer than one step of train.batch_size={t.batch_size}; "
-                "lower the batch size or use more data"
-            )
-        self.total_steps = t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch
+        self._setup_data(dataset)
         warmup = cfg.optim.warmup_steps + int(round(cfg.optim.warmup_epochs * self.steps_per_epoch))
         if warmup >= self.total_steps:
             raise ValueError(f"warm-up ({warmup} steps) must be shorter than the run ({self.total_steps} steps)")
@@ -145,18 +153,62 @@ class Trainer:
             cache_dir=str(self.out / "teacher_cache"),
             cache_key=cache_key,
         )
-        self.ckpt = CheckpointManager(self.out / "checkpoints", self.env.rank, world, barrier=lambda: barrier(self.env))
+        env = self.env
+        self.ckpt = CheckpointManager(self.out / "checkpoints", env.rank, env.world_size, any_failed=lambda flag: any_true(env, flag))
         self.global_step = 0
         self.loss_history: list[float] = []
         self.best: Optional[dict] = None
         self.elapsed_s = 0.0
         self.finished = False
         self.last_saved_step: Optional[int] = None
+        self.changed_settings: dict[str, tuple[Any, Any]] = {}
+        self._bad: set[int] = set()  # indices (into the base data set) of unreadable records met
+        self._clock = time.monotonic()
+        self._window: list[StepStats] = []
+        self._window_start = time.monotonic()
+        self._setup_eval()
 
-        # ---- verification
+    def _setup_data(self, dataset: Dataset | None) -> None:
+        cfg, t = self.cfg, self.cfg.train
+        base = dataset if dataset is not None else build_dataset(_dataset_spec(cfg))
+        labels = dataset_labels(base)
+        train_idx, held_idx = split_identities(labels, cfg.data.held_out_fraction, cfg.data.split_seed)
+        if train_idx.size == 0:
+            raise ValueError("no training samples (every identity is held out or unlabelled)")
+        self.base, self.labels, self.held_idx = base, labels, held_idx
+        self.view = TrainView(base, train_idx, labels, report_bad=True)
+        if cfg.distill.enabled and cfg.distill.cache != "none":
+            warn_flip_mismatch(base)
+        world, accum = self.env.world_size, t.accumulate
+        if t.batch_size % (world * accum):
+            raise ValueError(
+                f"train.batch_size ({t.batch_size}) must be divisible by processes x accumulate ({world} x {accum})"
+            )
+        self.micro_batch = t.batch_size // (world * accum)
+        base_sampler = DistributedResumableSampler(len(self.view), world, self.env.rank, shuffle=True, seed=t.seed, drop_last=True)
+        self.sampler = FlipSampler(base_sampler, t.seed, cfg.data.flip)
+        self.loader = build_loader(
+            self.view,
+            self.micro_batch,
+            sampler=self.sampler,
+            num_workers=cfg.data.num_workers,
+            drop_last=True,
+            pin_memory=self.env.device.type == "cuda",
+        )
+        # floor(images / batch) whatever the number of processes, so a resumed run may use another count
+        self.steps_per_epoch = (self.sampler.num_samples // self.micro_batch) // accum
+        if self.steps_per_epoch < 1:
+            raise ValueError(
+                f"{len(self.view)} training images are fewer than one step of train.batch_size={t.batch_size}; "
+                "lower the batch size or use more data"
+            )
+        self.total_steps = t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch
+
+    def _setup_eval(self) -> None:
+        cfg = self.cfg
         self.heldout: Optional[HeldoutPairs] = None
         if cfg.eval.heldout_pairs and self.env.is_main:
-            self.heldout = HeldoutPairs(base, held_idx, labels, cfg.eval.heldout_pairs, seed=cfg.data.split_seed, progress=self.show_progress)
+            self.heldout = HeldoutPairs(self.base, self.held_idx, self.labels, cfg.eval.heldout_pairs, seed=cfg.data.split_seed, progress=self.show_progress)
         self.best_key = cfg.eval.best_metric or ("heldout" if cfg.eval.heldout_pairs else (Path(cfg.eval.bins[0]).stem if cfg.eval.bins else None))
         known = (["heldout"] if cfg.eval.heldout_pairs else []) + [Path(b).stem for b in cfg.eval.bins]
         if self.best_key is not None and self.best_key not in known:
@@ -165,15 +217,38 @@ class Trainer:
             if not Path(b).is_file():
                 raise FileNotFoundError(f"verification set not found: {b}")
 
+    # ------------------------------------------------------------------ bad records
+    def _note_bad(self, micro_batches: list) -> None:
+        for batch in micro_batches:
+            if len(batch) > 4 and bool(torch.as_tensor(batch[4]).any()):
+                flags = torch.as_tensor(batch[4]).bool()
+                for i in torch.as_tensor(batch[2])[flags].tolist():
+                    self._bad.add(int(self.view.indices[int(i)]))
+
+    def bad_records(self) -> int:
+        """Distinct unreadable records met so far by every rank, its workers and the verification
+        (collective under torch.distributed: call on every rank)."""
+        tracker = getattr(self.base, "tracker", None)
+        if tracker is not None:
+            self._bad.update(int(i) for i in getattr(tracker, "bad", ()))
+        self._bad = union(self.env, self._bad)
+        return len(self._bad)
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         state = self.runner.state_dict()
+        self.bad_records()
         state.update(
             {
                 "global_step": self.global_step,
                 "epoch": self.global_step // self.steps_per_epoch,
                 "step_in_epoch": self.global_step % self.steps_per_epoch,
                 "steps_per_epoch": self.steps_per_epoch,
+                # position in the epoch's order over all ranks (the same for any number of processes)
+                "samples_in_epoch": (self.global_step % self.steps_per_epoch) * self.cfg.train.batch_size,
+                "num_classes": self.view.num_classes,
+                "train_images": len(self.view),
+                "bad_records": torch.tensor(sorted(self._bad), dtype=torch.int64),
                 "loss_history": torch.tensor(self.loss_history, dtype=torch.float64),
                 "best": self.best,
                 "elapsed_s": self.elapsed_s,
@@ -186,17 +261,40 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state["steps_per_epoch"]) != self.steps_per_epoch:
-            raise ValueError(
+            raise ResumeMismatchError(
                 f"the checkpoint's epochs have {state['steps_per_epoch']} steps but this run's have {self.steps_per_epoch}: "
-                "the data set, batch size, accumulation or process count changed; resume with the same settings"
+                "the data set, batch size or accumulation changed; resume with the same settings"
             )
         self.runner.load_state_dict(state)
         self.global_step = int(state["global_step"])
         self.loss_history = [float(v) for v in state["loss_history"].tolist()]
         self.best = state.get("best")
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
-        self.finished = bool(state.get("finished", False))
+        # a finished run whose train.epochs / max_steps were raised goes on to the new end
+        self.finished = bool(state.get("finished", False)) and self.global_step >= self.total_steps
+        if torch.is_tensor(state.get("bad_records")):
+            self._bad.update(int(i) for i in state["bad_records"].tolist())
         set_rng_state(state["rng"])
+
+    def _check_resume(self, state: dict[str, Any], folder: Path) -> None:
+        """Refuse a checkpoint of another model or data set, naming the settings that differ."""
+        changes = config_changes(state.get("config") or {}, self.cfg.to_dict())
+        fatal = {k: v for k, v in changes.items() if k in STATE_KEYS}
+        saved_classes = state.get("num_classes")
+        if saved_classes is not None and int(saved_classes) != self.view.num_classes:
+            fatal["classes in the training data"] = (int(saved_classes), self.view.num_classes)
+        saved_images = state.get("train_images")
+        if saved_images is not None and int(saved_images) != len(self.view):
+            fatal["training images"] = (int(saved_images), len(self.view))
+        if fatal:
+            listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in fatal.items())
+            raise ResumeMismatchError(
+                f"cannot resume from {folder}: this run differs from the checkpoint's ({listed}). "
+                "Use the checkpoint's settings, another output folder, or train.resume=never to start afresh"
+            )
+        self.changed_settings = changes
+        if changes and self.env.is_main:
+            log.info("resuming %s with changed settings: %s", folder, ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()))
 
     def maybe_resume(self) -> Optional[Path]:
         mode = self.cfg.train.resume
@@ -205,14 +303,53 @@ class Trainer:
         folder = self.ckpt.resolve(None if mode == "auto" else mode)
         if folder is None:
             return None
-        self.load_state_dict(self.ckpt.load(folder))
+        state = self.ckpt.load(folder)
+        self._check_resume(state, folder)
+        self.load_state_dict(state)
         self.last_saved_step = self.global_step
         return folder
 
     def save(self) -> Path:
+        """Checkpoint the current state, after checking on every rank that it is finite."""
+        problem = self.runner.state_problem()
+        if any_true(self.env, problem is not None):
+            raise DivergedError(f"the state after optimiser step {self.global_step - 1} was not checkpointed: "
+                                f"{problem or 'another process holds non-finite values'}")
         folder = self.ckpt.save(self.state_dict(), self.global_step, {"epoch": self.global_step / self.steps_per_epoch, "finished": self.finished})
         self.last_saved_step = self.global_step
         return folder
+
+    def _stop_advice(self, exc: NonFiniteLossError) -> str:
+        """``exc``'s message plus where the last good checkpoint is and how to continue from it."""
+        lower = f"optim.lr={self.cfg.optim.lr / 10:g}"
+        try:
+            info = self.ckpt.read_pointer("last")
+        except ValueError:
+            info = None
+        if info is None:
+            return f"{exc}. Training stopped before any checkpoint was written: start again with a lower learning rate (e.g. {lower})"
+        folder = self.ckpt.root / info["dir"]
+        return (
+            f"{exc}. Training stopped; the last good checkpoint is {folder} (step {info['step']}): run again with a "
+            f"lower learning rate (e.g. {lower}) and train.resume=auto (the default) or train.resume={folder} to continue from it"
+        )
+
+    # ------------------------------------------------------------------ rank-0 work
+    def _main_only(self, what: str, fn) -> Any:
+        """``fn()`` on rank 0; when it fails every rank stops (instead of waiting for rank 0)."""
+        error: Exception | None = None
+        value = None
+        if self.env.is_main:
+            try:
+                value = fn()
+            except Exception as exc:  # noqa: BLE001 - re-raised below
+                error = exc
+        failed = any_true(self.env, error is not None)
+        if error is not None:
+            raise error
+        if failed:
+            raise FaceLiVTError(f"process 0 could not {what} (see its error)")
+        return value
 
     # ------------------------------------------------------------------ verification
     def evaluate(self) -> dict[str, dict]:
@@ -250,12 +387,14 @@ class Trainer:
 
     def _mark_best(self) -> None:
         assert self.best is not None
-        self.ckpt.mark_best(self.global_step, self.best["metric"], self.best["value"])
-        if self.env.is_main:
-            from facelivt.models import save_weights
+        best = self.best
+        from facelivt.models import save_weights
 
-            save_weights(self.runner.model, self.out / "best.safetensors", {"step": str(self.global_step), "accuracy": str(self.best["value"]), "metric": self.best["metric"]})
-        barrier(self.env)
+        def write() -> None:
+            self.ckpt.mark_best(self.global_step, best["metric"], best["value"])
+            save_weights(self.runner.model, self.out / "best.safetensors", {"step": str(self.global_step), "accuracy": str(best["value"]), "metric": best["metric"]})
+
+        self._main_only("write best.safetensors", write)
 
     # ------------------------------------------------------------------ export
     def export(self) -> tuple[Path, Path]:
@@ -264,7 +403,8 @@ class Trainer:
         from facelivt.models import save_weights
 
         weights, deploy = self.out / "model.safetensors", self.out / "model_deploy.safetensors"
-        if self.env.is_main:
+
+        def write() -> None:
             meta = {"step": str(self.global_step), "num_classes": str(self.view.num_classes)}
             model = self.runner.model
             save_weights(model, weights, meta)
@@ -272,25 +412,111 @@ class Trainer:
             deployed = reparameterize_model(model)
             model.train(was_training)
             save_weights(deployed.to(memory_format=torch.contiguous_format), deploy, meta)
-        barrier(self.env)
+
+        self._main_only("export the weights", write)
         return weights, deploy
 
     # ------------------------------------------------------------------ loop
-    def _time_up(self, start: float) -> bool:
+    def _tick(self) -> None:
+        """Add the time since the last tick to ``elapsed_s`` (what the time budget counts)."""
+        now = time.monotonic()
+        self.elapsed_s += now - self._clock
+        self._clock = now
+
+    def _time_up(self) -> bool:
         budget = self.cfg.train.max_minutes
         if budget is None:
             return False
-        spent = self.elapsed_s + (time.monotonic() - start)
+        spent = self.elapsed_s + (time.monotonic() - self._clock)
         return any_true(self.env, spent >= budget * 60.0)
 
-    def run(self) -> TrainResult:
-        cfg, env = self.cfg, self.env
-        self.out.mkdir(parents=True, exist_ok=True)
-        logger = RunLogger(self.out, enabled=env.is_main, tensorboard=cfg.train.tensorboard)
-        resumed_from = self.maybe_resume()
-        if env.is_main:
-            atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
-        already = self.finished or self.global_step >= self.total_steps
+    def _report(self, stats: StepStats, logger: RunLogger, progress: Progress) -> None:
+        """Progress bar every step, a ``train`` event every ``train.log_every_steps``."""
+        self._window.append(stats)
+        window = self._window
+        postfix = {"loss": stats.loss, "cls": stats.loss_cls}
+        if self.runner.distill is not None:
+            postfix["dis"] = stats.loss_dis
+        postfix["lr"] = stats.lr
+        elapsed_window = max(time.monotonic() - self._window_start, 1e-9)
+        postfix["img/s"] = round(sum(s.images for s in window) * self.env.world_size / elapsed_window, 1)
+        progress.update(1, **postfix)
+        if self.global_step % self.cfg.train.log_every_steps == 0 or self.global_step == self.total_steps:
+            logger.log(
+                "train",
+                self.global_step,
+                epoch=self.global_step / self.steps_per_epoch,
+                loss=float(np.mean([s.loss for s in window])),
+                loss_cls=float(np.mean([s.loss_cls for s in window])),
+                loss_dis=float(np.mean([s.loss_dis for s in window])),
+                lr=stats.lr,
+                grad_norm=float(np.mean([s.grad_norm for s in window])),
+                images_per_s=postfix["img/s"],
+                bad_records=self.bad_records(),
+            )
+            self._window, self._window_start = [], time.monotonic()
+
+    def _after_step(self, logger: RunLogger, progress: Progress) -> None:
+        """Verification and checkpoints due after this step."""
+        cfg, step = self.cfg, self.global_step
+        epoch_end = step % self.steps_per_epoch == 0
+        every = cfg.eval.every_steps
+        improved = False
+        if self.has_eval and ((every and step % every == 0) or (epoch_end and cfg.eval.every_epoch)):
+            improved = broadcast_object(self.env, self._after_eval(self.evaluate(), logger, progress))
+        every_ckpt = cfg.train.checkpoint_every_steps
+        if improved or epoch_end or (every_ckpt and step % every_ckpt == 0):
+            self._tick()
+            self.save()
+        if improved:
+            self._mark_best()
+
+    def _epochs(self, logger: RunLogger, progress: Progress) -> str:
+        """Train to ``total_steps``: ``completed``, or ``time_budget`` when ``train.max_minutes`` ran out."""
+        t = self.cfg.train
+        while self.global_step < self.total_steps:
+            if self._time_up():
+                return "time_budget"
+            epoch, in_epoch = divmod(self.global_step, self.steps_per_epoch)
+            self.sampler.set_epoch(epoch)
+            self.sampler.set_global_start(in_epoch * t.batch_size)
+            batches = iter(self.loader)
+            for _ in range(in_epoch, self.steps_per_epoch):
+                if self.global_step >= self.total_steps:
+                    break
+                if self._time_up():
+                    return "time_budget"
+                micro = [next(batches) for _ in range(t.accumulate)]
+                self._note_bad(micro)
+                stats = self.runner.step(micro, self.global_step)
+                self.global_step += 1
+                self.loss_history.append(stats.loss)
+                self._report(stats, logger, progress)
+                if self.global_step >= self.total_steps:
+                    break
+                self._after_step(logger, progress)
+            del batches
+        return "completed"
+
+    def _finish(self, stopped: str, already: bool, logger: RunLogger, progress: Progress) -> tuple[dict, Path, Path]:
+        """The end: final verification, checkpoint, export."""
+        self._tick()
+        if stopped == "completed":
+            self.finished = True
+        final_metrics: dict[str, dict] = {}
+        improved = False
+        if self.has_eval and not already:
+            final_metrics = self.evaluate()
+            improved = broadcast_object(self.env, self._after_eval(final_metrics, logger, progress))
+        if self.last_saved_step != self.global_step or improved or (self.finished and not already):
+            self.save()
+        if improved:
+            self._mark_best()
+        weights, deploy = self.export()
+        return final_metrics, weights, deploy
+
+    def _start_event(self, logger: RunLogger, resumed_from: Optional[Path]) -> None:
+        env = self.env
         logger.log(
             "start",
             self.global_step,
@@ -302,100 +528,59 @@ class Trainer:
             heldout_images=int(self.held_idx.size),
             world_size=env.world_size,
             device=str(env.device),
+            changed_settings={k: list(v) for k, v in self.changed_settings.items()},
+            lock_taken_over_from=self.lock.stale.pid if self.lock.stale else None,
+            bad_records=self.bad_records(),
         )
-        progress = Progress(self.total_steps, self.global_step, self.show_progress, messages=env.is_main)
-        start = time.monotonic()
-        stopped = "already_finished" if already else "completed"
-        final_metrics: dict[str, dict] = {}
-        window: list[StepStats] = []
-        window_start = time.monotonic()
+
+    def run(self) -> TrainResult:
+        """Train (or continue) to the end, then release the output folder."""
         try:
-            while not already and self.global_step < self.total_steps:
-                if self._time_up(start):
-                    stopped = "time_budget"
-                    break
-                epoch, in_epoch = divmod(self.global_step, self.steps_per_epoch)
-                self.sampler.set_epoch(epoch)
-                self.sampler.set_start(in_epoch * cfg.train.accumulate * self.micro_batch)
-                batches = iter(self.loader)
-                for _ in range(in_epoch, self.steps_per_epoch):
-                    if self.global_step >= self.total_steps:
-                        break
-                    if self._time_up(start):
-                        stopped = "time_budget"
-                        break
-                    micro = [next(batches) for _ in range(cfg.train.accumulate)]
-                    stats = self.runner.step(micro, self.global_step)
-                    self.global_step += 1
-                    self.loss_history.append(stats.loss)
-                    window.append(stats)
-                    now = time.monotonic()
-                    postfix = {"loss": stats.loss, "cls": stats.loss_cls}
-                    if self.runner.distill is not None:
-                        postfix["dis"] = stats.loss_dis
-                    postfix["lr"] = stats.lr
-                    elapsed_window = max(now - window_start, 1e-9)
-                    postfix["img/s"] = round(sum(s.images for s in window) * env.world_size / elapsed_window, 1)
-                    progress.update(1, **postfix)
-                    if self.global_step % cfg.train.log_every_steps == 0 or self.global_step == self.total_steps:
-                        logger.log(
-                            "train",
-                            self.global_step,
-                            epoch=self.global_step / self.steps_per_epoch,
-                            loss=float(np.mean([s.loss for s in window])),
-                            loss_cls=float(np.mean([s.loss_cls for s in window])),
-                            loss_dis=float(np.mean([s.loss_dis for s in window])),
-                            lr=stats.lr,
-                            grad_norm=float(np.mean([s.grad_norm for s in window])),
-                            images_per_s=postfix["img/s"],
-                        )
-                        window, window_start = [], time.monotonic()
-                    if self.global_step >= self.total_steps:
-                        break
-                    epoch_end = self.global_step % self.steps_per_epoch == 0
-                    every = cfg.eval.every_steps
-                    improved = False
-                    if self.has_eval and ((every and self.global_step % every == 0) or (epoch_end and cfg.eval.every_epoch)):
-                        improved = self._after_eval(self.evaluate(), logger, progress)
-                        improved = broadcast_object(env, improved)
-                    every_ckpt = cfg.train.checkpoint_every_steps
-                    if improved or epoch_end or (every_ckpt and self.global_step % every_ckpt == 0):
-                        self.elapsed_s += time.monotonic() - start
-                        start = time.monotonic()
-                        self.save()
-                    if improved:
-                        self._mark_best()
-                del batches
-            # ---- the end: checkpoint, final verification, export
-            self.elapsed_s += time.monotonic() - start
-            start = time.monotonic()
-            if stopped == "completed":
-                self.finished = True
-            if self.has_eval and not already:
-                final_metrics = self.evaluate()
-                improved = broadcast_object(env, self._after_eval(final_metrics, logger, progress))
-            else:
-                improved = False
-            if self.last_saved_step != self.global_step or improved or (self.finished and not already):
-                self.save()
-            if improved:
-                self._mark_best()
-            weights, deploy = self.export()
-        except NonFiniteLossError as exc:
-            logger.log("error", self.global_step, message=str(exc))
-            logger.close()
-            raise
+            return self._run()
         finally:
-            progress.close()
-        self.elapsed_s += time.monotonic() - start
-        last = self.ckpt.resolve()
-        result = TrainResult(
+            self.close()
+
+    def _run(self) -> TrainResult:
+        cfg, env = self.cfg, self.env
+        logger = RunLogger(self.out, enabled=env.is_main, tensorboard=cfg.train.tensorboard)
+        try:
+            resumed_from = self.maybe_resume()
+            self._main_only("write config.yaml", lambda: write_text(self.out / "config.yaml", cfg.to_yaml()))
+            already = self.global_step >= self.total_steps
+            self._start_event(logger, resumed_from)
+            progress = Progress(self.total_steps, self.global_step, self.show_progress, messages=env.is_main)
+            self._clock = self._window_start = time.monotonic()
+            try:
+                stopped = "already_finished" if already else self._epochs(logger, progress)
+                final_metrics, weights, deploy = self._finish(stopped, already, logger, progress)
+            except NonFiniteLossError as exc:
+                error = type(exc)(self._stop_advice(exc))
+                try:
+                    logger.log("error", self.global_step, message=str(error))
+                except OSError as log_error:  # e.g. a full disk: the divergence is the error to report
+                    log.warning("%s", log_error)
+                raise error from None
+            finally:
+                progress.close()
+            self._tick()
+            result = self._result(stopped, final_metrics, weights, deploy)
+            logger.log("end", self.global_step, stopped=stopped, elapsed_s=self.elapsed_s, metrics=final_metrics,
+                       best=self.best, bad_records=result.bad_records)
+            self._main_only("write result.json", lambda: write_json(self.out / "result.json", plain(self._summary(result))))
+        finally:
+            logger.close()
+        if self.runner.targets is not None and self.runner.targets.cache is not None:
+            self.runner.targets.cache.flush()
+        return result
+
+    def _result(self, stopped: str, metrics: dict, weights: Path, deploy: Path) -> TrainResult:
+        return TrainResult(
             output_dir=self.out,
             weights=weights,
             deploy_weights=deploy,
             best_weights=(self.out / "best.safetensors") if self.best is not None else None,
-            last_checkpoint=last,
-            metrics=final_metrics,
+            last_checkpoint=self.ckpt.resolve(),
+            metrics=metrics,
             best=self.best,
             loss_history=list(self.loss_history),
             steps=self.global_step,
@@ -403,25 +588,23 @@ class Trainer:
             stopped=stopped,
             elapsed_s=self.elapsed_s,
             num_classes=self.view.num_classes,
+            bad_records=self.bad_records(),
         )
-        logger.log("end", self.global_step, stopped=stopped, elapsed_s=self.elapsed_s, metrics=final_metrics, best=self.best)
-        if env.is_main:
-            summary = {
-                "stopped": stopped,
-                "steps": self.global_step,
-                "total_steps": self.total_steps,
-                "elapsed_s": round(self.elapsed_s, 2),
-                "final_loss": self.loss_history[-1] if self.loss_history else None,
-                "metrics": final_metrics,
-                "best": self.best,
-                "weights": str(weights),
-                "deploy_weights": str(deploy),
-            }
-            atomic_write_text(self.out / "result.json", json.dumps(summary, indent=1, default=str))
-        logger.close()
-        if self.runner.targets is not None and self.runner.targets.cache is not None:
-            self.runner.targets.cache.flush()
-        return result
+
+    def _summary(self, result: TrainResult) -> dict[str, Any]:
+        """What ``result.json`` holds."""
+        return {
+            "stopped": result.stopped,
+            "steps": result.steps,
+            "total_steps": result.total_steps,
+            "elapsed_s": round(result.elapsed_s, 2),
+            "final_loss": result.loss_history[-1] if result.loss_history else None,
+            "metrics": result.metrics,
+            "best": result.best,
+            "bad_records": result.bad_records,
+            "weights": str(result.weights),
+            "deploy_weights": str(result.deploy_weights),
+        }
 
 
 def train(

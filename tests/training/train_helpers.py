@@ -89,3 +89,33 @@ def train_eager_and_compiled(output: Path, faces, make_config=quick_config) -> d
         model = TinyNet(dim=16)
         runs[compiled] = (train(cfg, dataset=faces, model=model), model)
     return runs
+
+
+# ----------------------------------------------------------------------------- resume with another process count
+# 10 identities x 4 images, batch 12: 3 steps an epoch, 6 in two epochs; 10 class centres split
+# 5 + 5 over two processes, 4 + 3 + 3 over three (the shard borders do not line up).
+RESHARD_IDENTITIES = 10
+GLOO_SCRIPT = Path(__file__).resolve().parent / "gloo_train.py"
+
+
+def reshard_faces():
+    from facelivt.data import SyntheticIdentities
+
+    return SyntheticIdentities(RESHARD_IDENTITIES, 4, seed=1)
+
+
+def reshard_config(output: Path) -> Config:
+    cfg = quick_config(output, epochs=2, batch_size=12, checkpoint_every_steps=1)
+    cfg.data.flip = True
+    return cfg
+
+
+TINY_CLI = Path(__file__).resolve().parent / "tiny_cli.py"
+
+
+def tiny_train_command(output: Path, *overrides: str) -> list[str]:
+    """``facelivt train configs/synthetic_tiny.yaml`` with the TinyNet backbone, as a command line."""
+    import sys
+
+    return [sys.executable, str(TINY_CLI), "train", str(CONFIGS / "synthetic_tiny.yaml"), f"output={output}",
+            "model.name=tinynet", "model.embedding_size=16", "train.progress=false", *overrides]
