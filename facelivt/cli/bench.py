@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facelivt.deploy.benchmark import BenchConfig, run_bench, save_result, to_markdown
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -41,8 +43,6 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facelivt.deploy.benchmark import BenchConfig, run_bench, save_result, to_markdown
-
     kw = {"threads": args.threads, "device": args.device, "tables": _csv(args.tables), "onnx": not args.no_onnx, "clock": args.clock,
           "optimized": args.optimized}
     if args.models:
