@@ -202,8 +202,9 @@ class _Bench:
             cells[col] = LatencyCell(st.median_ms, st.p10_ms, st.p90_ms, st.median_ms / lat[col][ref].median_ms, col.batch * 1e3 / st.median_ms)
         return cells
 
-    def row(self, cls: type[BenchRow], model: nn.Module, lat: Latencies, key: str, ref: str, batch_sizes: Sequence[int], **identity) -> BenchRow:
-        params, macs = _complexity(model)
+    def row(self, cls: type[BenchRow], net: nn.Module, lat: Latencies, key: str, ref: str, batch_sizes: Sequence[int], **identity) -> BenchRow:
+        """A ``cls`` row for candidate ``key`` (the network ``net``): its size and its cells; ``identity``: the row's own fields."""
+        params, macs = _complexity(net)
         return cls(params_m=params, macs_m=macs, latency=self.cells(lat, key, ref, batch_sizes), **identity)
 
 
