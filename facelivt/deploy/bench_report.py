@@ -1,4 +1,4 @@
-"""The benchmark's report (layer 2 of :mod:`facelivt.deploy`, below :mod:`~facelivt.deploy.benchmark`):
+"""The benchmark's report (layer 3 of :mod:`facelivt.deploy`, below :mod:`~facelivt.deploy.benchmark`):
 ``bench.md`` (:func:`to_markdown`) and writing it with ``bench.json`` as one set (:func:`save_result`)."""
 from __future__ import annotations
 

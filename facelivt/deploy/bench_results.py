@@ -1,4 +1,4 @@
-"""The benchmark's results as data (layer 2 of :mod:`facelivt.deploy`, below :mod:`~facelivt.deploy.benchmark`):
+"""The benchmark's results as data (layer 3 of :mod:`facelivt.deploy`, below :mod:`~facelivt.deploy.benchmark`):
 typed table rows, the goals and :class:`BenchResult` with its JSON form.
 
 A row has its identity (Table III: ``form``/``label``; Table IV: ``heads``; peers: ``model``), its

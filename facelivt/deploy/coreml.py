@@ -1,4 +1,4 @@
-"""Core ML format (layer 1 of :mod:`facelivt.deploy`): export with coremltools (an optional dependency: ``pip install coremltools``).
+"""Core ML format (layer 2 of :mod:`facelivt.deploy`): export with coremltools (an optional dependency: ``pip install coremltools``).
 
 The export form (shape-free attention blocks) is traced and converted to an ML Program
 (``.mlpackage``, float32 compute so it can match PyTorch). Running the model needs macOS; on other

@@ -1,4 +1,4 @@
-"""The export pipeline (layer 2 of :mod:`facelivt.deploy`): one call exports the deploy form to ONNX /
+"""The export pipeline (layer 3 of :mod:`facelivt.deploy`): one call exports the deploy form to ONNX /
 TorchScript / Core ML (:mod:`~facelivt.deploy.onnx_export`, :mod:`~facelivt.deploy.torchscript`,
 :mod:`~facelivt.deploy.coreml`, int8 through :mod:`~facelivt.deploy.quantize`), checks it against
 PyTorch on real crops and reports on it (:class:`ExportReport`).

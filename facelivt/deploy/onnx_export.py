@@ -1,4 +1,4 @@
-"""ONNX format (layer 1 of :mod:`facelivt.deploy`): write the export form as one ONNX file, and check one
+"""ONNX format (layer 2 of :mod:`facelivt.deploy`): write the export form as one ONNX file, and check one
 in ONNX Runtime against PyTorch.
 
 The graph has input ``input`` and output ``embedding`` (:mod:`facelivt.deploy.interface`); the batch

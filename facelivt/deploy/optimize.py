@@ -1,4 +1,4 @@
-"""``optimize_for_inference`` (layer 2 of :mod:`facelivt.deploy`): the fastest runnable form of a model
+"""``optimize_for_inference`` (layer 3 of :mod:`facelivt.deploy`): the fastest runnable form of a model
 for CPU/GPU inference.
 
 Starts from the deploy form (reparameterized, eval mode, channels-last) and then, by ``backend``:

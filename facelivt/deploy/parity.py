@@ -1,4 +1,4 @@
-"""Parity checks (layer 0 of :mod:`facelivt.deploy`): how closely a runner reproduces PyTorch's embeddings."""
+"""Parity checks (layer 1 of :mod:`facelivt.deploy`): how closely a runner reproduces PyTorch's embeddings."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""int8 ONNX (layer 1 of :mod:`facelivt.deploy`): ONNX Runtime static quantisation (QDQ, per-channel
+"""int8 ONNX (layer 2 of :mod:`facelivt.deploy`): ONNX Runtime static quantisation (QDQ, per-channel
 weights) calibrated on real face crops, and its comparison with the fp32 model (:class:`Int8Comparison`)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TorchScript format (layer 1 of :mod:`facelivt.deploy`): the export form traced and frozen into one
+"""TorchScript format (layer 2 of :mod:`facelivt.deploy`): the export form traced and frozen into one
 file, and its check against PyTorch."""
 from __future__ import annotations
 

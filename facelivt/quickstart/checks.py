@@ -206,7 +206,7 @@ def benchmark(
     progress: bool = True,
 ) -> list[BenchRow]:
     """Median latency of every candidate, measured interleaved (round by round) so that machine load
-    changes hit all alike (:func:`facelivt.deploy.benchmark.measure_interleaved`).
+    changes hit all alike (:func:`facelivt.deploy.timing.measure_interleaved`).
 
     ``candidates``: ``label -> (model name, form, runtime, module or ONNX path, module to count)``.
     """
