@@ -40,7 +40,7 @@ from facelivt.deploy.bench_results import (
 from facelivt.deploy.counting import count_macs, count_params
 from facelivt.deploy.onnx_export import export_onnx
 from facelivt.deploy.optimize import optimize_for_inference
-from facelivt.deploy.sessions import available_providers, eager_runner, ort_runner
+from facelivt.deploy.sessions import available_providers, eager_runner, onnxruntime_version, ort_runner
 from facelivt.deploy.timing import CLOCKS, LatencyStats, measure, measure_interleaved, measure_latency
 from facelivt.models import create_model, list_models, reparameterize_model  # facelivt.models registers the peers
 
@@ -71,8 +71,6 @@ def cpu_model() -> str:
 
 def environment(threads: int, device: str) -> dict[str, Any]:
     """The machine and the software versions, for the report's header."""
-    import onnxruntime as ort  # optional dependency (facelivt[export])
-
     env = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpu": cpu_model(),
@@ -81,8 +79,8 @@ def environment(threads: int, device: str) -> dict[str, Any]:
         "device": device,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "onnxruntime": ort.__version__,
-        "ort_providers": ort.get_available_providers(),
+        "onnxruntime": onnxruntime_version(),
+        "ort_providers": available_providers(),
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     if device.startswith("cuda"):

@@ -65,6 +65,12 @@ def available_providers() -> list[str]:
     return ort.get_available_providers()
 
 
+def onnxruntime_version() -> str:
+    import onnxruntime as ort
+
+    return ort.__version__
+
+
 def onnx_fixed_batch(session) -> int | None:
     """The batch a session's model was exported for, None for a dynamic batch axis."""
     dim = session.get_inputs()[0].shape[0]
