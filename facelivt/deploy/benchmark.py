@@ -1,138 +1,59 @@
-"""Latency measurement and the benchmark tables of issue 5 (seed Tables III and IV, and the peers).
-
-``measure_latency(fn, inputs, warmup, runs)`` is generic: any callable, any inputs, median in ms.
-``measure_interleaved`` measures several candidates in alternating rounds, so a change in machine
-load during the run hits every candidate alike (the reference machine is shared).
+"""The benchmark tables of issue 5 (layer 3 of :mod:`facelivt.deploy`): seed Tables III and IV, and the peers.
 
 ``run_bench`` builds every table in one run on the current machine: PyTorch eager (deploy form) and
-ONNX Runtime (the graph of :func:`facelivt.deploy.export.export_onnx`, dynamic batch), CPU with a
-stated number of threads, plus CUDA when present.
+ONNX Runtime (the graph of :func:`facelivt.deploy.onnx_export.export_onnx`, dynamic batch), CPU with a
+stated number of threads, plus CUDA when present. Candidates are timed with
+:func:`facelivt.deploy.timing.measure_interleaved`; the rows are :mod:`facelivt.deploy.bench_results`,
+the markdown and the files :mod:`facelivt.deploy.bench_report`.
+
+Deprecated re-exports (one release): the timing helpers (``measure``, ``LatencyStats``, ...), the runners
+(``eager_runner``, ``ort_runner``), the results and the report are importable from here as before;
+import them from their modules.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
-import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from facelivt.files import atomic_paths
+from facelivt.deploy.bench_report import save_result, throughput_note, to_markdown
+from facelivt.deploy.bench_results import (
+    REFERENCE,
+    RUNTIME_LABELS,
+    RUNTIMES,
+    BenchResult,
+    BenchRow,
+    Column,
+    FormRow,
+    HeadsRow,
+    LatencyCell,
+    ModelRow,
+    evaluate_goals,
+)
+from facelivt.deploy.counting import count_macs, count_params
+from facelivt.deploy.onnx_export import export_onnx
+from facelivt.deploy.optimize import optimize_for_inference
+from facelivt.deploy.sessions import available_providers, eager_runner, onnxruntime_version, ort_runner
+from facelivt.deploy.timing import CLOCKS, LatencyStats, measure, measure_interleaved, measure_latency
+from facelivt.models import create_model, list_models, reparameterize_model  # facelivt.models registers the peers
 
 PEER_TABLE_MODELS = ("facelivt_s", "facelivt_m", "facelivt_s_mhsa", "edgeface_xs", "mobilefacenet")
 TABLES = ("table3", "table4", "peers")
-REFERENCE = "facelivt_s"
-RUNTIME_LABELS = {"eager": "PyTorch eager", "opt": "PyTorch optimize_for_inference", "ort": "ONNX Runtime"}
 
-
-# ------------------------------------------------------------------------------------ measurement
-
-
-@dataclass
-class LatencyStats:
-    """Milliseconds per call."""
-
-    median_ms: float
-    min_ms: float
-    p10_ms: float
-    p90_ms: float
-    runs: int
-
-    @classmethod
-    def from_samples(cls, seconds: Sequence[float]) -> "LatencyStats":
-        if not seconds:
-            raise ValueError("no latency samples")
-        ms = np.asarray(seconds, dtype=np.float64) * 1e3
-        return cls(float(np.median(ms)), float(ms.min()), float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms))
-
-
-def _call(fn: Callable, inputs: Any) -> Any:
-    return fn(*inputs) if isinstance(inputs, tuple) else fn(inputs)
-
-
-CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
-
-
-def _samples(fn: Callable, inputs: Any, runs: int, sync: Callable[[], None] | None, clock: Callable[[], float] = time.perf_counter) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t0 = clock()
-        _call(fn, inputs)
-        if sync is not None:
-            sync()
-        out.append(clock() - t0)
-    return out
-
-
-def measure(
-    fn: Callable,
-    inputs: Any = (),
-    warmup: int = 5,
-    runs: int = 20,
-    sync: Callable[[], None] | None = None,
-    clock: Callable[[], float] = time.perf_counter,
-) -> LatencyStats:
-    """Call ``fn(*inputs)`` (``fn(inputs)`` when ``inputs`` is not a tuple) ``warmup`` times, then time
-    ``runs`` calls. ``sync`` runs after each timed call (e.g. ``torch.cuda.synchronize``). ``clock``:
-    wall clock by default; ``time.thread_time`` measures the CPU time of the calling thread, which a
-    busy machine does not inflate (meaningful only when all the work runs on that thread: 1 thread)."""
-    if warmup < 0 or runs < 1:
-        raise ValueError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
-    for _ in range(warmup):
-        _call(fn, inputs)
-    if sync is not None:
-        sync()
-    return LatencyStats.from_samples(_samples(fn, inputs, runs, sync, clock))
-
-
-def measure_latency(
-    fn: Callable,
-    inputs: Any = (),
-    warmup: int = 5,
-    runs: int = 20,
-    sync: Callable[[], None] | None = None,
-    clock: Callable[[], float] = time.perf_counter,
-) -> float:
-    """Median milliseconds of ``fn(*inputs)`` after ``warmup`` calls (see :func:`measure`)."""
-    return measure(fn, inputs, warmup, runs, sync, clock).median_ms
-
-
-def measure_interleaved(
-    candidates: dict[str, tuple[Callable, Any]],
-    warmup: int = 5,
-    runs: int = 20,
-    rounds: int = 3,
-    sync: Callable[[], None] | None = None,
-    clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, LatencyStats]:
-    """Latency of several ``name -> (fn, inputs)`` candidates: after warm-up, ``rounds`` rounds in which
-    each candidate is timed ``ceil(runs / rounds)`` times in turn; statistics over all samples.
-
-    Each candidate's block in a round starts with one untimed call: it re-warms the caches that the
-    other candidates' weights and activations evicted (the cost of interleaving, not of the model)."""
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
-    if runs < 1 or warmup < 0:
-        raise ValueError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
-    per_round = -(-runs // rounds)
-    for fn, inputs in candidates.values():
-        for _ in range(warmup):
-            _call(fn, inputs)
-    samples: dict[str, list[float]] = {k: [] for k in candidates}
-    for _ in range(rounds):
-        for name, (fn, inputs) in candidates.items():
-            _call(fn, inputs)
-            if sync is not None:
-                sync()
-            samples[name] += _samples(fn, inputs, per_round, sync, clock)
-    return {k: LatencyStats.from_samples(v) for k, v in samples.items()}
+__all__ = [
+    "PEER_TABLE_MODELS", "TABLES", "BenchConfig", "run_bench", "build_table3", "build_table4", "build_peers",
+    "cpu_model", "environment", "column_label",
+    # deprecated re-exports (one release): facelivt.deploy.timing, .sessions, .bench_results, .bench_report
+    "CLOCKS", "LatencyStats", "measure", "measure_interleaved", "measure_latency", "eager_runner", "ort_runner",
+    "REFERENCE", "RUNTIME_LABELS", "BenchResult", "evaluate_goals", "save_result", "throughput_note", "to_markdown",
+]
 
 
 # ----------------------------------------------------------------------------------- environment
@@ -149,8 +70,7 @@ def cpu_model() -> str:
 
 
 def environment(threads: int, device: str) -> dict[str, Any]:
-    import onnxruntime as ort
-
+    """The machine and the software versions, for the report's header."""
     env = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpu": cpu_model(),
@@ -159,40 +79,13 @@ def environment(threads: int, device: str) -> dict[str, Any]:
         "device": device,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "onnxruntime": ort.__version__,
-        "ort_providers": ort.get_available_providers(),
+        "onnxruntime": onnxruntime_version(),
+        "ort_providers": available_providers(),
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     if device.startswith("cuda"):
         env["cuda_device"] = torch.cuda.get_device_name(torch.device(device))
     return env
-
-
-# ------------------------------------------------------------------------------------- runners
-
-
-def eager_runner(model: nn.Module, batch: int, device: str, input_size: int = 112, seed: int = 0) -> tuple[Callable, tuple]:
-    """``(fn, inputs)`` running ``model`` in eval/inference mode on a fixed random batch."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 3, input_size, input_size, generator=g).to(device)
-    model = model.to(device).eval()
-
-    def run(inp: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return model(inp)
-
-    return run, (x,)
-
-
-def ort_runner(path: str | os.PathLike, batch: int, threads: int, providers: list[str] | None = None, input_size: int = 112, seed: int = 0) -> tuple[Callable, tuple]:
-    from facelivt.deploy.export import onnx_session
-
-    # Not spinning: many sessions live side by side here, and an idle one's busy-waiting workers would
-    # take the cores from the one being timed.
-    session = onnx_session(path, threads, providers, spin=False)
-    name = session.get_inputs()[0].name
-    x = np.random.default_rng(seed).standard_normal((batch, 3, input_size, input_size), dtype=np.float32)
-    return (lambda inp: session.run(None, {name: inp})), (x,)
 
 
 # ---------------------------------------------------------------------------------------- tables
@@ -221,8 +114,6 @@ class BenchConfig:
         return cls(**base)
 
     def validate(self) -> None:
-        from facelivt.models import list_models
-
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -242,94 +133,81 @@ class BenchConfig:
             raise ValueError("clock 'thread' measures the calling thread only: use it with threads=1 on the CPU")
 
 
-@dataclass
-class BenchResult:
-    environment: dict[str, Any]
-    config: dict[str, Any]
-    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    goals: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, default=str)
-
-
 def _complexity(model: nn.Module) -> tuple[float, float]:
-    from facelivt.deploy.counting import count_macs, count_params
-
     return count_params(model) / 1e6, count_macs(model) / 1e6
+
+
+Latencies = dict[Column, dict[str, LatencyStats]]  # per column, per candidate key
 
 
 class _Bench:
     def __init__(self, cfg: BenchConfig, workdir: Path, progress: Callable[[str], None]):
-        import onnxruntime as ort
-
         self.cfg = cfg
         self.workdir = workdir
         self.progress = progress
         self.cuda = cfg.device.startswith("cuda")
         self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.cuda else ["CPUExecutionProvider"]
         # ONNX Runtime on the GPU only where its CUDA provider exists (else eager only there).
-        self.onnx = cfg.onnx and (not self.cuda or "CUDAExecutionProvider" in ort.get_available_providers())
+        self.onnx = cfg.onnx and (not self.cuda or "CUDAExecutionProvider" in available_providers())
 
     def sync(self) -> Callable[[], None] | None:
         return torch.cuda.synchronize if self.cuda else None
 
     def onnx_path(self, key: str, model: nn.Module) -> Path:
-        from facelivt.deploy.export import export_onnx
-
         path = self.workdir / f"{key}.onnx"
         if not path.exists():
             self.progress(f"exporting {key} to ONNX")
             export_onnx(model, path, batch="dynamic")
         return path
 
-    def latencies(self, models: dict[str, nn.Module], batches: Sequence[int]) -> dict[str, dict[str, LatencyStats]]:
-        """``{"eager_b1": {key: stats}, "ort_b1": {...}, ...}`` measured interleaved per (runtime, batch)."""
+    def interleaved(self, candidates: dict[str, tuple[Callable, tuple]], batch: int, sync: bool = True) -> dict[str, LatencyStats]:
+        """``candidates`` timed interleaved: the configured runs and warm-up at batch 1, a quarter of them above."""
         cfg = self.cfg
-        out: dict[str, dict[str, LatencyStats]] = {}
-        fast: dict[str, nn.Module] = {}
-        for b in batches:
-            runs = cfg.runs if b == 1 else max(2, cfg.runs // 4)
-            self.progress(f"PyTorch eager, batch {b}: {', '.join(models)}")
-            cands = {k: eager_runner(m, b, cfg.device) for k, m in models.items()}
-            clock = CLOCKS[cfg.clock]
-            out[f"eager_b{b}"] = measure_interleaved(cands, cfg.warmup if b == 1 else max(1, cfg.warmup // 4), runs, cfg.rounds, self.sync(), clock)
-            if cfg.optimized:
-                from facelivt.deploy.optimize import optimize_for_inference
+        runs = cfg.runs if batch == 1 else max(2, cfg.runs // 4)
+        warmup = cfg.warmup if batch == 1 else max(1, cfg.warmup // 4)
+        return measure_interleaved(candidates, warmup, runs, cfg.rounds, self.sync() if sync else None, CLOCKS[cfg.clock])
 
-                self.progress(f"PyTorch optimize_for_inference, batch {b}: {', '.join(models)}")
-                if not fast:
-                    example = torch.zeros(1, 3, 112, 112, device=cfg.device)
-                    fast.update({k: optimize_for_inference(m.to(cfg.device), example_input=example) for k, m in models.items()})
-                cands = {k: eager_runner(m, b, cfg.device) for k, m in fast.items()}
-                out[f"opt_b{b}"] = measure_interleaved(cands, cfg.warmup if b == 1 else max(1, cfg.warmup // 4), runs, cfg.rounds, self.sync(), clock)
+    def optimized(self, models: dict[str, nn.Module]) -> dict[str, nn.Module]:
+        """:func:`optimize_for_inference` of each model, on the configured device."""
+        example = torch.zeros(1, 3, 112, 112, device=self.cfg.device)
+        return {k: optimize_for_inference(m.to(self.cfg.device), example_input=example) for k, m in models.items()}
+
+    def latencies(self, models: dict[str, nn.Module], batches: Sequence[int]) -> Latencies:
+        """Every model at every batch in each runtime, measured interleaved per (runtime, batch)."""
+        cfg, names = self.cfg, ", ".join(models)
+        out: Latencies = {}
+        fast: dict[str, nn.Module] = {}  # made at the first batch, reused at the others
+        for b in batches:
+            self.progress(f"PyTorch eager, batch {b}: {names}")
+            out[Column("eager", b)] = self.interleaved({k: eager_runner(m, b, cfg.device) for k, m in models.items()}, b)
+            if cfg.optimized:
+                self.progress(f"PyTorch optimize_for_inference, batch {b}: {names}")
+                fast = fast or self.optimized(models)
+                out[Column("opt", b)] = self.interleaved({k: eager_runner(m, b, cfg.device) for k, m in fast.items()}, b)
             if self.onnx:
                 paths = {k: self.onnx_path(k, m) for k, m in models.items()}
-                self.progress(f"ONNX Runtime, batch {b}: {', '.join(models)}")
-                cands = {k: ort_runner(p, b, cfg.threads, self.providers) for k, p in paths.items()}
-                out[f"ort_b{b}"] = measure_interleaved(cands, cfg.warmup if b == 1 else max(1, cfg.warmup // 4), runs, cfg.rounds, None, clock)
+                self.progress(f"ONNX Runtime, batch {b}: {names}")
+                out[Column("ort", b)] = self.interleaved({k: ort_runner(p, b, cfg.threads, self.providers) for k, p in paths.items()}, b, sync=False)
         return out
 
-    def columns(self, lat: dict[str, dict[str, LatencyStats]], key: str, ref: str, batch_sizes: Sequence[int]) -> dict[str, Any]:
-        row: dict[str, Any] = {}
-        for rt in ("eager", "opt", "ort"):
-            for b in batch_sizes:
-                col = f"{rt}_b{b}"
-                if col not in lat:
-                    continue
-                st = lat[col][key]
-                ms = st.median_ms
-                row[f"{col}_ms"] = ms
-                row[f"{col}_p10_p90_ms"] = [st.p10_ms, st.p90_ms]
-                row[f"{col}_ratio"] = ms / lat[col][ref].median_ms
-                row[f"{col}_img_s"] = b * 1e3 / ms
-        return row
+    def cells(self, lat: Latencies, key: str, ref: str, batch_sizes: Sequence[int]) -> dict[Column, LatencyCell]:
+        """Candidate ``key``'s cell in each measured column (runtimes in order, then batches), against ``ref``."""
+        cells: dict[Column, LatencyCell] = {}
+        for col in (Column(rt, b) for rt in RUNTIMES for b in batch_sizes):
+            if col not in lat:
+                continue
+            st = lat[col][key]
+            cells[col] = LatencyCell(st.median_ms, st.p10_ms, st.p90_ms, st.median_ms / lat[col][ref].median_ms, col.batch * 1e3 / st.median_ms)
+        return cells
+
+    def row(self, cls: type[BenchRow], net: nn.Module, lat: Latencies, key: str, ref: str, batch_sizes: Sequence[int], **identity) -> BenchRow:
+        """A ``cls`` row for candidate ``key`` (the network ``net``): its size and its cells; ``identity``: the row's own fields."""
+        params, macs = _complexity(net)
+        return cls(params_m=params, macs_m=macs, latency=self.cells(lat, key, ref, batch_sizes), **identity)
 
 
-def build_table3(bench: _Bench) -> list[dict[str, Any]]:
+def build_table3(bench: _Bench) -> list[BenchRow]:
     """FaceLiVT-S: full deploy form, without residual reparameterization, without fused BN (seed Table III)."""
-    from facelivt.models import create_model, reparameterize_model
-
     train = create_model(REFERENCE)
     forms = {
         "full": ("FaceLiVT-S (full reparameterization)", reparameterize_model(train)),
@@ -337,81 +215,36 @@ def build_table3(bench: _Bench) -> list[dict[str, Any]]:
         "no_fused_bn": ("w/o fused BN (and w/o residual rep.)", reparameterize_model(train, residual=False, fuse_bn=False)),
     }
     lat = bench.latencies({f"t3_{k}": m for k, (_, m) in forms.items()}, (1,))
-    rows = []
-    for k, (label, m) in forms.items():
-        params, macs = _complexity(m)
-        rows.append({"form": k, "label": label, "params_m": params, "macs_m": macs, **bench.columns(lat, f"t3_{k}", "t3_full", (1,))})
-    return rows
+    return [bench.row(FormRow, m, lat, f"t3_{k}", "t3_full", (1,), form=k, label=label) for k, (label, m) in forms.items()]
 
 
-def build_table4(bench: _Bench) -> list[dict[str, Any]]:
+def build_table4(bench: _Bench) -> list[BenchRow]:
     """FaceLiVT-S with He = 8 and 16 MHLA heads (seed Table IV)."""
-    from facelivt.models import create_model, reparameterize_model
-
     models = {f"t4_he{h}": reparameterize_model(create_model(REFERENCE, num_heads=h)) for h in (8, 16)}
     lat = bench.latencies(models, (1,))
-    rows = []
-    for h in (8, 16):
-        params, macs = _complexity(models[f"t4_he{h}"])
-        rows.append({"heads": h, "params_m": params, "macs_m": macs, **bench.columns(lat, f"t4_he{h}", "t4_he16", (1,))})
-    return rows
+    return [bench.row(HeadsRow, models[f"t4_he{h}"], lat, f"t4_he{h}", "t4_he16", (1,), heads=h) for h in (8, 16)]
 
 
-def build_peers(bench: _Bench) -> list[dict[str, Any]]:
+def build_peers(bench: _Bench) -> list[BenchRow]:
     """FaceLiVT variants and the peers at every batch size, eager and ONNX Runtime."""
-    from facelivt.models import create_model, reparameterize_model
-
     names = list(bench.cfg.models)
     if REFERENCE not in names:
         names.insert(0, REFERENCE)
     models = {n: reparameterize_model(create_model(n)) for n in names}
-    lat = bench.latencies(models, bench.cfg.batch_sizes)
-    rows = []
-    for n in names:
-        params, macs = _complexity(models[n])
-        rows.append({"model": n, "params_m": params, "macs_m": macs, **bench.columns(lat, n, REFERENCE, bench.cfg.batch_sizes)})
-    return rows
+    batches = bench.cfg.batch_sizes
+    lat = bench.latencies(models, batches)
+    return [bench.row(ModelRow, models[n], lat, n, REFERENCE, batches, model=n) for n in names]
 
 
 def column_label(col: str) -> str:
-    """``"ort_b32"`` -> ``"ONNX Runtime, batch 32"``."""
-    rt, b = col.split("_b")
-    return RUNTIME_LABELS[rt] + f", batch {b}"
-
-
-def evaluate_goals(result: BenchResult) -> list[dict[str, Any]]:
-    """The issue's performance goals, each with ``met`` and by how much (ratio of latencies)."""
-    goals = []
-    peers = {r["model"]: r for r in result.tables.get("peers", [])}
-    if REFERENCE in peers and "edgeface_xs" in peers:
-        ref, ef = peers[REFERENCE], peers["edgeface_xs"]
-        for col in [c[: -len("_ms")] for c in ref if c.endswith("_ms") and not c.endswith("_p10_p90_ms") and not c.startswith("opt_")]:
-            ratio = ef[f"{col}_ms"] / ref[f"{col}_ms"]
-            goals.append({
-                "goal": f"FaceLiVT-S faster than EdgeFace-XS ({column_label(col)})",
-                "met": ratio > 1.0,
-                "facelivt_s_ms": ref[f"{col}_ms"],
-                "edgeface_xs_ms": ef[f"{col}_ms"],
-                "edgeface_over_facelivt": ratio,
-            })
-    t3 = {r["form"]: r for r in result.tables.get("table3", [])}
-    if len(t3) == 3:
-        for col in [c[: -len("_ms")] for c in t3["full"] if c.endswith("_ms") and not c.endswith("_p10_p90_ms") and not c.startswith("opt_")]:
-            a, b, c = (t3[k][f"{col}_ms"] for k in ("full", "no_residual", "no_fused_bn"))
-            goals.append({
-                "goal": f"Table III ordering full < w/o residual rep. < w/o fused BN ({column_label(col)})",
-                "met": a < b < c,
-                "ms": [a, b, c],
-            })
-    return goals
+    """``"ort_b32"`` -> ``"ONNX Runtime, batch 32"`` (see :attr:`Column.label`)."""
+    return Column.parse(col).label
 
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Every requested table, measured in one run (see the module docstring)."""
     cfg.validate()
     progress = progress or (lambda s: None)
-    import facelivt.models.peers  # noqa: F401  (registers the peer models)
-
     torch.set_num_threads(cfg.threads)
     result = BenchResult(environment(cfg.threads, cfg.device), asdict(cfg))
     builders = {"table3": build_table3, "table4": build_table4, "peers": build_peers}
@@ -428,119 +261,3 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         result.environment["load_average_end"] = list(os.getloadavg())
     result.goals = evaluate_goals(result)
     return result
-
-
-# -------------------------------------------------------------------------------------- markdown
-
-
-def _fmt(v: Any, digits: int = 2) -> str:
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def _latency_headers(row: dict[str, Any]) -> list[tuple[str, str]]:
-    cols = []
-    for k in row:
-        if k.endswith("_ms") and not k.endswith("_p10_p90_ms"):
-            base = k[: -len("_ms")]
-            rt, b = base.split("_b")
-            label = RUNTIME_LABELS[rt] + f" b{b}"
-            cols += [(k, f"{label} (ms)"), (f"{base}_ratio", "x S"), (f"{base}_img_s", "img/s")]
-    return cols
-
-
-def _table(rows: list[dict[str, Any]], first: list[tuple[str, str]]) -> list[str]:
-    if not rows:
-        return ["(no rows)"]
-    cols = first + [("params_m", "params (M)"), ("macs_m", "MACs (M)")] + _latency_headers(rows[0])
-    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = []
-        for k, _ in cols:
-            v = r.get(k, "")
-            digits = 3 if k in ("params_m",) else (1 if k in ("macs_m",) or k.endswith("img_s") else 2)
-            cells.append(_fmt(v, digits))
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def to_markdown(result: BenchResult) -> str:
-    env, cfg = result.environment, result.config
-    lines = [
-        "# FaceLiVT latency benchmark",
-        "",
-        f"- machine: {env['cpu']} ({env['cpu_cores']} logical CPUs), device `{env['device']}`"
-        + (f" ({env.get('cuda_device')})" if env.get("cuda_device") else ""),
-        f"- threads: {env['threads']} (torch intra-op and ONNX Runtime intra-op)",
-        f"- torch {env['torch']}, onnxruntime {env['onnxruntime']}, python {env['python']}; {env['date']}",
-        f"- load average (1, 5, 15 min) at start {env.get('load_average_start')}, at end {env.get('load_average_end')}",
-        f"- clock: {'CPU time of the calling thread (time.thread_time): not inflated by other load' if cfg.get('clock') == 'thread' else 'wall clock'}",
-        f"- method: deploy form; medians over {cfg['runs']} timed runs at batch 1 (a quarter of that at larger batches) after "
-        f"{cfg['warmup']} warm-up runs, candidates of a table interleaved over {cfg['rounds']} rounds (one untimed call opens each block); "
-        "ONNX Runtime runs the `facelivt export` graph (dynamic batch, all graph optimisations, idle workers not spinning)"
-        + ("; QUICK MODE (few runs, small batch): numbers are not meaningful" if cfg.get("quick") else ""),
-        "- `x S`: latency relative to FaceLiVT-S (full form / He=16 in Tables III/IV); img/s = batch / latency",
-        "",
-    ]
-    if "table3" in result.tables:
-        lines += ["## Table III: structural reparameterization (FaceLiVT-S)", ""]
-        lines += _table(result.tables["table3"], [("label", "form")]) + [""]
-        lines += ["ONNX export folds BatchNorm into the convolutions and ONNX Runtime fuses the residual Add into its convolutions, "
-                  "so the three forms converge there; the eager columns show the ablation.", ""]
-    if "table4" in result.tables:
-        lines += ["## Table IV: number of MHLA heads He (FaceLiVT-S)", ""]
-        lines += _table(result.tables["table4"], [("heads", "He")]) + [""]
-    if "peers" in result.tables:
-        lines += [f"## FaceLiVT and peers ({env['device']})", ""]
-        lines += _table(result.tables["peers"], [("model", "model")]) + [""]
-    if "peers_cuda" in result.tables:
-        lines += [f"## FaceLiVT and peers (CUDA, {env.get('cuda_device')})", ""]
-        lines += _table(result.tables["peers_cuda"], [("model", "model")]) + [""]
-    if result.goals:
-        lines += ["## Goals", ""]
-        for g in result.goals:
-            mark = "met" if g["met"] else "MISSED"
-            if "edgeface_over_facelivt" in g:
-                r = g["edgeface_over_facelivt"]
-                detail = f"FaceLiVT-S {g['facelivt_s_ms']:.2f} ms vs EdgeFace-XS {g['edgeface_xs_ms']:.2f} ms: " + (
-                    f"FaceLiVT-S {r:.2f}x faster" if r > 1 else f"FaceLiVT-S {1 / r:.2f}x slower ({(1 / r - 1) * 100:.0f}% over)"
-                )
-            else:
-                detail = "full / w/o residual rep. / w/o fused BN: " + " / ".join(f"{v:.2f}" for v in g["ms"]) + " ms"
-            lines.append(f"- {g['goal']}: **{mark}** ({detail})")
-        lines.append("")
-        note = throughput_note(result)
-        if note:
-            lines += [note, ""]
-    return "\n".join(lines)
-
-
-def throughput_note(result: BenchResult) -> str:
-    """Where FaceLiVT-S is slower than EdgeFace-XS: the MAC ratio against the latency ratio, i.e. how
-    fast each runs its multiply-accumulates (the usual reason on CPUs: FaceLiVT-S does about twice
-    the MACs, and a CPU runtime does not gain from what makes it fast on a phone's NPU)."""
-    peers = {r["model"]: r for r in result.tables.get("peers", [])}
-    missed = [g for g in result.goals if "edgeface_over_facelivt" in g and not g["met"]]
-    if not missed or REFERENCE not in peers or "edgeface_xs" not in peers:
-        return ""
-    mac_ratio = peers[REFERENCE]["macs_m"] / peers["edgeface_xs"]["macs_m"]
-    parts = []
-    for g in missed:
-        lat_ratio = 1 / g["edgeface_over_facelivt"]
-        parts.append(f"{g['goal'].split('(')[-1].rstrip(')')}: {lat_ratio:.2f}x the latency at "
-                     f"{mac_ratio / lat_ratio:.2f}x EdgeFace-XS's MACs per second")
-    return (f"Note: FaceLiVT-S does {mac_ratio:.2f}x the MACs of EdgeFace-XS ({peers[REFERENCE]['macs_m']:.1f} M vs "
-            f"{peers['edgeface_xs']['macs_m']:.1f} M); to be faster it must run them {mac_ratio:.2f}x as fast. Missed goals: "
-            + "; ".join(parts) + ".")
-
-
-def save_result(result: BenchResult, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``bench.md`` and ``bench.json`` into ``out_dir``, as one set: on a failed write (a full disk)
-    neither replaces the files of an earlier run."""
-    out = Path(out_dir)
-    md, js = out / "bench.md", out / "bench.json"
-    with atomic_paths(md, js) as (tmp_md, tmp_js):
-        tmp_md.write_text(to_markdown(result), encoding="utf-8")
-        tmp_js.write_text(result.to_json(), encoding="utf-8")
-    return md, js

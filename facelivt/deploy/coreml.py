@@ -1,4 +1,4 @@
-"""Core ML export with coremltools (an optional dependency: ``pip install coremltools``).
+"""Core ML format (layer 2 of :mod:`facelivt.deploy`): export with coremltools (an optional dependency: ``pip install coremltools``).
 
 The export form (shape-free attention blocks) is traced and converted to an ML Program
 (``.mlpackage``, float32 compute so it can match PyTorch). Running the model needs macOS; on other
@@ -14,8 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from facelivt.deploy.export import INPUT_NAME, OUTPUT_NAME, _input_size, parse_batch
+from facelivt.deploy import interface
+from facelivt.deploy.interface import INPUT_NAME, OUTPUT_NAME, parse_batch
 from facelivt.deploy.onnx_graph import prepare_for_export
+from facelivt.deploy.sessions import trace
 from facelivt.files import atomic_dir
 
 MAX_DYNAMIC_BATCH = 256
@@ -48,11 +50,11 @@ def export_coreml(model: nn.Module, path: str | os.PathLike, *, batch: str | int
     if path.suffix != ".mlpackage":
         raise ValueError(f"a Core ML ML Program is a .mlpackage folder; got {path.name!r}")
     fixed = parse_batch(batch)
-    size = _input_size(model, input_size)
+    size = interface.input_size(model, input_size)
     prepared = prepare_for_export(model, size).cpu()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(prepared, torch.zeros(fixed or 1, 3, size, size), check_trace=False)
+        traced = trace(prepared, torch.zeros(fixed or 1, 3, size, size))
         dim0 = fixed if fixed is not None else ct.RangeDim(lower_bound=1, upper_bound=MAX_DYNAMIC_BATCH, default=1)
         mlmodel = ct.convert(
             traced,

@@ -31,8 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facelivt.deploy.sessions import onnx_session
 from facelivt.files import write_bytes
 from facelivt.models.layers import MHLA, MHSA
+from facelivt.models.peers.edgeface import SDTABlock
 
 
 class ExportMHLA(nn.Module):
@@ -187,15 +189,9 @@ class ExportSDTA(nn.Module):
         return 2 * b * self.block.xca.num_heads * d * d * n
 
 
-def _sdta_converter() -> tuple[type, Callable[[nn.Module, tuple[int, int]], nn.Module]]:
-    from facelivt.models.peers.edgeface import SDTABlock
-
-    return SDTABlock, ExportSDTA
-
-
 def export_converters() -> list[tuple[type, Callable[[nn.Module, tuple[int, int]], nn.Module]]]:
     """``(module class, converter(module, (H, W)) -> module)`` pairs applied by :func:`prepare_for_export`."""
-    return [(MHLA, ExportMHLA), (MHSA, ExportMHSA), (nn.PReLU, ExportPReLU), _sdta_converter()]
+    return [(MHLA, ExportMHLA), (MHSA, ExportMHSA), (nn.PReLU, ExportPReLU), (SDTABlock, ExportSDTA)]
 
 
 @torch.no_grad()
@@ -248,16 +244,9 @@ def optimized_graph(path: str | os.PathLike, threads: int = 1, keep: str | os.Pa
 
     ``keep``: also write that optimised model there (it is specific to this machine's CPU).
     """
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "optimized.onnx"
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.optimized_model_filepath = str(out)
-        so.log_severity_level = 3
-        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        onnx_session(path, threads, optimized_path=out)
         if keep:
             write_bytes(keep, out.read_bytes())
         return graph_ops(out)

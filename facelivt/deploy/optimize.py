@@ -1,11 +1,12 @@
-"""``optimize_for_inference``: the fastest runnable form of a model for CPU/GPU inference.
+"""``optimize_for_inference`` (layer 3 of :mod:`facelivt.deploy`): the fastest runnable form of a model
+for CPU/GPU inference.
 
 Starts from the deploy form (reparameterized, eval mode, channels-last) and then, by ``backend``:
 
 - ``"torchscript"``: trace, freeze and ``torch.jit.optimize_for_inference`` (folds constants, fuses
   conv/add/activation through oneDNN on CPU). No compiler needed.
 - ``"compile"``: ``torch.compile`` (Inductor; needs a working C++ compiler on CPU, Triton on GPU).
-- ``"onnxruntime"``: the shape-free export graph of :mod:`facelivt.deploy.export` run by ONNX Runtime
+- ``"onnxruntime"``: the shape-free export graph of :mod:`facelivt.deploy.onnx_export` run by ONNX Runtime
   (CPU; inputs and outputs cross as numpy arrays).
 - ``"eager"``: the deploy form as is.
 - ``"auto"`` (default): on CPU ONNX Runtime, then TorchScript, ``torch.compile`` and eager, each where
@@ -13,6 +14,8 @@ Starts from the deploy form (reparameterized, eval mode, channels-last) and then
   batch 1 measured 6.6 ms in ONNX Runtime against 8.3 ms for the frozen trace (benchmarks/latency.py).
 
 The returned module computes the same function as the input model in eval mode (float32 round-off).
+``OnnxRuntimeModule`` lives in :mod:`facelivt.deploy.sessions` now; importing it from here is
+deprecated (kept for one release).
 """
 from __future__ import annotations
 
@@ -20,11 +23,14 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+from facelivt.deploy.onnx_export import export_onnx
+from facelivt.deploy.sessions import OnnxRuntimeModule, onnx_session, trace_frozen
 from facelivt.models.reparam import reparameterize_model
+
+__all__ = ["BACKENDS", "InferenceModule", "OnnxRuntimeModule", "optimize_for_inference"]
 
 BACKENDS = ("auto", "onnxruntime", "torchscript", "compile", "eager")
 
@@ -50,31 +56,14 @@ def _is_deploy_form(model: nn.Module) -> bool:
 
 
 def _torchscript(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(model, example, check_trace=False)
-        frozen = torch.jit.freeze(traced.eval())
+    frozen = trace_frozen(model, example)
+    with torch.no_grad():
         return torch.jit.optimize_for_inference(frozen)
-
-
-class OnnxRuntimeModule(nn.Module):
-    """An ONNX Runtime session behind the nn.Module call convention (CPU tensors in, CPU tensors out)."""
-
-    def __init__(self, session):
-        super().__init__()
-        self.session = session
-        self.input_name = session.get_inputs()[0].name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
 
 
 def _onnxruntime(model: nn.Module, example: torch.Tensor) -> nn.Module:
     if example.device.type != "cpu":
         raise RuntimeError("the onnxruntime backend runs on CPU only")
-    from facelivt.deploy.export import export_onnx, onnx_session
-
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, Path(tmp) / "model.onnx")
         session = onnx_session(path, threads=torch.get_num_threads(), spin=False)
@@ -102,40 +91,52 @@ def optimize_for_inference(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    deploy = model if _is_deploy_form(model) else reparameterize_model(model)
-    deploy = deploy.eval()
-    param = next(deploy.parameters())
-    if channels_last is None:
-        channels_last = True
-    if channels_last:
-        deploy = deploy.to(memory_format=torch.channels_last)
-    if example_input is None:
-        size = getattr(getattr(model, "cfg", None), "input_size", 112)
-        example_input = torch.randn(1, 3, size, size, device=param.device)
-    example_input = example_input.to(param.device)
-    if channels_last:
-        example_input = example_input.contiguous(memory_format=torch.channels_last)
-
-    if backend == "auto":
-        order = ["onnxruntime", "torchscript", "compile", "eager"] if param.device.type == "cpu" else ["torchscript", "compile", "eager"]
-    else:
-        order = [backend]
+    channels_last = True if channels_last is None else channels_last
+    deploy, example_input = _prepare(model, example_input, channels_last)
     errors = []
-    for name in order:
+    for name in _order(backend, example_input.device):
         try:
-            if name == "onnxruntime":
-                module = _onnxruntime(deploy, example_input)
-                return InferenceModule(module, name, channels_last=False)
-            if name == "torchscript":
-                module = _torchscript(deploy, example_input)
-            elif name == "compile":
-                module = _compile(deploy, example_input)
-            else:
-                module = deploy
-            return InferenceModule(module, name, channels_last)
+            return _build(name, deploy, example_input, channels_last)
         except Exception as exc:  # noqa: BLE001 - each backend may fail for reasons of its own
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
             if backend != "auto":
                 raise RuntimeError(f"optimize_for_inference: backend {name!r} failed: {exc}") from exc
             warnings.warn(f"optimize_for_inference: backend {name!r} unavailable ({exc}); trying the next one", RuntimeWarning)
     raise RuntimeError("optimize_for_inference: every backend failed: " + " | ".join(errors))
+
+
+def _prepare(model: nn.Module, example: torch.Tensor | None, channels_last: bool) -> tuple[nn.Module, torch.Tensor]:
+    """The deploy form in eval mode (channels-last if asked) and the example input on its device, in its layout."""
+    deploy = model if _is_deploy_form(model) else reparameterize_model(model)
+    deploy = deploy.eval()
+    param = next(deploy.parameters())
+    if channels_last:
+        deploy = deploy.to(memory_format=torch.channels_last)
+    if example is None:
+        size = getattr(getattr(model, "cfg", None), "input_size", 112)
+        example = torch.randn(1, 3, size, size, device=param.device)
+    example = example.to(param.device)
+    if channels_last:
+        example = example.contiguous(memory_format=torch.channels_last)
+    return deploy, example
+
+
+def _order(backend: str, device: torch.device) -> list[str]:
+    if backend != "auto":
+        return [backend]
+    if device.type == "cpu":
+        return ["onnxruntime", "torchscript", "compile", "eager"]
+    return ["torchscript", "compile", "eager"]
+
+
+def _build(name: str, deploy: nn.Module, example: torch.Tensor, channels_last: bool) -> InferenceModule:
+    """One backend's module (looked up in this module at call time, so tests can replace a backend)."""
+    if name == "onnxruntime":
+        return InferenceModule(_onnxruntime(deploy, example), name, channels_last=False)
+    if name == "torchscript":
+        module = _torchscript(deploy, example)
+    elif name == "compile":
+        module = _compile(deploy, example)
+    else:
+        module = deploy
+    return InferenceModule(module, name, channels_last)

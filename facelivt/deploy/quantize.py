@@ -1,14 +1,19 @@
-"""int8: ONNX Runtime static quantisation (QDQ, per-channel weights) calibrated on real face crops."""
+"""int8 ONNX (layer 2 of :mod:`facelivt.deploy`): ONNX Runtime static quantisation (QDQ, per-channel
+weights) calibrated on real face crops, and its comparison with the fp32 model (:class:`Int8Comparison`)."""
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from facelivt.deploy.export import compare_embeddings, onnx_runner, onnx_session, run_batched, onnx_fixed_batch
+from facelivt.deploy.legacy import KeyAccess
+from facelivt.deploy.parity import compare_embeddings
+from facelivt.deploy.sessions import onnx_fixed_batch, onnx_runner, onnx_session, run_batched
+from facelivt.deploy.timing import measure_interleaved
 from facelivt.files import atomic_path
 
 INT8_MIN_COSINE = 0.99
@@ -80,6 +85,37 @@ def quantize_onnx_int8(
     return out_path
 
 
+@dataclass
+class Int8Speed(KeyAccess):
+    """ONNX Runtime latency of the int8 and the fp32 model at one batch size (medians, interleaved)."""
+
+    batch: int
+    fp32_ms: float
+    int8_ms: float
+    speedup: float  # fp32_ms / int8_ms
+
+
+@dataclass
+class Int8Comparison(KeyAccess):
+    """The int8 model against its fp32 source: sizes, embedding agreement and speed.
+
+    ``comparison["min_cosine"]`` etc. (the keys of the dict it used to be) still work for one release."""
+
+    fp32_bytes: int
+    int8_bytes: int
+    images: int
+    min_cosine: float
+    mean_cosine: float
+    max_abs_diff: float
+    meets_target: bool  # min_cosine >= INT8_MIN_COSINE
+    speed: list[Int8Speed] = field(default_factory=list)
+    threads: int | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON form (a plain dict, the layout of ``facelivt export --json``'s ``int8``)."""
+        return asdict(self)
+
+
 def compare_int8(
     fp32_path: str | os.PathLike,
     int8_path: str | os.PathLike,
@@ -87,30 +123,31 @@ def compare_int8(
     threads: int | None = None,
     runs: int = 10,
     speed_batches: tuple[int, ...] = (1,),
-) -> dict:
+) -> Int8Comparison:
     """Sizes, embedding agreement (cosine, on ``images``) and ONNX Runtime latency of int8 vs fp32 at
     each of ``speed_batches`` (a fixed-batch model is timed at its own batch)."""
-    from facelivt.deploy.benchmark import measure_interleaved
-
     s32, s8 = onnx_session(fp32_path, threads), onnx_session(int8_path, threads)
     r32, r8 = onnx_runner(s32), onnx_runner(s8)
     x = images.numpy()
     fixed = onnx_fixed_batch(s32)
     parity = compare_embeddings(run_batched(r32, x, fixed), run_batched(r8, x, fixed))
-    speed = []
-    for b in ([fixed] if fixed else sorted(set(speed_batches))):
-        batch = np.resize(x, (b, *x.shape[1:]))  # repeats the crops when b > len(images)
-        lat = measure_interleaved({"fp32": (r32, (batch,)), "int8": (r8, (batch,))}, warmup=2, runs=runs if b == 1 else max(2, runs // 4), rounds=2)
-        speed.append({"batch": b, "fp32_ms": lat["fp32"].median_ms, "int8_ms": lat["int8"].median_ms,
-                      "speedup": lat["fp32"].median_ms / lat["int8"].median_ms})
-    return {
-        "fp32_bytes": Path(fp32_path).stat().st_size,
-        "int8_bytes": Path(int8_path).stat().st_size,
-        "images": parity.images,
-        "min_cosine": parity.min_cosine,
-        "mean_cosine": parity.mean_cosine,
-        "max_abs_diff": parity.max_abs_diff,
-        "meets_target": parity.min_cosine >= INT8_MIN_COSINE,
-        "speed": speed,
-        "threads": threads,
-    }
+    speed = [_speed(r32, r8, np.resize(x, (b, *x.shape[1:])), runs) for b in ([fixed] if fixed else sorted(set(speed_batches)))]
+    return Int8Comparison(
+        fp32_bytes=Path(fp32_path).stat().st_size,
+        int8_bytes=Path(int8_path).stat().st_size,
+        images=parity.images,
+        min_cosine=parity.min_cosine,
+        mean_cosine=parity.mean_cosine,
+        max_abs_diff=parity.max_abs_diff,
+        meets_target=parity.min_cosine >= INT8_MIN_COSINE,
+        speed=speed,
+        threads=threads,
+    )
+
+
+def _speed(r32, r8, batch: np.ndarray, runs: int) -> Int8Speed:
+    """fp32 and int8 timed interleaved on ``batch`` (``np.resize`` repeats the crops to fill a larger batch)."""
+    b = len(batch)
+    lat = measure_interleaved({"fp32": (r32, (batch,)), "int8": (r8, (batch,))}, warmup=2, runs=runs if b == 1 else max(2, runs // 4), rounds=2)
+    fp32, int8 = lat["fp32"].median_ms, lat["int8"].median_ms
+    return Int8Speed(b, fp32, int8, fp32 / int8)

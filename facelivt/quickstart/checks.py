@@ -18,9 +18,11 @@ from tqdm import tqdm
 
 import facelivt
 from facelivt.data.transforms import to_tensor_batch
-from facelivt.deploy.benchmark import eager_runner, measure_interleaved, ort_runner
 from facelivt.deploy.counting import count_macs, count_params
-from facelivt.deploy.export import Parity, compare_embeddings, export_model, pytorch_embeddings
+from facelivt.deploy.export import export_model
+from facelivt.deploy.parity import Parity, compare_embeddings, pytorch_embeddings
+from facelivt.deploy.sessions import eager_runner, ort_runner
+from facelivt.deploy.timing import measure_interleaved
 from facelivt.evaluation import embed_images, evaluate_embeddings, pair_distances, roc_curve
 from facelivt.models import count_batchnorm, load_model, save_weights
 
@@ -204,7 +206,7 @@ def benchmark(
     progress: bool = True,
 ) -> list[BenchRow]:
     """Median latency of every candidate, measured interleaved (round by round) so that machine load
-    changes hit all alike (:func:`facelivt.deploy.benchmark.measure_interleaved`).
+    changes hit all alike (:func:`facelivt.deploy.timing.measure_interleaved`).
 
     ``candidates``: ``label -> (model name, form, runtime, module or ONNX path, module to count)``.
     """

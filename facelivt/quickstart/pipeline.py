@@ -19,6 +19,7 @@ import torch
 
 import facelivt
 from facelivt.deploy.benchmark import cpu_model
+from facelivt.deploy.onnx_export import export_onnx
 from facelivt.files import write_text
 
 from .checks import (
@@ -362,7 +363,6 @@ def _label(key: str, name: str) -> str:
 
 def _benchmark(options, plan, trained, deploys, onnx_check: OnnxCheck) -> tuple[list, dict[str, Any]]:
     import facelivt.models.peers  # noqa: F401  (registers the peer models)
-    from facelivt.deploy.export import export_onnx
     from facelivt.models import create_model, reparameterize_model
 
     torch.manual_seed(options.seed)

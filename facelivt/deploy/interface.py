@@ -1,0 +1,38 @@
+"""The interface every exported model has, whatever its format (layer 0 of :mod:`facelivt.deploy`).
+
+Input ``input``: a ``(B, 3, H, W)`` float batch, RGB, ``(pixel / 255 - 0.5) / 0.5`` (SPEC section 1);
+output ``embedding``: ``(B, 512)``, not L2-normalised. The batch axis is dynamic unless a fixed batch
+is asked for.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "embedding"
+DEFAULT_INPUT_SIZE = 112
+
+
+def parse_batch(batch: str | int | None) -> int | None:
+    """``"dynamic"``/None -> None (dynamic batch axis); a positive integer (or its string) -> that fixed batch."""
+    if batch is None or (isinstance(batch, str) and batch.lower() == "dynamic"):
+        return None
+    try:
+        value = int(batch)
+    except (TypeError, ValueError):
+        raise ValueError(f"batch must be 'dynamic' or a positive integer, got {batch!r}") from None
+    if value < 1:
+        raise ValueError(f"batch must be 'dynamic' or a positive integer, got {batch!r}")
+    return value
+
+
+def batch_text(fixed: int | None) -> str:
+    """How a parsed batch is written in reports and metadata: ``"dynamic"`` or the number."""
+    return "dynamic" if fixed is None else str(fixed)
+
+
+def input_size(model: nn.Module, size: int | None = None) -> int:
+    """``size`` when given, else the model's configured input size (112 for models without a config)."""
+    if size is not None:
+        return size
+    return int(getattr(getattr(model, "cfg", None), "input_size", DEFAULT_INPUT_SIZE))
