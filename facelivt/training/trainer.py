@@ -20,7 +20,9 @@ from torch.utils.data import Dataset
 
 from facelivt.data import DistributedResumableSampler, build_dataset, build_loader, split_identities
 from facelivt.errors import FaceLiVTError
+from facelivt.evaluation import evaluate_bin
 from facelivt.files import write_json, write_text
+from facelivt.models import reparameterize_model, save_weights
 
 from .batches import FlipSampler, TrainView, dataset_labels
 from .checkpoint import CheckpointManager, rng_state, set_rng_state
@@ -30,7 +32,7 @@ from .engine import DivergedError, NonFiniteLossError, ResumeMismatchError, Step
 from .heldout import HeldoutPairs
 from .lock import OutputInUseError, OutputLock
 from .logging import Progress, RunLogger, plain
-from .teacher import warn_flip_mismatch
+from .teacher import data_key, warn_flip_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +142,6 @@ class Trainer:
             raise ValueError(f"warm-up ({warmup} steps) must be shorter than the run ({self.total_steps} steps)")
 
         # ---- trainable state
-        cache_key = f"{len(self.view)}:{int(self.view.indices.sum())}:{int(self.view.labels.sum())}"
         self.runner: StepRunner = build_step_runner(
             cfg,
             self.env,
@@ -151,7 +152,7 @@ class Trainer:
             teacher=teacher,
             num_samples=len(self.view),
             cache_dir=str(self.out / "teacher_cache"),
-            cache_key=cache_key,
+            cache_key=data_key(self.view.indices, self.view.labels),
         )
         env = self.env
         self.ckpt = CheckpointManager(self.out / "checkpoints", env.rank, env.world_size, any_failed=lambda flag: any_true(env, flag))
@@ -361,8 +362,6 @@ class Trainer:
             if self.heldout is not None:
                 results["heldout"] = self.heldout.evaluate(model, self.cfg.eval.batch_size, dev)
             if self.cfg.eval.bins:
-                from facelivt.evaluation import evaluate_bin
-
                 for b in self.cfg.eval.bins:
                     results[Path(b).stem] = evaluate_bin(model, b, batch_size=self.cfg.eval.batch_size, device=dev)
         return broadcast_object(self.env, results)
@@ -388,8 +387,6 @@ class Trainer:
     def _mark_best(self) -> None:
         assert self.best is not None
         best = self.best
-        from facelivt.models import save_weights
-
         def write() -> None:
             self.ckpt.mark_best(self.global_step, best["metric"], best["value"])
             save_weights(self.runner.model, self.out / "best.safetensors", {"step": str(self.global_step), "accuracy": str(best["value"]), "metric": best["metric"]})
@@ -399,9 +396,6 @@ class Trainer:
     # ------------------------------------------------------------------ export
     def export(self) -> tuple[Path, Path]:
         """``model.safetensors`` (train form) and ``model_deploy.safetensors`` (deploy form)."""
-        from facelivt import reparameterize_model
-        from facelivt.models import save_weights
-
         weights, deploy = self.out / "model.safetensors", self.out / "model_deploy.safetensors"
 
         def write() -> None:
@@ -569,8 +563,8 @@ class Trainer:
             self._main_only("write result.json", lambda: write_json(self.out / "result.json", plain(self._summary(result))))
         finally:
             logger.close()
-        if self.runner.targets is not None and self.runner.targets.cache is not None:
-            self.runner.targets.cache.flush()
+        if self.runner.targets is not None:
+            self.runner.targets.flush()
         return result
 
     def _result(self, stopped: str, metrics: dict, weights: Path, deploy: Path) -> TrainResult:
