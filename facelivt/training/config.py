@@ -141,7 +141,8 @@ class EvalConfig:
 
 @dataclass
 class DebugConfig:
-    """Fault injection for tests."""
+    """Fault injection (deprecated: kept for one release; tests patch
+    :meth:`facelivt.training.StepRunner.losses` instead, see ``tests/training/train_helpers.py``)."""
 
     nan_at_step: Optional[int] = None  # make the loss NaN at this optimiser step (0-based)
 

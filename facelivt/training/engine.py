@@ -20,6 +20,7 @@ from facelivt.models.registry import model_config
 
 from .config import AMP_MODES, Config
 from .distributed import DistEnv, any_true
+from .resume import ResumeMismatchError, load_trainable_state, trainable_state  # noqa: F401 (ResumeMismatchError: re-exported)
 from .schedule import PolyWarmupScheduler
 from .teacher import TeacherTargets, build_teacher
 
@@ -30,10 +31,6 @@ class NonFiniteLossError(FaceLiVTError, RuntimeError):
 
 class DivergedError(NonFiniteLossError):
     """The state to be checkpointed is not finite (weights, optimizer state, or the loss they give)."""
-
-
-class ResumeMismatchError(FaceLiVTError, ValueError):
-    """A checkpoint does not fit the run that tries to resume from it."""
 
 
 @dataclass
@@ -300,28 +297,13 @@ class StepRunner:
             return f"the updated weights (largest |w| {largest:.3g}) give a {loss} loss"
         return None
 
-    # -- state
+    # -- state (what it holds: :mod:`.resume`)
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "partial_fc": self.partial_fc.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-        }
+        return trainable_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint; the optimizer keeps this run's settings (lr schedule, weight decay,
-        betas, eps), the checkpoint gives its moments and step counts."""
-        _load_module(self.model, state["model"], "model")
-        _load_module(self.partial_fc, state["partial_fc"], "Partial FC")
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group, lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
-            group["initial_lr"] = lr
-            group.update(self.hyper)
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler.is_enabled() and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        """Restore a checkpoint (:func:`facelivt.training.resume.load_trainable_state`)."""
+        load_trainable_state(self, state)
 
 
 def _nan_loss_at(losses: Callable[..., tuple], at: int) -> Callable[..., tuple]:
@@ -333,26 +315,6 @@ def _nan_loss_at(losses: Callable[..., tuple], at: int) -> Callable[..., tuple]:
         return (loss * float("nan") if step_index == at else loss), loss_cls, loss_dis
 
     return poisoned
-
-
-def _load_module(module: nn.Module, saved: dict[str, Any], what: str) -> None:
-    """``module.load_state_dict(saved)`` with a short message instead of torch's list of every mismatch."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(saved))
-    extra = sorted(set(saved) - set(own))
-    shapes = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
-    if missing or extra or shapes:
-        parts = []
-        if shapes:
-            k = shapes[0]
-            parts.append(f"{len(shapes)} tensors differ in shape (e.g. {k}: checkpoint {tuple(saved[k].shape)}, "
-                         f"this run {tuple(own[k].shape)})")
-        if missing:
-            parts.append(f"{len(missing)} tensors are missing from the checkpoint (e.g. {missing[0]})")
-        if extra:
-            parts.append(f"{len(extra)} tensors of the checkpoint are unknown here (e.g. {extra[0]})")
-        raise ResumeMismatchError(f"the checkpoint's {what} does not fit this run's: {'; '.join(parts)}")
-    module.load_state_dict(saved)
 
 
 def build_step_runner(
