@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import yaml
 
 from facelivt.losses.distill import DISTILL_KINDS
+from facelivt.losses.margin import MARGINS
 from facelivt.models.config import HEADS
 
 AMP_MODES = ("auto", "none", "bf16", "fp16")
@@ -443,7 +444,7 @@ def validate_config(cfg: Config, need_data: bool = True) -> None:
         raise ValueError(f"data.held_out_fraction must be in [0, 1), got {cfg.data.held_out_fraction}")
     if cfg.data.num_workers < 0:
         raise ValueError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
-    _choice(cfg.loss.margin, ("cosface", "arcface", "combined"), "loss.margin")
+    _choice(cfg.loss.margin, MARGINS, "loss.margin")
     if not 0.0 < cfg.loss.sample_rate <= 1.0:
         raise ValueError(f"loss.sample_rate must be in (0, 1], got {cfg.loss.sample_rate}")
     _choice(cfg.distill.kind, DISTILL_KINDS, "distill.kind")
