@@ -70,6 +70,7 @@ _PRESETS = {
     "arcface": dict(s=64.0, m1=1.0, m2=0.5, m3=0.0),
     "combined": dict(s=64.0, m1=1.0, m2=0.3, m3=0.2),
 }
+MARGINS = tuple(_PRESETS)  # the margin heads loss.margin may name
 
 
 def margin_loss(name: str = "cosface", **overrides: float) -> CombinedMarginLoss:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+HEADS = ("gap", "gdc")  # embedding heads: global average pooling (paper) or global depthwise conv
+
 
 @dataclass(frozen=True)
 class FaceLiVTConfig:
@@ -35,7 +37,7 @@ class FaceLiVTConfig:
     def validate(self) -> None:
         if self.mixer not in ("mhla", "mhsa"):
             raise ValueError(f"mixer must be 'mhla' or 'mhsa', got {self.mixer!r}")
-        if self.head not in ("gap", "gdc"):
+        if self.head not in HEADS:
             raise ValueError(f"head must be 'gap' or 'gdc', got {self.head!r}")
         if len(self.dims) != 4 or len(self.depths) != 4:
             raise ValueError("dims and depths need 4 entries each")

@@ -29,10 +29,11 @@ from .config import (
     validate_config,
 )
 from .distributed import DistEnv, init_distributed
-from .engine import DivergedError, NonFiniteLossError, ResumeMismatchError, StepRunner, StepStats, build_step_runner
+from .engine import DivergedError, NonFiniteLossError, StepRunner, StepStats, build_step_runner
 from .heldout import HeldoutPairs, build_pairs
 from .lock import OutputInUseError, OutputLock
 from .reshard import reshard_state
+from .resume import ResumeMismatchError
 from .schedule import PolyWarmupScheduler, poly_lr
 from .teacher import TeacherCache, TeacherTargets, build_teacher
 from .trainer import Trainer, TrainResult, train

@@ -24,8 +24,13 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import yaml
 
+from facelivt.losses.distill import DISTILL_KINDS
+from facelivt.losses.margin import MARGINS
+from facelivt.models.config import HEADS
+
 AMP_MODES = ("auto", "none", "bf16", "fp16")
 CACHE_MODES = ("none", "memory", "disk")
+CACHE_DTYPES = ("float16", "float32")
 DATA_TYPES = ("recordio", "folder", "synthetic")
 RESUME_MODES = ("auto", "never")
 
@@ -137,7 +142,8 @@ class EvalConfig:
 
 @dataclass
 class DebugConfig:
-    """Fault injection for tests."""
+    """Fault injection (deprecated: kept for one release; tests patch
+    :meth:`facelivt.training.StepRunner.losses` instead, see ``tests/training/train_helpers.py``)."""
 
     nan_at_step: Optional[int] = None  # make the loss NaN at this optimiser step (0-based)
 
@@ -428,7 +434,7 @@ def _choice(value: str, allowed: Sequence[str], key: str) -> None:
 def validate_config(cfg: Config, need_data: bool = True) -> None:
     """Range and choice checks with messages naming the key (``need_data=False``: the data set is
     given as an object, so ``data.root`` is not needed)."""
-    _choice(cfg.model.head, ("gap", "gdc"), "model.head")
+    _choice(cfg.model.head, HEADS, "model.head")
     if cfg.model.embedding_size < 1:
         raise ValueError(f"model.embedding_size must be >= 1, got {cfg.model.embedding_size}")
     _choice(cfg.data.type, DATA_TYPES, "data.type")
@@ -438,12 +444,12 @@ def validate_config(cfg: Config, need_data: bool = True) -> None:
         raise ValueError(f"data.held_out_fraction must be in [0, 1), got {cfg.data.held_out_fraction}")
     if cfg.data.num_workers < 0:
         raise ValueError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
-    _choice(cfg.loss.margin, ("cosface", "arcface", "combined"), "loss.margin")
+    _choice(cfg.loss.margin, MARGINS, "loss.margin")
     if not 0.0 < cfg.loss.sample_rate <= 1.0:
         raise ValueError(f"loss.sample_rate must be in (0, 1], got {cfg.loss.sample_rate}")
-    _choice(cfg.distill.kind, ("mse", "l1", "cosine"), "distill.kind")
+    _choice(cfg.distill.kind, DISTILL_KINDS, "distill.kind")
     _choice(cfg.distill.cache, CACHE_MODES, "distill.cache")
-    _choice(cfg.distill.cache_dtype, ("float16", "float32"), "distill.cache_dtype")
+    _choice(cfg.distill.cache_dtype, CACHE_DTYPES, "distill.cache_dtype")
     if cfg.distill.alpha < 0:
         raise ValueError(f"distill.alpha must be >= 0, got {cfg.distill.alpha}")
     o = cfg.optim

@@ -11,14 +11,18 @@ from typing import Any, Callable, ContextManager, Optional, Sequence
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from facelivt.errors import FaceLiVTError
 from facelivt.losses import DistillationLoss, PartialFC, margin_loss
+from facelivt.models import create_model, load_model
+from facelivt.models.registry import model_config
 
-from .config import Config
-from .distributed import DistEnv, any_true, barrier
+from .config import AMP_MODES, Config
+from .distributed import DistEnv, any_true
+from .resume import ResumeMismatchError, load_trainable_state, trainable_state  # noqa: F401 (ResumeMismatchError: re-exported)
 from .schedule import PolyWarmupScheduler
-from .teacher import TeacherCache, TeacherTargets, build_teacher
+from .teacher import TeacherTargets, build_teacher
 
 
 class NonFiniteLossError(FaceLiVTError, RuntimeError):
@@ -27,10 +31,6 @@ class NonFiniteLossError(FaceLiVTError, RuntimeError):
 
 class DivergedError(NonFiniteLossError):
     """The state to be checkpointed is not finite (weights, optimizer state, or the loss they give)."""
-
-
-class ResumeMismatchError(FaceLiVTError, ValueError):
-    """A checkpoint does not fit the run that tries to resume from it."""
 
 
 @dataclass
@@ -61,7 +61,7 @@ def resolve_amp(amp: str, device: torch.device) -> Optional[torch.dtype]:
             warnings.warn("train.amp=fp16 on a CPU is emulated (slow) unless it has AMX-FP16; bf16 or none are the fast choices there",
                           stacklevel=2)
         return torch.float16
-    raise ValueError(f"train.amp must be auto, none, bf16 or fp16; got {amp!r}")
+    raise ValueError(f"train.amp must be {', '.join(AMP_MODES[:-1])} or {AMP_MODES[-1]}; got {amp!r}")
 
 
 def autocast_factory(device: torch.device, dtype: Optional[torch.dtype]) -> Callable[[], ContextManager]:
@@ -72,11 +72,6 @@ def autocast_factory(device: torch.device, dtype: Optional[torch.dtype]) -> Call
 
 def build_model(cfg: Config) -> nn.Module:
     """The student in train form (``model.weights`` loaded when set)."""
-    import facelivt
-    from facelivt.models import load_model
-
-    from facelivt.models.registry import model_config
-
     overrides: dict[str, Any] = {"embedding_size": cfg.model.embedding_size}
     if model_config(cfg.model.name) is not None:  # a FaceLiVT variant
         overrides["head"] = cfg.model.head
@@ -89,7 +84,7 @@ def build_model(cfg: Config) -> nn.Module:
         )
     if cfg.model.weights:
         return load_model(cfg.model.name, cfg.model.weights, deploy=False, **overrides).train()
-    return facelivt.create_model(cfg.model.name, **overrides)
+    return create_model(cfg.model.name, **overrides)
 
 
 def build_adamw(param_groups: list[dict[str, Any]], **hyper: Any) -> torch.optim.AdamW:
@@ -155,7 +150,8 @@ class StepRunner:
         self.distill = distill
         self.targets = targets
         self.channels_last = channels_last
-        self.nan_at_step = nan_at_step
+        if nan_at_step is not None:  # ``debug.nan_at_step`` (deprecated): a wrapper, not a branch of the step
+            self.losses = _nan_loss_at(self.losses, int(nan_at_step))  # type: ignore[method-assign]
         self.hyper = dict(hyper or {})  # AdamW settings of this run (re-applied over a checkpoint's)
         self._last_batch: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         # foreach norms run as one kernel per dtype/device group: faster on CPU and CUDA, absent elsewhere
@@ -184,58 +180,77 @@ class StepRunner:
         self.model.train()
         self.partial_fc.train()
         lr = self.optimizer.param_groups[0]["lr"]
-        total = cls_total = dis_total = 0.0
+        sums = [0.0, 0.0, 0.0]  # loss, classification, distillation
         images = 0
         for k, batch in enumerate(micro_batches):
-            x, y, idx, flip = self._to_device(batch)
-            images += x.shape[0]
-            last = k == self.accumulate - 1
-            sync = nullcontext() if last or not hasattr(self.forward, "no_sync") else self.forward.no_sync()
-            with sync:
-                with self.autocast():
-                    emb = self.forward(x)
-                loss_cls = self.partial_fc(emb.float(), y)
-                loss = loss_cls
-                loss_dis = None
-                if self.distill is not None:
-                    target = self.targets(x, idx, flip)
-                    loss_dis = self.distill(emb.float(), target)
-                    loss = loss + loss_dis
-                if self.nan_at_step is not None and step_index == self.nan_at_step:
-                    loss = loss * float("nan")
-                value = float(loss.detach())
-                if any_true(self.env, not math.isfinite(value)):
-                    self.optimizer.zero_grad(set_to_none=True)
-                    parts = f"classification {float(loss_cls.detach()):.4g}"
-                    if loss_dis is not None:
-                        parts += f", distillation {float(loss_dis.detach()):.4g}"
-                    raise NonFiniteLossError(
-                        f"the loss became {value} at optimiser step {step_index} ({parts}; lr {lr:.3g}); "
-                        "the update was not applied - lower optim.lr, check the data, or use train.amp=none"
-                    )
-                self.scaler.scale(loss / self.accumulate).backward()
-            self._last_batch = (x, y)
-            total += value
-            cls_total += float(loss_cls.detach())
-            dis_total += float(loss_dis.detach()) if loss_dis is not None else 0.0
-        self.scaler.unscale_(self.optimizer)
-        if self.clip_grad_norm > 0:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm, foreach=self._foreach_norm))
-        else:
-            norm = float(torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None])))
-        if not self.scaler.is_enabled() and not math.isfinite(norm):
-            # without a loss scaler nothing would skip this update: refuse it before it reaches the weights
-            self.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLossError(
-                f"the gradients became non-finite (norm {norm}) at optimiser step {step_index} with a finite loss "
-                f"{total / self.accumulate:.4g}; the update was not applied - lower optim.lr or check the data"
-            )
+            parts, n = self._micro_step(batch, k == self.accumulate - 1, step_index, lr)
+            sums = [a + b for a, b in zip(sums, parts)]
+            images += n
+        norm = self._clipped_grad_norm()
+        self._check_grad_norm(norm, sums[0] / self.accumulate, step_index)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         n = self.accumulate
-        return StepStats(total / n, cls_total / n, dis_total / n, lr, norm, images)
+        return StepStats(sums[0] / n, sums[1] / n, sums[2] / n, lr, norm, images)
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None, flip: torch.Tensor | None,
+               step_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(total, classification, distillation or None) loss of one micro-batch (tests patch this
+        to inject faults, e.g. :func:`tests.training.train_helpers.nan_at_step`)."""
+        with self.autocast():
+            emb = self.forward(x)
+        loss_cls = self.partial_fc(emb.float(), y)
+        if self.distill is None:
+            return loss_cls, loss_cls, None
+        loss_dis = self.distill(emb.float(), self.targets(x, idx, flip))
+        return loss_cls + loss_dis, loss_cls, loss_dis
+
+    def _micro_step(self, batch: Sequence[Any], last: bool, step_index: int, lr: float) -> tuple[tuple[float, float, float], int]:
+        """Forward / backward of one micro-batch (gradients synchronised on the last one):
+        ((loss, classification, distillation), images)."""
+        x, y, idx, flip = self._to_device(batch)
+        sync = nullcontext() if last or not hasattr(self.forward, "no_sync") else self.forward.no_sync()
+        with sync:
+            loss, loss_cls, loss_dis = self.losses(x, y, idx, flip, step_index)
+            value = float(loss.detach())
+            self._check_loss(value, loss_cls, loss_dis, step_index, lr)
+            self.scaler.scale(loss / self.accumulate).backward()
+        self._last_batch = (x, y)
+        dis = float(loss_dis.detach()) if loss_dis is not None else 0.0
+        return (value, float(loss_cls.detach()), dis), int(x.shape[0])
+
+    def _check_loss(self, value: float, loss_cls: torch.Tensor, loss_dis: torch.Tensor | None, step_index: int, lr: float) -> None:
+        """Raise :class:`NonFiniteLossError` on every rank when any rank's loss is not finite."""
+        if not any_true(self.env, not math.isfinite(value)):
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        parts = f"classification {float(loss_cls.detach()):.4g}"
+        if loss_dis is not None:
+            parts += f", distillation {float(loss_dis.detach()):.4g}"
+        raise NonFiniteLossError(
+            f"the loss became {value} at optimiser step {step_index} ({parts}; lr {lr:.3g}); "
+            "the update was not applied - lower optim.lr, check the data, or use train.amp=none"
+        )
+
+    def _clipped_grad_norm(self) -> float:
+        """Unscale the gradients, clip them to ``clip_grad_norm`` (when > 0) and return their norm."""
+        self.scaler.unscale_(self.optimizer)
+        if self.clip_grad_norm > 0:
+            return float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm, foreach=self._foreach_norm))
+        norms = [p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None]
+        return float(torch.linalg.vector_norm(torch.stack(norms)))
+
+    def _check_grad_norm(self, norm: float, loss: float, step_index: int) -> None:
+        if self.scaler.is_enabled() or math.isfinite(norm):
+            return
+        # without a loss scaler nothing would skip this update: refuse it before it reaches the weights
+        self.optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(
+            f"the gradients became non-finite (norm {norm}) at optimiser step {step_index} with a finite loss "
+            f"{loss:.4g}; the update was not applied - lower optim.lr or check the data"
+        )
 
     # -- checks before a checkpoint
     def _tensors(self) -> list[torch.Tensor]:
@@ -282,48 +297,24 @@ class StepRunner:
             return f"the updated weights (largest |w| {largest:.3g}) give a {loss} loss"
         return None
 
-    # -- state
+    # -- state (what it holds: :mod:`.resume`)
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "partial_fc": self.partial_fc.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-        }
+        return trainable_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint; the optimizer keeps this run's settings (lr schedule, weight decay,
-        betas, eps), the checkpoint gives its moments and step counts."""
-        _load_module(self.model, state["model"], "model")
-        _load_module(self.partial_fc, state["partial_fc"], "Partial FC")
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group, lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
-            group["initial_lr"] = lr
-            group.update(self.hyper)
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler.is_enabled() and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        """Restore a checkpoint (:func:`facelivt.training.resume.load_trainable_state`)."""
+        load_trainable_state(self, state)
 
 
-def _load_module(module: nn.Module, saved: dict[str, Any], what: str) -> None:
-    """``module.load_state_dict(saved)`` with a short message instead of torch's list of every mismatch."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(saved))
-    extra = sorted(set(saved) - set(own))
-    shapes = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
-    if missing or extra or shapes:
-        parts = []
-        if shapes:
-            k = shapes[0]
-            parts.append(f"{len(shapes)} tensors differ in shape (e.g. {k}: checkpoint {tuple(saved[k].shape)}, "
-                         f"this run {tuple(own[k].shape)})")
-        if missing:
-            parts.append(f"{len(missing)} tensors are missing from the checkpoint (e.g. {missing[0]})")
-        if extra:
-            parts.append(f"{len(extra)} tensors of the checkpoint are unknown here (e.g. {extra[0]})")
-        raise ResumeMismatchError(f"the checkpoint's {what} does not fit this run's: {'; '.join(parts)}")
-    module.load_state_dict(saved)
+def _nan_loss_at(losses: Callable[..., tuple], at: int) -> Callable[..., tuple]:
+    """``losses`` whose total becomes NaN at optimiser step ``at`` (``debug.nan_at_step``; deprecated,
+    tests patch :meth:`StepRunner.losses` instead)."""
+
+    def poisoned(x, y, idx, flip, step_index):
+        loss, loss_cls, loss_dis = losses(x, y, idx, flip, step_index)
+        return (loss * float("nan") if step_index == at else loss), loss_cls, loss_dis
+
+    return poisoned
 
 
 def build_step_runner(
@@ -345,85 +336,62 @@ def build_step_runner(
     ``teacher`` replaces the teacher built from ``distill.teacher`` / ``distill.teacher_weights`` (it
     is put in eval mode and frozen). ``num_samples`` sizes the teacher cache (needed unless ``distill.cache`` is none); a disk cache
     lives in ``cache_dir``."""
-    device = env.device
-    if model is None:
-        model = build_model(cfg)
-    model = model.to(device)
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    embedding_size = _output_dim(model, device)
-    pfc = build_partial_fc(cfg, num_classes, env, embedding_size).to(device)
-    forward: nn.Module = model
-    if cfg.model.compile:
-        forward = torch.compile(model)
-    if env.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+    model = _placed_model(cfg, env.device, model)
+    embedding_size = _output_dim(model, env.device)
+    pfc = build_partial_fc(cfg, num_classes, env, embedding_size).to(env.device)
     o = cfg.optim
-    optimizer = build_adamw(
-        [{"params": list(model.parameters())}, {"params": list(pfc.parameters())}],
-        lr=o.lr,
-        betas=(o.betas[0], o.betas[1]),
-        eps=o.eps,
-        weight_decay=o.weight_decay,
-    )
+    hyper = {"weight_decay": o.weight_decay, "betas": (o.betas[0], o.betas[1]), "eps": o.eps}
+    optimizer = build_adamw([{"params": list(model.parameters())}, {"params": list(pfc.parameters())}], lr=o.lr, **hyper)
     scheduler = PolyWarmupScheduler(optimizer, total_steps, o.min_lr, o.power, warmup_steps)
-    amp_dtype = resolve_amp(cfg.train.amp, device)
+    amp_dtype = resolve_amp(cfg.train.amp, env.device)
     distill = targets = None
     if cfg.distill.enabled:
-        d = cfg.distill
-        if teacher is None:
-            teacher = build_teacher(d.teacher, d.teacher_weights, device, d.allow_random_teacher, cfg.model.channels_last)
-        else:
-            teacher = teacher.to(device).eval()
-            for p in teacher.parameters():
-                p.requires_grad_(False)
-        teacher_dim = _output_dim(teacher, device)
-        if teacher_dim != embedding_size:
-            raise ValueError(
-                f"the teacher {d.teacher} gives {teacher_dim}-d embeddings but the student {embedding_size}-d; "
-                "distillation needs the same size"
-            )
-        cache = None
-        if d.cache != "none":
-            if num_samples is None:
-                raise ValueError("a teacher cache needs the number of training samples")
-            from .teacher import teacher_fingerprint
-
-            key = f"{teacher_fingerprint(teacher)}:{cache_key}"
-            path = None
-            if d.cache == "disk":
-                if cache_dir is None:
-                    raise ValueError("distill.cache=disk needs an output folder")
-                path = cache_dir
-            if path is not None and env.distributed:
-                # the processes of a machine share one cache file: its first process creates (or resets) it
-                if env.local_rank == 0:
-                    cache = TeacherCache(num_samples, teacher_dim, d.cache_dtype, path, key)
-                barrier(env)
-                if env.local_rank != 0:
-                    cache = TeacherCache(num_samples, teacher_dim, d.cache_dtype, path, key)
-            else:
-                cache = TeacherCache(num_samples, teacher_dim, d.cache_dtype, path, key)
-        targets = TeacherTargets(teacher, cache, autocast_factory(device, amp_dtype), cfg.model.channels_last, both_views=cfg.data.flip)
-        distill = DistillationLoss(d.kind, d.alpha, d.normalize)
+        teacher = _frozen_teacher(cfg, env.device, teacher, embedding_size)
+        autocast = autocast_factory(env.device, amp_dtype)
+        targets = TeacherTargets.build(teacher, cfg.distill, env, embedding_size, num_samples, cache_dir, cache_key,
+                                       autocast=autocast, channels_last=cfg.model.channels_last, both_views=cfg.data.flip)
+        distill = DistillationLoss(cfg.distill.kind, cfg.distill.alpha, cfg.distill.normalize)
     return StepRunner(
-        model,
-        forward,
-        pfc,
-        optimizer,
-        scheduler,
-        env,
-        amp_dtype=amp_dtype,
-        accumulate=cfg.train.accumulate,
-        clip_grad_norm=o.clip_grad_norm,
-        distill=distill,
-        targets=targets,
-        channels_last=cfg.model.channels_last,
-        nan_at_step=cfg.debug.nan_at_step,
-        hyper={"weight_decay": o.weight_decay, "betas": (o.betas[0], o.betas[1]), "eps": o.eps},
+        model, _forward_module(cfg, env, model), pfc, optimizer, scheduler, env,
+        amp_dtype=amp_dtype, accumulate=cfg.train.accumulate, clip_grad_norm=o.clip_grad_norm,
+        distill=distill, targets=targets, channels_last=cfg.model.channels_last,
+        nan_at_step=cfg.debug.nan_at_step, hyper=hyper,
     )
+
+
+def _placed_model(cfg: Config, device: torch.device, model: nn.Module | None) -> nn.Module:
+    """The student (``model`` or :func:`build_model`) on ``device``, channels-last when asked."""
+    model = (model if model is not None else build_model(cfg)).to(device)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _forward_module(cfg: Config, env: DistEnv, model: nn.Module) -> nn.Module:
+    """What the step calls: ``model``, compiled when asked, DDP-wrapped when distributed."""
+    forward: nn.Module = torch.compile(model) if cfg.model.compile else model
+    if env.distributed:
+        device = env.device
+        forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+    return forward
+
+
+def _frozen_teacher(cfg: Config, device: torch.device, teacher: nn.Module | None, embedding_size: int) -> nn.Module:
+    """The distillation teacher (given or built from ``distill.*``), frozen, of the student's width."""
+    d = cfg.distill
+    if teacher is None:
+        teacher = build_teacher(d.teacher, d.teacher_weights, device, d.allow_random_teacher, cfg.model.channels_last)
+    else:
+        teacher = teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    teacher_dim = _output_dim(teacher, device)
+    if teacher_dim != embedding_size:
+        raise ValueError(
+            f"the teacher {d.teacher} gives {teacher_dim}-d embeddings but the student {embedding_size}-d; "
+            "distillation needs the same size"
+        )
+    return teacher
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from facelivt.data.transforms import to_uint8
+from facelivt.evaluation import embed_images, evaluate_embeddings
 
 
 def build_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +82,5 @@ class HeldoutPairs:
 
     def evaluate(self, model: nn.Module, batch_size: int = 64, device: torch.device | str = "cpu") -> dict:
         """``evaluate_embeddings`` of the flip-sum embeddings (SPEC section 6)."""
-        from facelivt.evaluation import embed_images, evaluate_embeddings
-
         emb = embed_images(model, self.images, batch_size=batch_size, device=device, flip=True, progress=False)
         return evaluate_embeddings(emb[self.pair_rows], self.issame)

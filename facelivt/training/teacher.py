@@ -24,6 +24,10 @@ from torch import nn
 
 from facelivt.data.transforms import hflip
 from facelivt.files import write_text
+from facelivt.models import create_model, load_model, reparameterize_model
+
+from .config import CACHE_DTYPES, DistillConfig
+from .distributed import DistEnv, barrier
 
 
 def build_teacher(
@@ -37,9 +41,6 @@ def build_teacher(
 
     ``weights``: this project's safetensors or a released ``.pt``. Without weights the teacher
     would be random; that is refused unless ``allow_random`` (tests, benchmarks)."""
-    import facelivt
-    from facelivt.models import load_model
-
     if weights is None:
         if not allow_random:
             raise ValueError(
@@ -47,7 +48,7 @@ def build_teacher(
                 "for a smoke test)"
             )
         print(f"warning: distillation teacher {name} is randomly initialised", file=sys.stderr)
-        teacher = facelivt.reparameterize_model(facelivt.create_model(name).eval())
+        teacher = reparameterize_model(create_model(name).eval())
     else:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"teacher weights not found: {weights}")
@@ -83,8 +84,8 @@ class TeacherCache:
     def __init__(self, num_samples: int, dim: int, dtype: str = "float16", path: str | os.PathLike | None = None, key: str = "") -> None:
         if num_samples < 1 or dim < 1:
             raise ValueError(f"teacher cache needs num_samples >= 1 and dim >= 1, got {num_samples}, {dim}")
-        if dtype not in ("float16", "float32"):
-            raise ValueError(f"teacher cache dtype must be float16 or float32, got {dtype!r}")
+        if dtype not in CACHE_DTYPES:
+            raise ValueError(f"teacher cache dtype must be {' or '.join(CACHE_DTYPES)}, got {dtype!r}")
         self.num_samples, self.dim, self.dtype = int(num_samples), int(dim), dtype
         self.path = Path(path) if path is not None else None
         self.hits = 0
@@ -171,6 +172,47 @@ class TeacherTargets:
         self.autocast = autocast or nullcontext
         self.channels_last = channels_last
 
+    @classmethod
+    def build(
+        cls,
+        teacher: nn.Module,
+        distill: DistillConfig,
+        env: DistEnv,
+        dim: int,
+        num_samples: int | None,
+        folder: str | os.PathLike | None,
+        data_key: str = "",
+        **options,
+    ) -> "TeacherTargets":
+        """The targets of ``teacher`` with the cache ``distill.cache`` asks for - the one place a
+        :class:`TeacherCache` is created and keyed (teacher fingerprint + ``data_key``, see
+        :func:`data_key`). A disk cache lives in ``folder``; under torch.distributed the first
+        process of each machine creates (or resets) it before the others open it. ``options``: the
+        other arguments of :class:`TeacherTargets`. :meth:`flush` writes it back."""
+        if distill.cache == "none":
+            return cls(teacher, None, **options)
+        if num_samples is None:
+            raise ValueError("a teacher cache needs the number of training samples")
+        if distill.cache == "disk" and folder is None:
+            raise ValueError("distill.cache=disk needs an output folder")
+        path = folder if distill.cache == "disk" else None
+        key = f"{teacher_fingerprint(teacher)}:{data_key}"
+
+        def open_cache() -> TeacherCache:
+            return TeacherCache(num_samples, dim, distill.cache_dtype, path, key)
+
+        if path is None or not env.distributed:
+            return cls(teacher, open_cache(), **options)
+        # the processes of a machine share one cache file: its first process creates (or resets) it
+        cache = open_cache() if env.local_rank == 0 else None
+        barrier(env)
+        return cls(teacher, cache if cache is not None else open_cache(), **options)
+
+    def flush(self) -> None:
+        """Write a disk cache's new entries back (nothing to do live or in memory)."""
+        if self.cache is not None:
+            self.cache.flush()
+
     @torch.no_grad()
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -204,6 +246,11 @@ class TeacherTargets:
                 own = own.half().float()  # hits and misses see the same (rounded) target
             out[sel] = own
         return out
+
+
+def data_key(indices: np.ndarray, labels: np.ndarray) -> str:
+    """The training data's part of a cache key (the teacher's part is its fingerprint)."""
+    return f"{len(indices)}:{int(np.asarray(indices).sum())}:{int(np.asarray(labels).sum())}"
 
 
 def warn_flip_mismatch(dataset) -> None:

@@ -20,17 +20,20 @@ from torch.utils.data import Dataset
 
 from facelivt.data import DistributedResumableSampler, build_dataset, build_loader, split_identities
 from facelivt.errors import FaceLiVTError
+from facelivt.evaluation import evaluate_bin
 from facelivt.files import write_json, write_text
+from facelivt.models import reparameterize_model, save_weights
 
 from .batches import FlipSampler, TrainView, dataset_labels
-from .checkpoint import CheckpointManager, rng_state, set_rng_state
-from .config import STATE_KEYS, Config, config_changes, validate_config
+from .checkpoint import CheckpointManager
+from .config import Config, validate_config
 from .distributed import DistEnv, any_true, broadcast_object, cleanup, init_distributed, union
-from .engine import DivergedError, NonFiniteLossError, ResumeMismatchError, StepRunner, StepStats, build_step_runner
+from .engine import DivergedError, NonFiniteLossError, StepRunner, StepStats, build_step_runner
 from .heldout import HeldoutPairs
 from .lock import OutputInUseError, OutputLock
 from .logging import Progress, RunLogger, plain
-from .teacher import warn_flip_mismatch
+from .resume import restore_run, resume, run_state, seek
+from .teacher import data_key, warn_flip_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +143,6 @@ class Trainer:
             raise ValueError(f"warm-up ({warmup} steps) must be shorter than the run ({self.total_steps} steps)")
 
         # ---- trainable state
-        cache_key = f"{len(self.view)}:{int(self.view.indices.sum())}:{int(self.view.labels.sum())}"
         self.runner: StepRunner = build_step_runner(
             cfg,
             self.env,
@@ -151,7 +153,7 @@ class Trainer:
             teacher=teacher,
             num_samples=len(self.view),
             cache_dir=str(self.out / "teacher_cache"),
-            cache_key=cache_key,
+            cache_key=data_key(self.view.indices, self.view.labels),
         )
         env = self.env
         self.ckpt = CheckpointManager(self.out / "checkpoints", env.rank, env.world_size, any_failed=lambda flag: any_true(env, flag))
@@ -234,80 +236,18 @@ class Trainer:
         self._bad = union(self.env, self._bad)
         return len(self._bad)
 
-    # ------------------------------------------------------------------ state
+    # ------------------------------------------------------------------ state (what it holds: :mod:`.resume`)
     def state_dict(self) -> dict[str, Any]:
-        state = self.runner.state_dict()
-        self.bad_records()
-        state.update(
-            {
-                "global_step": self.global_step,
-                "epoch": self.global_step // self.steps_per_epoch,
-                "step_in_epoch": self.global_step % self.steps_per_epoch,
-                "steps_per_epoch": self.steps_per_epoch,
-                # position in the epoch's order over all ranks (the same for any number of processes)
-                "samples_in_epoch": (self.global_step % self.steps_per_epoch) * self.cfg.train.batch_size,
-                "num_classes": self.view.num_classes,
-                "train_images": len(self.view),
-                "bad_records": torch.tensor(sorted(self._bad), dtype=torch.int64),
-                "loss_history": torch.tensor(self.loss_history, dtype=torch.float64),
-                "best": self.best,
-                "elapsed_s": self.elapsed_s,
-                "finished": self.finished,
-                "rng": rng_state(),
-                "config": self.cfg.to_dict(),
-            }
-        )
-        return state
+        """This rank's checkpoint (:func:`facelivt.training.resume.run_state`)."""
+        return run_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if int(state["steps_per_epoch"]) != self.steps_per_epoch:
-            raise ResumeMismatchError(
-                f"the checkpoint's epochs have {state['steps_per_epoch']} steps but this run's have {self.steps_per_epoch}: "
-                "the data set, batch size or accumulation changed; resume with the same settings"
-            )
-        self.runner.load_state_dict(state)
-        self.global_step = int(state["global_step"])
-        self.loss_history = [float(v) for v in state["loss_history"].tolist()]
-        self.best = state.get("best")
-        self.elapsed_s = float(state.get("elapsed_s", 0.0))
-        # a finished run whose train.epochs / max_steps were raised goes on to the new end
-        self.finished = bool(state.get("finished", False)) and self.global_step >= self.total_steps
-        if torch.is_tensor(state.get("bad_records")):
-            self._bad.update(int(i) for i in state["bad_records"].tolist())
-        set_rng_state(state["rng"])
-
-    def _check_resume(self, state: dict[str, Any], folder: Path) -> None:
-        """Refuse a checkpoint of another model or data set, naming the settings that differ."""
-        changes = config_changes(state.get("config") or {}, self.cfg.to_dict())
-        fatal = {k: v for k, v in changes.items() if k in STATE_KEYS}
-        saved_classes = state.get("num_classes")
-        if saved_classes is not None and int(saved_classes) != self.view.num_classes:
-            fatal["classes in the training data"] = (int(saved_classes), self.view.num_classes)
-        saved_images = state.get("train_images")
-        if saved_images is not None and int(saved_images) != len(self.view):
-            fatal["training images"] = (int(saved_images), len(self.view))
-        if fatal:
-            listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in fatal.items())
-            raise ResumeMismatchError(
-                f"cannot resume from {folder}: this run differs from the checkpoint's ({listed}). "
-                "Use the checkpoint's settings, another output folder, or train.resume=never to start afresh"
-            )
-        self.changed_settings = changes
-        if changes and self.env.is_main:
-            log.info("resuming %s with changed settings: %s", folder, ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()))
+        """Continue from a checkpoint (:func:`facelivt.training.resume.restore_run`)."""
+        restore_run(self, state)
 
     def maybe_resume(self) -> Optional[Path]:
-        mode = self.cfg.train.resume
-        if mode == "never":
-            return None
-        folder = self.ckpt.resolve(None if mode == "auto" else mode)
-        if folder is None:
-            return None
-        state = self.ckpt.load(folder)
-        self._check_resume(state, folder)
-        self.load_state_dict(state)
-        self.last_saved_step = self.global_step
-        return folder
+        """Continue from the checkpoint ``train.resume`` names (:func:`facelivt.training.resume.resume`)."""
+        return resume(self)
 
     def save(self) -> Path:
         """Checkpoint the current state, after checking on every rank that it is finite."""
@@ -361,8 +301,6 @@ class Trainer:
             if self.heldout is not None:
                 results["heldout"] = self.heldout.evaluate(model, self.cfg.eval.batch_size, dev)
             if self.cfg.eval.bins:
-                from facelivt.evaluation import evaluate_bin
-
                 for b in self.cfg.eval.bins:
                     results[Path(b).stem] = evaluate_bin(model, b, batch_size=self.cfg.eval.batch_size, device=dev)
         return broadcast_object(self.env, results)
@@ -388,8 +326,6 @@ class Trainer:
     def _mark_best(self) -> None:
         assert self.best is not None
         best = self.best
-        from facelivt.models import save_weights
-
         def write() -> None:
             self.ckpt.mark_best(self.global_step, best["metric"], best["value"])
             save_weights(self.runner.model, self.out / "best.safetensors", {"step": str(self.global_step), "accuracy": str(best["value"]), "metric": best["metric"]})
@@ -399,9 +335,6 @@ class Trainer:
     # ------------------------------------------------------------------ export
     def export(self) -> tuple[Path, Path]:
         """``model.safetensors`` (train form) and ``model_deploy.safetensors`` (deploy form)."""
-        from facelivt import reparameterize_model
-        from facelivt.models import save_weights
-
         weights, deploy = self.out / "model.safetensors", self.out / "model_deploy.safetensors"
 
         def write() -> None:
@@ -477,9 +410,7 @@ class Trainer:
         while self.global_step < self.total_steps:
             if self._time_up():
                 return "time_budget"
-            epoch, in_epoch = divmod(self.global_step, self.steps_per_epoch)
-            self.sampler.set_epoch(epoch)
-            self.sampler.set_global_start(in_epoch * t.batch_size)
+            in_epoch = seek(self.sampler, self.global_step, self.steps_per_epoch, t.batch_size)
             batches = iter(self.loader)
             for _ in range(in_epoch, self.steps_per_epoch):
                 if self.global_step >= self.total_steps:
@@ -569,8 +500,8 @@ class Trainer:
             self._main_only("write result.json", lambda: write_json(self.out / "result.json", plain(self._summary(result))))
         finally:
             logger.close()
-        if self.runner.targets is not None and self.runner.targets.cache is not None:
-            self.runner.targets.cache.flush()
+        if self.runner.targets is not None:
+            self.runner.targets.flush()
         return result
 
     def _result(self, stopped: str, metrics: dict, weights: Path, deploy: Path) -> TrainResult:

@@ -11,7 +11,7 @@ import torch
 from facelivt.training import NonFiniteLossError, train
 from facelivt.training.engine import resolve_amp
 
-from train_helpers import TinyNet, last_state, overflow_at_call, quick_config, state_equal
+from train_helpers import TinyNet, last_state, nan_at_step, overflow_at_call, quick_config, state_equal
 
 INIT_SCALE = 2.0**16  # torch.amp.GradScaler's default
 
@@ -62,14 +62,14 @@ def test_fp16_overflow_is_skipped_by_the_scaler_not_fatal(tmp_path, faces):
         train(fp32, dataset=faces, model=model32)
 
 
-def test_fp16_skipped_step_leaves_the_weights_alone(tmp_path, faces):
+def test_fp16_skipped_step_leaves_the_weights_alone(tmp_path, faces, monkeypatch):
     """Steps 0-2 then an overflowing step 3: the weights after step 3 equal those after step 2."""
     a, b = TinyNet(dim=16), TinyNet(dim=16)
     overflow_at_call(b, 4)
     cfg_a, cfg_b = fp16_config(tmp_path / "a"), fp16_config(tmp_path / "b")
-    cfg_a.debug.nan_at_step = 3  # run a stops before step 3 (checkpoint after step 2)
-    cfg_b.debug.nan_at_step = 4  # run b does step 3 (skipped) and stops before step 4
-    for cfg, model in ((cfg_a, a), (cfg_b, b)):
+    # run a stops before step 3 (checkpoint after step 2); run b does step 3 (skipped) and stops before step 4
+    for cfg, model, nan_step in ((cfg_a, a, 3), (cfg_b, b, 4)):
+        nan_at_step(monkeypatch, nan_step)
         cfg.train.checkpoint_every_steps = 1
         with pytest.raises(NonFiniteLossError):
             quiet_train(cfg, dataset=faces, model=model)
@@ -80,7 +80,7 @@ def test_fp16_skipped_step_leaves_the_weights_alone(tmp_path, faces):
     assert state_b["scaler"]["scale"] == state_a["scaler"]["scale"] / 2  # one more back-off, for step 3
 
 
-def test_fp16_resume_continues_with_the_saved_scale(tmp_path, faces):
+def test_fp16_resume_continues_with_the_saved_scale(tmp_path, faces, monkeypatch):
     whole = TinyNet(dim=16)
     overflow_at_call(whole, 4)
     quiet_train(fp16_config(tmp_path / "whole"), dataset=faces, model=whole)
@@ -89,9 +89,10 @@ def test_fp16_resume_continues_with_the_saved_scale(tmp_path, faces):
     first = TinyNet(dim=16)
     overflow_at_call(first, 4)
     cfg = fp16_config(out)
-    cfg.debug.nan_at_step = 5  # stops after the checkpoint of step 4, past the overflow
+    nan_at_step(monkeypatch, 5)  # stops after the checkpoint of step 4, past the overflow
     with pytest.raises(NonFiniteLossError):
         quiet_train(cfg, dataset=faces, model=first)
+    monkeypatch.undo()
     last, state = last_state(out)
     assert last["step"] == 4 and state["scaler"]["scale"] < INIT_SCALE  # a scale a fresh scaler would not have
     second = TinyNet(dim=16, seed=3)  # different start: everything must come from the checkpoint

@@ -13,7 +13,7 @@ from facelivt.errors import FaceLiVTError
 from facelivt.training import NonFiniteLossError, StepRunner, load_checkpoint_file, train
 from facelivt.training.engine import DivergedError
 
-from train_helpers import TinyNet, last_state, quick_config
+from train_helpers import TinyNet, last_state, nan_at_step, quick_config
 
 
 def _facelivt(cfg, faces):
@@ -83,9 +83,9 @@ def test_non_finite_optimizer_state_is_never_checkpointed(tmp_path, faces, monke
     assert pointer["step"] == 2 and _all_finite(state)
 
 
-def test_nan_loss_error_names_the_last_good_checkpoint(tmp_path, faces):
+def test_nan_loss_error_names_the_last_good_checkpoint(tmp_path, faces, monkeypatch):
     cfg = quick_config(tmp_path / "nan", epochs=2, checkpoint_every_steps=2)
-    cfg.debug.nan_at_step = 5
+    nan_at_step(monkeypatch, 5)
     with pytest.raises(NonFiniteLossError, match="loss became nan at optimiser step 5") as info:
         train(cfg, dataset=faces, model=TinyNet(dim=16))
     assert str(tmp_path / "nan" / "checkpoints" / "step-00000004") in str(info.value)

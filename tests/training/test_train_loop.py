@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from facelivt.data import SyntheticIdentities
 from facelivt.training import NonFiniteLossError, load_checkpoint_file, train
 
-from train_helpers import TinyNet, last_state, overflow_at_call, quick_config, state_equal
+from train_helpers import TinyNet, last_state, nan_at_step, overflow_at_call, quick_config, state_equal
 
 
 def run(tmp_path, faces, name, *, teacher=None, **changes):
@@ -62,9 +62,10 @@ def test_disk_cache_is_reused_by_a_resumed_run(tmp_path, faces):
     assert cache.filled_fraction == 1.0  # both views of all 32 samples were computed in the first epoch
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, faces):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, faces, monkeypatch):
+    nan_at_step(monkeypatch, 5)
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at optimiser step 5.*last good checkpoint"):
-        run(tmp_path, faces, "nan", debug__nan_at_step=5, train__checkpoint_every_steps=2)
+        run(tmp_path, faces, "nan", train__checkpoint_every_steps=2)
     out = tmp_path / "nan"
     last, state = last_state(out)
     assert last["step"] == 4

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from facelivt.training import Config, load_checkpoint_file, train
+from facelivt.training import Config, StepRunner, load_checkpoint_file, train
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO / ".." / "shared"
@@ -66,6 +66,20 @@ def last_state(output: Path, rank: int = 0) -> tuple[dict, dict]:
     """The ``last.json`` pointer of a run's output folder and that checkpoint's state of ``rank``."""
     pointer = json.loads((Path(output) / "checkpoints" / "last.json").read_text())
     return pointer, load_checkpoint_file(Path(output) / "checkpoints" / pointer["dir"] / f"rank{rank}.pt")
+
+
+_LOSSES = StepRunner.losses
+
+
+def nan_at_step(monkeypatch, step: int) -> None:
+    """The total loss of optimiser step ``step`` (0-based) becomes NaN: the fault ``debug.nan_at_step``
+    injects, by patching :meth:`StepRunner.losses` (a later call replaces an earlier one)."""
+
+    def poisoned(self, x, y, idx, flip, step_index):
+        loss, loss_cls, loss_dis = _LOSSES(self, x, y, idx, flip, step_index)
+        return (loss * float("nan") if step_index == step else loss), loss_cls, loss_dis
+
+    monkeypatch.setattr(StepRunner, "losses", poisoned)
 
 
 def overflow_at_call(model: TinyNet, call: int) -> None:
