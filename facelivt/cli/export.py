@@ -5,7 +5,10 @@ import argparse
 import json
 import sys
 
+from facelivt.deploy.crops import load_crops
+from facelivt.deploy.export import export_model, parse_batch
 from facelivt.files import check_writable
+from facelivt.models import load_model
 
 
 def register(subparsers) -> None:
@@ -37,10 +40,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facelivt.deploy.crops import load_crops
-    from facelivt.deploy.export import export_model, parse_batch
-    from facelivt.models import load_model
-
     parse_batch(args.batch)
     if args.int8 and args.format != "onnx":
         raise ValueError("--int8 is only available with --format onnx")
