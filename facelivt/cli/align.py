@@ -6,43 +6,14 @@ import json
 import sys
 from pathlib import Path
 
+from facelivt.cli.common import SHOW as _SHOW
+from facelivt.cli.common import (  # noqa: F401  (add_detector_args: re-exported for one release; use facelivt.cli.common)
+    add_detector_args,
+    make_detector,
+)
 from facelivt.devices import resolve_device
 from facelivt.files import check_writable, write_text
-
-_SHOW = 20  # problem files listed on the terminal (all of them go to --report)
-
-
-def add_detector_args(p: argparse.ArgumentParser) -> None:
-    """Options of the MTCNN face detector."""
-    p.add_argument("--mtcnn-weights", default=None, metavar="DIR",
-                   help="folder with pnet.pt, rnet.pt, onet.pt (default: $FACELIVT_MTCNN_WEIGHTS, then the "
-                        "installed facenet-pytorch package: pip install --no-deps facenet-pytorch==2.6.0)")
-    p.add_argument("--min-face-size", type=float, default=20.0, help="smallest face to find, in pixels (default 20)")
-    p.add_argument("--pad", type=float, default=0.0, metavar="FRACTION",
-                   help="when no face is found, look again with a black border of FRACTION x the longest side "
-                        "(e.g. 0.3; helps on tightly cropped faces); default 0: no second look")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice; 1 is best on a busy shared machine)")
-    p.add_argument("--pad-always", action="store_true",
-                   help="always detect with the --pad border (best for sets of tight face crops)")
-
-
-def make_detector(args: argparse.Namespace):
-    """A FaceDetector from the options of :func:`add_detector_args` (and ``--device``)."""
-    from facelivt.inference import FaceDetector
-
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
-    if args.pad_always and args.pad <= 0:
-        raise ValueError("--pad-always needs --pad FRACTION (e.g. --pad 0.3)")
-    return FaceDetector(args.mtcnn_weights, min_face_size=args.min_face_size,
-                        device=resolve_device(args.device, option="--device"), pad=args.pad,
-                        pad_always=args.pad_always)
-
+from facelivt.inference import align_folder
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -68,8 +39,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facelivt.inference import align_folder
-
     if not Path(args.in_dir).is_dir():
         raise FileNotFoundError(f"input folder not found: {args.in_dir}")
     if args.size < 16:

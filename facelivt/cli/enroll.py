@@ -5,36 +5,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from facelivt.cli.embed import (
+from tqdm import tqdm
+
+from facelivt.cli.common import (  # open_gallery: re-exported for one release; use facelivt.cli.common
     add_model_args,
     check_threshold_option,
-    make_recognizer,
+    open_gallery,
     print_failures,
     print_several_faces,
 )
-
-
-def open_gallery(args: argparse.Namespace, must_exist: bool, threshold: float | None = None):
-    """A recognizer using the gallery of ``args.gallery`` (an old two-file gallery is imported first);
-    without a gallery there, its in-memory gallery is empty (or, with ``must_exist``, an error)."""
-    from facelivt.inference import Gallery, GalleryNotFoundError
-
-    try:
-        gallery = Gallery.open(args.gallery)
-    except GalleryNotFoundError:
-        if must_exist:
-            raise GalleryNotFoundError(f"no gallery in {args.gallery} (create one with `facelivt enroll`)") from None
-        gallery = None
-    try:
-        model = args.model or (gallery.metadata.get("model") if gallery is not None else None) or "facelivt_s"
-        rec = make_recognizer(args, model=model, threshold=threshold)
-        if gallery is not None:
-            rec.use_gallery(gallery)
-    except BaseException:
-        if gallery is not None:
-            gallery.close()
-        raise
-    return rec
+from facelivt.inference import GalleryWriteError, embed_files, expand_inputs, list_files
 
 
 def register(subparsers) -> None:
@@ -64,8 +44,6 @@ def register(subparsers) -> None:
 
 def identity_groups(sources: list[str], name: str | None) -> list[tuple[str, list[Path]]]:
     """(identity, files) to enroll: all sources under ``name``, or every subfolder of each source folder."""
-    from facelivt.inference import expand_inputs, list_files
-
     if name is not None:
         if not name.strip():
             raise ValueError("--name must not be empty")
@@ -117,10 +95,6 @@ def run(args: argparse.Namespace) -> int:
 def enroll_groups(rec, groups: list[tuple[str, list[Path]]], args: argparse.Namespace) -> tuple[int, int]:
     """Embed and enroll each identity (one transaction each; the gallery is created at the first).
     Returns (images, identities) enrolled."""
-    from tqdm import tqdm
-
-    from facelivt.inference import GalleryWriteError, embed_files
-
     failures, several, empty, done = [], [], [], []
     added = 0
     outer = tqdm(groups, desc="enroll", unit="identity", disable=args.quiet or len(groups) == 1)

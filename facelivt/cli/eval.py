@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 
 from facelivt.devices import resolve_device
+from facelivt.evaluation import build_model, evaluate_sets, format_table
+from facelivt.evaluation.runner import check_sets
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,9 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facelivt.evaluation import build_model, evaluate_sets, format_table
-    from facelivt.evaluation.runner import check_sets
-
     if not args.bin and args.ijb is None:
         raise ValueError("nothing to evaluate: give --bin FILE.bin ... and/or --ijb DIR")
     if args.batch_size < 1:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from facelivt.cli.embed import add_model_args, check_threshold_option, print_failures, print_several_faces
-from facelivt.cli.enroll import open_gallery
+from facelivt.cli.common import add_model_args, check_threshold_option, open_gallery, print_failures, print_several_faces
+from facelivt.inference import expand_inputs
 
 
 def register(subparsers) -> None:
@@ -26,8 +26,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facelivt.inference import expand_inputs
-
     if args.k < 1:
         raise ValueError(f"-k must be at least 1, got {args.k}")
     check_threshold_option(args)

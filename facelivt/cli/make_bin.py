@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facelivt.evaluation import generate_pairs, make_bin, parse_pairs, write_pairs
 from facelivt.files import check_writable
 
 
@@ -31,8 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facelivt.evaluation import generate_pairs, make_bin, parse_pairs, write_pairs
-
     if args.resize < 0:
         raise ValueError(f"--resize must be >= 0, got {args.resize}")
     if not 1 <= args.quality <= 100:

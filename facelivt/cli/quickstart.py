@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facelivt.quickstart import QuickstartOptions, run_quickstart
+from facelivt.quickstart.plan import DEFAULT_BUDGET_MINUTES, QUICK_BUDGET_MINUTES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from facelivt.quickstart.plan import DEFAULT_BUDGET_MINUTES, QUICK_BUDGET_MINUTES
-
     p = subparsers.add_parser(
         "quickstart",
         help="the whole FaceLiVT story end to end in minutes on a CPU, with a report",
@@ -39,9 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facelivt.quickstart import QuickstartOptions, run_quickstart
-    from facelivt.quickstart.plan import QUICK_BUDGET_MINUTES
-
     options = QuickstartOptions(
         out=args.out,
         budget_minutes=QUICK_BUDGET_MINUTES if args.quick else args.budget,

@@ -7,6 +7,8 @@ import argparse
 import os
 import sys
 
+from facelivt.training import load_config, train, valid_keys
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -29,8 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facelivt.training import load_config, train, valid_keys
-
     if args.list_keys:
         print("\n".join(valid_keys()))
         return 0

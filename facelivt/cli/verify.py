@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from facelivt.cli.embed import add_model_args, check_threshold_option, make_recognizer, print_several_faces
+from facelivt.cli.common import add_model_args, check_threshold_option, make_recognizer, print_several_faces
 
 
 def register(subparsers) -> None:

@@ -1,4 +1,9 @@
-"""Batched embedding with the flip-sum of SPEC section 6: ``f(x) + f(hflip(x))`` (not normalised)."""
+"""Batched embedding with the flip-sum of SPEC section 6: ``f(x) + f(hflip(x))`` (not normalised).
+
+The one embedding loop of the package (evaluation, held-out checks, the quickstart and
+:class:`facelivt.inference.FaceRecognizer` all embed through it), and the one probe of a model's
+embedding dimension (:func:`embedding_dim`).
+"""
 from __future__ import annotations
 
 from typing import Iterable
@@ -65,6 +70,26 @@ def embed_batches(
     if not out:
         raise ValueError("no images to embed")
     return np.concatenate(out, axis=0)
+
+
+@torch.inference_mode()
+def embedding_dim(model: nn.Module, device: str | torch.device | None = None, size: int | None = None) -> int:
+    """Embedding dimension D of ``model``, found by running it once on zeros in eval mode (its
+    train/eval mode is restored; no statistics change). ``device``: where the model is (default: the
+    device of its first parameter); ``size``: input side (default ``model.cfg.input_size``, else 112)."""
+    if size is None:
+        size = int(getattr(getattr(model, "cfg", None), "input_size", None) or 112)
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(torch.zeros(2, 3, size, size, device=device))
+    finally:
+        model.train(was_training)
+    if out.ndim != 2:
+        raise ValueError(f"the model must return [batch, dim] embeddings, got shape {tuple(out.shape)}")
+    return int(out.shape[1])
 
 
 def embed_images(

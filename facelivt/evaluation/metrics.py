@@ -13,7 +13,6 @@ import math
 from typing import Iterable, Sequence
 
 import numpy as np
-from sklearn.metrics import roc_curve as _sk_roc_curve
 
 DEFAULT_THRESHOLDS = np.arange(0, 4, 0.01)
 BIN_FARS = (1e-4, 1e-3, 1e-2)
@@ -96,7 +95,11 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
         raise ValueError(f"{scores.size} scores but {labels.size} labels")
     if labels.all() or not labels.any():
         raise ValueError("ROC needs both matched and mismatched pairs")
-    fpr, tpr, thr = _sk_roc_curve(labels, scores, drop_intermediate=False)
+    # scikit-learn takes about a second to import: only where an ROC is computed, so that importing
+    # facelivt.inference (which embeds through facelivt.evaluation) stays as quick as before.
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    fpr, tpr, thr = sk_roc_curve(labels, scores, drop_intermediate=False)
     return fpr, tpr, thr
 
 

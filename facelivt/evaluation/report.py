@@ -88,27 +88,62 @@ def plot_roc(fpr: np.ndarray, tpr: np.ndarray, path: str | Path, title: str, n_n
     return path
 
 
-def roc_png(fpr: np.ndarray, tpr: np.ndarray, title: str, n_negative: int | None = None) -> bytes:
-    """A ROC curve (TAR against FAR on a log axis) as PNG bytes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+def agg_figure(width: float, height: float):
+    """A matplotlib Figure on its own Agg canvas (pyplot's global backend and state are not touched)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib: imported when a figure is drawn
     from matplotlib.figure import Figure
 
-    fpr = np.asarray(fpr, dtype=np.float64)
-    tpr = np.asarray(tpr, dtype=np.float64)
-    lo = 1.0 / n_negative if n_negative else max(float(fpr[fpr > 0].min()) if (fpr > 0).any() else 1e-6, 1e-7)
-    keep = fpr > 0
-    fig = Figure(figsize=(5.5, 4.5), dpi=100)
-    FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot(fpr[keep], tpr[keep], lw=1.5)
-    ax.set_xscale("log")
-    ax.set_xlim(lo, 1.0)
-    ax.set_ylim(0.0, 1.01)
-    ax.set_xlabel("False accept rate")
-    ax.set_ylabel("True accept rate")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    """``fig`` (laid out tightly) as PNG bytes; write them with :mod:`facelivt.files`."""
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def rocs_png(
+    curves: Mapping[str | None, tuple[np.ndarray, np.ndarray]],
+    title: str,
+    lo: float,
+    *,
+    size: tuple[float, float] = (5.5, 4.5),
+    steps: bool = False,
+    axis_labels: tuple[str, str] = ("False accept rate", "True accept rate"),
+) -> bytes:
+    """ROC curves (TAR against FAR on a log axis from ``lo``) as PNG bytes: the one ROC plot of the
+    package. ``curves``: label (None: unlabelled, no legend) -> (fpr, tpr). ``steps``: draw each curve
+    as steps clipped to the axis, with the chance line and a legend (the quickstart's figure)."""
+    fig = agg_figure(*size)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (label, (fpr, tpr)) in enumerate(curves.items()):
+        fpr = np.asarray(fpr, dtype=np.float64)
+        tpr = np.asarray(tpr, dtype=np.float64)
+        keep = fpr > 0
+        if steps:
+            ax.step(np.clip(fpr[keep], lo, 1.0), tpr[keep], where="post", lw=1.6, color=f"C{i}", label=label)
+        else:
+            ax.plot(fpr[keep], tpr[keep], lw=1.5, label=label)
+    if steps:
+        ax.plot([lo, 1.0], [lo, 1.0], color="grey", lw=0.8, ls="--", label="chance")
+    ax.set_xscale("log")
+    ax.set_xlim(lo, 1.0)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if steps:
+        ax.legend(fontsize=8, loc="lower right")
+    return figure_png(fig)
+
+
+def roc_png(fpr: np.ndarray, tpr: np.ndarray, title: str, n_negative: int | None = None) -> bytes:
+    """A ROC curve (TAR against FAR on a log axis) as PNG bytes."""
+    fpr = np.asarray(fpr, dtype=np.float64)
+    lo = 1.0 / n_negative if n_negative else max(float(fpr[fpr > 0].min()) if (fpr > 0).any() else 1e-6, 1e-7)
+    return rocs_png({None: (fpr, tpr)}, title, lo)

@@ -15,6 +15,7 @@ from facelivt.evaluation.ijb import evaluate_scores, ijb_scores
 from facelivt.evaluation.metrics import evaluate_embeddings, pair_distances, roc_curve
 from facelivt.evaluation.report import results_json, roc_png, write_outputs
 from facelivt.files import check_writable
+from facelivt.models import create_model, load_model, reparameterize_model
 
 
 def build_model(
@@ -28,23 +29,19 @@ def build_model(
     """Model ``name`` in eval mode on ``device``: with ``weights`` (this project's safetensors or the authors'
     ``.pt``) through :func:`facelivt.models.load_model`; without, randomly initialised (a warning is printed).
     ``deploy`` (default) returns the reparameterised form; ``seed`` fixes the random initialisation."""
-    import facelivt
-
     dev = resolve_device(device)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if weights is None:
         print(f"warning: no weights given: {name} is randomly initialised, its figures mean nothing", file=sys.stderr)
         with torch.random.fork_rng(devices=[]):  # reproducible random init; the caller's RNG state is left alone
             torch.manual_seed(seed)
-            model = facelivt.create_model(name, **overrides).eval()
+            model = create_model(name, **overrides).eval()
         if deploy:
-            model = facelivt.reparameterize_model(model).eval()
+            model = reparameterize_model(model).eval()
         return model.to(dev)
     weights = Path(weights)
     if not weights.is_file():
         raise FileNotFoundError(f"weights file not found: {weights}")
-    from facelivt.models import load_model
-
     return load_model(name, weights, deploy=deploy, device=str(dev), **overrides).eval()
 
 

@@ -24,12 +24,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from facelivt.data.transforms import INPUT_SIZE, to_tensor_batch
+from facelivt.data.transforms import INPUT_SIZE
 from facelivt.devices import resolve_device
+from facelivt.evaluation.binset import read_bin
+from facelivt.evaluation.embed import embed_images, embedding_dim
 from facelivt.inference.calibration import Calibration, calibrate_scores, check_threshold, read_pairs_list
 from facelivt.inference.detector import FaceDetector, Select, SeveralFacesError
 from facelivt.inference.gallery import Gallery, Match, check_comparable
 from facelivt.inference.images import ImageSource, load_image
+from facelivt.models import load_model
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +142,6 @@ class FaceRecognizer:
             self.model = model.to(self.device).eval()
             self.weights_fingerprint = fingerprint_module(self.model)
         else:
-            from facelivt.models import load_model  # the model library
-
             if weights is None:
                 warnings.warn(
                     f"FaceRecognizer({model!r}) has no weights: embeddings of a random network are meaningless",
@@ -217,24 +218,17 @@ class FaceRecognizer:
             crops = crops[None]
         if crops.ndim != 4 or crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3) or crops.dtype != np.uint8:
             raise ValueError(f"expected Nx{INPUT_SIZE}x{INPUT_SIZE}x3 uint8 crops, got {crops.dtype} {crops.shape}")
-        out = []
-        for start in range(0, len(crops), self.batch_size):
-            x = to_tensor_batch(crops[start : start + self.batch_size]).to(self.device)
-            e = self.model(x)
-            if self.flip:
-                e = e + self.model(torch.flip(x, dims=[3]))
-            out.append(torch.nn.functional.normalize(e.float(), dim=1).cpu().numpy())
-        if not out:
+        if len(crops) == 0:
             return np.zeros((0, self.embedding_size), np.float32)
-        return np.concatenate(out)
+        emb = embed_images(self.model, crops, batch_size=self.batch_size, device=self.device, flip=self.flip,
+                           progress=False)
+        return torch.nn.functional.normalize(torch.from_numpy(emb), dim=1).numpy()
 
     @property
     def embedding_size(self) -> int:
         """Embedding dimension D (found by running the model once)."""
         if not hasattr(self, "_dim"):
-            with torch.inference_mode():
-                x = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE, device=self.device)
-                self._dim = int(self.model(x).shape[1])
+            self._dim = embedding_dim(self.model, self.device, size=INPUT_SIZE)
         return self._dim
 
     def embed(
@@ -382,8 +376,6 @@ class FaceRecognizer:
         Pairs whose images fail (unreadable, no face) are left out; the count is in ``num_pairs``.
         """
         if isinstance(pairs, (str, os.PathLike)) and Path(pairs).suffix.lower() == ".bin":
-            from facelivt.evaluation.binset import read_bin
-
             binset = read_bin(pairs)
             crops = np.concatenate(list(binset.iter_batches(self.batch_size, size=INPUT_SIZE)))
             emb = self.embed_aligned(crops)  # .bin sets hold aligned crops

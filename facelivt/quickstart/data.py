@@ -23,6 +23,8 @@ from facelivt.data import SyntheticIdentities, split_identities, to_tensor
 from facelivt.data.folder import load_image, scan_image_folder
 from facelivt.data.imaging import DecodeError
 from facelivt.data.transforms import INPUT_SIZE
+from facelivt.inference import FaceDetector, NoFaceError
+from facelivt.inference.folders import save_rgb
 from facelivt.training.heldout import build_pairs
 
 PathLike = str | os.PathLike
@@ -142,8 +144,6 @@ def select_identities(classes: list[str], samples: list[tuple[str, int]], max_im
 
 def _align_one(detector, path: str, target: Path) -> np.ndarray:
     """Largest face of ``path`` aligned to 112x112 (written to ``target`` as a cache)."""
-    from facelivt.inference.folders import save_rgb
-
     crop = detector.align(path, select="largest", size=INPUT_SIZE)[0].image
     save_rgb(crop, target)
     return crop
@@ -183,8 +183,6 @@ def folder_faces(
         raise ValueError(f"{root}: no identity has at least 2 images; verification needs matched pairs")
     detector = None
     if align:
-        from facelivt.inference import FaceDetector, NoFaceError
-
         if align_dir is None:
             raise ValueError(f"{root} holds images that are not 112x112 crops: an align_dir is needed to keep the crops")
         detector = FaceDetector(mtcnn_weights)

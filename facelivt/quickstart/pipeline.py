@@ -18,9 +18,14 @@ import numpy as np
 import torch
 
 import facelivt
+import facelivt.models.peers  # noqa: F401  (registers the peer models)
 from facelivt.deploy.benchmark import cpu_model
 from facelivt.deploy.onnx_export import export_onnx
 from facelivt.files import write_text
+from facelivt.losses import margin_loss
+from facelivt.models import create_model, reparameterize_model
+from facelivt.models.config import VARIANTS
+from facelivt.training import DistillConfig
 
 from .checks import (
     DeployCheck,
@@ -362,9 +367,6 @@ def _label(key: str, name: str) -> str:
 
 
 def _benchmark(options, plan, trained, deploys, onnx_check: OnnxCheck) -> tuple[list, dict[str, Any]]:
-    import facelivt.models.peers  # noqa: F401  (registers the peer models)
-    from facelivt.models import create_model, reparameterize_model
-
     torch.manual_seed(options.seed)
     peer_train = create_model(options.peer).eval()
     peer_deploy = reparameterize_model(peer_train)
@@ -398,10 +400,6 @@ def _benchmark(options, plan, trained, deploys, onnx_check: OnnxCheck) -> tuple[
 def _paper_recipe() -> dict[str, Any]:
     """The paper's recipe as the library holds it (published counts of its teacher, the released
     margin and distillation defaults), for the report's comparisons."""
-    from facelivt.losses import margin_loss
-    from facelivt.models.config import VARIANTS
-    from facelivt.training import DistillConfig
-
     teacher = VARIANTS["facelivt_l_mhsa"]
     cosface, distill = margin_loss("cosface"), DistillConfig()
     return {

@@ -7,25 +7,14 @@ from typing import Sequence
 
 import numpy as np
 
+from facelivt.evaluation.report import agg_figure, figure_png, rocs_png
 from facelivt.files import write_bytes
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _save_png(fig, path: str | Path) -> Path:
     """``fig`` as a PNG at ``path``, written atomically (no half-written image on a full disk)."""
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
     path = Path(path)
-    write_bytes(path, buffer.getvalue())
+    write_bytes(path, figure_png(fig))
     return path
 
 
@@ -44,7 +33,7 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
 
 def plot_loss_curves(curves: dict[str, Sequence[float]], path: str | Path, title: str = "Training loss") -> Path:
     """One line per curve (loss per optimiser step, raw in light colour and a moving average on top)."""
-    fig = _figure(7.0, 4.2)
+    fig = agg_figure(7.0, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     for i, (label, values) in enumerate(curves.items()):
         v = np.asarray(values, dtype=np.float64)
@@ -65,24 +54,11 @@ def plot_loss_curves(curves: dict[str, Sequence[float]], path: str | Path, title
 def plot_rocs(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, n_negative: int, title: str) -> Path:
     """ROC curves (true accept rate against false accept rate, log axis from 1 / negatives) of several
     models on one figure; the label should carry the accuracy or AUC."""
-    fig = _figure(6.0, 4.6)
-    ax = fig.add_subplot(1, 1, 1)
     lo = 1.0 / max(n_negative, 1)
-    for i, (label, (fpr, tpr)) in enumerate(curves.items()):
-        fpr = np.asarray(fpr, dtype=np.float64)
-        tpr = np.asarray(tpr, dtype=np.float64)
-        keep = fpr > 0
-        ax.step(np.clip(fpr[keep], lo, 1.0), tpr[keep], where="post", lw=1.6, color=f"C{i}", label=label)
-    ax.plot([lo, 1.0], [lo, 1.0], color="grey", lw=0.8, ls="--", label="chance")
-    ax.set_xscale("log")
-    ax.set_xlim(lo, 1.0)
-    ax.set_ylim(0.0, 1.01)
-    ax.set_xlabel("false accept rate")
-    ax.set_ylabel("true accept rate")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return _save_png(fig, path)
+    path = Path(path)
+    write_bytes(path, rocs_png(curves, title, lo, size=(6.0, 4.6), steps=True,
+                               axis_labels=("false accept rate", "true accept rate")))
+    return path
 
 
 def save_samples(images: np.ndarray, labels: np.ndarray, path: str | Path, per_row: int = 8, rows: int = 4) -> Path:

@@ -8,7 +8,7 @@ import torch
 
 from facelivt.data.transforms import to_tensor_batch
 from facelivt.evaluation import embed_images, evaluate_bin, resolve_device, write_bin
-from facelivt.evaluation.embed import embed_batches
+from facelivt.evaluation.embed import embed_batches, embedding_dim
 
 
 def _imgs(n: int, seed: int = 0) -> np.ndarray:
@@ -75,6 +75,20 @@ def test_bad_model_output_is_reported():
 
     with pytest.raises(RuntimeError, match="expected N x D"):
         embed_batches(Bad(), [_imgs(2)], device="cpu", progress=False)
+
+
+def test_embedding_dim_probe_leaves_the_model_as_it_was(tiny_model):
+    tiny_model.train()
+    before = tiny_model.bn.running_mean.clone()
+    assert embedding_dim(tiny_model) == embed_images(tiny_model, _imgs(1), device="cpu", progress=False).shape[1]
+    assert tiny_model.training and torch.equal(tiny_model.bn.running_mean, before)
+
+    class Flat(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(dim=(1, 2, 3))  # 1-d output
+
+    with pytest.raises(ValueError, match=r"\[batch, dim\]"):
+        embedding_dim(Flat())
 
 
 def test_evaluate_bin_with_a_meaningful_model(tmp_path):

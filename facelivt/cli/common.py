@@ -1,0 +1,125 @@
+"""Helpers shared by several sub-commands: model and detector options, the gallery a command works
+on, and how problem files are listed on the terminal.
+
+This module has no ``register``: it is not a sub-command (see :func:`facelivt.cli.build_parser`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from facelivt.devices import resolve_device
+from facelivt.inference import FaceDetector, FaceRecognizer, Gallery, GalleryNotFoundError, check_threshold
+
+SHOW = 20  # problem files listed on the terminal (all of them go to a --report where a command has one)
+
+
+def add_detector_args(p: argparse.ArgumentParser) -> None:
+    """Options of the MTCNN face detector."""
+    p.add_argument("--mtcnn-weights", default=None, metavar="DIR",
+                   help="folder with pnet.pt, rnet.pt, onet.pt (default: $FACELIVT_MTCNN_WEIGHTS, then the "
+                        "installed facenet-pytorch package: pip install --no-deps facenet-pytorch==2.6.0)")
+    p.add_argument("--min-face-size", type=float, default=20.0, help="smallest face to find, in pixels (default 20)")
+    p.add_argument("--pad", type=float, default=0.0, metavar="FRACTION",
+                   help="when no face is found, look again with a black border of FRACTION x the longest side "
+                        "(e.g. 0.3; helps on tightly cropped faces); default 0: no second look")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is best on a busy shared machine)")
+    p.add_argument("--pad-always", action="store_true",
+                   help="always detect with the --pad border (best for sets of tight face crops)")
+
+
+def make_detector(args: argparse.Namespace) -> FaceDetector:
+    """A FaceDetector from the options of :func:`add_detector_args` (and ``--device``)."""
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.pad_always and args.pad <= 0:
+        raise ValueError("--pad-always needs --pad FRACTION (e.g. --pad 0.3)")
+    return FaceDetector(args.mtcnn_weights, min_face_size=args.min_face_size,
+                        device=resolve_device(args.device, option="--device"), pad=args.pad,
+                        pad_always=args.pad_always)
+
+
+def add_model_args(p: argparse.ArgumentParser, model_default: str | None = "facelivt_s") -> None:
+    """Options selecting the recognition model and how it runs."""
+    p.add_argument("--model", default=model_default,
+                   help="model variant, see `facelivt info` " + (f"(default {model_default})" if model_default else
+                                                                  "(default: the gallery's model, else facelivt_s)"))
+    p.add_argument("--weights", required=True, metavar="FILE",
+                   help="model weights: this project's .safetensors or the authors' released .pt")
+    p.add_argument("--train-form", action="store_true", help="run the train form instead of the reparameterized one")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    p.add_argument("--batch-size", type=int, default=64, help="crops per forward pass (default 64)")
+    p.add_argument("--no-flip", action="store_true", help="do not add the embedding of the mirrored crop")
+    p.add_argument("--aligned", action="store_true", help="inputs are already aligned 112x112 crops: no detection")
+    p.add_argument("--face", choices=("largest", "all", "error"), default="largest",
+                   help="a photo with several faces: use the largest (default; each such photo is named in a "
+                        "warning), every face, or refuse the photo ('error')")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_detector_args(p)
+
+
+def make_recognizer(args: argparse.Namespace, model: str | None = None,
+                    threshold: float | None = None) -> FaceRecognizer:
+    """A FaceRecognizer from the options of :func:`add_model_args`."""
+    device = resolve_device(args.device, option="--device")
+    detector = None if args.aligned else make_detector(args)
+    return FaceRecognizer(
+        model or args.model, args.weights, device=device, deploy=not args.train_form, detector=detector,
+        threshold=threshold, flip=not args.no_flip, batch_size=args.batch_size,
+    )
+
+
+def check_threshold_option(args: argparse.Namespace) -> None:
+    """Refuse a --threshold that is not a finite cosine score in (-1, 1] (NaN, -1, 2, ...)."""
+    if getattr(args, "threshold", None) is not None:
+        args.threshold = check_threshold(args.threshold, "--threshold")
+
+
+def open_gallery(args: argparse.Namespace, must_exist: bool, threshold: float | None = None) -> FaceRecognizer:
+    """A recognizer using the gallery of ``args.gallery`` (an old two-file gallery is imported first);
+    without a gallery there, its in-memory gallery is empty (or, with ``must_exist``, an error)."""
+    try:
+        gallery = Gallery.open(args.gallery)
+    except GalleryNotFoundError:
+        if must_exist:
+            raise GalleryNotFoundError(f"no gallery in {args.gallery} (create one with `facelivt enroll`)") from None
+        gallery = None
+    try:
+        model = args.model or (gallery.metadata.get("model") if gallery is not None else None) or "facelivt_s"
+        rec = make_recognizer(args, model=model, threshold=threshold)
+        if gallery is not None:
+            rec.use_gallery(gallery)
+    except BaseException:
+        if gallery is not None:
+            gallery.close()
+        raise
+    return rec
+
+
+def print_several_faces(several, face: str) -> None:
+    """Say which photos held several faces and what was done with them (``several``: (path, count))."""
+    if not several or face == "error":  # with --face error they are among the skipped files
+        return
+    if face == "largest":
+        for path, count in several:
+            print(f"warning: {path}: {count} faces found, used the largest", file=sys.stderr)
+        print(f"warning: {len(several)} photo(s) held several faces; the largest face of each was used "
+              "(--face all or --face error to choose)", file=sys.stderr)
+    else:
+        print(f"{len(several)} photo(s) held several faces; every face was used", file=sys.stderr)
+
+
+def print_failures(failures, title: str = "skipped") -> None:
+    """List (path, reason) pairs on stderr, the first few."""
+    if not failures:
+        return
+    print(f"{title} ({len(failures)}):", file=sys.stderr)
+    for path, reason in failures[:SHOW]:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    if len(failures) > SHOW:
+        print(f"  ... and {len(failures) - SHOW} more", file=sys.stderr)
