@@ -39,8 +39,10 @@ from .imaging import (
     image_to_sample,
     resolve_transform,
 )
-from .transforms import INPUT_SIZE
 from facelivt.files import atomic_open, atomic_paths
+
+from .folder import load_image, scan_image_folder
+from .transforms import INPUT_SIZE
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -424,8 +426,6 @@ def pack_image_folder(
     Unreadable source images are skipped with a warning.
     Returns ``dict(num_images, num_classes, skipped)``.
     """
-    from .folder import scan_image_folder  # local import: folder -> imaging only
-
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
     classes, samples = scan_image_folder(images_dir)
@@ -443,8 +443,6 @@ def pack_image_folder(
 
 def _pack_records(writer: RecordIOWriter, samples, num_classes: int, images_dir, size: int, png: bool, quality: int) -> dict:
     """Header, image and identity records of :func:`pack_image_folder`."""
-    from .folder import load_image  # local import: folder -> imaging only
-
     starts = np.full(num_classes, -1, dtype=np.int64)
     ends = np.full(num_classes, -1, dtype=np.int64)
     skipped = 0

@@ -25,6 +25,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .margin import margin_loss
+
 _INIT_CHUNK = 65536
 
 
@@ -298,8 +300,6 @@ def partial_fc_loss(
     **kwargs,
 ) -> PartialFC:
     """Convenience: a :class:`PartialFC` with the named margin (see :func:`margin_loss`)."""
-    from .margin import margin_loss
-
     margin_kwargs = {k: kwargs.pop(k) for k in ("s", "m1", "m2", "m3") if k in kwargs}
     return PartialFC(embedding_size, num_classes, margin_loss(loss, **margin_kwargs), sample_rate, process_group, **kwargs)
 

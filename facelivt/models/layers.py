@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facelivt.models.reparam import reparameterize_module
+
 
 def trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
     return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
@@ -173,8 +175,6 @@ class Residual(nn.Module):
 
     @torch.no_grad()
     def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
-        from facelivt.models.reparam import reparameterize_module
-
         if isinstance(self.fn, RepConv) and residual and fuse_bn and self.fn.is_identity_compatible():
             return self.fn.reparameterize(residual, fuse_bn, add_identity=True)
         return Residual(reparameterize_module(self.fn, residual=residual, fuse_bn=fuse_bn))

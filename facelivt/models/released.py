@@ -8,6 +8,7 @@ import torch
 
 from facelivt.errors import FaceLiVTError
 from facelivt.models.config import VARIANTS
+from facelivt.models.registry import create_model
 
 # Released variant names (as stored in their checkpoints) -> ours.
 RELEASED_NAMES = {
@@ -86,8 +87,6 @@ def convert_released_state_dict(state_dict: Mapping[str, torch.Tensor], name: st
     The per-head ``linear{1,2}.{h}`` MHLA layers are stacked into the batched ``w1/b1/w2/b2``. Raises
     :class:`CheckpointMismatchError` naming missing, unexpected or mis-shaped keys, and a wrong variant.
     """
-    from facelivt.models.registry import create_model
-
     state_dict, stored_variant = unwrap_checkpoint(state_dict)
     if stored_variant is not None and RELEASED_NAMES.get(stored_variant, stored_variant) != name:
         raise CheckpointMismatchError(

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from facelivt.errors import FaceLiVTError
+from facelivt.evaluation.embed import embedding_dim
 from facelivt.losses import DistillationLoss, PartialFC, margin_loss
 from facelivt.models import create_model, load_model
 from facelivt.models.registry import model_config
@@ -337,7 +338,7 @@ def build_step_runner(
     is put in eval mode and frozen). ``num_samples`` sizes the teacher cache (needed unless ``distill.cache`` is none); a disk cache
     lives in ``cache_dir``."""
     model = _placed_model(cfg, env.device, model)
-    embedding_size = _output_dim(model, env.device)
+    embedding_size = embedding_dim(model, env.device)
     pfc = build_partial_fc(cfg, num_classes, env, embedding_size).to(env.device)
     o = cfg.optim
     hyper = {"weight_decay": o.weight_decay, "betas": (o.betas[0], o.betas[1]), "eps": o.eps}
@@ -385,28 +386,10 @@ def _frozen_teacher(cfg: Config, device: torch.device, teacher: nn.Module | None
         teacher = teacher.to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-    teacher_dim = _output_dim(teacher, device)
+    teacher_dim = embedding_dim(teacher, device)
     if teacher_dim != embedding_size:
         raise ValueError(
             f"the teacher {d.teacher} gives {teacher_dim}-d embeddings but the student {embedding_size}-d; "
             "distillation needs the same size"
         )
     return teacher
-
-
-@torch.no_grad()
-def _output_dim(model: nn.Module, device: torch.device) -> int:
-    """Embedding width of ``model`` (probed in eval mode, so no statistics change)."""
-    size = 112
-    cfg = getattr(model, "cfg", None)
-    if cfg is not None and getattr(cfg, "input_size", None):
-        size = int(cfg.input_size)
-    was_training = model.training
-    model.eval()
-    try:
-        out = model(torch.zeros(2, 3, size, size, device=device))
-    finally:
-        model.train(was_training)
-    if out.ndim != 2:
-        raise ValueError(f"the model must return [batch, dim] embeddings, got shape {tuple(out.shape)}")
-    return int(out.shape[1])
