@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 _spec = importlib.util.spec_from_file_location("check_imports", REPO / "scripts" / "check_imports.py")
 check_imports = importlib.util.module_from_spec(_spec)
