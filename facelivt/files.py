@@ -93,29 +93,8 @@ def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Pa
     an ``OSError`` is re-raised as :class:`OutputWriteError`. ``mode`` defaults to what
     ``open()`` would create (0o666 less the umask), not the 0600 of ``mkstemp``.
     """
-    path = Path(path)
-    _check_target(path)
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    except OSError as exc:
-        raise OutputWriteError(path, exc) from exc
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    with atomic_paths(path, mode=mode) as (tmp,):
         yield tmp
-        os.chmod(tmp, _default_mode() if mode is None else mode)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        _remove_quietly(tmp)
-        error = _write_error([path], [tmp], exc)
-        if error is exc:
-            raise
-        raise error from exc
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
