@@ -11,12 +11,9 @@ import argparse
 from pathlib import Path
 
 import torch
-from safetensors.torch import save as safetensors_bytes
 
 from facelivt.errors import FaceLiVTError
-from facelivt.files import write_bytes
-from facelivt.models import load_model
-from facelivt.models.weights import model_metadata
+from facelivt.models import load_model, save_weights
 
 OUTPUT_SUFFIX = ".safetensors"
 
@@ -36,9 +33,8 @@ def check_output_name(path: str | Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     out = check_output_name(args.output)
     model = load_model(args.model, args.input, deploy=args.deploy)
+    save_weights(model, out)
     state = model.state_dict()
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    write_bytes(out, safetensors_bytes(tensors, metadata=model_metadata(model)))
     form = "deploy" if args.deploy else "train"
     n = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
     print(f"wrote {out}: {args.model}, {form} form, {len(state)} tensors, {n / 1e6:.3f} M values")
