@@ -11,7 +11,7 @@ import sys
 import torch
 
 from facelivt.devices import resolve_device
-from facelivt.inference import FaceDetector, FaceRecognizer, Gallery, GalleryNotFoundError, check_threshold
+from facelivt.inference import FACE_POLICIES, FaceDetector, FaceRecognizer, Gallery, GalleryNotFoundError, check_threshold
 
 SHOW = 20  # problem files listed on the terminal (all of them go to a --report where a command has one)
 
@@ -56,7 +56,7 @@ def add_model_args(p: argparse.ArgumentParser, model_default: str | None = "face
     p.add_argument("--batch-size", type=int, default=64, help="crops per forward pass (default 64)")
     p.add_argument("--no-flip", action="store_true", help="do not add the embedding of the mirrored crop")
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned 112x112 crops: no detection")
-    p.add_argument("--face", choices=("largest", "all", "error"), default="largest",
+    p.add_argument("--face", choices=FACE_POLICIES, default="largest",
                    help="a photo with several faces: use the largest (default; each such photo is named in a "
                         "warning), every face, or refuse the photo ('error')")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,6 +7,7 @@ from pathlib import Path
 from facelivt.devices import resolve_device
 from facelivt.evaluation import build_model, evaluate_sets, format_table
 from facelivt.evaluation.runner import check_sets
+from facelivt.models.config import HEADS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="threads reading IJB images (default 2)")
     p.add_argument("--no-flip", action="store_true", help="embed without the flip-sum")
     p.add_argument("--train-form", action="store_true", help="evaluate the train form instead of the deploy form")
-    p.add_argument("--head", choices=("gap", "gdc"), help="embedding head override")
+    p.add_argument("--head", choices=HEADS, help="embedding head override")
     p.add_argument("--num-heads", type=int, help="MHLA heads override")
     p.add_argument("--embedding-size", type=int, help="embedding size override")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation when --weights is omitted")

@@ -17,6 +17,7 @@ from typing import Any, Optional
 import torch
 
 import facelivt
+from facelivt.models.config import HEADS
 
 from .checks import BenchSettings
 
@@ -84,7 +85,7 @@ class QuickstartOptions:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.max_images is not None and self.max_images < 40:
             raise ValueError(f"max_images must be at least 40, got {self.max_images}")
-        if self.head not in ("gap", "gdc"):
+        if self.head not in HEADS:
             raise ValueError(f"head must be 'gap' or 'gdc', got {self.head!r}")
         known = set(facelivt.list_models())
         for role, name in (("student", self.student), ("teacher", self.teacher)):
