@@ -73,7 +73,6 @@ def embed_batches(
 
 
 @torch.inference_mode()
-@torch.no_grad()
 def embedding_dim(model: nn.Module, device: str | torch.device | None = None, size: int | None = None) -> int:
     """Embedding dimension D of ``model``, found by running it once on zeros in eval mode (its
     train/eval mode is restored; no statistics change). ``device``: where the model is (default: the
