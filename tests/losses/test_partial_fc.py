@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -12,6 +11,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from facelivt.losses import CombinedMarginLoss, PartialFC, margin_loss, shard_range
+
+from net_helpers import free_port
 
 D, C, B, WORLD = 16, 11, 4, 2  # 11 classes: uneven shards (6 + 5)
 HEADS = {
@@ -67,12 +68,6 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_processes_equal_one(tmp_path):
