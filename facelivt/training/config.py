@@ -285,6 +285,12 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def build_dataclass(cls: type, data: Mapping[str, Any] | None, where: str = "") -> Any:
+    """``cls`` (any dataclass schema like :class:`Config`, e.g. an application's own section) from a
+    nested mapping, with the same typing and unknown-key errors as a training config."""
+    return _build(cls, data or {}, where)
+
+
 def config_from_dict(data: Mapping[str, Any] | None) -> Config:
     """Build and validate a :class:`Config` from a nested mapping (missing keys keep their defaults)."""
     cfg = _build(Config, data or {}, "")
@@ -303,15 +309,15 @@ def parse_override(text: str) -> tuple[str, str]:
     return key, value
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Set dotted ``key=value`` overrides on a nested dict, typed by the Config fields."""
-    keys = valid_keys()
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], schema: type = Config) -> dict[str, Any]:
+    """Set dotted ``key=value`` overrides on a nested dict, typed by the fields of ``schema``."""
+    keys = valid_keys(schema)
     for text in overrides:
         key, raw = parse_override(text)
         if key not in keys:
             raise ValueError(f"unknown config key {key!r} in override {text!r}; valid keys: {', '.join(keys)}")
         parts = key.split(".")
-        cls: Any = Config
+        cls: Any = schema
         for part in parts[:-1]:
             cls = _hints(cls)[part]
         tp = _hints(cls)[parts[-1]]

@@ -73,6 +73,7 @@ class HeldoutPairs:
         pairs, self.issame = build_pairs(labels[indices], num_pairs, seed)
         used, inverse = np.unique(pairs.reshape(-1), return_inverse=True)
         self.pair_rows = inverse.reshape(-1)  # row of each pair member in self.images
+        self.labels = labels[indices][used]  # identity of each row of self.images
         images = []
         for pos in tqdm(used, desc="held-out pairs", unit="img", disable=not progress, leave=False):
             image, _ = dataset[int(indices[pos])]
