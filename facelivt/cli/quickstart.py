@@ -1,12 +1,12 @@
-"""``facelivt quickstart``: teacher, distilled student, held-out evaluation, deploy form, ONNX and a
-benchmark in one command, with a report folder (see :mod:`facelivt.quickstart`)."""
+"""``facelivt quickstart [--config FILE] [key=value ...]``: teacher, distilled student, held-out
+evaluation, deploy form, ONNX and a benchmark in one command, with a report folder (see
+:mod:`facelivt.quickstart`). The flags are shortcuts for overrides of the config file."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from facelivt.quickstart import QuickstartOptions, run_quickstart
-from facelivt.quickstart.plan import DEFAULT_BUDGET_MINUTES, QUICK_BUDGET_MINUTES
+from facelivt.quickstart import DEFAULT_CONFIG, QUICK_BUDGET_MINUTES, load_quickstart_config, run_quickstart
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,46 +18,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "distillation from it and without; evaluate verification on the held-out identities (10-fold protocol); "
             "reparameterize and check the deploy form; export ONNX and check it with ONNX Runtime; benchmark against "
             "EdgeFace-XS. Writes OUT/report.md, OUT/report.html, OUT/results.json, PNG figures and the weights of every "
-            "model. Default data: built-in synthetic identities (no download)."
+            f"model. Settings: a config file (default {DEFAULT_CONFIG.name} in the package; --print-config shows it) with "
+            "key=value overrides as for `facelivt train` (quickstart.* for the plan and report keys). Default data: "
+            "built-in synthetic identities (no download)."
         ),
     )
-    p.add_argument("--out", default="quickstart_out", metavar="DIR", help="report folder (default: quickstart_out)")
-    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET_MINUTES, metavar="MINUTES",
-                   help=f"wall-time budget that sizes the run (default {DEFAULT_BUDGET_MINUTES:g}; under 1: the CI-sized run)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys, e.g. optim.lr=0.003)")
+    p.add_argument("--config", default=None, metavar="FILE", help="config file (default: the package's quickstart.yaml)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--out", metavar="DIR", help="report folder (quickstart.out; default quickstart_out)")
+    p.add_argument("--budget", type=float, metavar="MINUTES",
+                   help="wall-time budget that sizes the run (quickstart.budget_minutes; default 6.5; under 1: the CI-sized run)")
     p.add_argument("--quick", action="store_true", help=f"the CI-sized run (same as --budget {QUICK_BUDGET_MINUTES:g})")
-    p.add_argument("--data", default=None, metavar="DIR",
-                   help="image folder DIR/<identity>/<image> instead of synthetic faces (aligned with MTCNN when the "
-                        "images are not 112x112 crops), e.g. ../shared/data/celeba_subset_112")
-    p.add_argument("--max-images", type=int, default=None,
-                   help="images read from --data at most, whole identities (default: 4000 aligned crops, or about 2 per "
-                        "second of budget when they must be detected and aligned first)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: the idle cores, from the load average, at least 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data, split, pairs and training (default 0)")
-    p.add_argument("--mtcnn-weights", default=None, metavar="DIR", help="MTCNN weights folder for --data (see `facelivt align`)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--data", metavar="DIR",
+                   help="image folder DIR/<identity>/<image> instead of synthetic faces (data.type=folder data.root=DIR; aligned "
+                        "with MTCNN when the images are not 112x112 crops), e.g. ../shared/data/celeba_subset_112")
+    p.add_argument("--max-images", type=int, help="images read from --data at most, whole identities (quickstart.max_images "
+                                                  "and quickstart.max_align_images)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (train.num_threads; default: the idle cores, at least 1)")
+    p.add_argument("--seed", type=int, help="seed of the data, split, pairs and training (train.seed, data.split_seed, data.synthetic_seed)")
+    p.add_argument("--mtcnn-weights", metavar="DIR", help="MTCNN weights folder for --data (quickstart.mtcnn_weights)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
 
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The shortcut flags as config overrides (the key=value arguments come after them and win)."""
+    out: list[str] = []
+    pairs = [("quickstart.out", args.out), ("quickstart.budget_minutes", QUICK_BUDGET_MINUTES if args.quick else args.budget),
+             ("quickstart.max_images", args.max_images), ("quickstart.max_align_images", args.max_images),
+             ("train.num_threads", args.threads), ("quickstart.mtcnn_weights", args.mtcnn_weights)]
+    if args.data is not None:
+        pairs += [("data.type", "folder"), ("data.root", args.data)]
+    if args.seed is not None:
+        pairs += [(key, args.seed) for key in ("train.seed", "data.split_seed", "data.synthetic_seed")]
+    if args.quiet:
+        pairs += [("quickstart.progress", "false"), ("train.progress", "false")]
+    return out + [f"{key}={value}" for key, value in pairs if value is not None]
+
+
 def run(args: argparse.Namespace) -> int:
-    options = QuickstartOptions(
-        out=args.out,
-        budget_minutes=QUICK_BUDGET_MINUTES if args.quick else args.budget,
-        data=args.data,
-        max_images=args.max_images,
-        seed=args.seed,
-        threads=args.threads,
-        progress=not args.quiet,
-        mtcnn_weights=args.mtcnn_weights,
-    )
-    result = run_quickstart(options)
-    r = result.results
-    v = r["verification"]
-    lines = [
+    config = load_quickstart_config(args.config, [*flag_overrides(args), *args.overrides])
+    if args.print_config:
+        print(config.to_yaml(), end="")
+        return 0
+    result = run_quickstart(config)
+    r, v = result.results, result.results["verification"]
+    print("\n".join([
         f"held-out verification accuracy: teacher {100 * v['teacher']['accuracy']:.2f}%, "
         f"student distilled {100 * v['student_kd']['accuracy']:.2f}%, student plain {100 * v['student_plain']['accuracy']:.2f}%",
         f"checks (deploy form, ONNX): {'passed' if result.passed else 'FAILED'}",
         f"wall time {r['wall_seconds'] / 60:.1f} min; report: {result.out / 'report.md'} (and report.html)",
-    ]
-    print("\n".join(lines), file=sys.stderr)
+    ]), file=sys.stderr)
     return 0 if result.passed else 1

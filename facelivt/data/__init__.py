@@ -11,12 +11,14 @@ from .recordio import (
     pack_image_folder,
     unpack_payload,
 )
+from .memory import FaceArray
 from .sampler import DistributedResumableSampler, ResumableSampler
 from .synthetic import SyntheticIdentities
 from .transforms import hflip, to_tensor, to_tensor_batch, to_uint8
 
 __all__ = [
     "DistributedResumableSampler",
+    "FaceArray",
     "ImageFolderDataset",
     "RecordIODataset",
     "RecordIOError",

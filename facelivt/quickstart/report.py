@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Union
 
 from facelivt.files import atomic_paths
 
@@ -143,6 +143,3 @@ def write_report(report: Report, folder: str | Path) -> tuple[Path, Path]:
 def pct(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{100.0 * x:.{digits}f}"
 
-
-def fmt_rows(rows: Sequence[Sequence[object]]) -> list[list[str]]:
-    return [[str(c) for c in r] for r in rows]

@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from facelivt.cli import main
-from facelivt.quickstart import QuickstartOptions, base_plan, make_pairs, plan_steps, split_faces, synthetic_faces
-from facelivt.quickstart.data import FaceArray, folder_faces, needs_alignment
-from facelivt.quickstart.pipeline import _distillation_summary
-from facelivt.quickstart.plan import TEACHER_STEP_RATIO, TRAIN_SHARE, auto_threads
+from facelivt.data import FaceArray
+from facelivt.quickstart import base_plan, load_quickstart_config, plan_steps
+from facelivt.quickstart.data import folder_faces, make_pairs, needs_alignment, split_faces, synthetic_faces
+from facelivt.quickstart.plan import auto_threads
+from facelivt.quickstart.results import distillation_summary as _distillation_summary
 from facelivt.quickstart.plots import smooth
 from facelivt.quickstart.report import Bullets, Figure, Heading, Para, Report, Table, to_html, to_markdown
 
@@ -21,6 +22,19 @@ CELEBA = REPO / ".." / "shared" / "data" / "celeba_subset"
 
 
 # ------------------------------------------------------------------------------- options and plan
+
+# The old QuickstartOptions fields, as overrides of the quickstart's config file.
+_KEYS = {"budget_minutes": ["quickstart.budget_minutes"], "threads": ["train.num_threads"], "teacher": ["distill.teacher"],
+         "head": ["model.head"], "max_images": ["quickstart.max_images", "quickstart.max_align_images"],
+         "data": ["data.type=folder", "data.root"]}
+
+
+def _options(**kwargs):
+    overrides = []
+    for name, value in kwargs.items():
+        overrides += [key if "=" in key else f"{key}={value}" for key in _KEYS[name]]
+    return load_quickstart_config(overrides=overrides)
+
 
 
 @pytest.mark.parametrize(
@@ -37,11 +51,12 @@ CELEBA = REPO / ".." / "shared" / "data" / "celeba_subset"
 )
 def test_bad_options_are_refused(kwargs, error):
     with pytest.raises(error):
-        QuickstartOptions(**kwargs).validate()
+        _options(**kwargs)
 
 
 def test_plan_fits_the_training_share_of_the_budget():
-    opts = QuickstartOptions(budget_minutes=6, threads=1)
+    opts = _options(budget_minutes=6, threads=1)
+    TEACHER_STEP_RATIO, TRAIN_SHARE = opts.quickstart.teacher_step_ratio, opts.quickstart.train_share
     plan = plan_steps(base_plan(opts), student_step_s=0.25, teacher_step_s=0.6, num_train_images=1920)
     assert not plan.tiny and not plan.floor_applied
     assert plan.teacher_steps == round(TEACHER_STEP_RATIO * plan.student_steps)
@@ -55,21 +70,24 @@ def test_plan_fits_the_training_share_of_the_budget():
 
 
 def test_plan_keeps_a_floor_of_steps_on_a_slow_machine():
-    plan = plan_steps(base_plan(QuickstartOptions(budget_minutes=6)), 5.0, 12.0, num_train_images=1920)
+    opts = _options(budget_minutes=6)
+    TRAIN_SHARE = opts.quickstart.train_share
+    plan = plan_steps(base_plan(opts), 5.0, 12.0, num_train_images=1920)
     assert plan.floor_applied and plan.student_steps == plan.min_student_steps >= 40
     assert sum(plan.shares_s.values()) > TRAIN_SHARE * 6 * 60  # the run will take longer than the budget
-    small = plan_steps(base_plan(QuickstartOptions(budget_minutes=2)), 5.0, 12.0, num_train_images=1920)
+    small = plan_steps(base_plan(_options(budget_minutes=2)), 5.0, 12.0, num_train_images=1920)
     assert 10 <= small.student_steps < plan.student_steps  # the floor scales with the budget
 
 
 def test_quick_plan_is_ci_sized_and_ignores_step_times():
-    plan = plan_steps(base_plan(QuickstartOptions(budget_minutes=0.5, threads=1)), 10.0, 10.0, 72)
+    opts = _options(budget_minutes=0.5, threads=1)
+    plan = plan_steps(base_plan(opts), 10.0, 10.0, 72)
     assert plan.tiny and plan.student_steps <= 5 and plan.teacher_steps <= 5
-    assert plan.synthetic_identities * plan.synthetic_images_per_identity <= 200
+    assert plan.num_identities * opts.training.data.images_per_identity <= 200
 
 
 def test_max_images_option_overrides_the_plan():
-    plan = base_plan(QuickstartOptions(budget_minutes=6, max_images=300))
+    plan = base_plan(_options(budget_minutes=6, max_images=300))
     assert plan.max_images == plan.max_align_images == 300
 
 

@@ -1,0 +1,145 @@
+"""The quickstart's config: one YAML file (default: ``quickstart.yaml`` beside this module).
+
+Its training sections are a :class:`facelivt.training.Config`, parsed by the machinery of
+``facelivt train``; the ``quickstart`` section (plan and report) is :class:`QuickstartSettings`,
+parsed the same way; ``quick`` lists the overrides of the CI-sized run. Overrides are dotted
+``key=value`` strings, ``quickstart.*`` for the quickstart's own keys.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+from facelivt.errors import FaceLiVTError
+from facelivt.models import list_models
+from facelivt.training import Config
+from facelivt.training.config import apply_overrides, build_dataclass, config_from_dict, resolve_input_path
+
+DEFAULT_CONFIG = Path(__file__).with_name("quickstart.yaml")
+QUICK_BUDGET_MINUTES = 0.5
+
+
+class QuickstartConfigError(FaceLiVTError, ValueError):
+    """A quickstart setting a user got wrong."""
+
+
+@dataclass
+class QuickstartSettings:
+    """What only the quickstart has: the plan's knobs and the report folder (see quickstart.yaml)."""
+
+    out: str = "quickstart_out"
+    budget_minutes: float = 6.5
+    sizes_for_minutes: float = 6.5
+    quick_below_minutes: float = 1.0
+    train_share: float = 0.8
+    teacher_step_ratio: float = 2.0
+    teacher_batch_size: int = 32
+    teacher_steps: Optional[int] = None
+    min_student_steps: int = 60
+    min_identities: int = 48
+    pair_images_per_identity: int = 8
+    parity_images: int = 32
+    deploy_verification: bool = True
+    max_images: int = 4000
+    max_align_images: Optional[int] = None
+    mtcnn_weights: Optional[str] = None
+    peer: str = "edgeface_xs"
+    bench_batch_sizes: list[int] = field(default_factory=lambda: [1, 16])
+    bench_warmup: int = 5
+    bench_runs: int = 30
+    bench_rounds: int = 3
+    progress: bool = True
+
+    @property
+    def tiny(self) -> bool:
+        return self.budget_minutes < self.quick_below_minutes
+
+
+@dataclass
+class QuickstartConfig:
+    training: Config  # the base of the three training runs
+    quickstart: QuickstartSettings
+    quick: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.training.to_dict(), "quickstart": asdict(self.quickstart), "quick": list(self.quick)}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise QuickstartConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise QuickstartConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _settings(data: dict[str, Any], overrides: Sequence[str]) -> QuickstartSettings:
+    mine = [o[len("quickstart."):] for o in overrides if o.startswith("quickstart.")]
+    section = apply_overrides(copy.deepcopy(data.get("quickstart") or {}), mine, QuickstartSettings)
+    return build_dataclass(QuickstartSettings, section, "quickstart")
+
+
+def _training(data: dict[str, Any], overrides: Sequence[str]) -> Config:
+    try:
+        return config_from_dict(apply_overrides(data, overrides))
+    except FaceLiVTError:
+        raise
+    except ValueError as exc:  # the training config's messages name the key
+        raise QuickstartConfigError(str(exc)) from None
+
+
+def load_quickstart_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> QuickstartConfig:
+    """The file (default :data:`DEFAULT_CONFIG`), then the ``quick`` overrides when the budget makes
+    this the CI-sized run, then ``overrides``; validated."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    data = _read(path)
+    quick = [str(q) for q in data.pop("quick", None) or []]
+    try:
+        tiny = _settings(data, overrides).tiny
+    except FaceLiVTError:
+        raise
+    except ValueError as exc:
+        raise QuickstartConfigError(str(exc)) from None
+    if tiny:
+        overrides = [*quick, *overrides]
+    qs = _settings(data, overrides)
+    training = {k: v for k, v in data.items() if k != "quickstart"}
+    cfg = _training(training, [o for o in overrides if not o.startswith("quickstart.")])
+    search = [path.resolve().parent.parent, path.resolve().parent]
+    cfg.data.root = resolve_input_path(cfg.data.root, search)
+    qs.mtcnn_weights = resolve_input_path(qs.mtcnn_weights, search)
+    config = QuickstartConfig(cfg, qs, quick)
+    validate(config)
+    return config
+
+
+def validate(config: QuickstartConfig) -> None:
+    """The checks the training config does not make (it validates itself)."""
+    cfg, qs = config.training, config.quickstart
+    if not 0 < qs.budget_minutes <= 24 * 60:
+        raise QuickstartConfigError(f"the budget must be a positive number of minutes up to a day, got {qs.budget_minutes}")
+    if cfg.train.num_threads is not None and cfg.train.num_threads < 1:
+        raise QuickstartConfigError(f"train.num_threads must be >= 1, got {cfg.train.num_threads}")
+    if qs.max_images < 40 or (qs.max_align_images is not None and qs.max_align_images < 40):
+        raise QuickstartConfigError(f"quickstart.max_images must be at least 40, got {qs.max_images}")
+    known = set(list_models())
+    for key, name in (("model.name", cfg.model.name), ("distill.teacher", cfg.distill.teacher), ("quickstart.peer", qs.peer)):
+        if name not in known:
+            raise QuickstartConfigError(f"unknown model {name!r} ({key}); available: {', '.join(sorted(known))}")
+    if cfg.data.type not in ("synthetic", "folder"):
+        raise QuickstartConfigError(f"data.type must be synthetic or folder, got {cfg.data.type!r}")
+    if cfg.data.type == "folder" and not (cfg.data.root and Path(cfg.data.root).is_dir()):
+        raise FileNotFoundError(f"data folder not found: {cfg.data.root}")
+    if not qs.out or (Path(qs.out).exists() and not Path(qs.out).is_dir()):
+        raise QuickstartConfigError(f"the report folder must be a folder, got {qs.out!r}")
