@@ -127,8 +127,10 @@ def align_folder(
     size: int = 112,
     skip_existing: bool = False,
     progress: bool = True,
+    files: Iterable[str | os.PathLike] | None = None,
 ) -> AlignReport:
-    """Detect and align every image under ``in_dir`` into ``out_dir``, mirroring the tree.
+    """Detect and align every image under ``in_dir`` (or only ``files``, paths under it) into
+    ``out_dir``, mirroring the tree.
 
     ``select="largest"`` writes one crop per image, ``"all"`` one per face (extra faces as
     ``name_face1.jpg``, ...). Unreadable files and images without a face are reported, not fatal.
@@ -138,7 +140,7 @@ def align_folder(
         raise ValueError(f"select must be 'largest' or 'all', got {select!r}")
     if fmt not in ("same", "jpg", "png"):
         raise ValueError(f"format must be 'same', 'jpg' or 'png', got {fmt!r}")
-    files = list_files(src)
+    files = list_files(src) if files is None else [Path(f) for f in files]
     s_res, d_res = src.resolve(), dst.resolve()
     if d_res == s_res or s_res in d_res.parents:
         raise ValueError(f"output folder {dst} must not be the input folder or inside it")
