@@ -18,9 +18,11 @@ from facelivt.data import FaceArray, SyntheticIdentities, scan_image_folder, spl
 from facelivt.data.folder import load_image
 from facelivt.data.imaging import DecodeError
 from facelivt.data.transforms import INPUT_SIZE
-from facelivt.inference import FaceDetector, NoFaceError
-from facelivt.inference.folders import save_rgb
+from facelivt.inference import FaceDetector
+from facelivt.inference.folders import align_folder, output_path
 from facelivt.training import HeldoutPairs
+
+from .config import QuickstartConfig
 
 PathLike = str | os.PathLike
 
@@ -86,27 +88,34 @@ def select_identities(classes: list[str], samples: list[tuple[str, int]], max_im
     return sorted(chosen, key=lambda s: (s[1], s[0]))
 
 
-def _read_face(path: str, root: Path, detector: FaceDetector | None, align_dir: Path | None, info: FolderInfo) -> np.ndarray | None:
-    """One 112x112 crop: read as is, or the cached crop, or the largest face aligned (and cached)."""
-    try:
-        if detector is None:
-            return load_image(path)
-        rel = Path(path).relative_to(root)
-        target = align_dir / rel.parent / (rel.stem + ".png")
-        if target.is_file():
-            info.cached += 1
-            return load_image(target)
-        crop = detector.align(path, select="largest", size=INPUT_SIZE)[0].image
-        save_rgb(crop, target)
-        return crop
-    except (DecodeError, OSError, ValueError) as exc:
-        if detector is not None and isinstance(exc, NoFaceError):
-            info.no_face += 1
-        else:
+def _align(chosen: list[tuple[str, int]], root: Path, align_dir: Path, mtcnn_weights: PathLike | None, info: FolderInfo,
+           progress: bool) -> list[tuple[str, int]]:
+    """The largest face of each chosen photo aligned into ``align_dir`` (crops already there are
+    reused) by :func:`facelivt.inference.folders.align_folder`; the crops' paths."""
+    report = align_folder(FaceDetector(mtcnn_weights), root, align_dir, fmt="png", skip_existing=True, progress=progress,
+                          files=[path for path, _ in chosen])
+    info.aligned, info.align_dir, info.cached = True, str(align_dir), report.skipped_existing
+    info.no_face, info.unreadable = len(report.no_face), len(report.unreadable)
+    info.skipped = (report.no_face + [f"{path}: {why}" for path, why in report.unreadable])[:10]
+    crops = [(output_path(Path(path).relative_to(root), align_dir, "png"), label) for path, label in chosen]
+    return [(str(crop), label) for crop, label in crops if crop.is_file()]
+
+
+def _load(chosen: list[tuple[str, int]], classes: list[str], info: FolderInfo, progress: bool) -> FaceArray:
+    """The chosen 112x112 images in memory, identities relabelled 0.. (unreadable ones counted)."""
+    images, labels = [], []
+    for path, label in tqdm(chosen, desc="load faces", unit="img", disable=not progress):
+        try:
+            images.append(load_image(path))
+            labels.append(label)
+        except DecodeError as exc:
             info.unreadable += 1
-        if len(info.skipped) < 10:
-            info.skipped.append(f"{path}: {exc}")
-        return None
+            info.skipped = (info.skipped + [str(exc)])[:10]
+    if not images:
+        raise ValueError(f"{info.root}: no usable face image among {len(chosen)} files")
+    used = sorted(set(labels))
+    remap = {old: new for new, old in enumerate(used)}
+    return FaceArray(np.stack(images), np.array([remap[i] for i in labels], dtype=np.int64), [classes[i] for i in used], info.root)
 
 
 def folder_faces(root: PathLike, *, max_images: int = 4000, max_align_images: int | None = None, seed: int = 0,
@@ -114,9 +123,8 @@ def folder_faces(root: PathLike, *, max_images: int = 4000, max_align_images: in
                  progress: bool = True) -> tuple[FaceArray, FolderInfo]:
     """``root/<identity>/<image>`` in memory: at most ``max_images`` (``max_align_images`` when they
     must be aligned first), whole identities chosen with ``seed``. Images that are not 112x112 crops
-    are aligned with the MTCNN :class:`facelivt.inference.FaceDetector` (largest face) and the crops
-    kept under ``align_dir`` (``root`` mirrored) for the next run. Faceless or unreadable images are
-    skipped and counted."""
+    are aligned with MTCNN (largest face) and the crops kept under ``align_dir`` (``root`` mirrored)
+    for the next run. Faceless or unreadable images are skipped and counted."""
     start, root = time.perf_counter(), Path(root)
     if max_images < 4 or (max_align_images is not None and max_align_images < 4):
         raise ValueError(f"max_images and max_align_images must be at least 4, got {max_images}, {max_align_images}")
@@ -129,19 +137,20 @@ def folder_faces(root: PathLike, *, max_images: int = 4000, max_align_images: in
         raise ValueError(f"{root}: no identity has at least 2 images; verification needs matched pairs")
     if align and align_dir is None:
         raise ValueError(f"{root} holds images that are not 112x112 crops: an align_dir is needed to keep the crops")
-    detector = FaceDetector(mtcnn_weights) if align else None
-    info.aligned, info.align_dir = align, str(align_dir) if align else None
-    read = [(_read_face(p, root, detector, Path(align_dir) if align else None, info), label)
-            for p, label in tqdm(chosen, desc="detect + align faces" if align else "load faces", unit="img", disable=not progress)]
-    read = [(image, label) for image, label in read if image is not None]
-    if not read:
-        raise ValueError(f"{root}: no usable face image among {len(chosen)} files")
-    used = sorted({label for _, label in read})
-    remap = {old: new for new, old in enumerate(used)}
-    labels = np.array([remap[label] for _, label in read], dtype=np.int64)
-    faces = FaceArray(np.stack([image for image, _ in read]), labels, [classes[i] for i in used], str(root))
-    info.identities_used, info.images_used, info.seconds = len(used), len(faces), time.perf_counter() - start
+    if align:
+        chosen = _align(chosen, root, Path(align_dir), mtcnn_weights, info, progress)
+    faces = _load(chosen, classes, info, progress)
+    info.identities_used, info.images_used, info.seconds = faces.num_identities, len(faces), time.perf_counter() - start
     return faces, info
+
+
+def load_faces(config: QuickstartConfig, num_identities: int, max_images: int, max_align_images: int, out: Path) -> tuple[FaceArray, FolderInfo | None]:
+    """The faces of a run: ``data.type`` synthetic (``num_identities`` of the plan) or folder."""
+    d, qs = config.training.data, config.quickstart
+    if d.type == "synthetic":
+        return synthetic_faces(num_identities, d.images_per_identity, d.synthetic_seed, qs.progress), None
+    return folder_faces(d.root, max_images=max_images, max_align_images=max_align_images, seed=d.split_seed,
+                        align_dir=out / "aligned", mtcnn_weights=qs.mtcnn_weights, progress=qs.progress)
 
 
 def split_faces(faces: FaceArray, held_out_fraction: float, seed: int = 0) -> tuple[FaceArray, FaceArray]:

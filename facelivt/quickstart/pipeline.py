@@ -26,7 +26,7 @@ from facelivt.training import HeldoutPairs
 from .checks import Candidate, DeployCheck, OnnxCheck, Verification, benchmark, deploy_verification, export_and_check, reparameterize_and_check, verify
 from .config import QuickstartConfig, load_quickstart_config
 from .content import build_report
-from .data import FolderInfo, feasible_pairs, folder_faces, limit_per_identity, make_pairs, split_faces, synthetic_faces
+from .data import FolderInfo, feasible_pairs, limit_per_identity, load_faces, make_pairs, split_faces
 from .plan import MODEL_KEYS, Plan, base_plan, plan_steps, run_config, time_train_step
 from .plots import plot_loss_curves, plot_rocs, save_samples
 from .report import write_report
@@ -126,12 +126,7 @@ def step_data(run: Run) -> None:
     """Faces in memory, the identity split, the held-out pairs and a picture of training faces."""
     cfg, qs, plan = run.config.training, run.config.quickstart, run.plan
     with run.clock.step("data", cfg.data.root if cfg.data.type == "folder" else "synthetic identities"):
-        if cfg.data.type == "folder":
-            run.faces, run.folder = folder_faces(cfg.data.root, max_images=plan.max_images, max_align_images=plan.max_align_images,
-                                                 seed=cfg.data.split_seed, align_dir=run.out / "aligned",
-                                                 mtcnn_weights=qs.mtcnn_weights, progress=run.progress)
-        else:
-            run.faces = synthetic_faces(plan.num_identities, cfg.data.images_per_identity, cfg.data.synthetic_seed, run.progress)
+        run.faces, run.folder = load_faces(run.config, plan.num_identities, plan.max_images, plan.max_align_images, run.out)
         if run.faces.num_identities < 4:
             raise ValueError(f"{run.faces.source}: {run.faces.num_identities} usable identities; the quickstart needs at "
                              "least 4 (2 to train on, 2 held out for verification)")
