@@ -8,9 +8,10 @@ parsed the same way; ``quick`` lists the overrides of the CI-sized run. Override
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import yaml
 
@@ -90,12 +91,14 @@ def _settings(data: dict[str, Any], overrides: Sequence[str]) -> QuickstartSetti
     return build_dataclass(QuickstartSettings, section, "quickstart")
 
 
-def _training(data: dict[str, Any], overrides: Sequence[str]) -> Config:
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """The parser's ValueErrors (they name the key) as :class:`QuickstartConfigError`."""
     try:
-        return config_from_dict(apply_overrides(data, overrides))
+        yield
     except FaceLiVTError:
         raise
-    except ValueError as exc:  # the training config's messages name the key
+    except ValueError as exc:
         raise QuickstartConfigError(str(exc)) from None
 
 
@@ -105,17 +108,12 @@ def load_quickstart_config(path: str | Path | None = None, overrides: Sequence[s
     path = Path(path) if path is not None else DEFAULT_CONFIG
     data = _read(path)
     quick = [str(q) for q in data.pop("quick", None) or []]
-    try:
-        tiny = _settings(data, overrides).tiny
-    except FaceLiVTError:
-        raise
-    except ValueError as exc:
-        raise QuickstartConfigError(str(exc)) from None
-    if tiny:
-        overrides = [*quick, *overrides]
-    qs = _settings(data, overrides)
-    training = {k: v for k, v in data.items() if k != "quickstart"}
-    cfg = _training(training, [o for o in overrides if not o.startswith("quickstart.")])
+    with _user_errors():
+        if _settings(data, overrides).tiny:
+            overrides = [*quick, *overrides]
+        qs = _settings(data, overrides)
+        training = {k: v for k, v in data.items() if k != "quickstart"}
+        cfg = config_from_dict(apply_overrides(training, [o for o in overrides if not o.startswith("quickstart.")]))
     search = [path.resolve().parent.parent, path.resolve().parent]
     cfg.data.root = resolve_input_path(cfg.data.root, search)
     qs.mtcnn_weights = resolve_input_path(qs.mtcnn_weights, search)
