@@ -44,7 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
     """The shortcut flags as config overrides (the key=value arguments come after them and win)."""
-    out: list[str] = []
     pairs = [("quickstart.out", args.out), ("quickstart.budget_minutes", QUICK_BUDGET_MINUTES if args.quick else args.budget),
              ("quickstart.max_images", args.max_images), ("quickstart.max_align_images", args.max_images),
              ("train.num_threads", args.threads), ("quickstart.mtcnn_weights", args.mtcnn_weights)]
@@ -54,7 +53,7 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
         pairs += [(key, args.seed) for key in ("train.seed", "data.split_seed", "data.synthetic_seed")]
     if args.quiet:
         pairs += [("quickstart.progress", "false"), ("train.progress", "false")]
-    return out + [f"{key}={value}" for key, value in pairs if value is not None]
+    return [f"{key}={value}" for key, value in pairs if value is not None]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -238,3 +238,18 @@ def test_smooth_is_a_trailing_mean():
 def test_cli_reports_bad_arguments_cleanly(argv, tmp_path, capsys):
     assert main(["quickstart", "--out", str(tmp_path / "o"), "--quiet", *argv]) == 2
     assert "facelivt quickstart: error:" in capsys.readouterr().err
+
+
+def test_only_the_chosen_photos_are_aligned(tmp_path):
+    """With a cap, whole identities are chosen first and only their photos go through MTCNN."""
+    assert CELEBA.is_dir(), f"shared data missing: {CELEBA}"
+    src = tmp_path / "photos"
+    for ident in sorted(p for p in CELEBA.iterdir() if p.is_dir())[:3]:
+        (src / ident.name).mkdir(parents=True)
+        for f in sorted(ident.iterdir())[:2]:
+            (src / ident.name / f.name).write_bytes(f.read_bytes())
+    faces, info = folder_faces(src, max_images=4000, max_align_images=4, align_dir=tmp_path / "aligned", progress=False)
+    assert info.aligned and info.max_images == 4 and info.images_found == 6
+    assert info.images_used + info.no_face + info.unreadable == 4
+    crops = sorted((tmp_path / "aligned").rglob("*.png"))
+    assert len(crops) == info.images_used and len({c.parent.name for c in crops}) <= 2
