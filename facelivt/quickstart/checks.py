@@ -1,5 +1,5 @@
 """Quickstart checks after training, each a composition of the library: held-out verification
-(:mod:`facelivt.evaluation`), the deploy form with its parity and weight files (:mod:`facelivt.models`,
+(:mod:`facelivt.evaluation`), the deploy form with its parity, also of the exported weights (:mod:`facelivt.models`,
 :mod:`facelivt.deploy.parity`), the ONNX export (:func:`facelivt.deploy.export.export_model`) and the
 interleaved latency measurement (:mod:`facelivt.deploy.timing`)."""
 from __future__ import annotations
@@ -20,7 +20,7 @@ from facelivt.deploy.parity import Parity, compare_embeddings, pytorch_embedding
 from facelivt.deploy.sessions import eager_runner, ort_runner
 from facelivt.deploy.timing import measure_interleaved
 from facelivt.evaluation import embed_images, evaluate_embeddings, pair_distances, roc_curve
-from facelivt.models import count_batchnorm, load_model, reparameterize_model, save_weights
+from facelivt.models import count_batchnorm, load_model, reparameterize_model
 from facelivt.training import HeldoutPairs
 
 VERIFICATION_FARS = (1e-3, 1e-2, 1e-1)  # a FAR is reported when there are at least 1/FAR mismatched pairs
@@ -72,22 +72,18 @@ class DeployCheck:
         return {**asdict(self), "passed": self.passed()}
 
 
-def reparameterize_and_check(key: str, name: str, model: nn.Module, images: np.ndarray, weights_dir: Path) -> tuple[nn.Module, DeployCheck]:
-    """The deploy form of ``model``, its parity with the train form on ``images`` (uint8 crops), both
-    forms saved as ``<key>.safetensors`` / ``<key>_deploy.safetensors``, the deploy file loaded back
-    with :func:`facelivt.models.load_model` and checked too."""
+def reparameterize_and_check(name: str, model: nn.Module, images: np.ndarray, weights: Path, deploy_weights: Path) -> tuple[nn.Module, DeployCheck]:
+    """The deploy form of ``model`` and its parity with the train form on ``images`` (uint8 crops); the
+    deploy weights file (the trainer's export) loaded back with :func:`facelivt.models.load_model`
+    and checked against it too."""
     model = model.eval()
     deploy = reparameterize_model(model)
     x = to_tensor_batch(images)
     out = pytorch_embeddings(deploy, x)
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    w_train, w_deploy = weights_dir / f"{key}.safetensors", weights_dir / f"{key}_deploy.safetensors"
-    save_weights(model, w_train)
-    save_weights(deploy, w_deploy)
-    reloaded = pytorch_embeddings(load_model(name, w_deploy, deploy=True), x)
+    reloaded = pytorch_embeddings(load_model(name, deploy_weights, deploy=True), x)
     check = DeployCheck(name, count_params(model), count_params(deploy), count_macs(model), count_macs(deploy),
                         count_batchnorm(model), count_batchnorm(deploy), compare_embeddings(pytorch_embeddings(model, x), out),
-                        compare_embeddings(out, reloaded), str(w_train), str(w_deploy))
+                        compare_embeddings(out, reloaded), str(weights), str(deploy_weights))
     return deploy, check
 
 

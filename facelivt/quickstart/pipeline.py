@@ -175,7 +175,7 @@ def step_train(run: Run) -> None:
     for key in MODEL_KEYS:
         with run.clock.step(key, details[key]):
             run.trained[key] = train_model(key, run_config(plan, key, run.out), run.faces, run.num_train_images,
-                                           run.trained.get("teacher"))
+                                           run.out / "weights", run.trained.get("teacher"))
 
 
 def step_evaluate(run: Run) -> None:
@@ -202,13 +202,13 @@ def _label(key: str, name: str) -> str:
 
 
 def step_reparameterize(run: Run) -> None:
-    """Deploy forms, their parity with the train forms, the weight files (both forms of every model)."""
+    """Deploy forms, their parity with the train forms and with the deploy weights the trainer exported."""
     qs = run.config.quickstart
     images = run.pairs.images[: qs.parity_images]
     with run.clock.step("reparameterize", "fold BatchNorm, 1x1 branches and residuals"):
         for key in MODEL_KEYS:
             t = run.trained[key]
-            run.deploys[key], run.checks[key] = reparameterize_and_check(key, t.name, t.model, images, run.out / "weights")
+            run.deploys[key], run.checks[key] = reparameterize_and_check(t.name, t.model, images, t.weights, t.deploy_weights)
         if qs.deploy_verification:
             deploy_verification(run.deploys["student_kd"], run.pairs, run.verifications["student_kd"], run.checks["student_kd"],
                                 batch_size=run.config.training.eval.batch_size, progress=run.progress)

@@ -3,6 +3,7 @@ in memory, with the config :func:`facelivt.quickstart.plan.run_config` derives f
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ class TrainedModel:
     result: TrainResult
     seconds: float
     num_train_images: int
+    weights: Path  # train form (the trainer's model.safetensors)
+    deploy_weights: Path  # deploy form (the trainer's model_deploy.safetensors)
     loss_cls: list[float] = field(default_factory=list)  # classification part per optimiser step
     loss_dis: list[float] = field(default_factory=list)  # distillation part per step (distilled run only)
 
@@ -45,12 +48,14 @@ def read_step_losses(log_path: Path) -> tuple[list[float], list[float]]:
     return [float(r["loss_cls"]) for r in train_events], [float(r["loss_dis"]) for r in train_events]
 
 
-def train_model(key: str, cfg: Config, faces: FaceArray, num_train_images: int, teacher: TrainedModel | None = None) -> TrainedModel:
+def train_model(key: str, cfg: Config, faces: FaceArray, num_train_images: int, weights_dir: Path,
+                teacher: TrainedModel | None = None) -> TrainedModel:
     """Train ``cfg.model`` from scratch on ``faces`` (the trainer holds out ``cfg.data.held_out_fraction``
     of the identities), distilled from ``teacher``'s deploy form when ``cfg.distill.enabled``.
 
-    The run folder keeps ``config.yaml``, ``log.jsonl`` and ``result.json``; the checkpoints and the
-    trainer's weight files go (the quickstart does not resume, and saves both forms of every model)."""
+    The run folder keeps ``config.yaml``, ``log.jsonl`` and ``result.json``; the checkpoints go (the
+    quickstart does not resume); the trainer's weight files (train and deploy form) move to
+    ``weights_dir/<key>.safetensors`` and ``<key>_deploy.safetensors``."""
     if cfg.distill.enabled and teacher is None:
         raise ValueError("distillation needs a trained teacher")
     out = Path(cfg.output)
@@ -62,8 +67,9 @@ def train_model(key: str, cfg: Config, faces: FaceArray, num_train_images: int, 
     result = train(cfg, dataset=faces, model=model, teacher=frozen)
     seconds = time.perf_counter() - start
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    for path in (result.weights, result.deploy_weights):
-        if path is not None:
-            Path(path).unlink(missing_ok=True)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    weights = (weights_dir / f"{key}.safetensors", weights_dir / f"{key}_deploy.safetensors")
+    os.replace(result.weights, weights[0])  # the trainer's two forms, kept under the report folder's weights/
+    os.replace(result.deploy_weights, weights[1])
     cls, dis = read_step_losses(out / "log.jsonl")
-    return TrainedModel(key, model.eval(), cfg, result, seconds, num_train_images, cls, dis if cfg.distill.enabled else [])
+    return TrainedModel(key, model.eval(), cfg, result, seconds, num_train_images, *weights, cls, dis if cfg.distill.enabled else [])
