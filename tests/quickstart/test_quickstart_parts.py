@@ -186,14 +186,19 @@ def test_needs_alignment_looks_at_the_image_size(tmp_path):
     assert needs_alignment(sorted(str(p) for p in (tmp_path / "b").rglob("*.png")))
 
 
+def _copy_photos(src: Path, identities: int, per_identity: int = 2) -> Path:
+    """The first photos of the first celeba identities, copied to ``src`` (photos, not crops)."""
+    assert CELEBA.is_dir(), f"shared data missing: {CELEBA}"
+    for ident in sorted(p for p in CELEBA.iterdir() if p.is_dir())[:identities]:
+        (src / ident.name).mkdir(parents=True)
+        for f in sorted(ident.iterdir())[:per_identity]:
+            (src / ident.name / f.name).write_bytes(f.read_bytes())
+    return src
+
+
 def test_photos_are_detected_aligned_and_cached(tmp_path):
     """Two celeba identities, two photos each: MTCNN crops are written under align_dir and reused."""
-    assert CELEBA.is_dir(), f"shared data missing: {CELEBA}"
-    src = tmp_path / "photos"
-    for ident in sorted(p for p in CELEBA.iterdir() if p.is_dir())[:2]:
-        (src / ident.name).mkdir(parents=True)
-        for f in sorted(ident.iterdir())[:2]:
-            (src / ident.name / f.name).write_bytes(f.read_bytes())
+    src = _copy_photos(tmp_path / "photos", identities=2)
     faces, info = folder_faces(src, align_dir=tmp_path / "aligned", progress=False)
     assert info.aligned and info.images_used + info.no_face + info.unreadable == 4
     assert len(faces) == info.images_used >= 2
@@ -242,12 +247,7 @@ def test_cli_reports_bad_arguments_cleanly(argv, tmp_path, capsys):
 
 def test_only_the_chosen_photos_are_aligned(tmp_path):
     """With a cap, whole identities are chosen first and only their photos go through MTCNN."""
-    assert CELEBA.is_dir(), f"shared data missing: {CELEBA}"
-    src = tmp_path / "photos"
-    for ident in sorted(p for p in CELEBA.iterdir() if p.is_dir())[:3]:
-        (src / ident.name).mkdir(parents=True)
-        for f in sorted(ident.iterdir())[:2]:
-            (src / ident.name / f.name).write_bytes(f.read_bytes())
+    src = _copy_photos(tmp_path / "photos", identities=3)
     faces, info = folder_faces(src, max_images=4000, max_align_images=4, align_dir=tmp_path / "aligned", progress=False)
     assert info.aligned and info.max_images == 4 and info.images_found == 6
     assert info.images_used + info.no_face + info.unreadable == 4
