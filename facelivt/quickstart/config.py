@@ -130,7 +130,8 @@ def validate(config: QuickstartConfig) -> None:
     if cfg.train.num_threads is not None and cfg.train.num_threads < 1:
         raise QuickstartConfigError(f"train.num_threads must be >= 1, got {cfg.train.num_threads}")
     if qs.max_images < 40 or (qs.max_align_images is not None and qs.max_align_images < 40):
-        raise QuickstartConfigError(f"quickstart.max_images must be at least 40, got {qs.max_images}")
+        raise QuickstartConfigError(f"quickstart.max_images and max_align_images must be at least 40, got {qs.max_images}, "
+                                    f"{qs.max_align_images}")
     known = set(list_models())
     for key, name in (("model.name", cfg.model.name), ("distill.teacher", cfg.distill.teacher), ("quickstart.peer", qs.peer)):
         if name not in known:
