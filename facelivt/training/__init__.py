@@ -30,7 +30,7 @@ from .config import (
 )
 from .distributed import DistEnv, init_distributed
 from .engine import DivergedError, NonFiniteLossError, StepRunner, StepStats, build_step_runner
-from .heldout import HeldoutPairs, build_pairs
+from .heldout import HeldoutPairs, PairVerification, build_pairs
 from .lock import OutputInUseError, OutputLock
 from .reshard import reshard_state
 from .resume import ResumeMismatchError
@@ -54,6 +54,7 @@ __all__ = [
     "OptimConfig",
     "OutputInUseError",
     "OutputLock",
+    "PairVerification",
     "PolyWarmupScheduler",
     "ResumeMismatchError",
     "StepRunner",

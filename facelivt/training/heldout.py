@@ -1,6 +1,9 @@
 """Verification pairs from held-out identities, evaluated with the protocol of SPEC section 6."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -8,7 +11,8 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from facelivt.data.transforms import to_uint8
-from facelivt.evaluation import embed_images, evaluate_embeddings
+from facelivt.evaluation import embed_images, evaluate_embeddings, pair_distances, roc_curve
+from facelivt.evaluation.metrics import BIN_FARS
 
 
 def build_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -83,5 +87,22 @@ class HeldoutPairs:
 
     def evaluate(self, model: nn.Module, batch_size: int = 64, device: torch.device | str = "cpu") -> dict:
         """``evaluate_embeddings`` of the flip-sum embeddings (SPEC section 6)."""
-        emb = embed_images(model, self.images, batch_size=batch_size, device=device, flip=True, progress=False)
-        return evaluate_embeddings(emb[self.pair_rows], self.issame)
+        return self.verify(model, batch_size, device).metrics
+
+    def verify(self, model: nn.Module, batch_size: int = 64, device: torch.device | str = "cpu",
+               fars: Sequence[float] = BIN_FARS, progress: bool = False) -> PairVerification:
+        """:meth:`evaluate` with what a report draws besides the figures: the ROC curve and the embeddings."""
+        emb = embed_images(model, self.images, batch_size=batch_size, device=device, flip=True, progress=progress)
+        rows = emb[self.pair_rows]
+        fpr, tpr, _ = roc_curve(-pair_distances(rows), self.issame)
+        return PairVerification(evaluate_embeddings(rows, self.issame, fars=fars), fpr, tpr, emb)
+
+
+@dataclass
+class PairVerification:
+    """Held-out verification of one model (:meth:`HeldoutPairs.verify`)."""
+
+    metrics: dict  # evaluate_embeddings(): accuracy, accuracy_std, auc, eer, tar_at_far, ...
+    fpr: np.ndarray  # ROC curve over the pairs (score = minus the squared distance)
+    tpr: np.ndarray
+    embeddings: np.ndarray  # flip-sum embedding of every image row (not normalised)
