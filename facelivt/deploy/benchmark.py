@@ -49,7 +49,7 @@ TABLES = ("table3", "table4", "peers")
 
 __all__ = [
     "PEER_TABLE_MODELS", "TABLES", "BenchConfig", "run_bench", "build_table3", "build_table4", "build_peers",
-    "cpu_model", "environment", "column_label",
+    "cpu_model", "environment", "column_label", "measure_at_batch",
     # deprecated re-exports (one release): facelivt.deploy.timing, .sessions, .bench_results, .bench_report
     "CLOCKS", "LatencyStats", "measure", "measure_interleaved", "measure_latency", "eager_runner", "ort_runner",
     "REFERENCE", "RUNTIME_LABELS", "BenchResult", "evaluate_goals", "save_result", "throughput_note", "to_markdown",
@@ -137,6 +137,15 @@ def _complexity(model: nn.Module) -> tuple[float, float]:
     return count_params(model) / 1e6, count_macs(model) / 1e6
 
 
+def measure_at_batch(candidates: dict[str, tuple[Callable, tuple]], batch: int, warmup: int, runs: int, rounds: int,
+                     sync: Callable[[], None] | None = None, clock: Callable[[], float] = time.perf_counter) -> dict[str, LatencyStats]:
+    """Runners made at ``batch`` timed interleaved (:func:`measure_interleaved`): ``warmup`` and ``runs``
+    passes at batch 1, a quarter of them at larger batches (the tables' schedule)."""
+    if batch != 1:
+        warmup, runs = max(1, warmup // 4), max(2, runs // 4)
+    return measure_interleaved(candidates, warmup, runs, rounds, sync, clock)
+
+
 Latencies = dict[Column, dict[str, LatencyStats]]  # per column, per candidate key
 
 
@@ -163,9 +172,7 @@ class _Bench:
     def interleaved(self, candidates: dict[str, tuple[Callable, tuple]], batch: int, sync: bool = True) -> dict[str, LatencyStats]:
         """``candidates`` timed interleaved: the configured runs and warm-up at batch 1, a quarter of them above."""
         cfg = self.cfg
-        runs = cfg.runs if batch == 1 else max(2, cfg.runs // 4)
-        warmup = cfg.warmup if batch == 1 else max(1, cfg.warmup // 4)
-        return measure_interleaved(candidates, warmup, runs, cfg.rounds, self.sync() if sync else None, CLOCKS[cfg.clock])
+        return measure_at_batch(candidates, batch, cfg.warmup, cfg.runs, cfg.rounds, self.sync() if sync else None, CLOCKS[cfg.clock])
 
     def optimized(self, models: dict[str, nn.Module]) -> dict[str, nn.Module]:
         """:func:`optimize_for_inference` of each model, on the configured device."""
