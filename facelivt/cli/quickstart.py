@@ -61,12 +61,17 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
-    result = run_quickstart(config)
-    r, v = result.results, result.results["verification"]
-    print("\n".join([
-        f"held-out verification accuracy: teacher {100 * v['teacher']['accuracy']:.2f}%, "
-        f"student distilled {100 * v['student_kd']['accuracy']:.2f}%, student plain {100 * v['student_plain']['accuracy']:.2f}%",
+    result = run_quickstart(config, say=_say if config.quickstart.progress else None)
+    s, v = result.summary, result.summary.verification
+    _say("\n".join([
+        f"held-out verification accuracy: teacher {100 * v['teacher'].accuracy:.2f}%, "
+        f"student distilled {100 * v['student_kd'].accuracy:.2f}%, student plain {100 * v['student_plain'].accuracy:.2f}%",
         f"checks (deploy form, ONNX): {'passed' if result.passed else 'FAILED'}",
-        f"wall time {r['wall_seconds'] / 60:.1f} min; report: {result.out / 'report.md'} (and report.html)",
-    ]), file=sys.stderr)
+        f"wall time {s.wall_seconds / 60:.1f} min; report: {result.out / 'report.md'} (and report.html)",
+    ]))
     return 0 if result.passed else 1
+
+
+def _say(text: str) -> None:
+    """The quickstart's progress and summary lines, on stderr."""
+    print(text, file=sys.stderr, flush=True)

@@ -12,7 +12,7 @@ the figures and the weights of every model::
 
     from facelivt.quickstart import load_quickstart_config, run_quickstart
     config = load_quickstart_config(overrides=["quickstart.out=quickstart_out", "quickstart.budget_minutes=6"])
-    print(run_quickstart(config).results["verification"]["student_kd"]["accuracy"])
+    print(run_quickstart(config).summary.verification["student_kd"].accuracy)  # results.json: summary.to_json()
 """
 from .config import DEFAULT_CONFIG, QUICK_BUDGET_MINUTES, QuickstartConfig, QuickstartSettings, load_quickstart_config
 from .pipeline import REPORT_FILES, QuickstartResult, run_quickstart

@@ -1,7 +1,7 @@
 """Quickstart checks after training, each a composition of the library: held-out verification
 (:mod:`facelivt.evaluation`), the deploy form with its parity, also of the exported weights (:mod:`facelivt.models`,
 :mod:`facelivt.deploy.parity`), the ONNX export (:func:`facelivt.deploy.export.export_model`) and the
-interleaved latency measurement (:mod:`facelivt.deploy.timing`)."""
+interleaved latency measurement (:func:`facelivt.deploy.benchmark.measure_at_batch`)."""
 from __future__ import annotations
 
 import time
@@ -14,12 +14,11 @@ from torch import nn
 from tqdm import tqdm
 
 from facelivt.data.transforms import to_tensor_batch
+from facelivt.deploy.benchmark import measure_at_batch
 from facelivt.deploy.counting import count_macs, count_params
 from facelivt.deploy.export import export_model
 from facelivt.deploy.parity import Parity, compare_embeddings, pytorch_embeddings
 from facelivt.deploy.sessions import eager_runner, ort_runner
-from facelivt.deploy.timing import measure_interleaved
-from facelivt.evaluation import embed_images, evaluate_embeddings, pair_distances, roc_curve
 from facelivt.models import count_batchnorm, load_model, reparameterize_model
 from facelivt.training import HeldoutPairs
 
@@ -28,23 +27,29 @@ VERIFICATION_FARS = (1e-3, 1e-2, 1e-1)  # a FAR is reported when there are at le
 
 @dataclass
 class Verification:
-    """Held-out verification of one model (10-fold protocol)."""
+    """Held-out verification of one model (10-fold protocol): ``results.json``'s ``verification.<model>``."""
 
     metrics: dict[str, Any]  # evaluate_embeddings(): accuracy, accuracy_std, auc, eer, tar_at_far, ...
-    fpr: np.ndarray
-    tpr: np.ndarray
-    embeddings: np.ndarray  # flip-sum embedding of every image of the pairs (not normalised)
     seconds: float
+    fpr: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    tpr: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    embeddings: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))  # flip-sum, not normalised
+
+    accuracy = property(lambda self: self.metrics["accuracy"])
+    accuracy_std = property(lambda self: self.metrics["accuracy_std"])
+    auc = property(lambda self: self.metrics.get("auc"))
+    eer = property(lambda self: self.metrics.get("eer"))
+    tar_at_far = property(lambda self: self.metrics.get("tar_at_far", {}))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.metrics, "seconds": self.seconds}
 
 
 def verify(model: nn.Module, pairs: HeldoutPairs, *, batch_size: int = 64, progress: bool = True) -> Verification:
-    """Flip-sum embeddings of the pair images, then the 10-fold protocol, AUC, EER, TAR@FAR and the ROC."""
+    """:meth:`facelivt.training.HeldoutPairs.verify` (metrics, ROC, embeddings) at :data:`VERIFICATION_FARS`, timed."""
     start = time.perf_counter()
-    emb = embed_images(model, pairs.images, batch_size=batch_size, device="cpu", flip=True, progress=progress)
-    rows = emb[pairs.pair_rows]
-    metrics = evaluate_embeddings(rows, pairs.issame, fars=VERIFICATION_FARS)
-    fpr, tpr, _ = roc_curve(-pair_distances(rows), pairs.issame)
-    return Verification(metrics, fpr, tpr, emb, time.perf_counter() - start)
+    v = pairs.verify(model, batch_size, "cpu", fars=VERIFICATION_FARS, progress=progress)
+    return Verification(v.metrics, time.perf_counter() - start, v.fpr, v.tpr, v.embeddings)
 
 
 @dataclass
@@ -68,7 +73,7 @@ class DeployCheck:
     def passed(self, min_cosine: float = 0.9999) -> bool:
         return self.batchnorm_deploy == 0 and self.parity.passed(min_cosine) and self.reload_parity.passed(min_cosine)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed()}
 
 
@@ -97,6 +102,8 @@ def deploy_verification(deploy: nn.Module, pairs: HeldoutPairs, reference: Verif
 
 @dataclass
 class OnnxCheck:
+    """The ONNX export of the distilled student and its parity in ONNX Runtime."""
+
     path: str
     size_bytes: int
     parity: Optional[Parity]
@@ -105,7 +112,7 @@ class OnnxCheck:
     def passed(self) -> bool:
         return self.error is None and self.parity is not None and self.parity.passed()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed()}
 
 
@@ -120,7 +127,9 @@ def export_and_check(deploy: nn.Module, path: Path, images: np.ndarray, threads:
 
 
 @dataclass
-class BenchRow:
+class LatencyRow:
+    """One row of the latency table (``results.json``'s ``benchmark``)."""
+
     label: str
     model: str
     form: str  # train | deploy
@@ -144,15 +153,15 @@ class Candidate:
 
 
 def benchmark(candidates: dict[str, Candidate], batch_sizes: list[int], threads: int, warmup: int, runs: int,
-              rounds: int, progress: bool = True) -> list[BenchRow]:
+              rounds: int, progress: bool = True) -> list[LatencyRow]:
     """Median latency of every candidate, measured interleaved round by round so that load changes hit
-    all alike (:func:`facelivt.deploy.timing.measure_interleaved`); a quarter of the runs at batch > 1."""
-    rows = {label: BenchRow(label, c.model, c.form, c.runtime, count_params(c.counted) / 1e6, count_macs(c.counted) / 1e6)
+    all alike, with the benchmark tables' schedule (:func:`facelivt.deploy.benchmark.measure_at_batch`)."""
+    rows = {label: LatencyRow(label, c.model, c.form, c.runtime, count_params(c.counted) / 1e6, count_macs(c.counted) / 1e6)
             for label, c in candidates.items()}
     for b in tqdm(batch_sizes, desc="benchmark", unit="batch size", disable=not progress):
         runners = {label: ort_runner(c.runs, b, threads) if isinstance(c.runs, Path) else eager_runner(c.runs, b, "cpu")
                    for label, c in candidates.items()}
-        stats = measure_interleaved(runners, warmup if b == 1 else 1, runs if b == 1 else max(3, runs // 4), rounds)
+        stats = measure_at_batch(runners, b, warmup, runs, rounds)
         for label, s in stats.items():
             row, key = rows[label], str(b)
             row.latency_ms[key], row.p10_ms[key], row.p90_ms[key] = s.median_ms, s.p10_ms, s.p90_ms

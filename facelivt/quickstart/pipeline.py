@@ -1,16 +1,16 @@
 """The quickstart pipeline: data -> plan -> teacher -> distilled and plain students -> held-out
 verification -> reparameterization -> ONNX -> benchmark -> report. Each step is timed; every number of
-the report is measured in the run and kept in ``results.json``."""
+the report is measured in the run and kept in ``results.json`` (:class:`facelivt.quickstart.results.RunSummary`)."""
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -23,54 +23,56 @@ from facelivt.files import write_json
 from facelivt.models import create_model, reparameterize_model
 from facelivt.training import HeldoutPairs
 
-from .checks import Candidate, DeployCheck, OnnxCheck, Verification, benchmark, deploy_verification, export_and_check, reparameterize_and_check, verify
+from .checks import Candidate, DeployCheck, LatencyRow, OnnxCheck, Verification, benchmark, deploy_verification, export_and_check, reparameterize_and_check, verify
 from .config import QuickstartConfig, load_quickstart_config
 from .content import build_report
-from .data import FolderInfo, feasible_pairs, limit_per_identity, load_faces, make_pairs, split_faces
+from .data import feasible_pairs, limit_per_identity, load_faces, make_pairs, split_faces
 from .plan import MODEL_KEYS, Plan, base_plan, plan_steps, run_config, time_train_step
 from .plots import plot_loss_curves, plot_rocs, save_samples
 from .report import write_report
-from .results import summarize
+from .results import DataSummary, FileEntry, Machine, ModelSummary, PeerInfo, RunSummary
 from .runs import TrainedModel, train_model
 from .steps import STEPS
 
+log = logging.getLogger(__name__)
 REPORT_FILES = ("report.md", "report.html", "results.json", "loss_curves.png", "roc.png", "samples.png")
 
 
 class StepClock:
-    """Prints ``[i/N] title`` as each step starts (the application's progress) and records its wall time."""
+    """Reports ``[i/N] title`` through ``say`` as each step starts (the application's progress) and records its wall time."""
 
-    def __init__(self, progress: bool = True) -> None:
-        self.progress, self.seconds, self.titles = progress, {}, dict(STEPS)
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say, self.seconds, self.titles = say, {}, dict(STEPS)
 
     @contextmanager
     def step(self, key: str, detail: str = "") -> Iterator[None]:
         index = [k for k, _ in STEPS].index(key) + 1
-        self._say(f"[{index}/{len(STEPS)}] {self.titles[key]}" + (f" ({detail})" if detail else ""))
+        self.say(f"[{index}/{len(STEPS)}] {self.titles[key]}" + (f" ({detail})" if detail else ""))
         start = time.perf_counter()
         try:
             yield
         finally:
             self.seconds[key] = time.perf_counter() - start
-            self._say(f"      done in {self.seconds[key]:.1f} s")
-
-    def _say(self, text: str) -> None:
-        if self.progress:
-            print(text, file=sys.stderr, flush=True)
+            self.say(f"      done in {self.seconds[key]:.1f} s")
 
 
 @dataclass
 class QuickstartResult:
-    """What a quickstart run produced (the same numbers are in ``results.json``)."""
+    """What a quickstart run produced: ``summary`` holds the numbers of ``results.json``."""
 
     out: Path
-    results: dict[str, Any]
+    summary: RunSummary
     files: list[Path] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         """Every check passed: deploy forms match and carry no BatchNorm, the ONNX model matches."""
-        return bool(self.results["checks_passed"])
+        return self.summary.checks_passed
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """``results.json`` as a dict (read ``summary`` instead)."""
+        return self.summary.to_json()
 
 
 @dataclass
@@ -81,52 +83,55 @@ class Run:
     plan: Plan
     out: Path
     clock: StepClock
-    results: dict[str, Any]
     wall_start: float
+    started: str
+    machine: Machine
+    load_average_start: list[float] | None
     faces: FaceArray | None = None
-    folder: FolderInfo | None = None
     held: FaceArray | None = None
     num_train_images: int = 0
     pairs: HeldoutPairs | None = None
+    data: DataSummary | None = None
     trained: dict[str, TrainedModel] = field(default_factory=dict)
     verifications: dict[str, Verification] = field(default_factory=dict)
     deploys: dict[str, torch.nn.Module] = field(default_factory=dict)
     checks: dict[str, DeployCheck] = field(default_factory=dict)
     onnx: OnnxCheck | None = None
-    bench_rows: list = field(default_factory=list)
-    peer_info: dict[str, Any] = field(default_factory=dict)
+    bench_rows: list[LatencyRow] = field(default_factory=list)
+    peer: PeerInfo | None = None
+    summary: RunSummary | None = None
 
     @property
     def progress(self) -> bool:
         return self.config.quickstart.progress
 
 
-def run_quickstart(config: QuickstartConfig | None = None) -> QuickstartResult:
-    """Run every step (see :data:`STEPS`) and write the report folder ``config.quickstart.out``."""
-    run = _start(config or load_quickstart_config())
+def run_quickstart(config: QuickstartConfig | None = None, say: Callable[[str], None] | None = None) -> QuickstartResult:
+    """Run every step (see :data:`STEPS`) and write the report folder ``config.quickstart.out``.
+    ``say`` gets the progress lines (default: logged at INFO); ``quickstart.progress`` shows the progress bars."""
+    run = _start(config or load_quickstart_config(), say or log.info)
     for step in (step_data, step_plan, step_train, step_evaluate, step_reparameterize, step_onnx, step_benchmark, step_report):
         step(run)
-    return QuickstartResult(run.out, run.results, [run.out / f for f in REPORT_FILES])
+    return QuickstartResult(run.out, run.summary, [run.out / f for f in REPORT_FILES])
 
 
-def _start(config: QuickstartConfig) -> Run:
+def _start(config: QuickstartConfig, say: Callable[[str], None]) -> Run:
     wall_start = time.perf_counter()
     plan = base_plan(config)
     torch.set_num_threads(plan.threads)
     out = Path(config.quickstart.out)
     out.mkdir(parents=True, exist_ok=True)
-    machine = {**environment(plan.threads, "cpu"), "threads_auto": plan.threads_auto}
-    start_load = machine.pop("load_average_start")
-    results = {"config": config.to_dict(), "started": machine.pop("date"), "machine": machine,
-               "load_average_start": [round(v, 2) for v in start_load] if start_load else None}
-    return Run(config, plan, out, StepClock(config.quickstart.progress), results, wall_start)
+    env = environment(plan.threads, "cpu")
+    started, load = env.pop("date"), env.pop("load_average_start")
+    return Run(config, plan, out, StepClock(say), wall_start, started, Machine(env, plan.threads_auto),
+               [round(v, 2) for v in load] if load else None)
 
 
 def step_data(run: Run) -> None:
     """Faces in memory, the identity split, the held-out pairs and a picture of training faces."""
     cfg, qs, plan = run.config.training, run.config.quickstart, run.plan
     with run.clock.step("data", cfg.data.root if cfg.data.type == "folder" else "synthetic identities"):
-        run.faces, run.folder = load_faces(run.config, plan.num_identities, plan.max_images, plan.max_align_images, run.out)
+        run.faces, folder = load_faces(run.config, plan.num_identities, plan.max_images, plan.max_align_images, run.out)
         if run.faces.num_identities < 4:
             raise ValueError(f"{run.faces.source}: {run.faces.num_identities} usable identities; the quickstart needs at "
                              "least 4 (2 to train on, 2 held out for verification)")
@@ -137,20 +142,7 @@ def step_data(run: Run) -> None:
         run.pairs = make_pairs(held_eval, plan.num_pairs, cfg.data.split_seed)
         run.num_train_images = len(train)
         save_samples(train.images, train.labels, run.out / "samples.png")
-    run.results["data"] = _data_summary(run, train)
-
-
-def _data_summary(run: Run, train: FaceArray) -> dict[str, Any]:
-    faces, held, pairs = run.faces, run.held, run.pairs
-    return {
-        "source": faces.source, "kind": run.config.training.data.type, "identities": faces.num_identities, "images": len(faces),
-        "images_per_identity": run.config.training.data.images_per_identity,
-        "train_identities": train.num_identities, "train_images": len(train),
-        "heldout_identities": held.num_identities, "heldout_images": len(held),
-        "pairs": pairs.num_pairs, "pair_images": int(len(pairs.images)),
-        "positive_pairs": int(pairs.issame.sum()), "negative_pairs": int((~pairs.issame).sum()),
-        "folder": run.folder.to_dict() if run.folder is not None else None,
-    }
+    run.data = DataSummary.of(run.faces, train, run.held, run.pairs, cfg.data.type, cfg.data.images_per_identity, folder)
 
 
 def step_plan(run: Run) -> None:
@@ -186,7 +178,7 @@ def step_evaluate(run: Run) -> None:
         for key in MODEL_KEYS:
             v = verify(trained[key].model, pairs, batch_size=run.config.training.eval.batch_size, progress=run.progress)
             run.verifications[key] = v
-            curves[f"{_label(key, trained[key].name)}: acc {100 * v.metrics['accuracy']:.1f}%, AUC {v.metrics['auc']:.3f}"] = (v.fpr, v.tpr)
+            curves[f"{_label(key, trained[key].name)}: acc {100 * v.accuracy:.1f}%, AUC {v.auc:.3f}"] = (v.fpr, v.tpr)
         plot_rocs(curves, run.out / "roc.png", int((~pairs.issame).sum()), f"Held-out verification ({pairs.num_pairs} pairs)")
         t, kd, plain = trained["teacher"], trained["student_kd"], trained["student_plain"]
         losses = {f"teacher {t.name} (CosFace)": t.loss_cls, f"student {kd.name} + KD: CosFace part": kd.loss_cls,
@@ -228,8 +220,7 @@ def step_benchmark(run: Run) -> None:
     with run.clock.step("benchmark", f"batch {', '.join(map(str, qs.bench_batch_sizes))}, {threads} thread" + ("" if threads == 1 else "s")):
         torch.manual_seed(run.config.training.train.seed)
         peer = reparameterize_model(create_model(qs.peer).eval())
-        run.peer_info = {"name": qs.peer, "weights": "random weights (latency does not depend on them)",
-                         "onnx_error": None, "torchscript_error": None}
+        run.peer = PeerInfo(qs.peer)
         with tempfile.TemporaryDirectory() as tmp:
             candidates = _candidates(run, peer, Path(tmp) / f"{qs.peer}.onnx")
             run.bench_rows = benchmark(candidates, qs.bench_batch_sizes, threads, qs.bench_warmup, qs.bench_runs,
@@ -245,7 +236,7 @@ def _candidates(run: Run, peer: torch.nn.Module, peer_onnx: Path) -> dict[str, C
         cand[f"{s} deploy form, TorchScript (optimize_for_inference)"] = Candidate(
             s, "deploy", "TorchScript", optimize_for_inference(deploy, "torchscript"), deploy)
     except RuntimeError as exc:  # an optional row: report it and go on
-        run.peer_info["torchscript_error"] = str(exc)
+        run.peer.torchscript_error = str(exc)
     if run.onnx.passed():
         cand[f"{s} deploy form, ONNX Runtime"] = Candidate(s, "deploy", "ONNX Runtime", Path(run.onnx.path), deploy)
     cand[f"{t} (teacher) deploy form"] = Candidate(t, "deploy", "PyTorch eager", run.deploys["teacher"], run.deploys["teacher"])
@@ -254,33 +245,32 @@ def _candidates(run: Run, peer: torch.nn.Module, peer_onnx: Path) -> dict[str, C
         export_onnx(peer, peer_onnx)
         cand[f"{p} deploy form, ONNX Runtime"] = Candidate(p, "deploy", "ONNX Runtime", peer_onnx, peer)
     except (RuntimeError, ValueError, ImportError) as exc:  # the peer's export is not this run's check
-        run.peer_info["onnx_error"] = f"{type(exc).__name__}: {exc}"
+        run.peer.onnx_error = f"{type(exc).__name__}: {exc}"
     return cand
 
 
 def step_report(run: Run) -> None:
     """results.json, report.md and report.html (written again after the step, with its own time)."""
     with run.clock.step("report", str(run.out)):
-        run.results.update(summarize(run))
+        run.summary = RunSummary(
+            run.config, run.started, run.machine, run.load_average_start, run.data, run.plan,
+            {k: ModelSummary.of(run.trained[k]) for k in MODEL_KEYS}, {k: run.verifications[k] for k in MODEL_KEYS},
+            {k: run.checks[k] for k in MODEL_KEYS}, run.onnx, run.bench_rows, run.peer)
         _finish(run)
     _finish(run)
 
 
 def _finish(run: Run) -> None:
-    r = run.results
-    r["step_seconds"] = dict(run.clock.seconds)
-    r["load_average_end"] = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-    r["wall_seconds"] = time.perf_counter() - run.wall_start
-    r["files"] = [{"path": str(p.relative_to(run.out)), "bytes": p.stat().st_size} for p in sorted(run.out.rglob("*"))
-                  if p.is_file() and "aligned" not in p.relative_to(run.out).parts]
-    write_json(run.out / "results.json", r, allow_nan=True, default=_plain)
-    write_report(build_report(r), run.out)
+    s = run.summary
+    s.step_seconds = dict(run.clock.seconds)
+    s.load_average_end = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    s.wall_seconds = time.perf_counter() - run.wall_start
+    s.files = [FileEntry(str(p.relative_to(run.out)), p.stat().st_size) for p in sorted(run.out.rglob("*"))
+               if p.is_file() and "aligned" not in p.relative_to(run.out).parts]
+    write_json(run.out / "results.json", s.to_json(), allow_nan=True, default=_plain)
+    write_report(build_report(s), run.out)
 
 
 def _plain(o: Any) -> Any:
-    """JSON for what the results hold besides plain types (numpy numbers and arrays, paths)."""
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+    """JSON for numpy numbers and arrays (a metric or a count can be one)."""
+    return o.item() if isinstance(o, np.generic) else o.tolist() if isinstance(o, np.ndarray) else str(o)

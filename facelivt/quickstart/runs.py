@@ -6,13 +6,14 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from facelivt.data import FaceArray
+from facelivt.files import write_json
 from facelivt.models import create_model, reparameterize_model
 from facelivt.training import Config, TrainResult, train
 
@@ -27,14 +28,20 @@ class TrainedModel:
     result: TrainResult
     seconds: float
     num_train_images: int
-    weights: Path  # train form (the trainer's model.safetensors)
-    deploy_weights: Path  # deploy form (the trainer's model_deploy.safetensors)
     loss_cls: list[float] = field(default_factory=list)  # classification part per optimiser step
     loss_dis: list[float] = field(default_factory=list)  # distillation part per step (distilled run only)
 
     @property
     def name(self) -> str:
         return self.config.model.name
+
+    @property
+    def weights(self) -> Path:  # train form
+        return self.result.weights
+
+    @property
+    def deploy_weights(self) -> Path:
+        return self.result.deploy_weights
 
     @property
     def images_seen(self) -> int:
@@ -55,7 +62,7 @@ def train_model(key: str, cfg: Config, faces: FaceArray, num_train_images: int, 
 
     The run folder keeps ``config.yaml``, ``log.jsonl`` and ``result.json``; the checkpoints go (the
     quickstart does not resume); the trainer's weight files (train and deploy form) move to
-    ``weights_dir/<key>.safetensors`` and ``<key>_deploy.safetensors``."""
+    ``weights_dir`` (:func:`keep_weights`)."""
     if cfg.distill.enabled and teacher is None:
         raise ValueError("distillation needs a trained teacher")
     out = Path(cfg.output)
@@ -67,9 +74,19 @@ def train_model(key: str, cfg: Config, faces: FaceArray, num_train_images: int, 
     result = train(cfg, dataset=faces, model=model, teacher=frozen)
     seconds = time.perf_counter() - start
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    weights = (weights_dir / f"{key}.safetensors", weights_dir / f"{key}_deploy.safetensors")
-    os.replace(result.weights, weights[0])  # the trainer's two forms, kept under the report folder's weights/
-    os.replace(result.deploy_weights, weights[1])
+    result = keep_weights(result, weights_dir, key)
     cls, dis = read_step_losses(out / "log.jsonl")
-    return TrainedModel(key, model.eval(), cfg, result, seconds, num_train_images, *weights, cls, dis if cfg.distill.enabled else [])
+    return TrainedModel(key, model.eval(), cfg, result, seconds, num_train_images, cls, dis if cfg.distill.enabled else [])
+
+
+def keep_weights(result: TrainResult, weights_dir: Path, key: str) -> TrainResult:
+    """The trainer's two weight files moved to ``weights_dir/<key>.safetensors`` and
+    ``<key>_deploy.safetensors``, and the run's ``result.json`` rewritten to name them there."""
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    moved = replace(result, weights=weights_dir / f"{key}.safetensors", deploy_weights=weights_dir / f"{key}_deploy.safetensors")
+    summary_path = Path(result.output_dir) / "result.json"
+    summary = json.loads(summary_path.read_text())
+    os.replace(result.weights, moved.weights)
+    os.replace(result.deploy_weights, moved.deploy_weights)
+    write_json(summary_path, {**summary, "weights": str(moved.weights), "deploy_weights": str(moved.deploy_weights)})
+    return moved

@@ -12,6 +12,7 @@ from PIL import Image
 
 from facelivt.cli import main
 from facelivt.quickstart import REPORT_FILES, STEPS
+from results_layout import LAYOUT_FILE, results_layout
 
 MODEL_KEYS = ("teacher", "student_kd", "student_plain")
 
@@ -89,6 +90,26 @@ def test_results_json_holds_the_measured_numbers(run):
     assert all(row["latency_ms"]["1"] > 0 for row in r["benchmark"])
     assert r["distillation"]["verdict"] in ("helped", "hurt", "no clear difference")
     assert r["checks_passed"] is True
+
+
+def test_results_json_keeps_its_layout(run):
+    """The same keys and kinds of values as before the results were dataclasses (the environment may grow)."""
+    _, r = run
+    expected = json.loads(LAYOUT_FILE.read_text())
+    got = results_layout(r)
+    assert set(expected.pop("machine")) <= set(got.pop("machine"))
+    assert got == expected
+    assert {"model", "train", "distill", "quickstart", "quick"} <= set(r["config"])
+    assert all(m["config"]["model"]["name"] == m["name"] for m in r["models"].values())
+
+
+def test_each_runs_result_json_names_its_weights_where_they_are(run):
+    out, _ = run
+    for key in MODEL_KEYS:
+        summary = json.loads((out / "train" / key / "result.json").read_text())
+        assert Path(summary["weights"]) == out / "weights" / f"{key}.safetensors"
+        assert Path(summary["deploy_weights"]) == out / "weights" / f"{key}_deploy.safetensors"
+        assert Path(summary["weights"]).is_file() and Path(summary["deploy_weights"]).is_file()
 
 
 def test_report_numbers_come_from_results(run):

@@ -2,6 +2,7 @@
 image folders (aligned crops and photos that need MTCNN), the report writer, and CLI errors."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,12 @@ from facelivt.data import FaceArray
 from facelivt.quickstart import base_plan, load_quickstart_config, plan_steps
 from facelivt.quickstart.data import folder_faces, make_pairs, needs_alignment, split_faces, synthetic_faces
 from facelivt.quickstart.plan import auto_threads
+from facelivt.quickstart.checks import Verification
 from facelivt.quickstart.results import distillation_summary as _distillation_summary
+from facelivt.quickstart.runs import keep_weights
 from facelivt.quickstart.plots import smooth
 from facelivt.quickstart.report import Bullets, Figure, Heading, Para, Report, Table, to_html, to_markdown
+from facelivt.training import TrainResult
 
 REPO = Path(__file__).resolve().parents[2]
 CELEBA = REPO / ".." / "shared" / "data" / "celeba_subset"
@@ -226,12 +230,29 @@ def test_report_renders_markdown_and_escaped_html():
 def test_distillation_verdict_follows_the_numbers():
     def res(kd, plain, std=0.01):
         v = {"accuracy_std": std, "auc": 0.9, "eer": 0.1}
-        return {"verification": {"student_kd": {**v, "accuracy": kd}, "student_plain": {**v, "accuracy": plain},
-                                 "teacher": {**v, "accuracy": 0.95}}}
+        return {"student_kd": Verification({**v, "accuracy": kd}, 1.0), "student_plain": Verification({**v, "accuracy": plain}, 1.0),
+                "teacher": Verification({**v, "accuracy": 0.95}, 1.0)}
 
-    assert _distillation_summary(res(0.95, 0.90))["verdict"] == "helped"
-    assert _distillation_summary(res(0.90, 0.95))["verdict"] == "hurt"
-    assert _distillation_summary(res(0.901, 0.90))["verdict"] == "no clear difference"
+    assert _distillation_summary(res(0.95, 0.90)).verdict == "helped"
+    assert _distillation_summary(res(0.90, 0.95)).verdict == "hurt"
+    assert _distillation_summary(res(0.901, 0.90)).verdict == "no clear difference"
+
+
+def test_keep_weights_moves_the_files_and_rewrites_result_json(tmp_path):
+    """The run's result.json names the weight files where the quickstart keeps them (it named the moved-away ones)."""
+    run = tmp_path / "train" / "teacher"
+    run.mkdir(parents=True)
+    (run / "model.safetensors").write_bytes(b"train")
+    (run / "model_deploy.safetensors").write_bytes(b"deploy")
+    (run / "result.json").write_text(json.dumps({"steps": 3, "weights": str(run / "model.safetensors"),
+                                                  "deploy_weights": str(run / "model_deploy.safetensors")}))
+    result = TrainResult(run, run / "model.safetensors", run / "model_deploy.safetensors", None, None, {}, None, [], 3, 3, "completed", 1.0)
+    moved = keep_weights(result, tmp_path / "weights", "teacher")
+    summary = json.loads((run / "result.json").read_text())
+    assert summary["steps"] == 3 and Path(summary["weights"]) == moved.weights == tmp_path / "weights" / "teacher.safetensors"
+    assert Path(summary["deploy_weights"]) == moved.deploy_weights == tmp_path / "weights" / "teacher_deploy.safetensors"
+    assert moved.weights.read_bytes() == b"train" and moved.deploy_weights.read_bytes() == b"deploy"
+    assert not (run / "model.safetensors").exists()
 
 
 def test_smooth_is_a_trailing_mean():
