@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -50,9 +50,6 @@ class FolderInfo:
     max_images: int = 0  # the cap that applied
     seconds: float = 0.0
     skipped: list[str] = field(default_factory=list)  # first few problem files
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def needs_alignment(files: list[str], probe: int = 32) -> bool:

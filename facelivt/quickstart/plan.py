@@ -65,7 +65,7 @@ class Plan:
     shares_s: dict[str, float] = field(default_factory=dict)  # seconds allotted to each training run
     config: Optional[QuickstartConfig] = field(default=None, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "config"}
 
 

@@ -11,24 +11,14 @@ from facelivt.evaluation.report import agg_figure, figure_png, rocs_png
 from facelivt.files import write_bytes
 
 
-def _save_png(fig, path: str | Path) -> Path:
-    """``fig`` as a PNG at ``path``, written atomically (no half-written image on a full disk)."""
-    path = Path(path)
-    write_bytes(path, figure_png(fig))
-    return path
-
-
 def smooth(values: Sequence[float], window: int) -> np.ndarray:
     """Trailing moving average (the first points average what exists so far)."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0 or window <= 1:
         return v
-    c = np.cumsum(np.insert(v, 0, 0.0))
-    out = np.empty_like(v)
-    for i in range(v.size):
-        lo = max(0, i + 1 - window)
-        out[i] = (c[i + 1] - c[lo]) / (i + 1 - lo)
-    return out
+    c, end = np.cumsum(np.insert(v, 0, 0.0)), np.arange(1, v.size + 1)
+    start = np.maximum(0, end - window)
+    return (c[end] - c[start]) / (end - start)
 
 
 def plot_loss_curves(curves: dict[str, Sequence[float]], path: str | Path, title: str = "Training loss") -> Path:
@@ -48,7 +38,8 @@ def plot_loss_curves(curves: dict[str, Sequence[float]], path: str | Path, title
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save_png(fig, path)
+    write_bytes(path, figure_png(fig))  # atomic: no half-written image on a full disk
+    return Path(path)
 
 
 def plot_rocs(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, n_negative: int, title: str) -> Path:

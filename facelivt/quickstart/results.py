@@ -200,7 +200,7 @@ class RunSummary:
         each = lambda d: {k: v.to_json() for k, v in d.items()}  # noqa: E731
         return {
             "config": self.config.to_dict(), "started": self.started, "machine": self.machine.to_json(),
-            "load_average_start": self.load_average_start, "data": self.data.to_json(), "plan": self.plan.to_dict(),
+            "load_average_start": self.load_average_start, "data": self.data.to_json(), "plan": self.plan.to_json(),
             "models": each(self.models), "verification": each(self.verification), "deploy": each(self.deploy),
             "onnx": self.onnx.to_json(), "benchmark": [asdict(b) for b in self.benchmark], "peer": asdict(self.peer),
             "paper": asdict(self.paper), "distillation": asdict(self.distillation), "checks_passed": self.checks_passed,
