@@ -17,6 +17,7 @@ the figures and the weights of every model::
 from .config import DEFAULT_CONFIG, QUICK_BUDGET_MINUTES, QuickstartConfig, QuickstartSettings, load_quickstart_config
 from .pipeline import REPORT_FILES, QuickstartResult, run_quickstart
 from .plan import Plan, base_plan, plan_steps
+from .results import RunSummary
 from .steps import STEPS
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "QuickstartResult",
     "QuickstartSettings",
     "REPORT_FILES",
+    "RunSummary",
     "STEPS",
     "base_plan",
     "load_quickstart_config",
