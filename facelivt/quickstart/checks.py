@@ -1,5 +1,5 @@
 """Quickstart checks after training, each a composition of the library: held-out verification
-(:mod:`facelivt.evaluation`), the deploy form with its parity, also of the exported weights (:mod:`facelivt.models`,
+(:meth:`facelivt.training.HeldoutPairs.verify`), the deploy form with its parity, also of the exported weights (:mod:`facelivt.models`,
 :mod:`facelivt.deploy.parity`), the ONNX export (:func:`facelivt.deploy.export.export_model`) and the
 interleaved latency measurement (:func:`facelivt.deploy.benchmark.measure_at_batch`)."""
 from __future__ import annotations
