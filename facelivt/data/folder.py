@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from .imaging import BadSampleTracker, DecodeError, Transform, check_index, ensure_rgb, image_to_sample, resolve_transform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".gif", ".tif", ".tiff", ".webp")
@@ -28,10 +29,10 @@ def scan_image_folder(
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
+        raise InputNotFoundError(f"image folder not found: {root}")
     exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
     if not exts:
-        raise ValueError("no image extensions given")
+        raise InvalidInputError("no image extensions given")
     classes: list[str] = []
     samples: list[tuple[str, int]] = []
     empty: list[str] = []
@@ -49,7 +50,7 @@ def scan_image_folder(
         shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
         warnings.warn(f"{root}: {len(empty)} identity folder(s) without images left out: {shown}", RuntimeWarning)
     if not samples:
-        raise ValueError(
+        raise InvalidInputError(
             f"no images found under {root}: expected root/<identity>/<image> with extensions {', '.join(exts)}"
         )
     return classes, samples

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import write_bytes
 from facelivt.inference.detector import FaceDetector, NoFaceError, Select, SeveralFacesError
 from facelivt.inference.images import ImageLoadError
@@ -27,9 +28,9 @@ def list_files(root: str | os.PathLike) -> list[Path]:
     """Every regular file under ``root`` (recursive, sorted), skipping hidden files and folders."""
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"folder not found: {root}")
+        raise InputNotFoundError(f"folder not found: {root}")
     if not root.is_dir():
-        raise ValueError(f"not a folder: {root}")
+        raise InvalidInputError(f"not a folder: {root}")
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -47,7 +48,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         elif path.exists():
             files.append(path)
         else:
-            raise FileNotFoundError(f"input not found: {path}")
+            raise InputNotFoundError(f"input not found: {path}")
     return files
 
 
@@ -65,7 +66,7 @@ def save_rgb(image: np.ndarray, path: Path) -> None:
     img = Image.fromarray(image, "RGB")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"cannot tell the image format of {path} from its suffix")
+        raise InvalidInputError(f"cannot tell the image format of {path} from its suffix")
     buffer = io.BytesIO()
     if fmt == "JPEG":
         img.save(buffer, format=fmt, quality=95)
@@ -135,13 +136,13 @@ def align_folder(
     """
     src, dst = Path(in_dir), Path(out_dir)
     if select not in ("largest", "all"):
-        raise ValueError(f"select must be 'largest' or 'all', got {select!r}")
+        raise InvalidInputError(f"select must be 'largest' or 'all', got {select!r}")
     if fmt not in ("same", "jpg", "png"):
-        raise ValueError(f"format must be 'same', 'jpg' or 'png', got {fmt!r}")
+        raise InvalidInputError(f"format must be 'same', 'jpg' or 'png', got {fmt!r}")
     files = list_files(src)
     s_res, d_res = src.resolve(), dst.resolve()
     if d_res == s_res or s_res in d_res.parents:
-        raise ValueError(f"output folder {dst} must not be the input folder or inside it")
+        raise InvalidInputError(f"output folder {dst} must not be the input folder or inside it")
     report = AlignReport(total=len(files))
     start = time.perf_counter()
     bar = tqdm(files, desc="align", unit="img", disable=not progress)

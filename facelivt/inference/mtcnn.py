@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facelivt.errors import InvalidInputError
 from facelivt.inference.weights import NET_NAMES, locate_mtcnn_weights
 
 _CELL = 12
@@ -126,13 +127,13 @@ def load_mtcnn_nets(folder: str | os.PathLike | None = None) -> tuple[PNet, RNet
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt file, pickle refused, ...
-            raise ValueError(f"cannot read MTCNN weights {path}: {exc}") from exc
+            raise InvalidInputError(f"cannot read MTCNN weights {path}: {exc}") from exc
         if not isinstance(state, dict):
-            raise ValueError(f"MTCNN weights {path} are not a state_dict")
+            raise InvalidInputError(f"MTCNN weights {path} are not a state_dict")
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ValueError(f"MTCNN weights {path} do not fit the {name} network: {exc}") from exc
+            raise InvalidInputError(f"MTCNN weights {path} do not fit the {name} network: {exc}") from exc
         net.eval().requires_grad_(False)
     return nets
 
@@ -151,7 +152,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str =
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     if mode not in ("union", "min"):
-        raise ValueError(f"nms mode must be 'union' or 'min', got {mode!r}")
+        raise InvalidInputError(f"nms mode must be 'union' or 'min', got {mode!r}")
     # Equal scores (saturated probabilities are common) are taken in the order the reference
     # pipeline used: torch's default descending sort for IoU, and for the final
     # intersection-over-minimum stage numpy's default ascending sort read from the end.
@@ -268,11 +269,11 @@ def detect_faces(
     """
     pnet, rnet, onet = nets
     if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected a 3xHxW image tensor, got shape {tuple(image.shape)}")
+        raise InvalidInputError(f"expected a 3xHxW image tensor, got shape {tuple(image.shape)}")
     if min_size < 12:
-        raise ValueError(f"min_size must be at least 12 pixels, got {min_size}")
+        raise InvalidInputError(f"min_size must be at least 12 pixels, got {min_size}")
     if not 0 < factor < 1:
-        raise ValueError(f"pyramid factor must be in (0, 1), got {factor}")
+        raise InvalidInputError(f"pyramid factor must be in (0, 1), got {factor}")
     image = image.float()
     _, h, w = image.shape
 

@@ -8,6 +8,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from facelivt.data.transforms import to_uint8
+from facelivt.errors import InvalidInputError
 from facelivt.evaluation import embed_images, evaluate_embeddings
 
 
@@ -20,13 +21,13 @@ def build_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.n
     """
     labels = np.asarray(labels).reshape(-1)
     if num_pairs < 2:
-        raise ValueError(f"need at least 2 pairs, got {num_pairs}")
+        raise InvalidInputError(f"need at least 2 pairs, got {num_pairs}")
     identities, counts = np.unique(labels, return_counts=True)
     if identities.size < 2:
-        raise ValueError("held-out verification pairs need at least 2 identities")
+        raise InvalidInputError("held-out verification pairs need at least 2 identities")
     multi = identities[counts >= 2]
     if multi.size == 0:
-        raise ValueError("held-out verification pairs need an identity with at least 2 images")
+        raise InvalidInputError("held-out verification pairs need an identity with at least 2 images")
     rng = np.random.default_rng(seed)
     by_id = {int(c): np.flatnonzero(labels == c) for c in identities}
     n_pos = num_pairs // 2
