@@ -1,4 +1,4 @@
-"""Image-folder data set: ``root/<identity>/<image>`` (SPEC section 5)."""
+"""Image-folder data set: ``root/<identity>/<image>``."""
 from __future__ import annotations
 
 import os
@@ -68,7 +68,7 @@ def load_image(path: PathLike, size: int = 112) -> np.ndarray:
 class ImageFolderDataset(torch.utils.data.Dataset):
     """Faces stored as ``root/<identity>/<image>``; identities labelled 0.. in sorted name order.
 
-    Items are ``(3x112x112 float tensor normalised as SPEC section 1, int label)``;
+    Items are ``(3x112x112 float tensor, ``(pixel / 255 - 0.5) / 0.5``, int label)``;
     grey / RGBA / palette images become RGB and other sizes are resized to
     112x112 (meant for crops that are already aligned). ``transform``: None,
     ``"train"`` (random horizontal flip) or a callable on the normalised tensor.

@@ -1,4 +1,4 @@
-"""MXNet / insightface RecordIO, read and written without MXNet (SPEC section 5).
+"""MXNet / insightface RecordIO, read and written without MXNet (the insightface training-set format).
 
 File layout (MXNet's ``dmlc::RecordIOWriter`` exactly):
 
@@ -510,7 +510,7 @@ def _read_property(path: Path) -> int | None:
 class RecordIODataset(torch.utils.data.Dataset):
     """An insightface RecordIO folder (``train.rec``, ``train.idx``, optional ``property``).
 
-    Items are ``(3x112x112 float tensor normalised as SPEC section 1, int label)``.
+    Items are ``(3x112x112 float tensor, ``(pixel / 255 - 0.5) / 0.5``, int label)``.
     ``transform=None`` gives the image as stored; ``"train"`` adds a random
     horizontal flip; a callable is applied to the normalised tensor.
 

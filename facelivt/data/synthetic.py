@@ -107,7 +107,7 @@ class SyntheticIdentities(torch.utils.data.Dataset):
     """``num_identities * images_per_identity`` procedural faces; item i shows identity
     ``i // images_per_identity`` (its label), view ``i % images_per_identity``.
 
-    Items are ``(3x112x112 float tensor normalised as SPEC section 1, int label)``;
+    Items are ``(3x112x112 float tensor, ``(pixel / 255 - 0.5) / 0.5``, int label)``;
     ``transform``: None, ``"train"`` (random horizontal flip) or a callable on the
     tensor. :meth:`image` gives the uint8 RGB image (for writing to disk).
     The same ``seed`` always gives the same pixels.

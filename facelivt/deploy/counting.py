@@ -1,5 +1,5 @@
 """Parameter and MAC counting, following the conventions of the widely used ``ptflops`` counter
-(its PyTorch backend), which the paper's figures use (SPEC section 1):
+(its PyTorch backend), which the FaceLiVT paper's figures use (ICIP 2025):
 
 - Conv2d: ``out_positions * k*k * C_in/groups * C_out`` plus ``C_out * out_positions`` for a bias;
 - Linear: ``numel(input) * out_features`` plus ``out_features`` for a bias (once, as ptflops does);

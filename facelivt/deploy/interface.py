@@ -1,6 +1,6 @@
 """The interface every exported model has, whatever its format (layer 0 of :mod:`facelivt.deploy`).
 
-Input ``input``: a ``(B, 3, H, W)`` float batch, RGB, ``(pixel / 255 - 0.5) / 0.5`` (SPEC section 1);
+Input ``input``: a ``(B, 3, H, W)`` float batch, RGB, ``(pixel / 255 - 0.5) / 0.5`` (``model.preprocess``);
 output ``embedding``: ``(B, 512)``, not L2-normalised. The batch axis is dynamic unless a fixed batch
 is asked for.
 """

@@ -1,7 +1,7 @@
 """Read and write insightface verification sets (``lfw.bin``, ``cfp_fp.bin``, ``agedb_30.bin``, ...).
 
 A ``.bin`` file is a pickle of ``(list_of_encoded_images, list_of_bools)`` with two images per pair
-(SPEC section 5). A file that is no pickle at all (a text file or an image under a ``.bin`` name) is
+(the insightface format). A file that is no pickle at all (a text file or an image under a ``.bin`` name) is
 told so by its first bytes (:class:`NotAPickleError`), a cut-short one as truncated. A pickle can run
 arbitrary code when loaded, so these files are read in two steps:
 

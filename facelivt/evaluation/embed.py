@@ -1,4 +1,4 @@
-"""Batched embedding with the flip-sum of SPEC section 6: ``f(x) + f(hflip(x))`` (not normalised).
+"""Batched embedding with the flip-sum of the evaluation protocol: ``f(x) + f(hflip(x))`` (not normalised).
 
 The one embedding loop of the package (evaluation, held-out checks, the quickstart and
 :class:`facelivt.inference.FaceRecognizer` all embed through it), and the one probe of a model's

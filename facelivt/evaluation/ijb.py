@@ -1,4 +1,4 @@
-"""IJB-B / IJB-C 1:1 template verification from the standard release layout (SPEC section 5).
+"""IJB-B / IJB-C 1:1 template verification from the standard release layout (insightface's IJB evaluation).
 
 Layout of ``root`` (e.g. ``IJB_release/IJBC``), with ``name`` = ``IJBC`` or ``IJBB`` (lower-cased in file names):
 

@@ -1,4 +1,4 @@
-"""Verification metrics (SPEC section 6): numpy in, numbers out; no torch.
+"""Verification metrics (the 10-fold LFW-style protocol of insightface): numpy in, numbers out; no torch.
 
 - :func:`kfold_accuracy`: the community 10-fold protocol (insightface ``verification.py``): contiguous
   folds as scikit-learn's ``KFold(n_splits=10, shuffle=False)``, thresholds ``np.arange(0, 4, 0.01)``,
@@ -29,7 +29,7 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def pair_distances(embeddings: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distance of L2-normalised rows 2k and 2k+1 (SPEC section 6)."""
+    """Squared Euclidean distance of L2-normalised rows 2k and 2k+1."""
     emb = np.asarray(embeddings)
     if emb.ndim != 2 or emb.shape[0] % 2 or emb.shape[0] == 0:
         raise InvalidInputError(f"expected a (2 x pairs) x D embedding matrix, got shape {emb.shape}")

@@ -1,6 +1,6 @@
 """FaceRecognizer: detect, align, embed, verify and search faces with a FaceLiVT model.
 
-Embeddings follow the evaluation protocol (SPEC section 6): the embedding of a crop plus that of
+Embeddings follow the evaluation protocol: the embedding of a crop plus that of
 its horizontal flip, L2-normalised. Scores are cosine similarities in [-1, 1]; two faces are the
 same person when the score reaches ``threshold`` (calibrate it with :meth:`FaceRecognizer.calibrate`).
 

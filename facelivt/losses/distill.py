@@ -1,4 +1,4 @@
-"""Embedding distillation from a frozen teacher (SPEC section 4):
+"""Embedding distillation from a frozen teacher (FaceLiVT paper, ICIP 2025):
 ``L = L_cls + alpha * L_dis`` with alpha 0.5."""
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ MARGINS = tuple(_PRESETS)  # the margin heads loss.margin may name
 
 
 def margin_loss(name: str = "cosface", **overrides: float) -> CombinedMarginLoss:
-    """``"cosface"`` (s=64, m3=0.4; the default of SPEC section 4), ``"arcface"``
+    """``"cosface"`` (s=64, m3=0.4; the FaceLiVT paper's loss), ``"arcface"``
     (m2=0.5) or ``"combined"`` (m1, m2, m3 = 1.0, 0.3, 0.2 unless given).
     ``overrides`` may set any of s, m1, m2, m3."""
     key = str(name).lower()

@@ -1,4 +1,4 @@
-"""Model variants as data (SPEC section 1)."""
+"""Model variants as data (the FaceLiVT variants of the paper, ICIP 2025)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -19,7 +19,7 @@ class FaceLiVTConfig:
     mlp_ratio: int = 3
     down_ratio: int = 2
     input_size: int = 112
-    # Deploy-form counts at 112x112 published in SPEC section 1 (params M, MACs M), for checks.
+    # Deploy-form counts at 112x112 published in the FaceLiVT paper (params M, MACs M), for checks.
     reference_counts: tuple[float, float] | None = field(default=None, compare=False)
 
     def with_overrides(self, **overrides) -> "FaceLiVTConfig":

@@ -1,4 +1,5 @@
-"""The FaceLiVT network (SPEC section 1)."""
+"""The FaceLiVT network (FaceLiVT, ICIP 2025): a conv stem, two stages of RepConv/DWMix blocks,
+two stages of MHLA (or MHSA) blocks, and a GDC or GAP embedding head."""
 from __future__ import annotations
 
 import torch

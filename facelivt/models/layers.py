@@ -1,7 +1,7 @@
-"""Building blocks of FaceLiVT (SPEC section 1) in train form.
+"""Building blocks of FaceLiVT (FaceLiVT, ICIP 2025) in train form.
 
 Every reparameterizable block owns its fusion: ``reparameterize(residual, fuse_bn)`` returns the
-module that replaces it in the deploy form (SPEC section 2). The walker in
+module that replaces it in the deploy form (no BatchNorm, one conv per RepConv). The walker in
 :mod:`facelivt.models.reparam` calls these methods. A block whose eager forward reads tensor shapes
 at run time also owns its export form: ``export_form((H, W))`` returns an equivalent module for a
 fixed map size without shape arithmetic (``ExportMHLA``, ``ExportMHSA``), applied by
@@ -25,7 +25,8 @@ def trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
 
 
 def fuse_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | nn.BatchNorm1d):
-    """Fold an eval-mode BatchNorm that follows a conv/linear into (weight, bias) (SPEC Eq. 4)."""
+    """Fold an eval-mode BatchNorm that follows a conv/linear into (weight, bias):
+    ``w' = w * gamma / sqrt(var + eps)``, ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``."""
     std = (bn.running_var + bn.eps).sqrt()
     scale = bn.weight / std
     shape = [-1] + [1] * (weight.dim() - 1)
@@ -103,7 +104,7 @@ class RepConv(nn.Module):
     """``BN(Conv_kxk(x) + Conv_1x1(x))``, both convs with bias, same stride and groups.
 
     The two branches are kept as separate parameters (the released layout), but the forward pass
-    runs them as one kxk convolution with the summed kernel (SPEC Eq. 5): convolution is linear in
+    runs them as one kxk convolution with the summed kernel (the 1x1 kernel zero-padded to kxk): convolution is linear in
     its kernel, so this is the same function with the same gradients for both branches (the 1x1
     branch receives the centre tap of the merged kernel's gradient), at the cost of one conv
     instead of two. On the 2-core reference CPU this cut a FaceLiVT-S training step by about 10 %
@@ -133,7 +134,7 @@ class RepConv(nn.Module):
         return positions * (k * per_tap + c.out_channels) + positions * (per_tap + c.out_channels)
 
     def merged_branches(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Kernel and bias of the single kxk conv equal to the sum of both branches (SPEC Eq. 5)."""
+        """Kernel and bias of the single kxk conv equal to the sum of both branches (the 1x1 kernel zero-padded to kxk)."""
         k = self.conv_kxk.kernel_size[0]
         pad = k // 2
         w = self.conv_kxk.weight + F.pad(self.conv_1x1.weight, [pad, pad, pad, pad])
@@ -219,7 +220,7 @@ def attention_macs(x: torch.Tensor, heads: int, key_dim: int, value_dim: int) ->
 
 
 class MHLA(nn.Module):
-    """Multi-Head Linear Attention (SPEC section 1).
+    """Multi-Head Linear Attention (FaceLiVT, ICIP 2025).
 
     GroupNorm(1, C), then each of ``num_heads`` contiguous channel groups mixes its tokens with its own
     MLP ``Linear(N -> 4N) -> GELU -> Linear(4N -> N)``. All heads run in one batched matmul. Output
@@ -276,7 +277,7 @@ class MHLA(nn.Module):
 
 
 class MHSA(nn.Module):
-    """Multi-head self-attention over the HxW tokens (SPEC section 1): 6 heads, q/k dim 32, v dim C/2."""
+    """Multi-head self-attention over the HxW tokens (the FaceLiVT *-MHSA variants): 6 heads, q/k dim 32, v dim C/2."""
 
     def __init__(self, channels: int, num_heads: int = 6, key_dim: int = 32, value_ratio: float = 0.5):
         super().__init__()

@@ -68,7 +68,7 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    """Margin softmax through Partial FC (SPEC section 4: CosFace s=64 m=0.4)."""
+    """Margin softmax through Partial FC (CosFace s=64 m=0.4, the FaceLiVT paper's recipe, ICIP 2025)."""
 
     margin: str = "cosface"  # cosface | arcface | combined
     s: float = 64.0

@@ -1,4 +1,4 @@
-"""Verification pairs from held-out identities, evaluated with the protocol of SPEC section 6."""
+"""Verification pairs from held-out identities, evaluated with the 10-fold verification protocol."""
 from __future__ import annotations
 
 import numpy as np
@@ -82,6 +82,6 @@ class HeldoutPairs:
         self.num_pairs = len(self.issame)
 
     def evaluate(self, model: nn.Module, batch_size: int = 64, device: torch.device | str = "cpu") -> dict:
-        """``evaluate_embeddings`` of the flip-sum embeddings (SPEC section 6)."""
+        """``evaluate_embeddings`` of the flip-sum embeddings."""
         emb = embed_images(model, self.images, batch_size=batch_size, device=device, flip=True, progress=False)
         return evaluate_embeddings(emb[self.pair_rows], self.issame)

@@ -1,4 +1,4 @@
-"""Per-step learning rate: optional linear warm-up, then polynomial decay to a floor (SPEC section 4)."""
+"""Per-step learning rate: optional linear warm-up, then polynomial decay to a floor (the FaceLiVT recipe: power 1 to 1e-5, no warm-up; seed supplementary, section B)."""
 from __future__ import annotations
 
 from typing import Any
