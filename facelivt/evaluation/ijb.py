@@ -71,71 +71,81 @@ def read_ijb_meta(root: str | Path, name: str = "IJBC") -> IJBMeta:
     if not root.is_dir():
         raise InputNotFoundError(f"IJB folder not found: {root}")
     paths = meta_paths(root, name)
-    lm_rows = _lines(paths["landmarks"])
-    names, lmk, scores = [], [], []
-    for i, row in enumerate(lm_rows, start=1):
-        if len(row) != 12:
-            raise InvalidInputError(
-                f"{paths['landmarks']}:{i}: expected '<image> x1 y1 ... x5 y5 <score>' (12 fields), got {len(row)}"
-            )
-        try:
-            vals = [float(v) for v in row[1:]]
-        except ValueError:
-            raise InvalidInputError(f"{paths['landmarks']}:{i}: landmarks and score must be numbers: {' '.join(row)}") from None
-        names.append(row[0])
-        lmk.append(vals[:10])
-        scores.append(vals[10])
-    if not names:
-        raise InvalidInputError(f"{paths['landmarks']} lists no images")
-    tm_rows = _lines(paths["templates"])
-    if len(tm_rows) != len(names):
-        raise InvalidInputError(
-            f"{paths['templates']} has {len(tm_rows)} rows but {paths['landmarks']} has {len(names)}: "
-            "the two files must list the same images in the same order"
-        )
-    templates, medias = [], []
-    for i, row in enumerate(tm_rows, start=1):
-        if len(row) != 3:
-            raise InvalidInputError(f"{paths['templates']}:{i}: expected '<image> <template id> <media id>', got {len(row)} fields")
-        if row[0] != names[i - 1]:
-            raise InvalidInputError(
-                f"{paths['templates']}:{i}: image {row[0]!r} but row {i} of {paths['landmarks'].name} is {names[i - 1]!r}"
-            )
-        try:
-            templates.append(int(row[1]))
-            medias.append(int(row[2]))
-        except ValueError:
-            raise InvalidInputError(f"{paths['templates']}:{i}: template and media ids must be integers: {' '.join(row)}") from None
-    pairs_path = paths["pairs"]
-    if not pairs_path.is_file():
-        raise InputNotFoundError(f"IJB meta file not found: {pairs_path}")
-    try:
-        pl = np.loadtxt(pairs_path, dtype=np.int64, ndmin=2)
-    except ValueError as exc:
-        raise InvalidInputError(f"{pairs_path}: expected '<template 1> <template 2> <label>' integer rows: {exc}") from None
-    if pl.size == 0:
-        raise InvalidInputError(f"{pairs_path} lists no template pairs")
-    if pl.shape[1] != 3:
-        raise InvalidInputError(f"{pairs_path}: expected 3 columns '<template 1> <template 2> <label>', got {pl.shape[1]}")
-    if not np.isin(pl[:, 2], (0, 1)).all():
-        raise InvalidInputError(f"{pairs_path}: labels must be 0 or 1")
-    tpl = np.asarray(templates, dtype=np.int64)
-    known = np.unique(tpl)
-    missing = np.setdiff1d(np.unique(pl[:, :2]), known)
-    if missing.size:
-        raise InvalidInputError(
-            f"{pairs_path} refers to {missing.size} template(s) with no image in {paths['templates'].name}, e.g. {missing[:5].tolist()}"
-        )
+    names, lmk, scores = _read_landmarks(paths["landmarks"])
+    templates, medias = _read_templates(paths["templates"], paths["landmarks"], names)
+    pl = _read_pairs(paths["pairs"], templates, paths["templates"].name)
     return IJBMeta(
         root=root,
         names=names,
         landmarks=np.asarray(lmk, dtype=np.float32).reshape(-1, 5, 2),
         scores=np.asarray(scores, dtype=np.float32),
-        templates=tpl,
+        templates=templates,
         medias=np.asarray(medias, dtype=np.int64),
         pairs=pl[:, :2].copy(),
         labels=pl[:, 2].astype(bool),
     )
+
+
+def _read_landmarks(path: Path) -> tuple[list[str], list[list[float]], list[float]]:
+    """Image names, 10 landmark coordinates and the detector score of each row of the landmarks file."""
+    names, lmk, scores = [], [], []
+    for i, row in enumerate(_lines(path), start=1):
+        if len(row) != 12:
+            raise InvalidInputError(f"{path}:{i}: expected '<image> x1 y1 ... x5 y5 <score>' (12 fields), got {len(row)}")
+        try:
+            vals = [float(v) for v in row[1:]]
+        except ValueError:
+            raise InvalidInputError(f"{path}:{i}: landmarks and score must be numbers: {' '.join(row)}") from None
+        names.append(row[0])
+        lmk.append(vals[:10])
+        scores.append(vals[10])
+    if not names:
+        raise InvalidInputError(f"{path} lists no images")
+    return names, lmk, scores
+
+
+def _read_templates(path: Path, landmarks_path: Path, names: list[str]) -> tuple[np.ndarray, list[int]]:
+    """Template ids (int64 array) and media ids of the images, checked against the landmarks file's order."""
+    rows = _lines(path)
+    if len(rows) != len(names):
+        raise InvalidInputError(
+            f"{path} has {len(rows)} rows but {landmarks_path} has {len(names)}: "
+            "the two files must list the same images in the same order"
+        )
+    templates, medias = [], []
+    for i, row in enumerate(rows, start=1):
+        if len(row) != 3:
+            raise InvalidInputError(f"{path}:{i}: expected '<image> <template id> <media id>', got {len(row)} fields")
+        if row[0] != names[i - 1]:
+            raise InvalidInputError(f"{path}:{i}: image {row[0]!r} but row {i} of {landmarks_path.name} is {names[i - 1]!r}")
+        try:
+            templates.append(int(row[1]))
+            medias.append(int(row[2]))
+        except ValueError:
+            raise InvalidInputError(f"{path}:{i}: template and media ids must be integers: {' '.join(row)}") from None
+    return np.asarray(templates, dtype=np.int64), medias
+
+
+def _read_pairs(path: Path, templates: np.ndarray, templates_name: str) -> np.ndarray:
+    """The (P, 3) ``template 1, template 2, label`` rows, every template known and every label 0/1."""
+    if not path.is_file():
+        raise InputNotFoundError(f"IJB meta file not found: {path}")
+    try:
+        pl = np.loadtxt(path, dtype=np.int64, ndmin=2)
+    except ValueError as exc:
+        raise InvalidInputError(f"{path}: expected '<template 1> <template 2> <label>' integer rows: {exc}") from None
+    if pl.size == 0:
+        raise InvalidInputError(f"{path} lists no template pairs")
+    if pl.shape[1] != 3:
+        raise InvalidInputError(f"{path}: expected 3 columns '<template 1> <template 2> <label>', got {pl.shape[1]}")
+    if not np.isin(pl[:, 2], (0, 1)).all():
+        raise InvalidInputError(f"{path}: labels must be 0 or 1")
+    missing = np.setdiff1d(np.unique(pl[:, :2]), np.unique(templates))
+    if missing.size:
+        raise InvalidInputError(
+            f"{path} refers to {missing.size} template(s) with no image in {templates_name}, e.g. {missing[:5].tolist()}"
+        )
+    return pl
 
 
 def load_aligned(meta: IJBMeta, index: int, size: int = 112) -> np.ndarray:

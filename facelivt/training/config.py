@@ -194,63 +194,80 @@ _FALSE = {"false", "no", "off", "0"}
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Convert ``value`` (from YAML or an override) to the field type ``tp``; ValueError naming ``key``."""
+    """Convert ``value`` (from YAML or an override) to the field type ``tp``; InvalidInputError naming ``key``."""
     inner, optional = _unwrap_optional(tp)
     if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("none", "null", "~", "")):
         if optional:
             return None
         raise InvalidInputError(f"config key {key!r} may not be empty (null)")
-    origin = typing.get_origin(inner)
-    if origin in (list, Sequence, tuple):
-        (item_tp,) = typing.get_args(inner)[:1] or (Any,)
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                value = yaml.safe_load(text)
-            else:
-                value = [v.strip() for v in text.split(",") if v.strip()] if text else []
-        if not isinstance(value, (list, tuple)):
-            raise InvalidInputError(f"config key {key!r} needs a list, got {value!r}")
-        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if inner is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, (int, str)) and str(value).strip().lower() in _TRUE | _FALSE:
-            return str(value).strip().lower() in _TRUE
-        raise InvalidInputError(f"config key {key!r} needs true or false, got {value!r}")
-    if inner is int:
-        if isinstance(value, bool):
-            raise InvalidInputError(f"config key {key!r} needs an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise InvalidInputError(f"config key {key!r} needs an integer, got {value!r}")
-    if inner is float:
-        if isinstance(value, bool):
-            raise InvalidInputError(f"config key {key!r} needs a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise InvalidInputError(f"config key {key!r} needs a number, got {value!r}")
-    if inner is str:
-        if isinstance(value, (dict, list)):
-            raise InvalidInputError(f"config key {key!r} needs a string, got {value!r}")
-        if isinstance(value, bool):  # YAML turns a bare yes/no into a bool
-            return "true" if value else "false"
-        return str(value)
+    if typing.get_origin(inner) in (list, Sequence, tuple):
+        return _coerce_list(value, inner, key)
     if inner is Any:
         return value
-    raise TypeError(f"unsupported config field type {tp!r} for {key!r}")  # pragma: no cover
+    convert = _SCALARS.get(inner)
+    if convert is None:
+        raise TypeError(f"unsupported config field type {tp!r} for {key!r}")  # pragma: no cover
+    return convert(value, key)
+
+
+def _coerce_list(value: Any, tp: Any, key: str) -> list:
+    (item_tp,) = typing.get_args(tp)[:1] or (Any,)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            value = yaml.safe_load(text)
+        else:
+            value = [v.strip() for v in text.split(",") if v.strip()] if text else []
+    if not isinstance(value, (list, tuple)):
+        raise InvalidInputError(f"config key {key!r} needs a list, got {value!r}")
+    return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+
+
+def _coerce_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, str)) and str(value).strip().lower() in _TRUE | _FALSE:
+        return str(value).strip().lower() in _TRUE
+    raise InvalidInputError(f"config key {key!r} needs true or false, got {value!r}")
+
+
+def _coerce_int(value: Any, key: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidInputError(f"config key {key!r} needs an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise InvalidInputError(f"config key {key!r} needs an integer, got {value!r}")
+
+
+def _coerce_float(value: Any, key: str) -> float:
+    if isinstance(value, bool):
+        raise InvalidInputError(f"config key {key!r} needs a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise InvalidInputError(f"config key {key!r} needs a number, got {value!r}")
+
+
+def _coerce_str(value: Any, key: str) -> str:
+    if isinstance(value, (dict, list)):
+        raise InvalidInputError(f"config key {key!r} needs a string, got {value!r}")
+    if isinstance(value, bool):  # YAML turns a bare yes/no into a bool
+        return "true" if value else "false"
+    return str(value)
+
+
+_SCALARS = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str}
 
 
 def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
@@ -434,7 +451,18 @@ def _choice(value: str, allowed: Sequence[str], key: str) -> None:
 
 def validate_config(cfg: Config, need_data: bool = True) -> None:
     """Range and choice checks with messages naming the key (``need_data=False``: the data set is
-    given as an object, so ``data.root`` is not needed)."""
+    given as an object, so ``data.root`` is not needed). Sections are checked in this order, so the
+    first mistake is the one reported."""
+    _check_model_data(cfg, need_data)
+    _check_loss(cfg)
+    _check_optim(cfg.optim)
+    _check_train(cfg.train)
+    _check_eval(cfg)
+    if not cfg.output:
+        raise InvalidInputError("output (the run folder) must be set")
+
+
+def _check_model_data(cfg: Config, need_data: bool) -> None:
     _choice(cfg.model.head, HEADS, "model.head")
     if cfg.model.embedding_size < 1:
         raise InvalidInputError(f"model.embedding_size must be >= 1, got {cfg.model.embedding_size}")
@@ -445,6 +473,9 @@ def validate_config(cfg: Config, need_data: bool = True) -> None:
         raise InvalidInputError(f"data.held_out_fraction must be in [0, 1), got {cfg.data.held_out_fraction}")
     if cfg.data.num_workers < 0:
         raise InvalidInputError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+
+
+def _check_loss(cfg: Config) -> None:
     _choice(cfg.loss.margin, MARGINS, "loss.margin")
     if not 0.0 < cfg.loss.sample_rate <= 1.0:
         raise InvalidInputError(f"loss.sample_rate must be in (0, 1], got {cfg.loss.sample_rate}")
@@ -453,7 +484,9 @@ def validate_config(cfg: Config, need_data: bool = True) -> None:
     _choice(cfg.distill.cache_dtype, CACHE_DTYPES, "distill.cache_dtype")
     if cfg.distill.alpha < 0:
         raise InvalidInputError(f"distill.alpha must be >= 0, got {cfg.distill.alpha}")
-    o = cfg.optim
+
+
+def _check_optim(o: OptimConfig) -> None:
     if o.lr <= 0:
         raise InvalidInputError(f"optim.lr must be > 0, got {o.lr}")
     if not 0 <= o.min_lr <= o.lr:
@@ -466,7 +499,9 @@ def validate_config(cfg: Config, need_data: bool = True) -> None:
         raise InvalidInputError("optim.weight_decay and optim.clip_grad_norm must be >= 0")
     if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
         raise InvalidInputError(f"optim.betas must be two numbers in [0, 1), got {o.betas}")
-    t = cfg.train
+
+
+def _check_train(t: TrainSection) -> None:
     if t.epochs < 1:
         raise InvalidInputError(f"train.epochs must be >= 1, got {t.epochs}")
     if t.max_steps is not None and t.max_steps < 1:
@@ -484,10 +519,11 @@ def validate_config(cfg: Config, need_data: bool = True) -> None:
         raise InvalidInputError(f"train.num_threads must be >= 1, got {t.num_threads}")
     if not t.resume:
         raise InvalidInputError("train.resume must be auto, never or a checkpoint folder")
+
+
+def _check_eval(cfg: Config) -> None:
     e = cfg.eval
     if e.heldout_pairs < 0 or e.every_steps < 0 or e.batch_size < 1:
         raise InvalidInputError("eval.heldout_pairs and eval.every_steps must be >= 0, eval.batch_size >= 1")
     if e.heldout_pairs and cfg.data.held_out_fraction == 0.0:
         raise InvalidInputError("eval.heldout_pairs needs held-out identities: set data.held_out_fraction > 0")
-    if not cfg.output:
-        raise InvalidInputError("output (the run folder) must be set")

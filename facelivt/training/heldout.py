@@ -31,14 +31,23 @@ def build_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.n
     rng = np.random.default_rng(seed)
     by_id = {int(c): np.flatnonzero(labels == c) for c in identities}
     n_pos = num_pairs // 2
-    n_neg = num_pairs - n_pos
-    max_pos = sum(len(by_id[int(c)]) * (len(by_id[int(c)]) - 1) // 2 for c in multi)
     seen: set[tuple[int, int]] = set()
+    pos, tries = _positive_pairs(rng, by_id, multi, n_pos, num_pairs, seen)
+    neg = _negative_pairs(rng, labels, num_pairs - n_pos, num_pairs, seen, tries)
+    pairs = np.array(pos + neg, dtype=np.int64)
+    issame = np.array([True] * len(pos) + [False] * len(neg))
+    order = rng.permutation(len(pairs))
+    return pairs[order], issame[order]
+
+
+def _positive_pairs(rng, by_id: dict, multi: np.ndarray, count: int, num_pairs: int, seen: set) -> tuple[list, int]:
+    """``count`` same-identity pairs (identities drawn by image count); also the draws made so far."""
+    max_pos = sum(len(by_id[int(c)]) * (len(by_id[int(c)]) - 1) // 2 for c in multi)
     pos: list[tuple[int, int]] = []
     weights = np.array([len(by_id[int(c)]) for c in multi], dtype=np.float64)
     weights /= weights.sum()
     tries = 0
-    while len(pos) < n_pos:
+    while len(pos) < count:
         c = int(rng.choice(multi, p=weights))
         a, b = rng.choice(by_id[c], size=2, replace=False)
         key = (int(min(a, b)), int(max(a, b)))
@@ -47,9 +56,14 @@ def build_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.n
             continue
         seen.add(key)
         pos.append(key)
+    return pos, tries
+
+
+def _negative_pairs(rng, labels: np.ndarray, count: int, num_pairs: int, seen: set, tries: int) -> list:
+    """``count`` pairs of different identities, not drawn before while that is still likely to work."""
     neg: list[tuple[int, int]] = []
     n = labels.size
-    while len(neg) < n_neg:
+    while len(neg) < count:
         a, b = rng.integers(0, n, size=2)
         if labels[a] == labels[b]:
             continue
@@ -59,10 +73,7 @@ def build_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.n
             continue
         seen.add(key)
         neg.append(key)
-    pairs = np.array(pos + neg, dtype=np.int64)
-    issame = np.array([True] * len(pos) + [False] * len(neg))
-    order = rng.permutation(len(pairs))
-    return pairs[order], issame[order]
+    return neg
 
 
 class HeldoutPairs:
