@@ -157,6 +157,37 @@ def _token_for(root: Path, name: str, file: Path) -> str:
     return file.name
 
 
+def _identity_files(root: Path) -> tuple[list[str], dict[str, list[Path]]]:
+    """The identity folders of ``root`` that hold images (at least 2, names without whitespace) and their images."""
+    ids = sorted(d.name for d in root.iterdir() if d.is_dir())
+    files = {name: list_images(root / name) for name in ids}
+    ids = [n for n in ids if files[n]]
+    if len(ids) < 2:
+        raise InvalidInputError(f"{root} needs at least 2 identity folders with images to make mismatched pairs")
+    for n in ids:
+        if any(c.isspace() for c in n):
+            raise InvalidInputError(f"identity folder {n!r} contains whitespace, which the pairs format cannot hold")
+    return ids, files
+
+
+def _draw_distinct(make, count: int, what: str) -> list:
+    """``count`` distinct (unordered) pairs from ``make()``; InvalidInputError after too many repeats."""
+    seen: set[frozenset] = set()
+    out = []
+    attempts = 0
+    while len(out) < count:
+        attempts += 1
+        if attempts > 100 * count + 1000:
+            raise InvalidInputError(f"could not draw {count} distinct {what} (drew {len(out)})")
+        a, b = make()
+        key = frozenset((a, b))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((a, b))
+    return out
+
+
 def generate_pairs(root: str | Path, n_pairs: int, seed: int = 0, n_folds: int = 10) -> list[PairSpec]:
     """A balanced random pairs list over ``root/<identity>/<image>`` (seeded, reproducible).
 
@@ -168,36 +199,13 @@ def generate_pairs(root: str | Path, n_pairs: int, seed: int = 0, n_folds: int =
         raise InputNotFoundError(f"image folder not found: {root}")
     if n_folds < 1 or n_pairs < 2 * n_folds or n_pairs % (2 * n_folds):
         raise InvalidInputError(f"n_pairs must be a positive multiple of 2 x n_folds = {2 * n_folds}, got {n_pairs}")
-    ids = sorted(d.name for d in root.iterdir() if d.is_dir())
-    files = {name: list_images(root / name) for name in ids}
-    ids = [n for n in ids if files[n]]
-    if len(ids) < 2:
-        raise InvalidInputError(f"{root} needs at least 2 identity folders with images to make mismatched pairs")
-    for n in ids:
-        if any(c.isspace() for c in n):
-            raise InvalidInputError(f"identity folder {n!r} contains whitespace, which the pairs format cannot hold")
+    ids, files = _identity_files(root)
     multi = [n for n in ids if len(files[n]) >= 2]
     n_half = n_pairs // 2
     capacity = sum(len(files[n]) * (len(files[n]) - 1) // 2 for n in multi)
     if capacity < n_half:
         raise InvalidInputError(f"{root} allows only {capacity} distinct matched pairs, {n_half} requested")
     rng = np.random.default_rng(seed)
-
-    def sample(make, count: int, kind: str) -> list[tuple[tuple[str, Path], tuple[str, Path]]]:
-        seen: set[frozenset] = set()
-        out = []
-        attempts = 0
-        while len(out) < count:
-            attempts += 1
-            if attempts > 100 * count + 1000:
-                raise InvalidInputError(f"could not draw {count} distinct {kind} pairs from {root} (drew {len(out)})")
-            a, b = make()
-            key = frozenset((a, b))
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append((a, b))
-        return out
 
     def positive():
         name = multi[rng.integers(len(multi))]
@@ -209,8 +217,8 @@ def generate_pairs(root: str | Path, n_pairs: int, seed: int = 0, n_folds: int =
         a, b = ids[i], ids[j]
         return (a, files[a][rng.integers(len(files[a]))]), (b, files[b][rng.integers(len(files[b]))])
 
-    pos = sample(positive, n_half, "matched")
-    neg = sample(negative, n_half, "mismatched")
+    pos = _draw_distinct(positive, n_half, f"matched pairs from {root}")
+    neg = _draw_distinct(negative, n_half, f"mismatched pairs from {root}")
     per = n_half // n_folds
     out: list[PairSpec] = []
     for f in range(n_folds):
