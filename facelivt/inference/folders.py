@@ -148,31 +148,36 @@ def align_folder(
     bar = tqdm(files, desc="align", unit="img", disable=not progress)
     for path in bar:
         rel = path.relative_to(src)
-        first = output_path(rel, dst, fmt)
-        if skip_existing and first.exists():
+        if skip_existing and output_path(rel, dst, fmt).exists():
             report.skipped_existing += 1
             continue
-        try:
-            crops = detector.align(path, select="all", size=size)
-        except NoFaceError:
-            report.no_face.append(str(rel))
-            continue
-        except (ImageLoadError, OSError) as exc:
-            report.unreadable.append((str(rel), str(exc)))
-            continue
-        if crops[0].source is not None and crops[0].source.downscaled:
-            report.downscaled.append(str(rel))
-        if len(crops) > 1:
-            report.several_faces.append(str(rel))
-        if select == "largest":
-            crops = crops[:1]
-        for i, crop in enumerate(crops):
-            save_rgb(crop.image, output_path(rel, dst, fmt, i))
-        report.aligned += 1
-        report.faces_written += len(crops)
-        bar.set_postfix(ok=report.aligned, no_face=len(report.no_face), bad=len(report.unreadable))
+        if _align_one(detector, path, rel, dst, select, fmt, size, report):
+            bar.set_postfix(ok=report.aligned, no_face=len(report.no_face), bad=len(report.unreadable))
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _align_one(detector: FaceDetector, path: Path, rel: Path, dst: Path, select: Select, fmt: OutputFormat, size: int, report: AlignReport) -> bool:
+    """Align the faces of one image into ``dst``, noting the outcome in ``report``; True when written."""
+    try:
+        crops = detector.align(path, select="all", size=size)
+    except NoFaceError:
+        report.no_face.append(str(rel))
+        return False
+    except (ImageLoadError, OSError) as exc:
+        report.unreadable.append((str(rel), str(exc)))
+        return False
+    if crops[0].source is not None and crops[0].source.downscaled:
+        report.downscaled.append(str(rel))
+    if len(crops) > 1:
+        report.several_faces.append(str(rel))
+    if select == "largest":
+        crops = crops[:1]
+    for i, crop in enumerate(crops):
+        save_rgb(crop.image, output_path(rel, dst, fmt, i))
+    report.aligned += 1
+    report.faces_written += len(crops)
+    return True
 
 
 @dataclass
