@@ -8,6 +8,11 @@ Two things differ from this project's forward pass, and nothing else:
 
 The baseline shares no tensors with the model it is made from (weights are copied), so it can be
 trained alongside it. It computes the same function (float32 round-off).
+
+``PerHeadLoopMHLA`` is deliberately not a form of :class:`facelivt.models.layers.MHLA`: it is the
+released code's way of running the layer, kept here only as the baseline the benchmarks compare
+against (the library's train, deploy and export forms all live in ``facelivt/models``). It is built
+from the model's own MHLA, whose weights it copies.
 """
 from __future__ import annotations
 

@@ -12,6 +12,24 @@ class FaceLiVTError(Exception):
     """Base class of every error caused by the user's input, files or environment."""
 
 
+class InvalidInputError(FaceLiVTError, ValueError):
+    """A value the user gave is not valid: an argument, a command-line option, a config entry, or
+    the content of an input file (a malformed list, an empty set, a corrupt record)."""
+
+
+class InputNotFoundError(FaceLiVTError, FileNotFoundError):
+    """An input the user named (a file or folder) does not exist."""
+
+
+class UnknownNameError(FaceLiVTError, KeyError):
+    """A name the user gave (an identity, a record key) is not where it was looked up."""
+
+
+class UnavailableError(FaceLiVTError, RuntimeError):
+    """Something the user asked for is not available here: an optional package, a device, a
+    backend, or the launcher environment of a multi-process run."""
+
+
 class OutputWriteError(FaceLiVTError, OSError):
     """An output file could not be written (disk full, no permission, a folder in the way, ...).
 

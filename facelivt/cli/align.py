@@ -12,6 +12,7 @@ from facelivt.cli.common import (  # noqa: F401  (add_detector_args: re-exported
     make_detector,
 )
 from facelivt.devices import resolve_device
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import check_writable, write_text
 from facelivt.inference import align_folder
 
@@ -40,9 +41,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not Path(args.in_dir).is_dir():
-        raise FileNotFoundError(f"input folder not found: {args.in_dir}")
+        raise InputNotFoundError(f"input folder not found: {args.in_dir}")
     if args.size < 16:
-        raise ValueError(f"--size must be at least 16, got {args.size}")
+        raise InvalidInputError(f"--size must be at least 16, got {args.size}")
     resolve_device(args.device, option="--device")  # a device this machine lacks: refused before any work
     if args.report:
         check_writable(args.report)  # before the run, not after it

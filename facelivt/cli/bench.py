@@ -6,6 +6,7 @@ import sys
 
 from facelivt.deploy.benchmark import BenchConfig, run_bench, save_result, to_markdown
 from facelivt.devices import resolve_device
+from facelivt.errors import InvalidInputError
 
 
 def register(subparsers) -> None:
@@ -39,7 +40,7 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
         return None
     items = tuple(t.strip() for t in text.split(",") if t.strip())
     if not items:
-        raise ValueError(f"empty list: {text!r}")
+        raise InvalidInputError(f"empty list: {text!r}")
     return items
 
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             kw["batch_sizes"] = tuple(int(b) for b in _csv(args.batch_sizes))
         except ValueError:
-            raise ValueError(f"--batch-sizes must be integers, got {args.batch_sizes!r}") from None
+            raise InvalidInputError(f"--batch-sizes must be integers, got {args.batch_sizes!r}") from None
     for k in ("runs", "warmup", "rounds"):
         if getattr(args, k) is not None:
             kw[k] = getattr(args, k)

@@ -11,6 +11,7 @@ import sys
 import torch
 
 from facelivt.devices import resolve_device
+from facelivt.errors import InvalidInputError
 from facelivt.inference import FACE_POLICIES, FaceDetector, FaceRecognizer, Gallery, GalleryNotFoundError, check_threshold
 
 SHOW = 20  # problem files listed on the terminal (all of them go to a --report where a command has one)
@@ -35,10 +36,10 @@ def make_detector(args: argparse.Namespace) -> FaceDetector:
     """A FaceDetector from the options of :func:`add_detector_args` (and ``--device``)."""
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+            raise InvalidInputError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     if args.pad_always and args.pad <= 0:
-        raise ValueError("--pad-always needs --pad FRACTION (e.g. --pad 0.3)")
+        raise InvalidInputError("--pad-always needs --pad FRACTION (e.g. --pad 0.3)")
     return FaceDetector(args.mtcnn_weights, min_face_size=args.min_face_size,
                         device=resolve_device(args.device, option="--device"), pad=args.pad,
                         pad_always=args.pad_always)

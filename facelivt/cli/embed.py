@@ -19,6 +19,7 @@ from facelivt.cli.common import (  # noqa: F401  (re-exported for one release; u
     print_several_faces,
 )
 from facelivt.devices import resolve_device
+from facelivt.errors import InvalidInputError
 from facelivt.files import check_writable, write_bytes
 from facelivt.inference import embed_files, expand_inputs
 
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     files = expand_inputs(args.inputs)
     if not files:
-        raise ValueError("no input files found")
+        raise InvalidInputError("no input files found")
     out = Path(args.out)
     resolve_device(args.device, option="--device")  # a device this machine lacks: refused before any work
     check_writable(out)  # a folder in the way, no permission: say so before loading and embedding
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     print_failures(result.failures)
     print_several_faces(result.several_faces, args.face)
     if not result.paths:
-        raise ValueError(f"none of the {len(files)} input files gave an embedding")
+        raise InvalidInputError(f"none of the {len(files)} input files gave an embedding")
     metadata = {
         "paths": json.dumps([str(p) for p in result.paths]),
         "faces": json.dumps(result.faces),

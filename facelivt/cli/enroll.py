@@ -14,6 +14,7 @@ from facelivt.cli.common import (  # open_gallery: re-exported for one release; 
     print_failures,
     print_several_faces,
 )
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.inference import GalleryWriteError, embed_files, expand_inputs, list_files
 
 
@@ -46,16 +47,16 @@ def identity_groups(sources: list[str], name: str | None) -> list[tuple[str, lis
     """(identity, files) to enroll: all sources under ``name``, or every subfolder of each source folder."""
     if name is not None:
         if not name.strip():
-            raise ValueError("--name must not be empty")
+            raise InvalidInputError("--name must not be empty")
         return [(name, expand_inputs(sources))]
     groups: dict[str, list[Path]] = {}
     for src in sources:
         root = Path(src)
         if not root.is_dir():
-            raise FileNotFoundError(f"{root} is not a folder: give --name NAME to enroll single images")
+            raise InputNotFoundError(f"{root} is not a folder: give --name NAME to enroll single images")
         subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
         if not subs:
-            raise ValueError(f"{root} has no identity subfolders (or give --name NAME)")
+            raise InvalidInputError(f"{root} has no identity subfolders (or give --name NAME)")
         for d in subs:
             groups.setdefault(d.name, []).extend(list_files(d))
     return list(groups.items())
@@ -63,12 +64,12 @@ def identity_groups(sources: list[str], name: str | None) -> list[tuple[str, lis
 
 def check_args(args: argparse.Namespace) -> None:
     if args.threshold is not None and args.calibrate is not None:
-        raise ValueError("give either --threshold or --calibrate, not both")
+        raise InvalidInputError("give either --threshold or --calibrate, not both")
     if args.target_far is not None and args.calibrate is None:
-        raise ValueError("--target-far needs --calibrate")
+        raise InvalidInputError("--target-far needs --calibrate")
     if args.face == "all":
-        raise ValueError("enroll takes one face per photo: --face all would put everyone in a group photo "
-                         "under one name; use --face largest or --face error")
+        raise InvalidInputError("enroll takes one face per photo: --face all would put everyone in a group photo "
+                                "under one name; use --face largest or --face error")
     check_threshold_option(args)
 
 
@@ -121,5 +122,5 @@ def enroll_groups(rec, groups: list[tuple[str, list[Path]]], args: argparse.Name
     if empty:
         print(f"identities with no usable image, not enrolled ({len(empty)}): {', '.join(empty[:20])}", file=sys.stderr)
     if added == 0:
-        raise ValueError("no image could be enrolled; the gallery was not changed")
+        raise InvalidInputError("no image could be enrolled; the gallery was not changed")
     return added, len(done)

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from facelivt.devices import resolve_device
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.evaluation import build_model, evaluate_sets, format_table
 from facelivt.evaluation.runner import check_sets
 from facelivt.models.config import HEADS
@@ -41,13 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.bin and args.ijb is None:
-        raise ValueError("nothing to evaluate: give --bin FILE.bin ... and/or --ijb DIR")
+        raise InvalidInputError("nothing to evaluate: give --bin FILE.bin ... and/or --ijb DIR")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_sets(args.bin, args.ijb, args.ijb_name)
     device = resolve_device(args.device, option="--device")
     if args.weights is not None and not args.weights.is_file():
-        raise FileNotFoundError(f"weights file not found: {args.weights}")
+        raise InputNotFoundError(f"weights file not found: {args.weights}")
     model = build_model(
         args.model,
         args.weights,

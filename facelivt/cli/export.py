@@ -8,8 +8,9 @@ import sys
 from facelivt.deploy.crops import load_crops
 from facelivt.deploy.export import export_model
 from facelivt.deploy.interface import parse_batch
+from facelivt.errors import InvalidInputError
 from facelivt.files import check_writable
-from facelivt.models import load_model
+from facelivt.models import load_model, preprocess_of
 
 
 def register(subparsers) -> None:
@@ -43,16 +44,17 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     parse_batch(args.batch)
     if args.int8 and args.format != "onnx":
-        raise ValueError("--int8 is only available with --format onnx")
+        raise InvalidInputError("--int8 is only available with --format onnx")
     if args.check_images < 1 or args.calib_images < 1:
-        raise ValueError("--check-images and --calib-images must be positive")
+        raise InvalidInputError("--check-images and --calib-images must be positive")
     if args.format != "coreml":  # a folder in the way, no permission: say so before the export's work
         check_writable(args.out)
     if args.weights is None:
         print("warning: no --weights given: exporting randomly initialised weights", file=sys.stderr)
     model = load_model(args.model, args.weights, deploy=True)
-    images = None if args.format == "coreml" else load_crops(args.data, args.check_images, offset=1 if args.int8 else 0)
-    calibration = load_crops(args.data, args.calib_images, offset=0) if args.int8 else None
+    pre = preprocess_of(model)
+    images = None if args.format == "coreml" else load_crops(args.data, args.check_images, offset=1 if args.int8 else 0, preprocess=pre)
+    calibration = load_crops(args.data, args.calib_images, offset=0, preprocess=pre) if args.int8 else None
     report = export_model(model, args.format, args.out, batch=args.batch, images=images, int8=args.int8,
                           calibration=calibration, exporter=args.exporter, opset=args.opset, threads=args.threads,
                           speed_batches=(1, 32))

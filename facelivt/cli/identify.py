@@ -5,6 +5,7 @@ import argparse
 import json
 
 from facelivt.cli.common import add_model_args, check_threshold_option, open_gallery, print_failures, print_several_faces
+from facelivt.errors import InvalidInputError
 from facelivt.inference import expand_inputs
 
 
@@ -27,11 +28,11 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.k < 1:
-        raise ValueError(f"-k must be at least 1, got {args.k}")
+        raise InvalidInputError(f"-k must be at least 1, got {args.k}")
     check_threshold_option(args)
     files = expand_inputs(args.images)
     if not files:
-        raise ValueError("no input files found")
+        raise InvalidInputError("no input files found")
     rec = open_gallery(args, must_exist=True, threshold=args.threshold)
     try:
         failures, several = identify_files(rec, files, args)
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     print_failures(failures)
     print_several_faces(several, args.face)
     if len(failures) == len(files):
-        raise ValueError("no image could be identified")
+        raise InvalidInputError("no image could be identified")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from facelivt.deploy.counting import complexity
+from facelivt.errors import InvalidInputError
 from facelivt.models import VARIANTS, create_model, list_models, reparameterize_model
 
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     names = args.names or list(VARIANTS)
     for n in names:
         if n not in list_models():
-            raise ValueError(f"unknown model {n!r}; available models: {', '.join(list_models())}")
+            raise InvalidInputError(f"unknown model {n!r}; available models: {', '.join(list_models())}")
     print(format_info(model_info_rows(names, args.input_size), args.input_size))
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facelivt.errors import InvalidInputError
 from facelivt.evaluation import generate_pairs, make_bin, parse_pairs, write_pairs
 from facelivt.files import check_writable
 
@@ -33,20 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.resize < 0:
-        raise ValueError(f"--resize must be >= 0, got {args.resize}")
+        raise InvalidInputError(f"--resize must be >= 0, got {args.resize}")
     if not 1 <= args.quality <= 100:
-        raise ValueError(f"--quality must be in 1..100, got {args.quality}")
+        raise InvalidInputError(f"--quality must be in 1..100, got {args.quality}")
     check_writable(args.out)  # a folder in the way, no permission: before reading the images
     generated = None
     if args.generate_pairs is not None:
         pairs_path = args.pairs or args.out.with_name(args.out.stem + "_pairs.txt")
         if pairs_path.exists():
-            raise ValueError(f"{pairs_path} exists: remove it or choose another --pairs path for the generated list")
+            raise InvalidInputError(f"{pairs_path} exists: remove it or choose another --pairs path for the generated list")
         specs = generate_pairs(args.images, args.generate_pairs, seed=args.seed, n_folds=args.folds)
         generated = write_pairs(pairs_path, specs, n_folds=args.folds)
     else:
         if args.pairs is None:
-            raise ValueError("give --pairs PAIRS.txt, or --generate-pairs N to draw a pairs list")
+            raise InvalidInputError("give --pairs PAIRS.txt, or --generate-pairs N to draw a pairs list")
         specs = parse_pairs(args.pairs)
     try:
         out = make_bin(args.images, specs, args.out, size=args.resize or None, fmt=args.format,

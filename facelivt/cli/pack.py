@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from facelivt.data.recordio import pack_image_folder
+from facelivt.errors import InvalidInputError
 
 
 def register(subparsers) -> None:
@@ -23,7 +24,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.size < 1:
-        raise ValueError(f"--size must be positive, got {args.size}")
+        raise InvalidInputError(f"--size must be positive, got {args.size}")
     stats = pack_image_folder(args.images, args.out, quality=args.quality, png=args.png, size=args.size)
     print(
         f"packed {stats['num_images']} images of {stats['num_classes']} identities into {args.out}"

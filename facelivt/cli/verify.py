@@ -5,6 +5,7 @@ import argparse
 import json
 
 from facelivt.cli.common import add_model_args, check_threshold_option, make_recognizer, print_several_faces
+from facelivt.errors import InvalidInputError
 
 
 def register(subparsers) -> None:
@@ -30,9 +31,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.threshold is not None and args.calibrate is not None:
-        raise ValueError("give either --threshold or --calibrate, not both")
+        raise InvalidInputError("give either --threshold or --calibrate, not both")
     if args.target_far is not None and args.calibrate is None:
-        raise ValueError("--target-far needs --calibrate")
+        raise InvalidInputError("--target-far needs --calibrate")
     check_threshold_option(args)
     rec = make_recognizer(args, threshold=args.threshold)
     calibration = None

@@ -1,5 +1,5 @@
 """Face data: RecordIO (insightface layout), image folders, synthetic identities,
-samplers and the pixel conventions of SPEC section 1."""
+samplers and the pixel conventions (112x112 RGB, ``(pixel / 255 - 0.5) / 0.5``)."""
 from .folder import ImageFolderDataset, scan_image_folder
 from .loader import build_dataset, build_loader, split_identities
 from .recordio import (

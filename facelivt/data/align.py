@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from facelivt.errors import InvalidInputError
+
 ARCFACE_TEMPLATE = np.array(
     [
         [38.2946, 51.6963],
@@ -30,15 +32,15 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
     if src.shape != dst.shape or src.shape[0] < 2:
-        raise ValueError(f"need matching point sets of at least 2 points, got {src.shape} and {dst.shape}")
+        raise InvalidInputError(f"need matching point sets of at least 2 points, got {src.shape} and {dst.shape}")
     if not (np.isfinite(src).all() and np.isfinite(dst).all()):
-        raise ValueError("landmarks contain NaN or infinite values")
+        raise InvalidInputError("landmarks contain NaN or infinite values")
     n = src.shape[0]
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s_c, d_c = src - mu_s, dst - mu_d
     var_s = (s_c**2).sum() / n
     if var_s <= 1e-12:
-        raise ValueError("degenerate landmarks: all points coincide")
+        raise InvalidInputError("degenerate landmarks: all points coincide")
     cov = d_c.T @ s_c / n
     u, sig, vt = np.linalg.svd(cov)
     d = np.ones(2)
@@ -58,7 +60,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.
     ArcFace template; returns a ``size`` x ``size`` crop."""
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.shape != (5, 2):
-        raise ValueError(f"expected 5x2 landmarks, got shape {landmarks.shape}")
+        raise InvalidInputError(f"expected 5x2 landmarks, got shape {landmarks.shape}")
     m = similarity_transform(landmarks, template(size))
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 

@@ -1,4 +1,4 @@
-"""Image-folder data set: ``root/<identity>/<image>`` (SPEC section 5)."""
+"""Image-folder data set: ``root/<identity>/<image>``."""
 from __future__ import annotations
 
 import os
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from .imaging import BadSampleTracker, DecodeError, Transform, check_index, ensure_rgb, image_to_sample, resolve_transform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".gif", ".tif", ".tiff", ".webp")
@@ -28,10 +29,10 @@ def scan_image_folder(
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
+        raise InputNotFoundError(f"image folder not found: {root}")
     exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
     if not exts:
-        raise ValueError("no image extensions given")
+        raise InvalidInputError("no image extensions given")
     classes: list[str] = []
     samples: list[tuple[str, int]] = []
     empty: list[str] = []
@@ -49,7 +50,7 @@ def scan_image_folder(
         shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
         warnings.warn(f"{root}: {len(empty)} identity folder(s) without images left out: {shown}", RuntimeWarning)
     if not samples:
-        raise ValueError(
+        raise InvalidInputError(
             f"no images found under {root}: expected root/<identity>/<image> with extensions {', '.join(exts)}"
         )
     return classes, samples
@@ -67,7 +68,7 @@ def load_image(path: PathLike, size: int = 112) -> np.ndarray:
 class ImageFolderDataset(torch.utils.data.Dataset):
     """Faces stored as ``root/<identity>/<image>``; identities labelled 0.. in sorted name order.
 
-    Items are ``(3x112x112 float tensor normalised as SPEC section 1, int label)``;
+    Items are ``(3x112x112 float tensor, ``(pixel / 255 - 0.5) / 0.5``, int label)``;
     grey / RGBA / palette images become RGB and other sizes are resized to
     112x112 (meant for crops that are already aligned). ``transform``: None,
     ``"train"`` (random horizontal flip) or a callable on the normalised tensor.

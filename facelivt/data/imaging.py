@@ -9,13 +9,18 @@ import cv2
 import numpy as np
 import torch
 
+from facelivt.errors import FaceLiVTError, InvalidInputError
 from .transforms import INPUT_SIZE, to_tensor
 
 Transform = Union[None, str, Callable[[torch.Tensor], torch.Tensor]]
 
 
-class DecodeError(ValueError):
+class DecodeError(InvalidInputError):
     """An encoded image (or a record holding one) could not be decoded."""
+
+
+class TooManyBadSamplesError(FaceLiVTError, RuntimeError):
+    """More samples of a data set are corrupt or undecodable than its ``max_bad_fraction`` allows."""
 
 
 def ensure_rgb(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
@@ -27,7 +32,7 @@ def ensure_rgb(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     """
     image = np.asarray(image)
     if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
+        raise InvalidInputError(f"expected a uint8 image, got dtype {image.dtype}")
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     elif image.ndim == 3 and image.shape[2] == 1:
@@ -35,7 +40,7 @@ def ensure_rgb(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     elif image.ndim == 3 and image.shape[2] == 4:
         image = image[:, :, :3]
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"cannot make an RGB image from an array of shape {image.shape}")
+        raise InvalidInputError(f"cannot make an RGB image from an array of shape {image.shape}")
     if image.shape[0] != size or image.shape[1] != size:
         shrink = image.shape[0] > size or image.shape[1] > size
         interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
@@ -59,14 +64,14 @@ def decode_image(data: bytes, size: int = INPUT_SIZE) -> np.ndarray:
 def encode_image(image: np.ndarray, *, png: bool = False, quality: int = 95) -> bytes:
     """RGB uint8 HxWx3 -> JPEG (``quality``) or PNG bytes."""
     if not 1 <= int(quality) <= 100:
-        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+        raise InvalidInputError(f"JPEG quality must be in 1..100, got {quality}")
     bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
     if png:
         ok, buf = cv2.imencode(".png", bgr)
     else:
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
-        raise ValueError("image encoding failed")
+        raise InvalidInputError("image encoding failed")
     return buf.tobytes()
 
 
@@ -79,7 +84,7 @@ class RandomHorizontalFlip:
 
     def __init__(self, p: float = 0.5) -> None:
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"flip probability must be in [0, 1], got {p}")
+            raise InvalidInputError(f"flip probability must be in [0, 1], got {p}")
         self.p = p
 
     def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -101,10 +106,10 @@ def resolve_transform(transform: Transform) -> Callable[[torch.Tensor], torch.Te
             return RandomHorizontalFlip(0.5)
         if transform in ("none", "eval", "test"):
             return None
-        raise ValueError(f"unknown transform {transform!r}: use None, 'train' or a callable")
+        raise InvalidInputError(f"unknown transform {transform!r}: use None, 'train' or a callable")
     if callable(transform):
         return transform
-    raise ValueError(f"transform must be None, 'train' or a callable, got {type(transform).__name__}")
+    raise InvalidInputError(f"transform must be None, 'train' or a callable, got {type(transform).__name__}")
 
 
 def image_to_sample(image: np.ndarray, transform: Callable | None) -> torch.Tensor:
@@ -138,9 +143,9 @@ class BadSampleTracker:
 
     def __init__(self, length: int, max_bad_fraction: float, min_reads: int, name: str) -> None:
         if not 0.0 <= max_bad_fraction <= 1.0:
-            raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+            raise InvalidInputError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
         if min_reads < 1:
-            raise ValueError(f"min_reads must be >= 1, got {min_reads}")
+            raise InvalidInputError(f"min_reads must be >= 1, got {min_reads}")
         self.length = int(length)
         self.max_bad_fraction = float(max_bad_fraction)
         self.min_reads = int(min_reads)
@@ -171,7 +176,7 @@ class BadSampleTracker:
         if self.num_seen >= needed and self.num_seen > 0:
             fraction = len(self.bad) / self.num_seen
             if fraction > self.max_bad_fraction:
-                raise RuntimeError(
+                raise TooManyBadSamplesError(
                     f"{self.name}: {len(self.bad)} of {self.num_seen} samples read so far are corrupt or "
                     f"undecodable ({fraction:.2%}), more than max_bad_fraction={self.max_bad_fraction:.2%}; "
                     f"check the data (or raise max_bad_fraction)"
@@ -181,7 +186,7 @@ class BadSampleTracker:
         """``load(j)`` for the first sample ``j`` from ``index`` on (wrapping round) that decodes.
 
         Samples raising one of ``errors`` are marked bad (``describe(j)`` names them in the warning)
-        and skipped; RuntimeError(``exhausted``) when none is left."""
+        and skipped; TooManyBadSamplesError(``exhausted``) when none is left."""
         for step in range(self.length):
             j = (index + step) % self.length
             if self.is_bad(j):
@@ -193,7 +198,7 @@ class BadSampleTracker:
                 continue
             self.mark_good(j)
             return item
-        raise RuntimeError(exhausted)
+        raise TooManyBadSamplesError(exhausted)
 
     @property
     def count(self) -> int:

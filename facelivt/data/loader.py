@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from facelivt.errors import InvalidInputError
 from .folder import ImageFolderDataset
 from .recordio import RecordIODataset
 from .synthetic import SyntheticIdentities
@@ -22,27 +23,27 @@ def build_dataset(spec: Mapping[str, Any]) -> Dataset:
     ``max_bad_fraction``, ``num_identities``).
     """
     if not isinstance(spec, Mapping):
-        raise ValueError(f"dataset spec must be a mapping, got {type(spec).__name__}")
+        raise InvalidInputError(f"dataset spec must be a mapping, got {type(spec).__name__}")
     kwargs = dict(spec)
     kind = kwargs.pop("type", None)
     if kind not in DATASET_TYPES:
-        raise ValueError(f"dataset type must be one of {', '.join(DATASET_TYPES)}; got {kind!r}")
+        raise InvalidInputError(f"dataset type must be one of {', '.join(DATASET_TYPES)}; got {kind!r}")
     if kind == "synthetic":
         if kwargs.get("root") is not None:
-            raise ValueError("a synthetic dataset takes no 'root'")
+            raise InvalidInputError("a synthetic dataset takes no 'root'")
         kwargs.pop("root", None)
         cls = SyntheticIdentities
         args: tuple = ()
     else:
         root = kwargs.pop("root", None)
         if not root:
-            raise ValueError(f"a {kind} dataset needs 'root' (the data folder)")
+            raise InvalidInputError(f"a {kind} dataset needs 'root' (the data folder)")
         cls = RecordIODataset if kind == "recordio" else ImageFolderDataset
         args = (root,)
     try:
         return cls(*args, **kwargs)
     except TypeError as exc:
-        raise ValueError(f"bad options for a {kind} dataset {sorted(kwargs)}: {exc}") from None
+        raise InvalidInputError(f"bad options for a {kind} dataset {sorted(kwargs)}: {exc}") from None
 
 
 def split_identities(
@@ -56,13 +57,13 @@ def split_identities(
     """
     labels = np.asarray(labels).reshape(-1)
     if not 0.0 <= held_out_fraction < 1.0:
-        raise ValueError(f"held_out_fraction must be in [0, 1), got {held_out_fraction}")
+        raise InvalidInputError(f"held_out_fraction must be in [0, 1), got {held_out_fraction}")
     valid = labels >= 0
     identities = np.unique(labels[valid])
     if held_out_fraction == 0.0 or identities.size == 0:
         return np.flatnonzero(valid).astype(np.int64), np.zeros(0, dtype=np.int64)
     if identities.size < 2:
-        raise ValueError("holding out identities needs at least 2 identities")
+        raise InvalidInputError("holding out identities needs at least 2 identities")
     count = int(round(held_out_fraction * identities.size))
     count = min(max(count, 1), identities.size - 1)
     rng = np.random.default_rng(seed)
@@ -89,9 +90,9 @@ def build_loader(
     """A DataLoader with per-worker seeding; ``sampler`` (e.g. a
     :class:`~facelivt.data.sampler.DistributedResumableSampler`) fixes the order."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
     if num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        raise InvalidInputError(f"num_workers must be >= 0, got {num_workers}")
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -7,6 +7,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from facelivt.errors import InvalidInputError
+
 from .transforms import INPUT_SIZE, to_tensor, to_uint8
 
 
@@ -21,11 +23,11 @@ class FaceArray(Dataset):
         images = np.asarray(images)
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         if images.ndim != 4 or images.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3) or images.dtype != np.uint8:
-            raise ValueError(f"expected uint8 N x {INPUT_SIZE} x {INPUT_SIZE} x 3 images, got {images.dtype} {images.shape}")
+            raise InvalidInputError(f"expected uint8 N x {INPUT_SIZE} x {INPUT_SIZE} x 3 images, got {images.dtype} {images.shape}")
         if labels.shape[0] != images.shape[0]:
-            raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+            raise InvalidInputError(f"{images.shape[0]} images but {labels.shape[0]} labels")
         if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
-            raise ValueError(f"labels must lie in [0, {len(classes)}), got [{labels.min()}, {labels.max()}]")
+            raise InvalidInputError(f"labels must lie in [0, {len(classes)}), got [{labels.min()}, {labels.max()}]")
         self.images, self.labels, self.classes, self.source = images, labels, list(classes), source
         self.num_classes = len(self.classes)
 

@@ -1,4 +1,4 @@
-"""MXNet / insightface RecordIO, read and written without MXNet (SPEC section 5).
+"""MXNet / insightface RecordIO, read and written without MXNet (the insightface training-set format).
 
 File layout (MXNet's ``dmlc::RecordIOWriter`` exactly):
 
@@ -29,9 +29,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from facelivt.errors import InputNotFoundError, InvalidInputError, UnknownNameError
 from .imaging import (
     BadSampleTracker,
     DecodeError,
+    TooManyBadSamplesError,
     Transform,
     check_index,
     decode_image,
@@ -53,7 +55,7 @@ MAX_PART_LENGTH = (1 << 29) - 1
 PathLike = Union[str, os.PathLike]
 
 
-class RecordIOError(ValueError):
+class RecordIOError(InvalidInputError):
     """A record is malformed: bad magic, truncated, impossible flags or header."""
 
 
@@ -78,7 +80,7 @@ def split_payload(payload: bytes) -> list[tuple[int, bytes]]:
     """Split a payload as MXNet's writer does: at every 4-byte aligned occurrence of
     the magic number. Returns ``[(cflag, part_bytes), ...]``."""
     if len(payload) > MAX_PART_LENGTH:
-        raise ValueError(f"RecordIO records are limited to 2^29 bytes, got {len(payload)}")
+        raise InvalidInputError(f"RecordIO records are limited to 2^29 bytes, got {len(payload)}")
     parts: list[tuple[int, bytes]] = []
     start = 0
     lower_align = len(payload) & ~3
@@ -114,7 +116,7 @@ def pack_header(label: Union[float, Sequence[float], np.ndarray], id: int = 0, i
         return struct.pack(IR_FORMAT, 0, float(label), int(id), int(id2))
     labels = np.asarray(label, dtype=np.float32).reshape(-1)
     if labels.size == 0:
-        raise ValueError("label sequence is empty")
+        raise InvalidInputError("label sequence is empty")
     return struct.pack(IR_FORMAT, labels.size, 0.0, int(id), int(id2)) + labels.astype("<f4").tobytes()
 
 
@@ -155,9 +157,9 @@ class RecordIOReader:
         self.rec_path = Path(rec_path)
         self.idx_path = Path(idx_path)
         if not self.rec_path.is_file():
-            raise FileNotFoundError(f"RecordIO data file not found: {self.rec_path}")
+            raise InputNotFoundError(f"RecordIO data file not found: {self.rec_path}")
         if not self.idx_path.is_file():
-            raise FileNotFoundError(f"RecordIO index file not found: {self.idx_path}")
+            raise InputNotFoundError(f"RecordIO index file not found: {self.idx_path}")
         self.rec_size = self.rec_path.stat().st_size
         self._file = None
         self._pid: int | None = None
@@ -168,7 +170,7 @@ class RecordIOReader:
         text = self.idx_path.read_text(encoding="ascii", errors="strict")
         stripped = text.strip()
         if not stripped:
-            raise ValueError(f"RecordIO index {self.idx_path} is empty")
+            raise InvalidInputError(f"RecordIO index {self.idx_path} is empty")
         num_lines = stripped.count("\n") + 1
         try:
             values = np.fromstring(stripped, dtype=np.int64, sep=" ")
@@ -179,15 +181,15 @@ class RecordIOReader:
                 (ln for ln in stripped.splitlines() if len(ln.split()) != 2 or not all(p.isdigit() for p in ln.split())),
                 "?",
             )
-            raise ValueError(f"RecordIO index {self.idx_path} has a malformed line: {bad!r} (expected 'key<TAB>offset')")
+            raise InvalidInputError(f"RecordIO index {self.idx_path} has a malformed line: {bad!r} (expected 'key<TAB>offset')")
         pairs = values.reshape(-1, 2)
         keys, offsets = pairs[:, 0].copy(), pairs[:, 1].copy()
         if (keys < 0).any() or (offsets < 0).any():
-            raise ValueError(f"RecordIO index {self.idx_path} has negative keys or offsets")
+            raise InvalidInputError(f"RecordIO index {self.idx_path} has negative keys or offsets")
         if np.unique(keys).size != keys.size:
-            raise ValueError(f"RecordIO index {self.idx_path} lists a key more than once")
+            raise InvalidInputError(f"RecordIO index {self.idx_path} lists a key more than once")
         if (offsets + 8 > self.rec_size).any():
-            raise ValueError(f"RecordIO index {self.idx_path} points past the end of {self.rec_path}")
+            raise InvalidInputError(f"RecordIO index {self.idx_path} points past the end of {self.rec_path}")
         self.keys = keys
         self.offsets = offsets
         order = np.argsort(keys, kind="stable")
@@ -216,7 +218,7 @@ class RecordIOReader:
             i = int(np.searchsorted(self._sorted_keys, key))
             if i < len(self._sorted_keys) and int(self._sorted_keys[i]) == key:
                 return int(self._sorted_offsets[i])
-        raise KeyError(f"key {key} is not in RecordIO index {self.idx_path}")
+        raise UnknownNameError(f"key {key} is not in RecordIO index {self.idx_path}")
 
     # -- file access
     def _handle(self):
@@ -330,7 +332,7 @@ class RecordIOWriter:
         self.idx_path = Path(idx_path)
         for p in (self.rec_path, self.idx_path):
             if not p.parent.is_dir():
-                raise FileNotFoundError(f"output folder does not exist: {p.parent}")
+                raise InputNotFoundError(f"output folder does not exist: {p.parent}")
         self._commit = contextlib.ExitStack()
         self._rec = self._idx = None
         self._keys: set[int] = set()
@@ -352,10 +354,10 @@ class RecordIOWriter:
         if self._rec is None:
             raise ValueError("RecordIOWriter is closed")
         if isinstance(key, bool) or int(key) != key or key < 0:
-            raise ValueError(f"RecordIO keys must be non-negative integers, got {key!r}")
+            raise InvalidInputError(f"RecordIO keys must be non-negative integers, got {key!r}")
         key = int(key)
         if key in self._keys:
-            raise ValueError(f"key {key} was already written")
+            raise InvalidInputError(f"key {key} was already written")
         offset = self._rec.tell()
         self._rec.write(frame_record(bytes(payload)))
         self._idx.write(f"{key}\t{offset}\n")
@@ -427,7 +429,7 @@ def pack_image_folder(
     Returns ``dict(num_images, num_classes, skipped)``.
     """
     if not 1 <= int(quality) <= 100:
-        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+        raise InvalidInputError(f"JPEG quality must be in 1..100, got {quality}")
     classes, samples = scan_image_folder(images_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -462,7 +464,7 @@ def _pack_records(writer: RecordIOWriter, samples, num_classes: int, images_dir,
         ends[label] = key
     num_images = key - 1
     if num_images == 0:
-        raise ValueError(f"no readable images under {images_dir}")
+        raise InvalidInputError(f"no readable images under {images_dir}")
     if num_images + 1 + num_classes > 2**24:
         warnings.warn(
             "pack: more than 2^24 records; the header and identity records store keys as float32 "
@@ -490,7 +492,7 @@ def _locate(root_dir: PathLike) -> tuple[Path, Path, Path]:
         root = root.parent
     else:
         if not root.is_dir():
-            raise FileNotFoundError(f"RecordIO folder not found: {root}")
+            raise InputNotFoundError(f"RecordIO folder not found: {root}")
         rec, idx = root / "train.rec", root / "train.idx"
     return root, rec, idx
 
@@ -502,13 +504,13 @@ def _read_property(path: Path) -> int | None:
     try:
         return int(text.split(",")[0])
     except ValueError:
-        raise ValueError(f"cannot read the number of classes from {path}: {text!r}") from None
+        raise InvalidInputError(f"cannot read the number of classes from {path}: {text!r}") from None
 
 
 class RecordIODataset(torch.utils.data.Dataset):
     """An insightface RecordIO folder (``train.rec``, ``train.idx``, optional ``property``).
 
-    Items are ``(3x112x112 float tensor normalised as SPEC section 1, int label)``.
+    Items are ``(3x112x112 float tensor, ``(pixel / 255 - 0.5) / 0.5``, int label)``.
     ``transform=None`` gives the image as stored; ``"train"`` adds a random
     horizontal flip; a callable is applied to the normalised tensor.
 
@@ -544,13 +546,13 @@ class RecordIODataset(torch.utils.data.Dataset):
         self.image_keys = self._image_keys()
         n = len(self.image_keys)
         if n == 0:
-            raise ValueError(f"RecordIO data set {self.root} holds no image records")
+            raise InvalidInputError(f"RecordIO data set {self.root} holds no image records")
         self.tracker = BadSampleTracker(n, max_bad_fraction, min_reads, f"RecordIO {self.root}")
         self.labels = self._cached_labels()
         max_label = int(self.labels.max()) if (self.labels >= 0).any() else -1
         declared = _read_property(self.root / "property")
         if declared is not None and declared < max_label + 1:
-            raise ValueError(f"{self.root / 'property'} declares {declared} classes but labels go up to {max_label}")
+            raise InvalidInputError(f"{self.root / 'property'} declares {declared} classes but labels go up to {max_label}")
         self.num_classes = declared if declared is not None else max_label + 1
 
     def _image_keys(self) -> np.ndarray:
@@ -560,13 +562,13 @@ class RecordIODataset(torch.utils.data.Dataset):
                 labels, image = unpack_payload(reader.read(0))
                 flag = reader.read_header(0)[0]
             except RecordIOError as exc:
-                raise ValueError(f"cannot read record 0 of {reader.rec_path} (header record?): {exc}") from None
+                raise InvalidInputError(f"cannot read record 0 of {reader.rec_path} (header record?): {exc}") from None
             if flag > 0 and len(image) == 0:
                 end = int(labels[0])
                 keys = np.arange(1, end, dtype=np.int64)
                 missing = np.setdiff1d(keys, reader.keys)
                 if missing.size:
-                    raise ValueError(
+                    raise InvalidInputError(
                         f"header record of {reader.rec_path} says images are keys 1..{end - 1}, "
                         f"but {missing.size} of them are missing from {reader.idx_path} (first: {missing[0]})"
                     )
@@ -615,12 +617,12 @@ class RecordIODataset(torch.utils.data.Dataset):
                 continue
             value = float(lab[0])
             if not np.isfinite(value) or value < 0 or value != int(value):
-                raise ValueError(f"record {key} of {self.reader.rec_path} has label {value}: expected an integer >= 0")
+                raise InvalidInputError(f"record {key} of {self.reader.rec_path} has label {value}: expected an integer >= 0")
             labels[i] = int(value)
         for i, reason in bad:
             self.tracker.mark_bad(i, f"key {int(self.image_keys[i])}", reason)
         if bad and len(bad) / n > self.tracker.max_bad_fraction:
-            raise RuntimeError(
+            raise TooManyBadSamplesError(
                 f"RecordIO {self.root}: {len(bad)} of {n} record headers are corrupt "
                 f"(more than max_bad_fraction={self.tracker.max_bad_fraction:.2%})"
             )

@@ -9,11 +9,13 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from facelivt.errors import InvalidInputError
+
 
 def _length(data: Union[Sized, int]) -> int:
     n = int(data) if isinstance(data, int) else len(data)
     if n < 0:
-        raise ValueError(f"data set length must be >= 0, got {n}")
+        raise InvalidInputError(f"data set length must be >= 0, got {n}")
     return n
 
 
@@ -53,9 +55,9 @@ class DistributedResumableSampler(Sampler[int]):
         if rank is None:
             rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         if num_replicas < 1:
-            raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
+            raise InvalidInputError(f"num_replicas must be >= 1, got {num_replicas}")
         if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
+            raise InvalidInputError(f"rank must be in [0, {num_replicas}), got {rank}")
         self.dataset_len = _length(data)
         self.num_replicas = int(num_replicas)
         self.rank = int(rank)
@@ -73,19 +75,19 @@ class DistributedResumableSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order the next iteration follows."""
         if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
+            raise InvalidInputError(f"epoch must be >= 0, got {epoch}")
         self.epoch = int(epoch)
 
     def set_start(self, index: int) -> None:
         """Skip the first ``index`` indices of this rank's shard in the next iteration."""
         if not 0 <= index <= self.num_samples:
-            raise ValueError(f"start index must be in [0, {self.num_samples}], got {index}")
+            raise InvalidInputError(f"start index must be in [0, {self.num_samples}], got {index}")
         self.global_start = int(index) * self.num_replicas
 
     def set_global_start(self, position: int) -> None:
         """Skip the first ``position`` positions of the epoch's order (all ranks together) in the next iteration."""
         if not 0 <= position <= self.total_size:
-            raise ValueError(f"start position must be in [0, {self.total_size}], got {position}")
+            raise InvalidInputError(f"start position must be in [0, {self.total_size}], got {position}")
         self.global_start = int(position)
 
     @property

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 
+from facelivt.errors import InvalidInputError
 from .imaging import Transform, check_index, image_to_sample, resolve_transform
 from .transforms import INPUT_SIZE
 
@@ -106,7 +107,7 @@ class SyntheticIdentities(torch.utils.data.Dataset):
     """``num_identities * images_per_identity`` procedural faces; item i shows identity
     ``i // images_per_identity`` (its label), view ``i % images_per_identity``.
 
-    Items are ``(3x112x112 float tensor normalised as SPEC section 1, int label)``;
+    Items are ``(3x112x112 float tensor, ``(pixel / 255 - 0.5) / 0.5``, int label)``;
     ``transform``: None, ``"train"`` (random horizontal flip) or a callable on the
     tensor. :meth:`image` gives the uint8 RGB image (for writing to disk).
     The same ``seed`` always gives the same pixels.
@@ -120,9 +121,9 @@ class SyntheticIdentities(torch.utils.data.Dataset):
         transform: Transform = None,
     ) -> None:
         if int(num_identities) < 1:
-            raise ValueError(f"num_identities must be >= 1, got {num_identities}")
+            raise InvalidInputError(f"num_identities must be >= 1, got {num_identities}")
         if int(images_per_identity) < 1:
-            raise ValueError(f"images_per_identity must be >= 1, got {images_per_identity}")
+            raise InvalidInputError(f"images_per_identity must be >= 1, got {images_per_identity}")
         self.num_identities = int(num_identities)
         self.images_per_identity = int(images_per_identity)
         self.seed = int(seed)

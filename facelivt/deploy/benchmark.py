@@ -42,7 +42,8 @@ from facelivt.deploy.onnx_export import export_onnx
 from facelivt.deploy.optimize import optimize_for_inference
 from facelivt.deploy.sessions import available_providers, eager_runner, onnxruntime_version, ort_runner
 from facelivt.deploy.timing import CLOCKS, LatencyStats, measure, measure_interleaved, measure_latency
-from facelivt.models import create_model, list_models, reparameterize_model  # facelivt.models registers the peers
+from facelivt.errors import InvalidInputError
+from facelivt.models import create_model, list_models, preprocess_of, reparameterize_model  # facelivt.models registers the peers
 
 PEER_TABLE_MODELS = ("facelivt_s", "facelivt_m", "facelivt_s_mhsa", "edgeface_xs", "mobilefacenet")
 TABLES = ("table3", "table4", "peers")
@@ -115,22 +116,22 @@ class BenchConfig:
 
     def validate(self) -> None:
         if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+            raise InvalidInputError(f"threads must be >= 1, got {self.threads}")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise ValueError(f"batch sizes must be positive, got {self.batch_sizes}")
+            raise InvalidInputError(f"batch sizes must be positive, got {self.batch_sizes}")
         unknown = [t for t in self.tables if t not in TABLES]
         if unknown:
-            raise ValueError(f"unknown table(s) {unknown}; choose from {TABLES}")
+            raise InvalidInputError(f"unknown table(s) {unknown}; choose from {TABLES}")
         known = set(list_models())
         missing = [m for m in self.models if m not in known]
         if missing:
-            raise ValueError(f"unknown model(s) {missing}; available: {', '.join(sorted(known))}")
+            raise InvalidInputError(f"unknown model(s) {missing}; available: {', '.join(sorted(known))}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for but CUDA is not available here")
+            raise InvalidInputError("device 'cuda' asked for but CUDA is not available here")
         if self.clock not in CLOCKS:
-            raise ValueError(f"unknown clock {self.clock!r}; choose one of {sorted(CLOCKS)}")
+            raise InvalidInputError(f"unknown clock {self.clock!r}; choose one of {sorted(CLOCKS)}")
         if self.clock == "thread" and (self.threads != 1 or self.device != "cpu"):
-            raise ValueError("clock 'thread' measures the calling thread only: use it with threads=1 on the CPU")
+            raise InvalidInputError("clock 'thread' measures the calling thread only: use it with threads=1 on the CPU")
 
 
 def _complexity(model: nn.Module) -> tuple[float, float]:
@@ -176,8 +177,11 @@ class _Bench:
 
     def optimized(self, models: dict[str, nn.Module]) -> dict[str, nn.Module]:
         """:func:`optimize_for_inference` of each model, on the configured device."""
-        example = torch.zeros(1, 3, 112, 112, device=self.cfg.device)
-        return {k: optimize_for_inference(m.to(self.cfg.device), example_input=example) for k, m in models.items()}
+        return {k: optimize_for_inference(m.to(self.cfg.device), example_input=self._zeros(m)) for k, m in models.items()}
+
+    def _zeros(self, model: nn.Module) -> torch.Tensor:
+        side = preprocess_of(model).input_size
+        return torch.zeros(1, 3, side, side, device=self.cfg.device)
 
     def latencies(self, models: dict[str, nn.Module], batches: Sequence[int]) -> Latencies:
         """Every model at every batch in each runtime, measured interleaved per (runtime, batch)."""

@@ -18,12 +18,14 @@ from facelivt.deploy import interface
 from facelivt.deploy.interface import INPUT_NAME, OUTPUT_NAME, parse_batch
 from facelivt.deploy.onnx_graph import prepare_for_export
 from facelivt.deploy.sessions import trace
+from facelivt.errors import InputNotFoundError, InvalidInputError, UnavailableError
 from facelivt.files import atomic_dir
+from facelivt.models.preprocess import preprocess_of
 
 MAX_DYNAMIC_BATCH = 256
 
 
-class CoreMLUnavailableError(RuntimeError):
+class CoreMLUnavailableError(UnavailableError):
     """coremltools is not installed (or cannot be imported) here."""
 
 
@@ -48,7 +50,7 @@ def export_coreml(model: nn.Module, path: str | os.PathLike, *, batch: str | int
     ct = require_coremltools()
     path = Path(path)
     if path.suffix != ".mlpackage":
-        raise ValueError(f"a Core ML ML Program is a .mlpackage folder; got {path.name!r}")
+        raise InvalidInputError(f"a Core ML ML Program is a .mlpackage folder; got {path.name!r}")
     fixed = parse_batch(batch)
     size = interface.input_size(model, input_size)
     prepared = prepare_for_export(model, size).cpu()
@@ -64,7 +66,7 @@ def export_coreml(model: nn.Module, path: str | os.PathLike, *, batch: str | int
             compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32,
             minimum_deployment_target=ct.target.iOS16,
         )
-    mlmodel.short_description = f"{getattr(model, 'model_name', type(model).__name__)} face embedding (RGB {size}x{size}, (x/255-0.5)/0.5)"
+    mlmodel.short_description = f"{getattr(model, 'model_name', type(model).__name__)} face embedding ({preprocess_of(model, size).describe()})"
     with atomic_dir(path) as build:  # a whole .mlpackage or none: an earlier one stays until this one is complete
         mlmodel.save(str(build))
     return path
@@ -78,7 +80,7 @@ def check_coreml_spec(path: str | os.PathLike, batch: int | None = None) -> dict
     ct = require_coremltools()
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"Core ML model not found: {path}")
+        raise InputNotFoundError(f"Core ML model not found: {path}")
     mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
     spec = mlmodel.get_spec()
     inputs = {i.name: i for i in spec.description.input}

@@ -1,5 +1,5 @@
 """Parameter and MAC counting, following the conventions of the widely used ``ptflops`` counter
-(its PyTorch backend), which the paper's figures use (SPEC section 1):
+(its PyTorch backend), which the FaceLiVT paper's figures use (ICIP 2025):
 
 - Conv2d: ``out_positions * k*k * C_in/groups * C_out`` plus ``C_out * out_positions`` for a bias;
 - Linear: ``numel(input) * out_features`` plus ``out_features`` for a bias (once, as ptflops does);
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from facelivt.errors import InvalidInputError
 
 
 def _conv_macs(m: nn.Conv2d, inp: torch.Tensor, out: torch.Tensor) -> int:
@@ -74,7 +76,11 @@ def count_params(model: nn.Module) -> int:
 
 @torch.no_grad()
 def count_macs(model: nn.Module, input_size: int = 112, batch: int = 1) -> int:
-    """MACs of one forward pass at ``input_size`` x ``input_size`` (per image when ``batch`` = 1)."""
+    """MACs of one forward pass at ``input_size`` x ``input_size`` (per image when ``batch`` = 1).
+
+    :class:`~facelivt.errors.InvalidInputError` when the model cannot run at that size."""
+    if input_size < 1 or batch < 1:
+        raise InvalidInputError(f"input size and batch must be >= 1, got {input_size} and {batch}")
     total = [0]
     handles = []
 
@@ -98,7 +104,10 @@ def count_macs(model: nn.Module, input_size: int = 112, batch: int = 1) -> int:
     try:
         param = next(model.parameters(), None)
         device = param.device if param is not None else "cpu"
-        model(torch.zeros(batch, 3, input_size, input_size, device=device))
+        try:
+            model(torch.zeros(batch, 3, input_size, input_size, device=device))
+        except RuntimeError as exc:  # e.g. a map shrunk below a kernel: the size does not fit the network
+            raise InvalidInputError(f"the model does not run at {input_size}x{input_size}: {exc}") from exc
     finally:
         for h in handles:
             h.remove()

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from facelivt.data.transforms import INPUT_SIZE, to_tensor_batch
+from facelivt.errors import InputNotFoundError, InvalidInputError
+from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CROPS_SUBDIR = Path("data") / "celeba_subset_112"
@@ -21,7 +22,7 @@ def default_crops_dir() -> Path:
     for c in candidates:
         if c.is_dir():
             return c.resolve()
-    raise FileNotFoundError(
+    raise InputNotFoundError(
         "no aligned face crops found (looked for " + ", ".join(str(c) for c in candidates) + "); pass a folder of 112x112 aligned crops"
     )
 
@@ -30,29 +31,37 @@ def list_crops(root: str | os.PathLike) -> list[Path]:
     """Every image under ``root`` (``root/<identity>/<image>`` or flat), sorted."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"crops folder not found: {root}")
+        raise InputNotFoundError(f"crops folder not found: {root}")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
+        raise InvalidInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
     return files
 
 
-def load_crops(root: str | os.PathLike | None = None, count: int = 32, offset: int = 0, size: int = INPUT_SIZE) -> torch.Tensor:
-    """``count`` crops as an ``(count, 3, size, size)`` normalised float batch.
+def load_crops(
+    root: str | os.PathLike | None = None,
+    count: int = 32,
+    offset: int = 0,
+    size: int | None = None,
+    preprocess: Preprocess = DEFAULT_PREPROCESS,
+) -> torch.Tensor:
+    """``count`` crops as an ``(count, 3, size, size)`` batch normalised by ``preprocess`` (pass the
+    model's, ``model.preprocess``); ``size`` defaults to ``preprocess.input_size``.
 
     Images are taken at an even stride over the sorted list (so they span many identities), starting
     at position ``offset`` within each stride: different offsets give disjoint sets (calibration vs
     held-out). Crops of another size are resized.
     """
     if count < 1:
-        raise ValueError(f"count must be positive, got {count}")
+        raise InvalidInputError(f"count must be positive, got {count}")
     files = list_crops(root if root is not None else default_crops_dir())
     stride = max(1, len(files) // count)
     if offset < 0 or offset >= stride:
-        raise ValueError(f"offset must be in [0, {stride}) for {count} of {len(files)} images, got {offset}")
+        raise InvalidInputError(f"offset must be in [0, {stride}) for {count} of {len(files)} images, got {offset}")
     picked = files[offset::stride][:count]
     if len(picked) < count:
-        raise ValueError(f"asked for {count} crops but {root} has only {len(files)} images")
+        raise InvalidInputError(f"asked for {count} crops but {root} has only {len(files)} images")
+    size = preprocess.input_size if size is None else size
     images = []
     for p in picked:
         with Image.open(p) as im:
@@ -60,4 +69,4 @@ def load_crops(root: str | os.PathLike | None = None, count: int = 32, offset: i
             if im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
             images.append(np.asarray(im, dtype=np.uint8))
-    return to_tensor_batch(np.stack(images))
+    return preprocess.batch(np.stack(images))

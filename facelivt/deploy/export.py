@@ -27,6 +27,7 @@ from facelivt.deploy.parity import FP32_MIN_COSINE, Parity, compare_embeddings, 
 from facelivt.deploy.quantize import Int8Comparison, compare_int8, quantize_onnx_int8
 from facelivt.deploy.sessions import onnx_fixed_batch, onnx_runner, onnx_session, run_batched, torchscript_runner
 from facelivt.deploy.torchscript import check_torchscript, export_torchscript
+from facelivt.errors import InvalidInputError
 from facelivt.files import atomic_dir, atomic_path
 
 FORMATS = ("onnx", "torchscript", "coreml")
@@ -120,11 +121,11 @@ def export_model(
 
 def _check_request(fmt: str, int8: bool, calibration: torch.Tensor | None) -> None:
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
+        raise InvalidInputError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
     if int8 and fmt != "onnx":
-        raise ValueError("--int8 is only available for the ONNX format (ONNX Runtime static quantisation)")
+        raise InvalidInputError("--int8 is only available for the ONNX format (ONNX Runtime static quantisation)")
     if int8 and calibration is None:
-        raise ValueError("int8 export needs calibration images")
+        raise InvalidInputError("int8 export needs calibration images")
 
 
 def _export_coreml(model: nn.Module, out: Path, req: _Request) -> ExportReport:

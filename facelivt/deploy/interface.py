@@ -1,6 +1,6 @@
 """The interface every exported model has, whatever its format (layer 0 of :mod:`facelivt.deploy`).
 
-Input ``input``: a ``(B, 3, H, W)`` float batch, RGB, ``(pixel / 255 - 0.5) / 0.5`` (SPEC section 1);
+Input ``input``: a ``(B, 3, H, W)`` float batch, RGB, ``(pixel / 255 - 0.5) / 0.5`` (``model.preprocess``);
 output ``embedding``: ``(B, 512)``, not L2-normalised. The batch axis is dynamic unless a fixed batch
 is asked for.
 """
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from facelivt.errors import InvalidInputError
+from facelivt.models.preprocess import DEFAULT_PREPROCESS, preprocess_of
+
 INPUT_NAME = "input"
 OUTPUT_NAME = "embedding"
-DEFAULT_INPUT_SIZE = 112
+DEFAULT_INPUT_SIZE = DEFAULT_PREPROCESS.input_size
 
 
 def parse_batch(batch: str | int | None) -> int | None:
@@ -20,9 +23,9 @@ def parse_batch(batch: str | int | None) -> int | None:
     try:
         value = int(batch)
     except (TypeError, ValueError):
-        raise ValueError(f"batch must be 'dynamic' or a positive integer, got {batch!r}") from None
+        raise InvalidInputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}") from None
     if value < 1:
-        raise ValueError(f"batch must be 'dynamic' or a positive integer, got {batch!r}")
+        raise InvalidInputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}")
     return value
 
 
@@ -32,7 +35,7 @@ def batch_text(fixed: int | None) -> str:
 
 
 def input_size(model: nn.Module, size: int | None = None) -> int:
-    """``size`` when given, else the model's configured input size (112 for models without a config)."""
+    """``size`` when given, else the input side of the model's preprocessing (``model.preprocess``)."""
     if size is not None:
         return size
-    return int(getattr(getattr(model, "cfg", None), "input_size", DEFAULT_INPUT_SIZE))
+    return preprocess_of(model).input_size

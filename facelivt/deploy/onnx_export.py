@@ -21,7 +21,9 @@ from facelivt.deploy.interface import INPUT_NAME, OUTPUT_NAME, batch_text, parse
 from facelivt.deploy.onnx_graph import prepare_for_export
 from facelivt.deploy.parity import Parity, runner_parity
 from facelivt.deploy.sessions import onnx_fixed_batch, onnx_runner, onnx_session
+from facelivt.errors import InvalidInputError
 from facelivt.files import atomic_path
+from facelivt.models.preprocess import preprocess_of
 
 EXPORTERS = ("torchscript", "dynamo")
 
@@ -46,7 +48,7 @@ def export_onnx(
     import onnx
 
     if exporter not in EXPORTERS:
-        raise ValueError(f"unknown exporter {exporter!r}; choose one of {EXPORTERS}")
+        raise InvalidInputError(f"unknown exporter {exporter!r}; choose one of {EXPORTERS}")
     fixed = parse_batch(batch)
     size = interface.input_size(model, input_size)
     proto = _to_onnx(prepare_for_export(model, size).cpu(), size, fixed, opset, exporter)
@@ -60,7 +62,6 @@ def export_onnx(
     return path
 
 
-
 def _to_onnx(prepared: nn.Module, size: int, fixed: int | None, opset: int, exporter: str):
     """The ``onnx.ModelProto`` of ``prepared`` from torch's ``exporter``, batch ``fixed`` (None: dynamic)."""
     import onnx
@@ -69,26 +70,35 @@ def _to_onnx(prepared: nn.Module, size: int, fixed: int | None, opset: int, expo
     with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         warnings.simplefilter("ignore")
         raw = Path(tmp) / "model.onnx"
-        if exporter == "torchscript":
-            dyn = None if fixed else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
-            torch.onnx.export(
-                prepared, (example,), str(raw), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes=dyn, opset_version=opset, do_constant_folding=True, dynamo=False,
-            )
-        else:
-            shapes = None if fixed else ({0: torch.export.Dim("batch", min=1, max=4096)},)
-            program = torch.onnx.export(
-                prepared, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_shapes=shapes, opset_version=opset, dynamo=True, verbose=False,
-            )
-            program.save(str(raw), external_data=False)
+        try:
+            _export(prepared, example, raw, fixed, opset, exporter)
+        except RuntimeError as exc:  # torch names an opset it cannot write as a RuntimeError
+            if "opset" in str(exc).lower():
+                raise InvalidInputError(f"ONNX opset {opset} cannot be written by this torch: {exc}") from exc
+            raise
         return onnx.load(str(raw))
+
+
+def _export(prepared: nn.Module, example: torch.Tensor, raw: Path, fixed: int | None, opset: int, exporter: str) -> None:
+    if exporter == "torchscript":
+        dyn = None if fixed else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+        torch.onnx.export(
+            prepared, (example,), str(raw), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes=dyn, opset_version=opset, do_constant_folding=True, dynamo=False,
+        )
+    else:
+        shapes = None if fixed else ({0: torch.export.Dim("batch", min=1, max=4096)},)
+        program = torch.onnx.export(
+            prepared, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_shapes=shapes, opset_version=opset, dynamo=True, verbose=False,
+        )
+        program.save(str(raw), external_data=False)
 
 
 def _metadata(model: nn.Module, size: int, fixed: int | None, extra: dict[str, str] | None) -> dict[str, str]:
     meta = {
         "facelivt.model": str(getattr(model, "model_name", type(model).__name__)),
-        "facelivt.input": f"RGB {size}x{size}, (pixel/255 - 0.5) / 0.5, NCHW",
+        "facelivt.input": f"{preprocess_of(model, size).describe()}, NCHW",
         "facelivt.output": "embedding, not L2-normalised",
         "facelivt.batch": batch_text(fixed),
     }

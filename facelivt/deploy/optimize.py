@@ -28,6 +28,8 @@ from torch import nn
 
 from facelivt.deploy.onnx_export import export_onnx
 from facelivt.deploy.sessions import OnnxRuntimeModule, onnx_session, trace_frozen
+from facelivt.errors import InvalidInputError, UnavailableError
+from facelivt.models.preprocess import preprocess_of
 from facelivt.models.reparam import reparameterize_model
 
 __all__ = ["BACKENDS", "InferenceModule", "OnnxRuntimeModule", "optimize_for_inference"]
@@ -63,7 +65,7 @@ def _torchscript(model: nn.Module, example: torch.Tensor) -> nn.Module:
 
 def _onnxruntime(model: nn.Module, example: torch.Tensor) -> nn.Module:
     if example.device.type != "cpu":
-        raise RuntimeError("the onnxruntime backend runs on CPU only")
+        raise UnavailableError("the onnxruntime backend runs on CPU only")
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, Path(tmp) / "model.onnx")
         session = onnx_session(path, threads=torch.get_num_threads(), spin=False)
@@ -90,7 +92,7 @@ def optimize_for_inference(
     batch on the model's device) is used to trace/compile; other batch sizes work too.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        raise InvalidInputError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     channels_last = True if channels_last is None else channels_last
     deploy, example_input = _prepare(model, example_input, channels_last)
     errors = []
@@ -100,9 +102,9 @@ def optimize_for_inference(
         except Exception as exc:  # noqa: BLE001 - each backend may fail for reasons of its own
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
             if backend != "auto":
-                raise RuntimeError(f"optimize_for_inference: backend {name!r} failed: {exc}") from exc
+                raise UnavailableError(f"optimize_for_inference: backend {name!r} failed: {exc}") from exc
             warnings.warn(f"optimize_for_inference: backend {name!r} unavailable ({exc}); trying the next one", RuntimeWarning)
-    raise RuntimeError("optimize_for_inference: every backend failed: " + " | ".join(errors))
+    raise UnavailableError("optimize_for_inference: every backend failed: " + " | ".join(errors))
 
 
 def _prepare(model: nn.Module, example: torch.Tensor | None, channels_last: bool) -> tuple[nn.Module, torch.Tensor]:
@@ -113,7 +115,7 @@ def _prepare(model: nn.Module, example: torch.Tensor | None, channels_last: bool
     if channels_last:
         deploy = deploy.to(memory_format=torch.channels_last)
     if example is None:
-        size = getattr(getattr(model, "cfg", None), "input_size", 112)
+        size = preprocess_of(model).input_size
         example = torch.randn(1, 3, size, size, device=param.device)
     example = example.to(param.device)
     if channels_last:

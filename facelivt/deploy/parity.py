@@ -8,6 +8,12 @@ import torch
 from torch import nn
 
 from facelivt.deploy.sessions import Runner, run_batched
+from facelivt.errors import FaceLiVTError
+
+
+class ParityError(FaceLiVTError, RuntimeError):
+    """An exported model's embeddings do not match PyTorch's on the check images."""
+
 
 FP32_MIN_COSINE = 0.9999
 
@@ -70,5 +76,5 @@ def runner_parity(model: nn.Module, run: Runner, images: torch.Tensor, fixed_bat
 def require_parity(parity: Parity, min_cosine: float, what: str) -> Parity:
     """``parity`` when it passed ``min_cosine``; else RuntimeError naming ``what`` and the figures."""
     if not parity.passed(min_cosine):
-        raise RuntimeError(f"{what} output does not match PyTorch: {parity.describe()} (need min cosine >= {min_cosine})")
+        raise ParityError(f"{what} output does not match PyTorch: {parity.describe()} (need min cosine >= {min_cosine})")
     return parity

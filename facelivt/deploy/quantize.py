@@ -14,6 +14,7 @@ from facelivt.deploy.legacy import KeyAccess
 from facelivt.deploy.parity import compare_embeddings
 from facelivt.deploy.sessions import onnx_fixed_batch, onnx_runner, onnx_session, run_batched
 from facelivt.deploy.timing import measure_interleaved
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import atomic_path
 
 INT8_MIN_COSINE = 0.99
@@ -27,7 +28,7 @@ class CropsCalibrationReader:
     def __init__(self, images: torch.Tensor | np.ndarray, input_name: str = "input", batch: int = 1):
         x = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
         if x.ndim != 4 or len(x) == 0:
-            raise ValueError(f"calibration images must be a non-empty (N, 3, H, W) batch, got shape {x.shape}")
+            raise InvalidInputError(f"calibration images must be a non-empty (N, 3, H, W) batch, got shape {x.shape}")
         self.batches = [np.ascontiguousarray(x[i : i + batch], dtype=np.float32) for i in range(0, len(x) - batch + 1, batch)]
         self.input_name = input_name
         self._it = iter(self.batches)
@@ -59,10 +60,10 @@ def quantize_onnx_int8(
 
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
     if method not in methods:
-        raise ValueError(f"unknown calibration method {method!r}; choose one of {sorted(methods)}")
+        raise InvalidInputError(f"unknown calibration method {method!r}; choose one of {sorted(methods)}")
     fp32_path = Path(fp32_path)
     if not fp32_path.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {fp32_path}")
+        raise InputNotFoundError(f"ONNX model not found: {fp32_path}")
     out_path = Path(out_path)
     session = onnx_session(fp32_path)
     fixed = onnx_fixed_batch(session)

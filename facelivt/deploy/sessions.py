@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from facelivt.errors import InputNotFoundError
+
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
@@ -53,7 +55,7 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, providers:
     import onnxruntime as ort
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"ONNX model not found: {path}")
+        raise InputNotFoundError(f"ONNX model not found: {path}")
     options = session_options(threads, spin, optimized_path)
     return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
 
@@ -116,7 +118,7 @@ def trace_frozen(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptMo
 def torchscript_runner(path: str | os.PathLike) -> Runner:
     """A saved TorchScript file (loaded on the CPU) as a runner."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"TorchScript model not found: {path}")
+        raise InputNotFoundError(f"TorchScript model not found: {path}")
     module = torch.jit.load(str(path), map_location="cpu").eval()
 
     def run(x: np.ndarray) -> np.ndarray:

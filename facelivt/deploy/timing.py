@@ -12,6 +12,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from facelivt.errors import InvalidInputError
+
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
@@ -39,7 +41,7 @@ def _call(fn: Callable, inputs: Any) -> Any:
 
 def _check_counts(warmup: int, runs: int) -> None:
     if warmup < 0 or runs < 1:
-        raise ValueError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
+        raise InvalidInputError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
 
 
 def _warm(fn: Callable, inputs: Any, warmup: int) -> None:
@@ -97,7 +99,7 @@ def measure_interleaved(
     Each candidate's block in a round starts with one untimed call: it re-warms the caches that the
     other candidates' weights and activations evicted (the cost of interleaving, not of the model)."""
     if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
+        raise InvalidInputError(f"rounds must be >= 1, got {rounds}")
     _check_counts(warmup, runs)
     per_round = -(-runs // rounds)
     for fn, inputs in candidates.values():

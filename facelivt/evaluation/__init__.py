@@ -1,5 +1,5 @@
 """Evaluation: insightface ``.bin`` verification sets (LFW, CFP-FP, AgeDB-30, ...), IJB-B/C 1:1 templates,
-the 10-fold protocol of SPEC section 6, TAR at FAR, AUC, EER, and reports.
+the standard 10-fold LFW-style protocol (flip-sum embeddings), TAR at FAR, AUC, EER, and reports.
 
 The metric functions (:mod:`facelivt.evaluation.metrics`) take numpy arrays and need no torch.
 """

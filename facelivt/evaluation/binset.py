@@ -1,7 +1,7 @@
 """Read and write insightface verification sets (``lfw.bin``, ``cfp_fp.bin``, ``agedb_30.bin``, ...).
 
 A ``.bin`` file is a pickle of ``(list_of_encoded_images, list_of_bools)`` with two images per pair
-(SPEC section 5). A file that is no pickle at all (a text file or an image under a ``.bin`` name) is
+(the insightface format). A file that is no pickle at all (a text file or an image under a ``.bin`` name) is
 told so by its first bytes (:class:`NotAPickleError`), a cut-short one as truncated. A pickle can run
 arbitrary code when loaded, so these files are read in two steps:
 
@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError
 from facelivt.files import atomic_open
-from facelivt.errors import FaceLiVTError
 
 # Opcodes that cannot import, call or build anything but the admitted builtin containers.
 _ADMITTED_OPCODES = frozenset(
@@ -131,7 +131,7 @@ def check_pickle_opcodes(data: bytes, source: str = "<bytes>") -> None:
     except UnsafePickleError:
         raise
     except Exception as exc:  # genops raises ValueError / EOFError / struct errors on garbage
-        raise ValueError(_broken(source, data, exc)) from None
+        raise InvalidInputError(_broken(source, data, exc)) from None
     if deferred is not None:
         raise UnsafePickleError(deferred)
 
@@ -144,7 +144,7 @@ def safe_loads(data: bytes, source: str = "<bytes>") -> object:
     except UnsafePickleError:
         raise
     except Exception as exc:
-        raise ValueError(_broken(source, data, exc)) from None
+        raise InvalidInputError(_broken(source, data, exc)) from None
 
 
 def _broken(source: str, data: bytes, exc: Exception) -> str:
@@ -163,9 +163,9 @@ class BinSet:
     def __post_init__(self) -> None:
         self.issame = np.asarray(self.issame, dtype=bool).reshape(-1)
         if len(self.issame) == 0:
-            raise ValueError(f"{self.source} holds no pairs")
+            raise InvalidInputError(f"{self.source} holds no pairs")
         if len(self.images) != 2 * len(self.issame):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{self.source} has {len(self.images)} images but {len(self.issame)} pair labels: "
                 "a verification set needs exactly 2 images per pair"
             )
@@ -185,7 +185,7 @@ class BinSet:
     def iter_batches(self, batch_size: int, size: int | None = 112) -> Iterator[np.ndarray]:
         """Decoded images in order, ``batch_size`` at a time (NxHxWx3 uint8)."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
         for start in range(0, self.num_images, batch_size):
             stop = min(start + batch_size, self.num_images)
             yield np.stack([self.decode(i, size) for i in range(start, stop)])
@@ -198,17 +198,17 @@ class BinSet:
         out = [self.decode(i, size) for i in it]
         shapes = {im.shape for im in out}
         if len(shapes) != 1:
-            raise ValueError(f"images of {self.source} have different sizes {sorted(shapes)}: pass a size to resize them")
+            raise InvalidInputError(f"images of {self.source} have different sizes {sorted(shapes)}: pass a size to resize them")
         return np.stack(out)
 
 
 def decode_image(data: bytes, size: int | None = 112, what: str = "image") -> np.ndarray:
     """Encoded image bytes (JPEG/PNG/...) -> HxWx3 uint8 RGB, optionally resized to ``size`` x ``size``."""
     if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
-        raise ValueError(f"{what} is empty or not a byte string")
+        raise InvalidInputError(f"{what} is empty or not a byte string")
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        raise ValueError(f"{what} could not be decoded (not a JPEG/PNG/BMP... image, or corrupt)")
+        raise InvalidInputError(f"{what} could not be decoded (not a JPEG/PNG/BMP... image, or corrupt)")
     img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     if size is not None and img.shape[:2] != (size, size):
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
@@ -219,22 +219,22 @@ def read_bin(path: str | Path) -> BinSet:
     """Read a ``.bin`` verification set safely (see module docstring); images stay encoded."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"verification set not found: {path}")
+        raise InputNotFoundError(f"verification set not found: {path}")
     data = path.read_bytes()
     if not data:
-        raise ValueError(f"{path} is empty")
+        raise InvalidInputError(f"{path} is empty")
     obj = safe_loads(data, source=str(path))
     if not isinstance(obj, (tuple, list)) or len(obj) != 2:
-        raise ValueError(f"{path} is not a verification set: expected a pair (images, labels), got {_describe(obj)}")
+        raise InvalidInputError(f"{path} is not a verification set: expected a pair (images, labels), got {_describe(obj)}")
     images, issame = obj
     if not isinstance(images, (list, tuple)) or not isinstance(issame, (list, tuple)):
-        raise ValueError(f"{path} is not a verification set: expected two lists, got {_describe(images)} and {_describe(issame)}")
+        raise InvalidInputError(f"{path} is not a verification set: expected two lists, got {_describe(images)} and {_describe(issame)}")
     for i, im in enumerate(images):
         if not isinstance(im, (bytes, bytearray)):
-            raise ValueError(f"{path}: entry {i} of the image list is {_describe(im)}, not encoded image bytes")
+            raise InvalidInputError(f"{path}: entry {i} of the image list is {_describe(im)}, not encoded image bytes")
     for i, s in enumerate(issame):
         if not isinstance(s, bool):
-            raise ValueError(f"{path}: entry {i} of the label list is {_describe(s)}, not a bool")
+            raise InvalidInputError(f"{path}: entry {i} of the label list is {_describe(s)}, not a bool")
     return BinSet([bytes(im) for im in images], np.array(issame, dtype=bool), source=str(path))
 
 
@@ -249,7 +249,7 @@ def write_bin(path: str | Path, images: Sequence[bytes], issame: Sequence[bool])
     bs = BinSet([bytes(b) for b in images], np.asarray(issame, dtype=bool), source=str(path))
     for i, im in enumerate(bs.images):
         if not im:
-            raise ValueError(f"image {i} to write is empty")
+            raise InvalidInputError(f"image {i} to write is empty")
     path = Path(path)
     payload = (list(bs.images), [bool(s) for s in bs.issame])
     with atomic_open(path, "wb") as f:  # a failed write leaves an earlier file of that name as it was

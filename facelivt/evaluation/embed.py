@@ -1,4 +1,4 @@
-"""Batched embedding with the flip-sum of SPEC section 6: ``f(x) + f(hflip(x))`` (not normalised).
+"""Batched embedding with the flip-sum of the evaluation protocol: ``f(x) + f(hflip(x))`` (not normalised).
 
 The one embedding loop of the package (evaluation, held-out checks, the quickstart and
 :class:`facelivt.inference.FaceRecognizer` all embed through it), and the one probe of a model's
@@ -13,22 +13,25 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from facelivt.data.transforms import hflip, to_tensor_batch
+from facelivt.data.transforms import hflip
 from facelivt.devices import resolve_device
+from facelivt.errors import InvalidInputError
+from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess, preprocess_of
 
 
-def _as_batch(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 NxHxWx3 RGB -> normalised float Nx3xHxW; a float tensor Nx3xHxW is taken as already normalised."""
+def _as_batch(batch: np.ndarray | torch.Tensor, preprocess: Preprocess = DEFAULT_PREPROCESS) -> torch.Tensor:
+    """uint8 NxHxWx3 RGB -> float Nx3xHxW normalised by ``preprocess``; a float tensor Nx3xHxW is taken
+    as already normalised."""
     if isinstance(batch, torch.Tensor):
         if batch.dtype == torch.uint8:
-            raise ValueError("uint8 tensors are ambiguous: pass uint8 images as a numpy NxHxWx3 array")
+            raise InvalidInputError("uint8 tensors are ambiguous: pass uint8 images as a numpy NxHxWx3 array")
         if batch.ndim != 4 or batch.shape[1] != 3:
-            raise ValueError(f"expected a normalised Nx3xHxW tensor, got shape {tuple(batch.shape)}")
+            raise InvalidInputError(f"expected a normalised Nx3xHxW tensor, got shape {tuple(batch.shape)}")
         return batch.float()
     arr = np.asarray(batch)
     if arr.dtype != np.uint8:
-        raise ValueError(f"expected uint8 NxHxWx3 RGB images, got dtype {arr.dtype}")
-    return to_tensor_batch(arr)
+        raise InvalidInputError(f"expected uint8 NxHxWx3 RGB images, got dtype {arr.dtype}")
+    return preprocess.batch(arr)
 
 
 @torch.inference_mode()
@@ -41,19 +44,21 @@ def embed_batches(
     progress: bool = True,
     desc: str = "embed",
 ) -> np.ndarray:
-    """Embed every image of ``batches`` (each uint8 NxHxWx3 RGB or a normalised Nx3xHxW tensor).
+    """Embed every image of ``batches`` (each uint8 NxHxWx3 RGB, normalised by the model's
+    ``preprocess``, or an already normalised Nx3xHxW tensor).
 
     Returns float32 (N, D): ``f(x) + f(flip(x))`` with ``flip``, else ``f(x)``. The model is moved to
     ``device`` and run in eval mode; its train/eval mode is restored afterwards. ``total`` (number of
     images) sizes the progress bar."""
     dev = resolve_device(device)
+    pre = preprocess_of(model)
     was_training = model.training
     model.to(dev).eval()
     out: list[np.ndarray] = []
     bar = tqdm(total=total, desc=desc, unit="img", disable=not progress)
     try:
         for batch in batches:
-            x = _as_batch(batch).to(dev, non_blocking=True)
+            x = _as_batch(batch, pre).to(dev, non_blocking=True)
             if x.shape[0] == 0:
                 continue
             n = x.shape[0]
@@ -68,7 +73,7 @@ def embed_batches(
         bar.close()
         model.train(was_training)
     if not out:
-        raise ValueError("no images to embed")
+        raise InvalidInputError("no images to embed")
     return np.concatenate(out, axis=0)
 
 
@@ -76,9 +81,9 @@ def embed_batches(
 def embedding_dim(model: nn.Module, device: str | torch.device | None = None, size: int | None = None) -> int:
     """Embedding dimension D of ``model``, found by running it once on zeros in eval mode (its
     train/eval mode is restored; no statistics change). ``device``: where the model is (default: the
-    device of its first parameter); ``size``: input side (default ``model.cfg.input_size``, else 112)."""
+    device of its first parameter); ``size``: input side (default: the model's, ``model.preprocess``)."""
     if size is None:
-        size = int(getattr(getattr(model, "cfg", None), "input_size", None) or 112)
+        size = preprocess_of(model).input_size
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
@@ -88,7 +93,7 @@ def embedding_dim(model: nn.Module, device: str | torch.device | None = None, si
     finally:
         model.train(was_training)
     if out.ndim != 2:
-        raise ValueError(f"the model must return [batch, dim] embeddings, got shape {tuple(out.shape)}")
+        raise InvalidInputError(f"the model must return [batch, dim] embeddings, got shape {tuple(out.shape)}")
     return int(out.shape[1])
 
 
@@ -103,9 +108,9 @@ def embed_images(
     """Embed a uint8 NxHxWx3 RGB array (or normalised Nx3xHxW tensor) ``batch_size`` at a time (see
     :func:`embed_batches`)."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
     n = len(images)
     if n == 0:
-        raise ValueError("no images to embed")
+        raise InvalidInputError("no images to embed")
     batches = (images[i : i + batch_size] for i in range(0, n, batch_size))
     return embed_batches(model, batches, device=device, flip=flip, total=n, progress=progress)

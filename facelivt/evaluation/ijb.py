@@ -1,4 +1,4 @@
-"""IJB-B / IJB-C 1:1 template verification from the standard release layout (SPEC section 5).
+"""IJB-B / IJB-C 1:1 template verification from the standard release layout (insightface's IJB evaluation).
 
 Layout of ``root`` (e.g. ``IJB_release/IJBC``), with ``name`` = ``IJBC`` or ``IJBB`` (lower-cased in file names):
 
@@ -25,6 +25,7 @@ import numpy as np
 from torch import nn
 
 from facelivt.data.align import align_face
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.evaluation.embed import embed_batches
 from facelivt.evaluation.metrics import IJB_FARS, auc, eer, l2_normalize, roc_curve, tar_at_far
 
@@ -60,7 +61,7 @@ def meta_paths(root: str | Path, name: str = "IJBC") -> dict[str, Path]:
 
 def _lines(path: Path) -> list[list[str]]:
     if not path.is_file():
-        raise FileNotFoundError(f"IJB meta file not found: {path}")
+        raise InputNotFoundError(f"IJB meta file not found: {path}")
     return [ln.split() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
@@ -68,83 +69,93 @@ def read_ijb_meta(root: str | Path, name: str = "IJBC") -> IJBMeta:
     """Read and cross-check the meta files of an IJB release (see module docstring)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"IJB folder not found: {root}")
+        raise InputNotFoundError(f"IJB folder not found: {root}")
     paths = meta_paths(root, name)
-    lm_rows = _lines(paths["landmarks"])
-    names, lmk, scores = [], [], []
-    for i, row in enumerate(lm_rows, start=1):
-        if len(row) != 12:
-            raise ValueError(
-                f"{paths['landmarks']}:{i}: expected '<image> x1 y1 ... x5 y5 <score>' (12 fields), got {len(row)}"
-            )
-        try:
-            vals = [float(v) for v in row[1:]]
-        except ValueError:
-            raise ValueError(f"{paths['landmarks']}:{i}: landmarks and score must be numbers: {' '.join(row)}") from None
-        names.append(row[0])
-        lmk.append(vals[:10])
-        scores.append(vals[10])
-    if not names:
-        raise ValueError(f"{paths['landmarks']} lists no images")
-    tm_rows = _lines(paths["templates"])
-    if len(tm_rows) != len(names):
-        raise ValueError(
-            f"{paths['templates']} has {len(tm_rows)} rows but {paths['landmarks']} has {len(names)}: "
-            "the two files must list the same images in the same order"
-        )
-    templates, medias = [], []
-    for i, row in enumerate(tm_rows, start=1):
-        if len(row) != 3:
-            raise ValueError(f"{paths['templates']}:{i}: expected '<image> <template id> <media id>', got {len(row)} fields")
-        if row[0] != names[i - 1]:
-            raise ValueError(
-                f"{paths['templates']}:{i}: image {row[0]!r} but row {i} of {paths['landmarks'].name} is {names[i - 1]!r}"
-            )
-        try:
-            templates.append(int(row[1]))
-            medias.append(int(row[2]))
-        except ValueError:
-            raise ValueError(f"{paths['templates']}:{i}: template and media ids must be integers: {' '.join(row)}") from None
-    pairs_path = paths["pairs"]
-    if not pairs_path.is_file():
-        raise FileNotFoundError(f"IJB meta file not found: {pairs_path}")
-    try:
-        pl = np.loadtxt(pairs_path, dtype=np.int64, ndmin=2)
-    except ValueError as exc:
-        raise ValueError(f"{pairs_path}: expected '<template 1> <template 2> <label>' integer rows: {exc}") from None
-    if pl.size == 0:
-        raise ValueError(f"{pairs_path} lists no template pairs")
-    if pl.shape[1] != 3:
-        raise ValueError(f"{pairs_path}: expected 3 columns '<template 1> <template 2> <label>', got {pl.shape[1]}")
-    if not np.isin(pl[:, 2], (0, 1)).all():
-        raise ValueError(f"{pairs_path}: labels must be 0 or 1")
-    tpl = np.asarray(templates, dtype=np.int64)
-    known = np.unique(tpl)
-    missing = np.setdiff1d(np.unique(pl[:, :2]), known)
-    if missing.size:
-        raise ValueError(
-            f"{pairs_path} refers to {missing.size} template(s) with no image in {paths['templates'].name}, e.g. {missing[:5].tolist()}"
-        )
+    names, lmk, scores = _read_landmarks(paths["landmarks"])
+    templates, medias = _read_templates(paths["templates"], paths["landmarks"], names)
+    pl = _read_pairs(paths["pairs"], templates, paths["templates"].name)
     return IJBMeta(
         root=root,
         names=names,
         landmarks=np.asarray(lmk, dtype=np.float32).reshape(-1, 5, 2),
         scores=np.asarray(scores, dtype=np.float32),
-        templates=tpl,
+        templates=templates,
         medias=np.asarray(medias, dtype=np.int64),
         pairs=pl[:, :2].copy(),
         labels=pl[:, 2].astype(bool),
     )
 
 
+def _read_landmarks(path: Path) -> tuple[list[str], list[list[float]], list[float]]:
+    """Image names, 10 landmark coordinates and the detector score of each row of the landmarks file."""
+    names, lmk, scores = [], [], []
+    for i, row in enumerate(_lines(path), start=1):
+        if len(row) != 12:
+            raise InvalidInputError(f"{path}:{i}: expected '<image> x1 y1 ... x5 y5 <score>' (12 fields), got {len(row)}")
+        try:
+            vals = [float(v) for v in row[1:]]
+        except ValueError:
+            raise InvalidInputError(f"{path}:{i}: landmarks and score must be numbers: {' '.join(row)}") from None
+        names.append(row[0])
+        lmk.append(vals[:10])
+        scores.append(vals[10])
+    if not names:
+        raise InvalidInputError(f"{path} lists no images")
+    return names, lmk, scores
+
+
+def _read_templates(path: Path, landmarks_path: Path, names: list[str]) -> tuple[np.ndarray, list[int]]:
+    """Template ids (int64 array) and media ids of the images, checked against the landmarks file's order."""
+    rows = _lines(path)
+    if len(rows) != len(names):
+        raise InvalidInputError(
+            f"{path} has {len(rows)} rows but {landmarks_path} has {len(names)}: "
+            "the two files must list the same images in the same order"
+        )
+    templates, medias = [], []
+    for i, row in enumerate(rows, start=1):
+        if len(row) != 3:
+            raise InvalidInputError(f"{path}:{i}: expected '<image> <template id> <media id>', got {len(row)} fields")
+        if row[0] != names[i - 1]:
+            raise InvalidInputError(f"{path}:{i}: image {row[0]!r} but row {i} of {landmarks_path.name} is {names[i - 1]!r}")
+        try:
+            templates.append(int(row[1]))
+            medias.append(int(row[2]))
+        except ValueError:
+            raise InvalidInputError(f"{path}:{i}: template and media ids must be integers: {' '.join(row)}") from None
+    return np.asarray(templates, dtype=np.int64), medias
+
+
+def _read_pairs(path: Path, templates: np.ndarray, templates_name: str) -> np.ndarray:
+    """The (P, 3) ``template 1, template 2, label`` rows, every template known and every label 0/1."""
+    if not path.is_file():
+        raise InputNotFoundError(f"IJB meta file not found: {path}")
+    try:
+        pl = np.loadtxt(path, dtype=np.int64, ndmin=2)
+    except ValueError as exc:
+        raise InvalidInputError(f"{path}: expected '<template 1> <template 2> <label>' integer rows: {exc}") from None
+    if pl.size == 0:
+        raise InvalidInputError(f"{path} lists no template pairs")
+    if pl.shape[1] != 3:
+        raise InvalidInputError(f"{path}: expected 3 columns '<template 1> <template 2> <label>', got {pl.shape[1]}")
+    if not np.isin(pl[:, 2], (0, 1)).all():
+        raise InvalidInputError(f"{path}: labels must be 0 or 1")
+    missing = np.setdiff1d(np.unique(pl[:, :2]), np.unique(templates))
+    if missing.size:
+        raise InvalidInputError(
+            f"{path} refers to {missing.size} template(s) with no image in {templates_name}, e.g. {missing[:5].tolist()}"
+        )
+    return pl
+
+
 def load_aligned(meta: IJBMeta, index: int, size: int = 112) -> np.ndarray:
     """Loose crop ``index`` aligned with its landmarks: size x size x 3 uint8 RGB."""
     path = meta.image_dir / meta.names[index]
     if not path.is_file():
-        raise FileNotFoundError(f"IJB image not found: {path}")
+        raise InputNotFoundError(f"IJB image not found: {path}")
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise ValueError(f"IJB image could not be decoded: {path}")
+        raise InvalidInputError(f"IJB image could not be decoded: {path}")
     img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return align_face(img, meta.landmarks[index].astype(np.float64), size=size)
 
@@ -152,7 +163,7 @@ def load_aligned(meta: IJBMeta, index: int, size: int = 112) -> np.ndarray:
 def iter_aligned_batches(meta: IJBMeta, batch_size: int = 64, workers: int = 2, size: int = 112) -> Iterator[np.ndarray]:
     """Aligned crops in meta order, ``batch_size`` at a time; the next batch is read while one is used."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
     n = len(meta.names)
     starts = list(range(0, n, batch_size))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -180,7 +191,7 @@ def template_features(
     templates = np.asarray(templates).reshape(-1)
     medias = np.asarray(medias).reshape(-1)
     if feats.ndim != 2 or not (feats.shape[0] == len(templates) == len(medias)):
-        raise ValueError(
+        raise InvalidInputError(
             f"need one template and media id per image feature: features {feats.shape}, "
             f"{len(templates)} template ids, {len(medias)} media ids"
         )
@@ -189,7 +200,7 @@ def template_features(
     if detector_scores is not None:
         s = np.asarray(detector_scores, dtype=np.float64).reshape(-1)
         if len(s) != feats.shape[0]:
-            raise ValueError(f"{len(s)} detector scores for {feats.shape[0]} images")
+            raise InvalidInputError(f"{len(s)} detector scores for {feats.shape[0]} images")
         feats = feats * s[:, None]
     uniq_t, t_inv = np.unique(templates, return_inverse=True)
     tm = np.stack([t_inv.reshape(-1), medias.astype(np.int64)], axis=1)
@@ -215,7 +226,7 @@ def score_template_pairs(
     idx = np.clip(idx, 0, len(template_ids) - 1)
     bad = template_ids[idx] != pairs
     if bad.any():
-        raise ValueError(f"pairs refer to unknown template ids, e.g. {np.unique(pairs[bad])[:5].tolist()}")
+        raise InvalidInputError(f"pairs refer to unknown template ids, e.g. {np.unique(pairs[bad])[:5].tolist()}")
     out = np.empty(len(pairs))
     for s in range(0, len(pairs), chunk):
         a = template_feats[idx[s : s + chunk, 0]]

@@ -8,6 +8,7 @@ from typing import Sequence
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.evaluation.binset import write_bin
 from facelivt.evaluation.pairs import PairSpec, parse_pairs, resolve_pairs
 
@@ -17,7 +18,7 @@ FORMATS = {"jpg": "JPEG", "png": "PNG"}
 def encode_image_file(path: Path, size: int | None = 112, fmt: str = "jpg", quality: int = 95) -> bytes:
     """Read any PIL-readable image, convert to RGB, resize to ``size`` x ``size`` (None/0: keep), encode."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown image format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise InvalidInputError(f"unknown image format {fmt!r}; choose one of {', '.join(FORMATS)}")
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -29,9 +30,9 @@ def encode_image_file(path: Path, size: int | None = 112, fmt: str = "jpg", qual
             else:
                 im.save(buf, format="PNG")
     except FileNotFoundError:
-        raise FileNotFoundError(f"image not found: {path}") from None
+        raise InputNotFoundError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
+        raise InvalidInputError(f"cannot read image {path}: {exc}") from None
     return buf.getvalue()
 
 
@@ -47,10 +48,10 @@ def make_bin(
     """Write ``out`` (.bin) holding both images of every pair of ``pairs`` (a pairs-list path or parsed specs),
     images converted to RGB, resized to ``size`` x ``size`` and encoded as ``fmt``."""
     if size is not None and size < 0:
-        raise ValueError(f"size must be positive (or 0 to keep the original size), got {size}")
+        raise InvalidInputError(f"size must be positive (or 0 to keep the original size), got {size}")
     specs = parse_pairs(pairs) if isinstance(pairs, (str, Path)) else list(pairs)
     if not specs:
-        raise ValueError("no pairs given")
+        raise InvalidInputError("no pairs given")
     resolved = resolve_pairs(images_root, specs)
     cache: dict[Path, bytes] = {}
     encoded: list[bytes] = []

@@ -1,4 +1,4 @@
-"""Verification metrics (SPEC section 6): numpy in, numbers out; no torch.
+"""Verification metrics (the 10-fold LFW-style protocol of insightface): numpy in, numbers out; no torch.
 
 - :func:`kfold_accuracy`: the community 10-fold protocol (insightface ``verification.py``): contiguous
   folds as scikit-learn's ``KFold(n_splits=10, shuffle=False)``, thresholds ``np.arange(0, 4, 0.01)``,
@@ -14,6 +14,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from facelivt.errors import InvalidInputError
+
 DEFAULT_THRESHOLDS = np.arange(0, 4, 0.01)
 BIN_FARS = (1e-4, 1e-3, 1e-2)
 IJB_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
@@ -27,12 +29,12 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def pair_distances(embeddings: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distance of L2-normalised rows 2k and 2k+1 (SPEC section 6)."""
+    """Squared Euclidean distance of L2-normalised rows 2k and 2k+1."""
     emb = np.asarray(embeddings)
     if emb.ndim != 2 or emb.shape[0] % 2 or emb.shape[0] == 0:
-        raise ValueError(f"expected a (2 x pairs) x D embedding matrix, got shape {emb.shape}")
+        raise InvalidInputError(f"expected a (2 x pairs) x D embedding matrix, got shape {emb.shape}")
     if not np.isfinite(emb).all():
-        raise ValueError("embeddings contain NaN or infinite values")
+        raise InvalidInputError("embeddings contain NaN or infinite values")
     emb = l2_normalize(emb)
     return np.sum((emb[0::2] - emb[1::2]) ** 2, axis=1)
 
@@ -41,9 +43,9 @@ def kfold_splits(n: int, n_folds: int = 10) -> list[tuple[np.ndarray, np.ndarray
     """(train, test) index arrays of ``KFold(n_splits=n_folds, shuffle=False)``: contiguous folds, the first
     ``n % n_folds`` one item larger."""
     if n_folds < 2:
-        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+        raise InvalidInputError(f"n_folds must be >= 2, got {n_folds}")
     if n < n_folds:
-        raise ValueError(f"need at least {n_folds} pairs for {n_folds}-fold evaluation, got {n}")
+        raise InvalidInputError(f"need at least {n_folds} pairs for {n_folds}-fold evaluation, got {n}")
     sizes = np.full(n_folds, n // n_folds, dtype=int)
     sizes[: n % n_folds] += 1
     idx = np.arange(n)
@@ -92,9 +94,9 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     labels = np.asarray(labels).astype(bool).reshape(-1)
     if scores.shape != labels.shape:
-        raise ValueError(f"{scores.size} scores but {labels.size} labels")
+        raise InvalidInputError(f"{scores.size} scores but {labels.size} labels")
     if labels.all() or not labels.any():
-        raise ValueError("ROC needs both matched and mismatched pairs")
+        raise InvalidInputError("ROC needs both matched and mismatched pairs")
     # scikit-learn takes about a second to import: only where an ROC is computed, so that importing
     # facelivt.inference (which embeds through facelivt.evaluation) stays as quick as before.
     from sklearn.metrics import roc_curve as sk_roc_curve
@@ -144,12 +146,12 @@ def tar_at_far(
     With ``require_support`` a FAR is reported only when there are at least ``1 / FAR`` negative pairs
     (otherwise no threshold can realise it); the key is left out."""
     if method not in ("floor", "nearest"):
-        raise ValueError(f"unknown TAR@FAR method {method!r}; use 'floor' or 'nearest'")
+        raise InvalidInputError(f"unknown TAR@FAR method {method!r}; use 'floor' or 'nearest'")
     fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
     out: dict[str, float] = {}
     for far in fars:
         if not 0 < far < 1:
-            raise ValueError(f"FAR must be in (0, 1), got {far}")
+            raise InvalidInputError(f"FAR must be in (0, 1), got {far}")
         if require_support and n_negative * far < 1 - 1e-9:
             continue
         if method == "floor":
@@ -208,7 +210,7 @@ def evaluate_embeddings(
     issame = np.asarray(issame).reshape(-1)
     emb = np.asarray(embeddings)
     if emb.ndim != 2 or emb.shape[0] != 2 * len(issame):
-        raise ValueError(f"need 2 embeddings per pair: {len(issame)} pairs but embeddings of shape {emb.shape}")
+        raise InvalidInputError(f"need 2 embeddings per pair: {len(issame)} pairs but embeddings of shape {emb.shape}")
     return evaluate_distances(pair_distances(emb), issame, n_folds=n_folds, fars=fars)
 
 
@@ -217,11 +219,11 @@ def _check_pairs(dist: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.n
     issame_arr = np.asarray(issame)
     if issame_arr.dtype != bool:
         if not np.isin(issame_arr, (0, 1)).all():
-            raise ValueError("pair labels must be booleans (or 0/1)")
+            raise InvalidInputError("pair labels must be booleans (or 0/1)")
         issame_arr = issame_arr.astype(bool)
     issame_arr = issame_arr.reshape(-1)
     if dist.shape != issame_arr.shape:
-        raise ValueError(f"{dist.size} distances but {issame_arr.size} pair labels")
+        raise InvalidInputError(f"{dist.size} distances but {issame_arr.size} pair labels")
     if not np.isfinite(dist).all():
-        raise ValueError("distances contain NaN or infinite values")
+        raise InvalidInputError("distances contain NaN or infinite values")
     return dist, issame_arr

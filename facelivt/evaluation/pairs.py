@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import write_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".gif", ".tif", ".tiff", ".webp")
@@ -46,7 +47,7 @@ def parse_pairs(path: str | Path) -> list[PairSpec]:
     """Parse a pairs list (see module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pairs list not found: {path}")
+        raise InputNotFoundError(f"pairs list not found: {path}")
     pairs: list[PairSpec] = []
     first = True
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -62,17 +63,17 @@ def parse_pairs(path: str | Path) -> list[PairSpec]:
             pairs.append(PairSpec(tok[0], tok[1], tok[0], tok[2]))
         elif len(tok) == 4:
             if tok[0] == tok[2]:
-                raise ValueError(
+                raise InvalidInputError(
                     f"{path}:{lineno}: a 4-column line is a mismatched pair but both names are {tok[0]!r}; "
                     "write a matched pair as 'name n1 n2'"
                 )
             pairs.append(PairSpec(tok[0], tok[1], tok[2], tok[3]))
         else:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{path}:{lineno}: expected 'name n1 n2' or 'name1 n1 name2 n2', got {len(tok)} fields: {line!r}"
             )
     if not pairs:
-        raise ValueError(f"{path} contains no pairs")
+        raise InvalidInputError(f"{path} contains no pairs")
     return pairs
 
 
@@ -86,7 +87,7 @@ def write_pairs(path: str | Path, pairs: Sequence[PairSpec], n_folds: int | None
     for p in pairs:
         for field in (p.name1, p.image1, p.name2, p.image2):
             if not field or any(c.isspace() for c in field):
-                raise ValueError(f"cannot write {field!r} into a pairs list: names and files must not contain whitespace")
+                raise InvalidInputError(f"cannot write {field!r} into a pairs list: names and files must not contain whitespace")
         lines.append(p.to_line())
     write_text(path, "\n".join(lines) + "\n")
     return path
@@ -99,10 +100,10 @@ def list_images(folder: Path) -> list[Path]:
 
 def _identity_dir(root: Path, name: str) -> Path:
     if not name or name in (".", "..") or "/" in name or "\\" in name:
-        raise ValueError(f"invalid identity name {name!r} in pairs list")
+        raise InvalidInputError(f"invalid identity name {name!r} in pairs list")
     d = root / name
     if not d.is_dir():
-        raise FileNotFoundError(f"identity folder not found: {d}")
+        raise InputNotFoundError(f"identity folder not found: {d}")
     return d
 
 
@@ -110,7 +111,7 @@ def resolve_image(root: str | Path, name: str, token: str) -> Path:
     """The file of image ``token`` of identity ``name`` under ``root`` (see module docstring)."""
     folder = _identity_dir(Path(root), name)
     if "/" in token or "\\" in token or token in (".", ".."):
-        raise ValueError(f"invalid image token {token!r} for identity {name!r}")
+        raise InvalidInputError(f"invalid image token {token!r} for identity {name!r}")
     if token.isdigit():
         n = int(token)
         for ext in IMAGE_EXTENSIONS:
@@ -121,13 +122,13 @@ def resolve_image(root: str | Path, name: str, token: str) -> Path:
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
-            raise ValueError(f"image {token} of {name!r} is ambiguous: {', '.join(p.name for p in hits)}")
-        raise FileNotFoundError(
+            raise InvalidInputError(f"image {token} of {name!r} is ambiguous: {', '.join(p.name for p in hits)}")
+        raise InputNotFoundError(
             f"image {token} of identity {name!r} not found: expected {name}_{n:04d}.<ext> or a file named {n}.<ext> in {folder}"
         )
     cand = folder / token
     if not cand.is_file():
-        raise FileNotFoundError(f"image {token!r} of identity {name!r} not found in {folder}")
+        raise InputNotFoundError(f"image {token!r} of identity {name!r} not found in {folder}")
     return cand
 
 
@@ -135,7 +136,7 @@ def resolve_pairs(root: str | Path, pairs: Sequence[PairSpec]) -> list[tuple[Pat
     """(file1, file2, issame) for every pair; a missing identity or image raises FileNotFoundError."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
+        raise InputNotFoundError(f"image folder not found: {root}")
     return [(resolve_image(root, p.name1, p.image1), resolve_image(root, p.name2, p.image2), p.issame) for p in pairs]
 
 
@@ -156,6 +157,37 @@ def _token_for(root: Path, name: str, file: Path) -> str:
     return file.name
 
 
+def _identity_files(root: Path) -> tuple[list[str], dict[str, list[Path]]]:
+    """The identity folders of ``root`` that hold images (at least 2, names without whitespace) and their images."""
+    ids = sorted(d.name for d in root.iterdir() if d.is_dir())
+    files = {name: list_images(root / name) for name in ids}
+    ids = [n for n in ids if files[n]]
+    if len(ids) < 2:
+        raise InvalidInputError(f"{root} needs at least 2 identity folders with images to make mismatched pairs")
+    for n in ids:
+        if any(c.isspace() for c in n):
+            raise InvalidInputError(f"identity folder {n!r} contains whitespace, which the pairs format cannot hold")
+    return ids, files
+
+
+def _draw_distinct(make, count: int, what: str) -> list:
+    """``count`` distinct (unordered) pairs from ``make()``; InvalidInputError after too many repeats."""
+    seen: set[frozenset] = set()
+    out = []
+    attempts = 0
+    while len(out) < count:
+        attempts += 1
+        if attempts > 100 * count + 1000:
+            raise InvalidInputError(f"could not draw {count} distinct {what} (drew {len(out)})")
+        a, b = make()
+        key = frozenset((a, b))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((a, b))
+    return out
+
+
 def generate_pairs(root: str | Path, n_pairs: int, seed: int = 0, n_folds: int = 10) -> list[PairSpec]:
     """A balanced random pairs list over ``root/<identity>/<image>`` (seeded, reproducible).
 
@@ -164,39 +196,16 @@ def generate_pairs(root: str | Path, n_pairs: int, seed: int = 0, n_folds: int =
     the 10-fold protocol is balanced. Pairs are distinct (unordered)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
+        raise InputNotFoundError(f"image folder not found: {root}")
     if n_folds < 1 or n_pairs < 2 * n_folds or n_pairs % (2 * n_folds):
-        raise ValueError(f"n_pairs must be a positive multiple of 2 x n_folds = {2 * n_folds}, got {n_pairs}")
-    ids = sorted(d.name for d in root.iterdir() if d.is_dir())
-    files = {name: list_images(root / name) for name in ids}
-    ids = [n for n in ids if files[n]]
-    if len(ids) < 2:
-        raise ValueError(f"{root} needs at least 2 identity folders with images to make mismatched pairs")
-    for n in ids:
-        if any(c.isspace() for c in n):
-            raise ValueError(f"identity folder {n!r} contains whitespace, which the pairs format cannot hold")
+        raise InvalidInputError(f"n_pairs must be a positive multiple of 2 x n_folds = {2 * n_folds}, got {n_pairs}")
+    ids, files = _identity_files(root)
     multi = [n for n in ids if len(files[n]) >= 2]
     n_half = n_pairs // 2
     capacity = sum(len(files[n]) * (len(files[n]) - 1) // 2 for n in multi)
     if capacity < n_half:
-        raise ValueError(f"{root} allows only {capacity} distinct matched pairs, {n_half} requested")
+        raise InvalidInputError(f"{root} allows only {capacity} distinct matched pairs, {n_half} requested")
     rng = np.random.default_rng(seed)
-
-    def sample(make, count: int, kind: str) -> list[tuple[tuple[str, Path], tuple[str, Path]]]:
-        seen: set[frozenset] = set()
-        out = []
-        attempts = 0
-        while len(out) < count:
-            attempts += 1
-            if attempts > 100 * count + 1000:
-                raise ValueError(f"could not draw {count} distinct {kind} pairs from {root} (drew {len(out)})")
-            a, b = make()
-            key = frozenset((a, b))
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append((a, b))
-        return out
 
     def positive():
         name = multi[rng.integers(len(multi))]
@@ -208,8 +217,8 @@ def generate_pairs(root: str | Path, n_pairs: int, seed: int = 0, n_folds: int =
         a, b = ids[i], ids[j]
         return (a, files[a][rng.integers(len(files[a]))]), (b, files[b][rng.integers(len(files[b]))])
 
-    pos = sample(positive, n_half, "matched")
-    neg = sample(negative, n_half, "mismatched")
+    pos = _draw_distinct(positive, n_half, f"matched pairs from {root}")
+    neg = _draw_distinct(negative, n_half, f"mismatched pairs from {root}")
     per = n_half // n_folds
     out: list[PairSpec] = []
     for f in range(n_folds):

@@ -1,7 +1,7 @@
 """Evaluate a model on ``.bin`` sets and IJB releases; the work behind ``facelivt eval``."""
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.evaluation.binset import read_bin
 from facelivt.evaluation.embed import embed_batches, resolve_device
 from facelivt.evaluation.ijb import evaluate_scores, ijb_scores
@@ -16,6 +17,8 @@ from facelivt.evaluation.metrics import evaluate_embeddings, pair_distances, roc
 from facelivt.evaluation.report import results_json, roc_png, write_outputs
 from facelivt.files import check_writable
 from facelivt.models import create_model, load_model, reparameterize_model
+
+log = logging.getLogger(__name__)
 
 
 def build_model(
@@ -27,12 +30,12 @@ def build_model(
     **overrides,
 ) -> nn.Module:
     """Model ``name`` in eval mode on ``device``: with ``weights`` (this project's safetensors or the authors'
-    ``.pt``) through :func:`facelivt.models.load_model`; without, randomly initialised (a warning is printed).
+    ``.pt``) through :func:`facelivt.models.load_model`; without, randomly initialised (a warning is logged).
     ``deploy`` (default) returns the reparameterised form; ``seed`` fixes the random initialisation."""
     dev = resolve_device(device)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if weights is None:
-        print(f"warning: no weights given: {name} is randomly initialised, its figures mean nothing", file=sys.stderr)
+        log.warning("no weights given: %s is randomly initialised, its figures mean nothing", name)
         with torch.random.fork_rng(devices=[]):  # reproducible random init; the caller's RNG state is left alone
             torch.manual_seed(seed)
             model = create_model(name, **overrides).eval()
@@ -41,7 +44,7 @@ def build_model(
         return model.to(dev)
     weights = Path(weights)
     if not weights.is_file():
-        raise FileNotFoundError(f"weights file not found: {weights}")
+        raise InputNotFoundError(f"weights file not found: {weights}")
     return load_model(name, weights, deploy=deploy, device=str(dev), **overrides).eval()
 
 
@@ -86,19 +89,19 @@ def evaluate_bin(
 def check_sets(bins: Sequence[str | Path] = (), ijb: str | Path | None = None, ijb_name: str = "IJBC") -> None:
     """Fail early (before any model is built) on missing inputs and on result names that would collide."""
     if not bins and ijb is None:
-        raise ValueError("nothing to evaluate: give at least one .bin set or an IJB folder")
+        raise InvalidInputError("nothing to evaluate: give at least one .bin set or an IJB folder")
     keys = [Path(b).stem for b in bins] + ([ijb_name] if ijb is not None else [])
     dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:
-        raise ValueError(f"several sets would be reported under the same name: {', '.join(dup)}")
+        raise InvalidInputError(f"several sets would be reported under the same name: {', '.join(dup)}")
     for b in bins:
         if not Path(b).is_file():
-            raise FileNotFoundError(f"verification set not found: {b}")
+            raise InputNotFoundError(f"verification set not found: {b}")
     if ijb is not None:
         if not ijb_name or not ijb_name.replace("-", "").replace("_", "").isalnum():
-            raise ValueError(f"--ijb-name must be a plain name such as IJBB or IJBC, got {ijb_name!r}")
+            raise InvalidInputError(f"--ijb-name must be a plain name such as IJBB or IJBC, got {ijb_name!r}")
         if not Path(ijb).is_dir():
-            raise FileNotFoundError(f"IJB folder not found: {ijb}")
+            raise InputNotFoundError(f"IJB folder not found: {ijb}")
 
 
 def evaluate_sets(

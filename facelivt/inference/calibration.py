@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facelivt.errors import FaceLiVTError
+from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError
 
 _TRUE = {"1", "true", "yes", "same", "match"}
 _FALSE = {"0", "false", "no", "different", "diff", "mismatch"}
@@ -69,13 +69,13 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).astype(bool).ravel()
     if s.shape != y.shape:
-        raise ValueError(f"{len(s)} scores but {len(y)} labels")
+        raise InvalidInputError(f"{len(s)} scores but {len(y)} labels")
     if len(s) == 0:
-        raise ValueError("no pairs to calibrate on")
+        raise InvalidInputError("no pairs to calibrate on")
     if not np.isfinite(s).all():
-        raise ValueError("scores contain NaN or infinite values")
+        raise InvalidInputError("scores contain NaN or infinite values")
     if y.all() or not y.any():
-        raise ValueError("calibration needs both genuine (same) and impostor (different) pairs")
+        raise InvalidInputError("calibration needs both genuine (same) and impostor (different) pairs")
     return s, y
 
 
@@ -117,7 +117,7 @@ def best_accuracy_threshold(scores: np.ndarray, labels: np.ndarray) -> Calibrati
 def threshold_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> Calibration:
     """Lowest threshold accepting at most a fraction ``far`` of the impostor pairs."""
     if not 0.0 <= far < 1.0:
-        raise ValueError(f"target FAR must be in [0, 1), got {far}")
+        raise InvalidInputError(f"target FAR must be in [0, 1), got {far}")
     s, y = _check(scores, labels)
     neg = np.sort(s[~y])[::-1]
     allowed = int(np.floor(far * len(neg)))
@@ -138,14 +138,14 @@ def _parse_label(text: str, where: str) -> bool:
         return True
     if t in _FALSE:
         return False
-    raise ValueError(f"{where}: label must be 1/0 or true/false, got {text!r}")
+    raise InvalidInputError(f"{where}: label must be 1/0 or true/false, got {text!r}")
 
 
 def read_pairs_list(path: str | os.PathLike) -> list[tuple[Path, Path, bool]]:
     """Parse a pairs list (see module docstring) into (path_a, path_b, same)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pairs list not found: {path}")
+        raise InputNotFoundError(f"pairs list not found: {path}")
     pairs = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
@@ -154,11 +154,11 @@ def read_pairs_list(path: str | os.PathLike) -> list[tuple[Path, Path, bool]]:
         fields = line.split("\t") if "\t" in line else line.split()
         where = f"{path}:{lineno}"
         if len(fields) != 3:
-            raise ValueError(f"{where}: expected 'path_a path_b label', got {len(fields)} fields")
+            raise InvalidInputError(f"{where}: expected 'path_a path_b label', got {len(fields)} fields")
         a, b = (Path(f.strip()) for f in fields[:2])
         a = a if a.is_absolute() else path.parent / a
         b = b if b.is_absolute() else path.parent / b
         pairs.append((a, b, _parse_label(fields[2], where)))
     if not pairs:
-        raise ValueError(f"pairs list {path} holds no pairs")
+        raise InvalidInputError(f"pairs list {path} holds no pairs")
     return pairs

@@ -11,14 +11,14 @@ import torch
 
 from facelivt.data.align import align_face
 from facelivt.devices import resolve_device
-from facelivt.errors import FaceLiVTError
+from facelivt.errors import FaceLiVTError, InvalidInputError
 from facelivt.inference.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, ImageSource, LoadedImage, open_image
 from facelivt.inference.mtcnn import detect_faces, load_mtcnn_nets
 
 Select = Literal["largest", "all"]
 
 
-class NoFaceError(ValueError):
+class NoFaceError(FaceLiVTError, ValueError):
     """No face was found in an image."""
 
 
@@ -92,13 +92,13 @@ class FaceDetector:
         pad_always: bool = False,
     ) -> None:
         if min_face_size < 12:
-            raise ValueError(f"min_face_size must be at least 12 pixels, got {min_face_size}")
+            raise InvalidInputError(f"min_face_size must be at least 12 pixels, got {min_face_size}")
         if len(thresholds) != 3 or not all(0.0 <= t < 1.0 for t in thresholds):
-            raise ValueError(f"thresholds must be three probabilities in [0, 1), got {thresholds}")
+            raise InvalidInputError(f"thresholds must be three probabilities in [0, 1), got {thresholds}")
         if not 0.0 < factor < 1.0:
-            raise ValueError(f"factor must be in (0, 1), got {factor}")
+            raise InvalidInputError(f"factor must be in (0, 1), got {factor}")
         if not 0.0 <= pad <= 2.0:
-            raise ValueError(f"pad must be a fraction of the image side in [0, 2], got {pad}")
+            raise InvalidInputError(f"pad must be a fraction of the image side in [0, 2], got {pad}")
         self.device = resolve_device(device)
         self.nets = tuple(net.to(self.device) for net in load_mtcnn_nets(weights))
         self.min_face_size = float(min_face_size)
@@ -116,7 +116,7 @@ class FaceDetector:
     def detect_array(self, rgb: np.ndarray) -> list[Face]:
         """Detect faces in an HxWx3 uint8 RGB array; largest box first."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an HxWx3 uint8 RGB array, got {rgb.dtype} array of shape {rgb.shape}")
+            raise InvalidInputError(f"expected an HxWx3 uint8 RGB array, got {rgb.dtype} array of shape {rgb.shape}")
         faces = [] if self.pad_always and self.pad > 0 else self._cascade(rgb)
         if not faces and self.pad > 0:
             border = max(1, int(round(self.pad * max(rgb.shape[:2]))))
@@ -151,7 +151,7 @@ class FaceDetector:
         Raises :class:`NoFaceError` when no face is found.
         """
         if select not in ("largest", "all"):
-            raise ValueError(f"select must be 'largest' or 'all', got {select!r}")
+            raise InvalidInputError(f"select must be 'largest' or 'all', got {select!r}")
         loaded = self.load(image)
         faces = self.detect_array(loaded.image)
         if not faces:

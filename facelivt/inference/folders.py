@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import write_bytes
 from facelivt.inference.detector import FaceDetector, NoFaceError, Select, SeveralFacesError
 from facelivt.inference.images import ImageLoadError
@@ -27,9 +28,9 @@ def list_files(root: str | os.PathLike) -> list[Path]:
     """Every regular file under ``root`` (recursive, sorted), skipping hidden files and folders."""
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"folder not found: {root}")
+        raise InputNotFoundError(f"folder not found: {root}")
     if not root.is_dir():
-        raise ValueError(f"not a folder: {root}")
+        raise InvalidInputError(f"not a folder: {root}")
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -47,7 +48,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         elif path.exists():
             files.append(path)
         else:
-            raise FileNotFoundError(f"input not found: {path}")
+            raise InputNotFoundError(f"input not found: {path}")
     return files
 
 
@@ -65,7 +66,7 @@ def save_rgb(image: np.ndarray, path: Path) -> None:
     img = Image.fromarray(image, "RGB")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"cannot tell the image format of {path} from its suffix")
+        raise InvalidInputError(f"cannot tell the image format of {path} from its suffix")
     buffer = io.BytesIO()
     if fmt == "JPEG":
         img.save(buffer, format=fmt, quality=95)
@@ -137,43 +138,48 @@ def align_folder(
     """
     src, dst = Path(in_dir), Path(out_dir)
     if select not in ("largest", "all"):
-        raise ValueError(f"select must be 'largest' or 'all', got {select!r}")
+        raise InvalidInputError(f"select must be 'largest' or 'all', got {select!r}")
     if fmt not in ("same", "jpg", "png"):
-        raise ValueError(f"format must be 'same', 'jpg' or 'png', got {fmt!r}")
+        raise InvalidInputError(f"format must be 'same', 'jpg' or 'png', got {fmt!r}")
     files = list_files(src) if files is None else [Path(f) for f in files]
     s_res, d_res = src.resolve(), dst.resolve()
     if d_res == s_res or s_res in d_res.parents:
-        raise ValueError(f"output folder {dst} must not be the input folder or inside it")
+        raise InvalidInputError(f"output folder {dst} must not be the input folder or inside it")
     report = AlignReport(total=len(files))
     start = time.perf_counter()
     bar = tqdm(files, desc="align", unit="img", disable=not progress)
     for path in bar:
         rel = path.relative_to(src)
-        first = output_path(rel, dst, fmt)
-        if skip_existing and first.exists():
+        if skip_existing and output_path(rel, dst, fmt).exists():
             report.skipped_existing += 1
             continue
-        try:
-            crops = detector.align(path, select="all", size=size)
-        except NoFaceError:
-            report.no_face.append(str(rel))
-            continue
-        except (ImageLoadError, OSError) as exc:
-            report.unreadable.append((str(rel), str(exc)))
-            continue
-        if crops[0].source is not None and crops[0].source.downscaled:
-            report.downscaled.append(str(rel))
-        if len(crops) > 1:
-            report.several_faces.append(str(rel))
-        if select == "largest":
-            crops = crops[:1]
-        for i, crop in enumerate(crops):
-            save_rgb(crop.image, output_path(rel, dst, fmt, i))
-        report.aligned += 1
-        report.faces_written += len(crops)
-        bar.set_postfix(ok=report.aligned, no_face=len(report.no_face), bad=len(report.unreadable))
+        if _align_one(detector, path, rel, dst, select, fmt, size, report):
+            bar.set_postfix(ok=report.aligned, no_face=len(report.no_face), bad=len(report.unreadable))
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _align_one(detector: FaceDetector, path: Path, rel: Path, dst: Path, select: Select, fmt: OutputFormat, size: int, report: AlignReport) -> bool:
+    """Align the faces of one image into ``dst``, noting the outcome in ``report``; True when written."""
+    try:
+        crops = detector.align(path, select="all", size=size)
+    except NoFaceError:
+        report.no_face.append(str(rel))
+        return False
+    except (ImageLoadError, OSError) as exc:
+        report.unreadable.append((str(rel), str(exc)))
+        return False
+    if crops[0].source is not None and crops[0].source.downscaled:
+        report.downscaled.append(str(rel))
+    if len(crops) > 1:
+        report.several_faces.append(str(rel))
+    if select == "largest":
+        crops = crops[:1]
+    for i, crop in enumerate(crops):
+        save_rgb(crop.image, output_path(rel, dst, fmt, i))
+    report.aligned += 1
+    report.faces_written += len(crops)
+    return True
 
 
 @dataclass

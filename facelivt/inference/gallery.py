@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from facelivt.errors import OutputWriteError
+from facelivt.errors import InvalidInputError, OutputWriteError, UnavailableError, UnknownNameError
 from facelivt.inference.gallery_legacy import AlreadyImportedError, LegacyGallery, mark_imported, read_legacy
 from facelivt.inference.gallery_store import (
     DB_NAME,
@@ -107,11 +107,11 @@ class Gallery:
 
     def __init__(self, dim: int = 512, *, metadata: dict | None = None, backend: str = "auto") -> None:
         if isinstance(dim, bool) or int(dim) <= 0:
-            raise ValueError(f"embedding dimension must be positive, got {dim}")
+            raise InvalidInputError(f"embedding dimension must be positive, got {dim}")
         if backend not in ("auto", "faiss", "numpy"):
-            raise ValueError(f"backend must be 'auto', 'faiss' or 'numpy', got {backend!r}")
+            raise InvalidInputError(f"backend must be 'auto', 'faiss' or 'numpy', got {backend!r}")
         if backend == "faiss" and faiss is None:
-            raise RuntimeError("backend='faiss' requested but faiss is not installed (pip install faiss-cpu)")
+            raise UnavailableError("backend='faiss' requested but faiss is not installed (pip install faiss-cpu)")
         self.dim = int(dim)
         self.backend = "faiss" if backend == "faiss" or (backend == "auto" and faiss is not None) else "numpy"
         self.metadata: dict = _user_metadata(metadata or {}, "gallery metadata")
@@ -156,14 +156,14 @@ class Gallery:
         """All embeddings enrolled for ``name`` (n x dim, normalised)."""
         self.refresh()
         if name not in self._ids:
-            raise KeyError(f"identity {name!r} is not in the gallery")
+            raise UnknownNameError(f"identity {name!r} is not in the gallery")
         return self._vectors.view()[self._labels.view() == self._ids[name]].copy()
 
     def template(self, name: str) -> np.ndarray:
         """The normalised mean embedding used to search ``name``."""
         self.refresh()
         if name not in self._ids:
-            raise KeyError(f"identity {name!r} is not in the gallery")
+            raise UnknownNameError(f"identity {name!r} is not in the gallery")
         return self._templates.view()[self._ids[name]].copy()
 
     def _check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
@@ -171,11 +171,11 @@ class Gallery:
         if e.ndim == 1:
             e = e[None]
         if e.ndim != 2 or e.shape[1] != self.dim:
-            raise ValueError(f"expected embeddings of dimension {self.dim}, got shape {e.shape}")
+            raise InvalidInputError(f"expected embeddings of dimension {self.dim}, got shape {e.shape}")
         if not np.isfinite(e).all():
-            raise ValueError("embeddings contain NaN or infinite values")
+            raise InvalidInputError("embeddings contain NaN or infinite values")
         if (np.linalg.norm(e, axis=1) == 0).any():
-            raise ValueError("embeddings contain an all-zero vector")
+            raise InvalidInputError("embeddings contain an all-zero vector")
         return l2_normalize(e)
 
     def enroll_embeddings(
@@ -185,10 +185,10 @@ class Gallery:
         folder writes them at once, in one transaction; ``sources`` (one per embedding: the photos)
         are recorded with them."""
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"identity name must be a non-empty string, got {name!r}")
+            raise InvalidInputError(f"identity name must be a non-empty string, got {name!r}")
         e = self._check_embeddings(embeddings)
         if len(e) == 0:
-            raise ValueError(f"no embeddings given for {name!r}")
+            raise InvalidInputError(f"no embeddings given for {name!r}")
         if self._store is not None:
             current = self._store.add(name, e, None if sources is None else [str(p) for p in sources])
             if not current or self._outdated:  # others wrote too: the next read reloads everything
@@ -222,7 +222,7 @@ class Gallery:
                 self._outdated = True
                 return
         if name not in self._ids:
-            raise KeyError(f"identity {name!r} is not in the gallery")
+            raise UnknownNameError(f"identity {name!r} is not in the gallery")
         drop = self._ids[name]
         labels = self._labels.view()
         keep = labels != drop
@@ -237,12 +237,12 @@ class Gallery:
         row i belongs to ``names[i]``). Much faster than enrolling identities one by one."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2:
-            raise ValueError(f"expected an N x D embedding matrix, got shape {embeddings.shape}")
+            raise InvalidInputError(f"expected an N x D embedding matrix, got shape {embeddings.shape}")
         labels = np.arange(len(embeddings)) if labels is None else np.asarray(labels)
         if labels.shape != (len(embeddings),):
-            raise ValueError(f"{len(embeddings)} embeddings but labels of shape {labels.shape}")
+            raise InvalidInputError(f"{len(embeddings)} embeddings but labels of shape {labels.shape}")
         if len(set(names)) != len(names) or not all(isinstance(n, str) and n.strip() for n in names):
-            raise ValueError("identity names must be distinct non-empty strings")
+            raise InvalidInputError("identity names must be distinct non-empty strings")
         gallery = cls(embeddings.shape[1], **kwargs)
         gallery._set_all(list(names), embeddings, labels)
         return gallery
@@ -253,7 +253,7 @@ class Gallery:
         labels = np.asarray(labels, dtype=np.int64)
         counts = np.bincount(labels, minlength=len(names)) if len(labels) else np.zeros(len(names), np.int64)
         if len(counts) != len(names) or (counts == 0).any():
-            raise ValueError("every identity needs at least one embedding and every label an identity")
+            raise InvalidInputError("every identity needs at least one embedding and every label an identity")
         if len(names) and (counts == 1).all():
             sums = np.empty_like(vectors)
             sums[labels] = vectors
@@ -291,11 +291,11 @@ class Gallery:
     def search(self, queries: np.ndarray, k: int = 5) -> list[list[Match]]:
         """Top-``k`` identities for each query embedding (dim or q x dim), best cosine score first."""
         if int(k) < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+            raise InvalidInputError(f"k must be at least 1, got {k}")
         self.refresh()
         q = self._check_embeddings(queries)
         if len(self._names) == 0:
-            raise ValueError("the gallery is empty: enroll identities first")
+            raise InvalidInputError("the gallery is empty: enroll identities first")
         k = min(int(k), len(self._names))
         if self.backend == "faiss":
             scores, idx = self._faiss_index().search(np.ascontiguousarray(q), k)
@@ -408,10 +408,10 @@ class Gallery:
 
 def _user_metadata(meta: dict, where: str) -> dict:
     if not isinstance(meta, dict):
-        raise ValueError(f"{where} must be a dict, got {type(meta).__name__}")
+        raise InvalidInputError(f"{where} must be a dict, got {type(meta).__name__}")
     clash = RESERVED_KEYS & set(meta)
     if clash:
-        raise ValueError(f"{where}: the keys {sorted(clash)} are kept by the gallery itself")
+        raise InvalidInputError(f"{where}: the keys {sorted(clash)} are kept by the gallery itself")
     check_meta(meta, where)
     return dict(meta)
 
@@ -461,7 +461,7 @@ def _open_store(root: Path, create: bool, dim: int | None, metadata: dict) -> Ga
         if not create:
             raise GalleryNotFoundError(f"no gallery in {root} ({DB_NAME} is missing or empty)")
         if dim is None:
-            raise ValueError("a new gallery needs its embedding size (dim)")
+            raise InvalidInputError("a new gallery needs its embedding size (dim)")
         _make_folder(root)
         return GalleryStore.create(root / DB_NAME, _new_meta(dim, metadata))[0]
     raise AssertionError("unreachable")  # pragma: no cover

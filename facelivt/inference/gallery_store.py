@@ -31,7 +31,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from facelivt.errors import FaceLiVTError, OutputWriteError
+from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, UnknownNameError
 from facelivt.inference.calibration import check_threshold
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def now() -> str:
 
 
 def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
+    raise InvalidInputError(f"{name} is not a number JSON allows")
 
 
 def parse_meta_value(text: str):
@@ -298,7 +298,7 @@ class GalleryStore:
         the caller's view was current (no other process had committed since its last read)."""
         src = list(sources) if sources is not None else [None] * len(vectors)
         if len(src) != len(vectors):
-            raise ValueError(f"{len(vectors)} embeddings but {len(src)} sources")
+            raise InvalidInputError(f"{len(vectors)} embeddings but {len(src)} sources")
         stamp = now()
         with self._transaction(immediate=True) as con:
             fresh = self._fresh(con)
@@ -314,7 +314,7 @@ class GalleryStore:
         with self._transaction(immediate=True) as con:
             fresh = self._fresh(con)
             if con.execute("DELETE FROM identities WHERE name = ?", (name,)).rowcount == 0:
-                raise KeyError(f"identity {name!r} is not in the gallery {self.path}")
+                raise UnknownNameError(f"identity {name!r} is not in the gallery {self.path}")
         return fresh
 
     def set_meta(self, items: dict) -> None:

@@ -16,6 +16,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from facelivt.errors import InputNotFoundError, InvalidInputError
+
 #: Images with more pixels than this are refused before decoding (decompression bombs, scans).
 DEFAULT_MAX_PIXELS = 80_000_000
 #: Images whose longest side exceeds this are downscaled after decoding (detection cost grows with area).
@@ -28,7 +30,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(InvalidInputError):
     """An image could not be read or used (missing, not an image, truncated, too large, bad array)."""
 
 
@@ -101,7 +103,7 @@ def _open(source: ImageSource, name: str) -> Image.Image:
     else:
         path = Path(source)
         if not path.exists():
-            raise FileNotFoundError(f"image not found: {path}")
+            raise InputNotFoundError(f"image not found: {path}")
         if path.is_dir():
             raise ImageLoadError(f"{name}: is a folder, not an image file")
         fp = path

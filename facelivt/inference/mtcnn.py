@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facelivt.errors import InvalidInputError
 from facelivt.inference.weights import NET_NAMES, locate_mtcnn_weights
 
 _CELL = 12
@@ -126,13 +127,13 @@ def load_mtcnn_nets(folder: str | os.PathLike | None = None) -> tuple[PNet, RNet
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt file, pickle refused, ...
-            raise ValueError(f"cannot read MTCNN weights {path}: {exc}") from exc
+            raise InvalidInputError(f"cannot read MTCNN weights {path}: {exc}") from exc
         if not isinstance(state, dict):
-            raise ValueError(f"MTCNN weights {path} are not a state_dict")
+            raise InvalidInputError(f"MTCNN weights {path} are not a state_dict")
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ValueError(f"MTCNN weights {path} do not fit the {name} network: {exc}") from exc
+            raise InvalidInputError(f"MTCNN weights {path} do not fit the {name} network: {exc}") from exc
         net.eval().requires_grad_(False)
     return nets
 
@@ -151,7 +152,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str =
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     if mode not in ("union", "min"):
-        raise ValueError(f"nms mode must be 'union' or 'min', got {mode!r}")
+        raise InvalidInputError(f"nms mode must be 'union' or 'min', got {mode!r}")
     # Equal scores (saturated probabilities are common) are taken in the order the reference
     # pipeline used: torch's default descending sort for IoU, and for the final
     # intersection-over-minimum stage numpy's default ascending sort read from the end.
@@ -268,20 +269,28 @@ def detect_faces(
     """
     pnet, rnet, onet = nets
     if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected a 3xHxW image tensor, got shape {tuple(image.shape)}")
+        raise InvalidInputError(f"expected a 3xHxW image tensor, got shape {tuple(image.shape)}")
     if min_size < 12:
-        raise ValueError(f"min_size must be at least 12 pixels, got {min_size}")
+        raise InvalidInputError(f"min_size must be at least 12 pixels, got {min_size}")
     if not 0 < factor < 1:
-        raise ValueError(f"pyramid factor must be in (0, 1), got {factor}")
+        raise InvalidInputError(f"pyramid factor must be in (0, 1), got {factor}")
     image = image.float()
-    _, h, w = image.shape
+    boxes = _proposals(pnet, image, min_size, thresholds[0], factor)
+    if boxes is not None:
+        boxes = _refine(rnet, image, boxes, thresholds[1], batch_size)
+    if boxes is None:
+        return Detections.empty()
+    return _output(onet, image, boxes, thresholds[2], batch_size)
 
-    # Stage 1: P-Net over the pyramid.
+
+def _proposals(pnet: PNet, image: torch.Tensor, min_size: float, threshold: float, factor: float) -> torch.Tensor | None:
+    """Stage 1: P-Net over the image pyramid -> square candidate boxes (None when there are none)."""
+    _, h, w = image.shape
     stage_boxes, stage_scores, stage_offsets = [], [], []
     for scale in pyramid_scales(h, w, min_size, factor):
         scaled = F.interpolate(image[None], size=(int(h * scale + 1), int(w * scale + 1)), mode="area")
         prob, offsets = pnet((scaled - 127.5) * 0.0078125)
-        ys, xs = (prob[0] >= thresholds[0]).nonzero(as_tuple=True)
+        ys, xs = (prob[0] >= threshold).nonzero(as_tuple=True)
         if ys.numel() == 0:
             continue
         cell = torch.stack([xs, ys], dim=1).to(image.dtype)
@@ -294,31 +303,34 @@ def detect_faces(
         stage_scores.append(scores[keep])
         stage_offsets.append(offsets[0][:, ys, xs].T[keep])
     if not stage_boxes:
-        return Detections.empty()
+        return None
     boxes, scores, offsets = torch.cat(stage_boxes), torch.cat(stage_scores), torch.cat(stage_offsets)
     keep = nms(boxes, scores, 0.7)
-    boxes = square_boxes(regress_boxes(boxes[keep], offsets[keep], inclusive=False))
+    return square_boxes(regress_boxes(boxes[keep], offsets[keep], inclusive=False))
 
-    # Stage 2: R-Net on 24x24 crops.
+
+def _refine(rnet: RNet, image: torch.Tensor, boxes: torch.Tensor, threshold: float, batch_size: int) -> torch.Tensor | None:
+    """Stage 2: R-Net on 24x24 crops -> the boxes that pass, regressed and squared (None when none)."""
     crops, valid = crop_and_resize(image, boxes, 24)
     if valid.numel() == 0:
-        return Detections.empty()
+        return None
     boxes = boxes[valid]
     scores, offsets = _run_batched(rnet, crops, batch_size)
-    passed = scores > thresholds[1]
+    passed = scores > threshold
     boxes, scores, offsets = boxes[passed], scores[passed], offsets[passed]
     keep = nms(boxes, scores, 0.7)
     boxes = square_boxes(regress_boxes(boxes[keep], offsets[keep]))
-    if boxes.shape[0] == 0:
-        return Detections.empty()
+    return None if boxes.shape[0] == 0 else boxes
 
-    # Stage 3: O-Net on 48x48 crops, with landmarks.
+
+def _output(onet: ONet, image: torch.Tensor, boxes: torch.Tensor, threshold: float, batch_size: int) -> Detections:
+    """Stage 3: O-Net on 48x48 crops -> final boxes, scores and landmarks, largest box first."""
     crops, valid = crop_and_resize(image, boxes, 48)
     if valid.numel() == 0:
         return Detections.empty()
     boxes = boxes[valid]
     scores, offsets, marks = _run_batched(onet, crops, batch_size)
-    passed = scores > thresholds[2]
+    passed = scores > threshold
     boxes, scores, offsets, marks = boxes[passed], scores[passed], offsets[passed], marks[passed]
     bw = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
     bh = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
@@ -328,7 +340,6 @@ def detect_faces(
     boxes = regress_boxes(boxes, offsets)
     keep = nms(boxes, scores, 0.7, mode="min")
     boxes, scores, points = boxes[keep], scores[keep], points[keep]
-
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     order = torch.argsort(area, descending=True)
     return Detections(

@@ -1,6 +1,6 @@
 """FaceRecognizer: detect, align, embed, verify and search faces with a FaceLiVT model.
 
-Embeddings follow the evaluation protocol (SPEC section 6): the embedding of a crop plus that of
+Embeddings follow the evaluation protocol: the embedding of a crop plus that of
 its horizontal flip, L2-normalised. Scores are cosine similarities in [-1, 1]; two faces are the
 same person when the score reaches ``threshold`` (calibrate it with :meth:`FaceRecognizer.calibrate`).
 
@@ -24,15 +24,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from facelivt.data.transforms import INPUT_SIZE
 from facelivt.devices import resolve_device
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.evaluation.binset import read_bin
 from facelivt.evaluation.embed import embed_images, embedding_dim
 from facelivt.inference.calibration import Calibration, calibrate_scores, check_threshold, read_pairs_list
 from facelivt.inference.detector import FaceDetector, Select, SeveralFacesError
 from facelivt.inference.gallery import Gallery, Match, check_comparable
 from facelivt.inference.images import ImageSource, load_image
-from facelivt.models import load_model
+from facelivt.models import load_model, preprocess_of
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def describe(image: ImageSource) -> str:
 
 def check_face_policy(face: str) -> str:
     if face not in FACE_POLICIES:
-        raise ValueError(f"face must be one of {', '.join(FACE_POLICIES)}, got {face!r}")
+        raise InvalidInputError(f"face must be one of {', '.join(FACE_POLICIES)}, got {face!r}")
     return face
 
 
@@ -133,11 +133,11 @@ class FaceRecognizer:
         **model_overrides,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
         if isinstance(model, nn.Module):
             if weights is not None:
-                raise ValueError("weights cannot be given together with a model instance")
+                raise InvalidInputError("weights cannot be given together with a model instance")
             self.model_name = type(model).__name__
             self.model = model.to(self.device).eval()
             self.weights_fingerprint = fingerprint_module(self.model)
@@ -148,13 +148,14 @@ class FaceRecognizer:
                     stacklevel=2,
                 )
             elif not Path(weights).is_file():
-                raise FileNotFoundError(f"model weights not found: {weights}")
+                raise InputNotFoundError(f"model weights not found: {weights}")
             self.model_name = str(model)
             self.model = load_model(model, weights, deploy=deploy, device=str(self.device), **model_overrides).eval()
             self.weights_fingerprint = (
                 fingerprint_file(weights) if weights is not None else fingerprint_module(self.model)
             )
         self.model.requires_grad_(False)
+        self.preprocess = preprocess_of(self.model)  # input side and normalisation of the crops
         self._detector = detector
         self._mtcnn_weights = mtcnn_weights
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
@@ -187,13 +188,13 @@ class FaceRecognizer:
     def align(self, image: ImageSource, select: Select = "largest") -> list[np.ndarray]:
         """112x112 aligned crops (uint8 RGB) of the largest face, or of all faces with ``select="all"``.
         Raises ``NoFaceError`` when the image holds no face."""
-        return [a.image for a in self.detector.align(image, select=select, size=INPUT_SIZE)]
+        return [a.image for a in self.detector.align(image, select=select, size=self.input_size)]
 
     def _aligned_crop(self, image: ImageSource) -> np.ndarray:
         crop = load_image(image)
-        if crop.shape[:2] != (INPUT_SIZE, INPUT_SIZE):
-            raise ValueError(
-                f"aligned input must be {INPUT_SIZE}x{INPUT_SIZE}, got {crop.shape[1]}x{crop.shape[0]} "
+        if crop.shape[:2] != (self.input_size, self.input_size):
+            raise InvalidInputError(
+                f"aligned input must be {self.input_size}x{self.input_size}, got {crop.shape[1]}x{crop.shape[0]} "
                 f"({image if isinstance(image, (str, os.PathLike)) else 'array'}); leave aligned=False to detect and align"
             )
         return crop
@@ -202,7 +203,7 @@ class FaceRecognizer:
         """The crops to embed from ``image`` under the face policy, and how many faces were found."""
         if aligned:
             return [self._aligned_crop(image)], 1
-        faces = self.detector.align(image, select="all", size=INPUT_SIZE)
+        faces = self.detector.align(image, select="all", size=self.input_size)
         if len(faces) > 1 and face == "error":
             name = faces[0].source.name if faces[0].source is not None else describe(image)
             raise SeveralFacesError(f"{name}: {len(faces)} faces found; photos with several faces are refused "
@@ -216,8 +217,8 @@ class FaceRecognizer:
         crops = np.asarray(crops)
         if crops.ndim == 3:
             crops = crops[None]
-        if crops.ndim != 4 or crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3) or crops.dtype != np.uint8:
-            raise ValueError(f"expected Nx{INPUT_SIZE}x{INPUT_SIZE}x3 uint8 crops, got {crops.dtype} {crops.shape}")
+        if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3) or crops.dtype != np.uint8:
+            raise InvalidInputError(f"expected Nx{self.input_size}x{self.input_size}x3 uint8 crops, got {crops.dtype} {crops.shape}")
         if len(crops) == 0:
             return np.zeros((0, self.embedding_size), np.float32)
         emb = embed_images(self.model, crops, batch_size=self.batch_size, device=self.device, flip=self.flip,
@@ -225,10 +226,15 @@ class FaceRecognizer:
         return torch.nn.functional.normalize(torch.from_numpy(emb), dim=1).numpy()
 
     @property
+    def input_size(self) -> int:
+        """Side of the aligned crops the model takes (``model.preprocess.input_size``, 112)."""
+        return self.preprocess.input_size
+
+    @property
     def embedding_size(self) -> int:
         """Embedding dimension D (found by running the model once)."""
         if not hasattr(self, "_dim"):
-            self._dim = embedding_dim(self.model, self.device, size=INPUT_SIZE)
+            self._dim = embedding_dim(self.model, self.device, size=self.input_size)
         return self._dim
 
     def embed(
@@ -314,7 +320,7 @@ class FaceRecognizer:
         cannot be read or hold no face. One embedding per image: ``face`` is "largest" (a photo with
         several faces is logged) or "error"; for every face use :meth:`iter_faces`."""
         if face == "all":
-            raise ValueError("iter_embed gives one embedding per image: use iter_faces for face='all'")
+            raise InvalidInputError("iter_embed gives one embedding per image: use iter_faces for face='all'")
         items = list(images)
         for r in self.iter_faces(items, aligned=aligned, face=face, progress=progress, desc=desc):
             if r.error is not None:
@@ -377,7 +383,7 @@ class FaceRecognizer:
         """
         if isinstance(pairs, (str, os.PathLike)) and Path(pairs).suffix.lower() == ".bin":
             binset = read_bin(pairs)
-            crops = np.concatenate(list(binset.iter_batches(self.batch_size, size=INPUT_SIZE)))
+            crops = np.concatenate(list(binset.iter_batches(self.batch_size, size=self.input_size)))
             emb = self.embed_aligned(crops)  # .bin sets hold aligned crops
             scores = np.sum(emb[0::2] * emb[1::2], axis=1)
             result = calibrate_scores(scores, binset.issame, target_far)
@@ -400,7 +406,7 @@ class FaceRecognizer:
                     scores.append(float(ea @ eb))
                     labels.append(bool(same))
             if not scores:
-                raise ValueError(f"no usable pair in {source}: every pair had an unreadable image or no face")
+                raise InvalidInputError(f"no usable pair in {source}: every pair had an unreadable image or no face")
             result = calibrate_scores(np.array(scores), np.array(labels), target_far)
         self.threshold = result.threshold
         self.threshold_source = f"{result.rule} on {source}"
@@ -427,12 +433,12 @@ class FaceRecognizer:
         and add them to identity ``name`` in one step; returns how many. Fails (and enrols nothing)
         when any image cannot be used. A gallery opened from a folder writes them at once."""
         if face == "all":
-            raise ValueError("enroll takes one face per photo: face='all' would put everyone in a group photo "
-                             "under one name; use 'largest' or 'error'")
+            raise InvalidInputError("enroll takes one face per photo: face='all' would put everyone in a group photo "
+                                    "under one name; use 'largest' or 'error'")
         items = _as_list(images)
         emb = self.embed(items, aligned=aligned, progress=progress, face=face)
         if len(emb) == 0:
-            raise ValueError(f"no images given to enroll {name!r}")
+            raise InvalidInputError(f"no images given to enroll {name!r}")
         sources = [str(x) if isinstance(x, (str, os.PathLike)) else None for x in items]
         self.gallery.enroll_embeddings(name, emb, sources=sources)
         return len(emb)
@@ -444,7 +450,7 @@ class FaceRecognizer:
         photo with several faces; for every face use :meth:`iter_faces` and ``gallery.search``);
         ``accepted`` marks scores at or above :attr:`threshold`."""
         if face == "all":
-            raise ValueError("identify answers for one face: use iter_faces(face='all') and gallery.search")
+            raise InvalidInputError("identify answers for one face: use iter_faces(face='all') and gallery.search")
         emb = self.embed(image, aligned=aligned, face=face)
         return [Match(m.name, m.score, m.score >= self.threshold) for m in self.gallery.search(emb[0], k)[0]]
 

@@ -17,12 +17,14 @@ import importlib.util
 import os
 from pathlib import Path
 
+from facelivt.errors import InputNotFoundError
+
 ENV_VAR = "FACELIVT_MTCNN_WEIGHTS"
 NET_NAMES = ("pnet", "rnet", "onet")
 INSTALL_HINT = "pip install --no-deps facenet-pytorch==2.6.0"
 
 
-class MTCNNWeightsNotFoundError(FileNotFoundError):
+class MTCNNWeightsNotFoundError(InputNotFoundError):
     """No folder with ``pnet.pt``, ``rnet.pt`` and ``onet.pt`` could be found."""
 
 

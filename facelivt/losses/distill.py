@@ -1,10 +1,12 @@
-"""Embedding distillation from a frozen teacher (SPEC section 4):
+"""Embedding distillation from a frozen teacher (FaceLiVT paper, ICIP 2025):
 ``L = L_cls + alpha * L_dis`` with alpha 0.5."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from facelivt.errors import InvalidInputError
 
 DISTILL_KINDS = ("mse", "l1", "cosine")
 
@@ -27,20 +29,20 @@ class DistillationLoss(nn.Module):
         super().__init__()
         kind = str(kind).lower()
         if kind not in DISTILL_KINDS:
-            raise ValueError(f"unknown distillation loss {kind!r}: choose one of {', '.join(DISTILL_KINDS)}")
+            raise InvalidInputError(f"unknown distillation loss {kind!r}: choose one of {', '.join(DISTILL_KINDS)}")
         if alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
+            raise InvalidInputError(f"alpha must be >= 0, got {alpha}")
         self.kind = kind
         self.alpha = float(alpha)
         self.normalize = bool(normalize)
 
     def forward(self, student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
         if student_emb.shape != teacher_emb.shape:
-            raise ValueError(
+            raise InvalidInputError(
                 f"student and teacher embeddings differ in shape: {tuple(student_emb.shape)} vs {tuple(teacher_emb.shape)}"
             )
         if student_emb.ndim != 2:
-            raise ValueError(f"expected [batch, dim] embeddings, got shape {tuple(student_emb.shape)}")
+            raise InvalidInputError(f"expected [batch, dim] embeddings, got shape {tuple(student_emb.shape)}")
         s = student_emb.float()
         t = teacher_emb.detach().float()
         if self.kind == "cosine":

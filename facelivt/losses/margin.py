@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from facelivt.errors import InvalidInputError
+
 _ARCCOS_EPS = 1e-7
 
 
@@ -26,9 +28,9 @@ class CombinedMarginLoss(nn.Module):
     def __init__(self, s: float = 64.0, m1: float = 1.0, m2: float = 0.0, m3: float = 0.4) -> None:
         super().__init__()
         if s <= 0:
-            raise ValueError(f"scale s must be positive, got {s}")
+            raise InvalidInputError(f"scale s must be positive, got {s}")
         if m1 <= 0:
-            raise ValueError(f"m1 must be positive, got {m1}")
+            raise InvalidInputError(f"m1 must be positive, got {m1}")
         self.s, self.m1, self.m2, self.m3 = float(s), float(m1), float(m2), float(m3)
 
     def target_logit(self, cos: torch.Tensor) -> torch.Tensor:
@@ -46,12 +48,12 @@ class CombinedMarginLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if logits.ndim != 2:
-            raise ValueError(f"expected [batch, classes] cosine logits, got shape {tuple(logits.shape)}")
+            raise InvalidInputError(f"expected [batch, classes] cosine logits, got shape {tuple(logits.shape)}")
         labels = labels.reshape(-1)
         if labels.numel() != logits.shape[0]:
-            raise ValueError(f"{labels.numel()} labels for {logits.shape[0]} rows of logits")
+            raise InvalidInputError(f"{labels.numel()} labels for {logits.shape[0]} rows of logits")
         if labels.numel() and (int(labels.max()) >= logits.shape[1] or int(labels.min()) < -1):
-            raise ValueError(
+            raise InvalidInputError(
                 f"labels must be in [0, {logits.shape[1]}) or -1 (ignore); got range "
                 f"[{int(labels.min())}, {int(labels.max())}]"
             )
@@ -74,15 +76,15 @@ MARGINS = tuple(_PRESETS)  # the margin heads loss.margin may name
 
 
 def margin_loss(name: str = "cosface", **overrides: float) -> CombinedMarginLoss:
-    """``"cosface"`` (s=64, m3=0.4; the default of SPEC section 4), ``"arcface"``
+    """``"cosface"`` (s=64, m3=0.4; the FaceLiVT paper's loss), ``"arcface"``
     (m2=0.5) or ``"combined"`` (m1, m2, m3 = 1.0, 0.3, 0.2 unless given).
     ``overrides`` may set any of s, m1, m2, m3."""
     key = str(name).lower()
     if key not in _PRESETS:
-        raise ValueError(f"unknown margin loss {name!r}: choose one of {', '.join(_PRESETS)}")
+        raise InvalidInputError(f"unknown margin loss {name!r}: choose one of {', '.join(_PRESETS)}")
     unknown = set(overrides) - {"s", "m1", "m2", "m3"}
     if unknown:
-        raise ValueError(f"unknown margin parameters {sorted(unknown)}: use s, m1, m2, m3")
+        raise InvalidInputError(f"unknown margin parameters {sorted(unknown)}: use s, m1, m2, m3")
     params = dict(_PRESETS[key])
     params.update({k: float(v) for k, v in overrides.items()})
     return CombinedMarginLoss(**params)

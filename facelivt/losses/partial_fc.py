@@ -25,6 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from facelivt.errors import InvalidInputError
 from .margin import margin_loss
 
 _INIT_CHUNK = 65536
@@ -157,7 +158,7 @@ class PartialFC(nn.Module):
     ) -> None:
         super().__init__()
         if embedding_size < 1:
-            raise ValueError(f"embedding_size must be >= 1, got {embedding_size}")
+            raise InvalidInputError(f"embedding_size must be >= 1, got {embedding_size}")
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
         if not callable(margin_loss):
@@ -165,7 +166,7 @@ class PartialFC(nn.Module):
         self.process_group = process_group
         self.rank, self.world_size = _group_info(process_group)
         if num_classes < self.world_size:
-            raise ValueError(f"num_classes ({num_classes}) must be >= the number of ranks ({self.world_size})")
+            raise InvalidInputError(f"num_classes ({num_classes}) must be >= the number of ranks ({self.world_size})")
         self.embedding_size = int(embedding_size)
         self.num_classes = int(num_classes)
         self.class_start, self.num_local = shard_range(self.num_classes, self.world_size, self.rank)
@@ -237,7 +238,7 @@ class PartialFC(nn.Module):
 
     def forward(self, local_embeddings: torch.Tensor, local_labels: torch.Tensor) -> torch.Tensor:
         if local_embeddings.ndim != 2 or local_embeddings.shape[1] != self.embedding_size:
-            raise ValueError(
+            raise InvalidInputError(
                 f"expected embeddings of shape [batch, {self.embedding_size}], got {tuple(local_embeddings.shape)}"
             )
         labels = local_labels.reshape(-1).to(device=local_embeddings.device, dtype=torch.long)
@@ -248,7 +249,7 @@ class PartialFC(nn.Module):
         embeddings, labels = self._gather(local_embeddings, labels)
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= self.num_classes:
-            raise ValueError(f"labels must be in [0, {self.num_classes}), got range [{lo}, {hi}]")
+            raise InvalidInputError(f"labels must be in [0, {self.num_classes}), got range [{lo}, {hi}]")
 
         local = labels - self.class_start
         is_local = (local >= 0) & (local < self.num_local)
@@ -285,7 +286,7 @@ class PartialFC(nn.Module):
     def load_full_weight(self, full: torch.Tensor) -> None:
         """Take this rank's rows from a whole ``[num_classes, D]`` matrix (any world size wrote it)."""
         if tuple(full.shape) != (self.num_classes, self.embedding_size):
-            raise ValueError(
+            raise InvalidInputError(
                 f"expected a centre matrix of shape ({self.num_classes}, {self.embedding_size}), got {tuple(full.shape)}"
             )
         self.weight.copy_(full[self.class_start : self.class_start + self.num_local])

@@ -1,16 +1,20 @@
 """FaceLiVT model library: layers, network, registry, reparameterization, released-checkpoint layout."""
 from facelivt.models.config import VARIANTS, FaceLiVTConfig
 from facelivt.models.facelivt import FaceLiVT
+from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess, preprocess_of
 from facelivt.models.registry import create_model, list_models, register_model
 from facelivt.models.reparam import count_batchnorm, reparameterize_model
 
 __all__ = [
     "FaceLiVT",
     "FaceLiVTConfig",
+    "DEFAULT_PREPROCESS",
+    "Preprocess",
     "VARIANTS",
     "count_batchnorm",
     "create_model",
     "list_models",
+    "preprocess_of",
     "register_model",
     "reparameterize_model",
 ]
@@ -20,3 +24,6 @@ from facelivt.models.weights import load_model, read_checkpoint, save_weights  #
 
 __all__ += ["CheckpointMismatchError", "convert_released_state_dict", "load_model", "read_checkpoint", "save_weights"]
 from facelivt.models import peers  # noqa: E402,F401  (registers peer models)
+from facelivt.models.export_form import export_form_model  # noqa: E402
+
+__all__ += ["export_form_model"]

@@ -1,7 +1,9 @@
-"""Model variants as data (SPEC section 1)."""
+"""Model variants as data (the FaceLiVT variants of the paper, ICIP 2025)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+
+from facelivt.errors import InvalidInputError
 
 HEADS = ("gap", "gdc")  # embedding heads: global average pooling (paper) or global depthwise conv
 
@@ -17,14 +19,14 @@ class FaceLiVTConfig:
     mlp_ratio: int = 3
     down_ratio: int = 2
     input_size: int = 112
-    # Deploy-form counts at 112x112 published in SPEC section 1 (params M, MACs M), for checks.
+    # Deploy-form counts at 112x112 published in the FaceLiVT paper (params M, MACs M), for checks.
     reference_counts: tuple[float, float] | None = field(default=None, compare=False)
 
     def with_overrides(self, **overrides) -> "FaceLiVTConfig":
         valid = {f for f in self.__dataclass_fields__ if f != "reference_counts"}
         unknown = sorted(set(overrides) - valid)
         if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; valid options: {sorted(valid)}")
+            raise InvalidInputError(f"unknown model option(s) {unknown}; valid options: {sorted(valid)}")
         if overrides:
             # Published counts describe the default configuration only.
             changed = {k: v for k, v in overrides.items() if getattr(self, k) != v}
@@ -36,17 +38,17 @@ class FaceLiVTConfig:
 
     def validate(self) -> None:
         if self.mixer not in ("mhla", "mhsa"):
-            raise ValueError(f"mixer must be 'mhla' or 'mhsa', got {self.mixer!r}")
+            raise InvalidInputError(f"mixer must be 'mhla' or 'mhsa', got {self.mixer!r}")
         if self.head not in HEADS:
-            raise ValueError(f"head must be 'gap' or 'gdc', got {self.head!r}")
+            raise InvalidInputError(f"head must be 'gap' or 'gdc', got {self.head!r}")
         if len(self.dims) != 4 or len(self.depths) != 4:
-            raise ValueError("dims and depths need 4 entries each")
+            raise InvalidInputError("dims and depths need 4 entries each")
         if self.embedding_size < 1:
-            raise ValueError("embedding_size must be positive")
+            raise InvalidInputError("embedding_size must be positive")
         if self.mixer == "mhla":
             for c in self.dims[2:]:
                 if c % self.num_heads:
-                    raise ValueError(f"num_heads={self.num_heads} must divide the stage-3/4 widths {self.dims[2:]}")
+                    raise InvalidInputError(f"num_heads={self.num_heads} must divide the stage-3/4 widths {self.dims[2:]}")
 
 
 S_DIMS = (40, 80, 160, 320)

@@ -1,9 +1,11 @@
-"""The FaceLiVT network (SPEC section 1)."""
+"""The FaceLiVT network (FaceLiVT, ICIP 2025): a conv stem, two stages of RepConv/DWMix blocks,
+two stages of MHLA (or MHSA) blocks, and a GDC or GAP embedding head."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from facelivt.errors import InvalidInputError
 from facelivt.models.config import FaceLiVTConfig
 from facelivt.models.layers import FFN, GAPHead, GDCHead, MHLA, MHSA, ConvBN, RepConv, Residual, dwmix, spatial_size
 
@@ -91,7 +93,7 @@ class FaceLiVT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"FaceLiVT expects a Bx3xHxW batch, got shape {tuple(x.shape)}")
+            raise InvalidInputError(f"FaceLiVT expects a Bx3xHxW batch, got shape {tuple(x.shape)}")
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.forward_features(x))

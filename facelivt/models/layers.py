@@ -1,17 +1,22 @@
-"""Building blocks of FaceLiVT (SPEC section 1) in train form.
+"""Building blocks of FaceLiVT (FaceLiVT, ICIP 2025) in train form.
 
 Every reparameterizable block owns its fusion: ``reparameterize(residual, fuse_bn)`` returns the
-module that replaces it in the deploy form (SPEC section 2). The walker in
-:mod:`facelivt.models.reparam` calls these methods.
+module that replaces it in the deploy form (no BatchNorm, one conv per RepConv). The walker in
+:mod:`facelivt.models.reparam` calls these methods. A block whose eager forward reads tensor shapes
+at run time also owns its export form: ``export_form((H, W))`` returns an equivalent module for a
+fixed map size without shape arithmetic (``ExportMHLA``, ``ExportMHSA``), applied by
+:func:`facelivt.models.export_form.export_form_model`.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facelivt.errors import InvalidInputError
 from facelivt.models.reparam import reparameterize_module
 
 
@@ -20,7 +25,8 @@ def trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
 
 
 def fuse_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | nn.BatchNorm1d):
-    """Fold an eval-mode BatchNorm that follows a conv/linear into (weight, bias) (SPEC Eq. 4)."""
+    """Fold an eval-mode BatchNorm that follows a conv/linear into (weight, bias):
+    ``w' = w * gamma / sqrt(var + eps)``, ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``."""
     std = (bn.running_var + bn.eps).sqrt()
     scale = bn.weight / std
     shape = [-1] + [1] * (weight.dim() - 1)
@@ -98,7 +104,7 @@ class RepConv(nn.Module):
     """``BN(Conv_kxk(x) + Conv_1x1(x))``, both convs with bias, same stride and groups.
 
     The two branches are kept as separate parameters (the released layout), but the forward pass
-    runs them as one kxk convolution with the summed kernel (SPEC Eq. 5): convolution is linear in
+    runs them as one kxk convolution with the summed kernel (the 1x1 kernel zero-padded to kxk): convolution is linear in
     its kernel, so this is the same function with the same gradients for both branches (the 1x1
     branch receives the centre tap of the merged kernel's gradient), at the cost of one conv
     instead of two. On the 2-core reference CPU this cut a FaceLiVT-S training step by about 10 %
@@ -128,7 +134,7 @@ class RepConv(nn.Module):
         return positions * (k * per_tap + c.out_channels) + positions * (per_tap + c.out_channels)
 
     def merged_branches(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Kernel and bias of the single kxk conv equal to the sum of both branches (SPEC Eq. 5)."""
+        """Kernel and bias of the single kxk conv equal to the sum of both branches (the 1x1 kernel zero-padded to kxk)."""
         k = self.conv_kxk.kernel_size[0]
         pad = k // 2
         w = self.conv_kxk.weight + F.pad(self.conv_1x1.weight, [pad, pad, pad, pad])
@@ -198,8 +204,23 @@ class FFN(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+def token_mlp_macs(x: torch.Tensor, hidden: int) -> int:
+    """MACs of MHLA's token MLPs on an NCHW ``x``: per-row linears ``N -> hidden -> N``, the bias
+    counted for every row and GELU as ``2 * numel`` (see :mod:`facelivt.deploy.counting`)."""
+    b, c, h, w = x.shape
+    n, rows = h * w, b * c
+    return rows * (n * hidden + hidden) + 2 * rows * hidden + rows * (hidden * n + n)
+
+
+def attention_macs(x: torch.Tensor, heads: int, key_dim: int, value_dim: int) -> int:
+    """MACs of MHSA's two attention matmuls on an NCHW ``x`` (the projections count as convs)."""
+    b, c, h, w = x.shape
+    n = h * w
+    return b * heads * n * n * (key_dim + value_dim)
+
+
 class MHLA(nn.Module):
-    """Multi-Head Linear Attention (SPEC section 1).
+    """Multi-Head Linear Attention (FaceLiVT, ICIP 2025).
 
     GroupNorm(1, C), then each of ``num_heads`` contiguous channel groups mixes its tokens with its own
     MLP ``Linear(N -> 4N) -> GELU -> Linear(4N -> N)``. All heads run in one batched matmul. Output
@@ -209,7 +230,7 @@ class MHLA(nn.Module):
     def __init__(self, channels: int, num_tokens: int, num_heads: int = 16, expansion: int = 4):
         super().__init__()
         if channels % num_heads:
-            raise ValueError(f"MHLA: channels ({channels}) must be divisible by num_heads ({num_heads})")
+            raise InvalidInputError(f"MHLA: channels ({channels}) must be divisible by num_heads ({num_heads})")
         self.channels = channels
         self.num_heads = num_heads
         self.num_tokens = num_tokens
@@ -227,7 +248,7 @@ class MHLA(nn.Module):
         b, c, h, w = x.shape
         n = h * w
         if n != self.num_tokens:
-            raise ValueError(f"MHLA was built for {self.num_tokens} tokens but got a {h}x{w} map; build the model with the matching input_size")
+            raise InvalidInputError(f"MHLA was built for {self.num_tokens} tokens but got a {h}x{w} map; build the model with the matching input_size")
         heads, per_head = self.num_heads, c // self.num_heads
         x = self.norm(x)
         channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
@@ -248,14 +269,15 @@ class MHLA(nn.Module):
 
     def macs(self, x: torch.Tensor, out: torch.Tensor) -> int:
         """MACs of the token MLPs (the GroupNorm child is counted on its own), see facelivt.deploy.counting."""
-        b, c, h, w = x.shape
-        n, hidden = h * w, self.w1.shape[1]
-        rows = b * c
-        return rows * (n * hidden + hidden) + 2 * rows * hidden + rows * (hidden * n + n)
+        return token_mlp_macs(x, self.w1.shape[1])
+
+    def export_form(self, hw: tuple[int, int]) -> nn.Module:
+        """The ONNX-friendly form of this block for an ``hw`` map (:class:`ExportMHLA`)."""
+        return ExportMHLA(self, hw)
 
 
 class MHSA(nn.Module):
-    """Multi-head self-attention over the HxW tokens (SPEC section 1): 6 heads, q/k dim 32, v dim C/2."""
+    """Multi-head self-attention over the HxW tokens (the FaceLiVT *-MHSA variants): 6 heads, q/k dim 32, v dim C/2."""
 
     def __init__(self, channels: int, num_heads: int = 6, key_dim: int = 32, value_ratio: float = 0.5):
         super().__init__()
@@ -279,9 +301,86 @@ class MHSA(nn.Module):
 
     def macs(self, x: torch.Tensor, out: torch.Tensor) -> int:
         """MACs of the two attention matmuls (the projections are counted as convs)."""
-        b, c, h, w = x.shape
-        n = h * w
-        return b * self.num_heads * n * n * (self.key_dim + self.value_dim)
+        return attention_macs(x, self.num_heads, self.key_dim, self.value_dim)
+
+    def export_form(self, hw: tuple[int, int]) -> nn.Module:
+        """The ONNX-friendly form of this block for an ``hw`` map (:class:`ExportMHSA`)."""
+        return ExportMHSA(self, hw)
+
+
+class ExportMHLA(nn.Module):
+    """MHLA for a fixed ``(H, W)`` map, formulated for ONNX; the same function (float32 round-off).
+
+    The one-group GroupNorm is a LayerNormalization over (C, H, W) with the affine expanded to that
+    shape; the heads go to the front, ``(He, B*C/He, N)``, so each head's token MLP is one MatMul
+    whose rows are every channel of that head in the whole batch (He GEMMs of B*C/He rows instead of
+    B*He GEMMs of C/He rows); the interleaved output layout is one Transpose. Every Reshape has a
+    constant shape with the batch as -1, so a dynamic-batch graph has no Shape/Gather/Concat chains.
+    """
+
+    def __init__(self, m: MHLA, hw: tuple[int, int]):
+        super().__init__()
+        h, w = hw
+        if h * w != m.num_tokens:
+            raise ValueError(f"ExportMHLA: map {h}x{w} does not have the block's {m.num_tokens} tokens")
+        self.heads, self.channels, self.tokens = m.num_heads, m.channels, m.num_tokens
+        self.head_dim = m.channels // m.num_heads
+        self.hw = (h, w)
+        self.eps = m.norm.eps
+        c = m.channels
+        with torch.no_grad():
+            self.register_buffer("norm_weight", m.norm.weight.detach()[:, None, None].expand(c, h, w).clone())
+            self.register_buffer("norm_bias", m.norm.bias.detach()[:, None, None].expand(c, h, w).clone())
+            self.register_buffer("w1", m.w1.detach().transpose(1, 2).contiguous())  # (He, N, 4N)
+            self.register_buffer("b1", m.b1.detach()[:, None, :].clone())  # (He, 1, 4N)
+            self.register_buffer("w2", m.w2.detach().transpose(1, 2).contiguous())  # (He, 4N, N)
+            self.register_buffer("b2", m.b2.detach()[:, None, :].clone())  # (He, 1, N)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        he, c, n, d = self.heads, self.channels, self.tokens, self.head_dim
+        x = F.layer_norm(x, (c, *self.hw), self.norm_weight, self.norm_bias, self.eps)
+        t = x.reshape(-1, he, d, n).transpose(0, 1).reshape(he, -1, n)  # (He, B*d, N)
+        t = F.gelu(torch.matmul(t, self.w1) + self.b1)
+        t = torch.matmul(t, self.w2) + self.b2  # (He, B*d, N)
+        t = t.reshape(he, -1, d, n).permute(1, 2, 0, 3)  # (B, d, He, N): channel j*He + h
+        return t.reshape(-1, c, *self.hw)
+
+    def macs(self, x: torch.Tensor, out: torch.Tensor) -> int:
+        """Same count as :class:`MHLA` (token MLPs) plus its GroupNorm, which is functional here."""
+        return token_mlp_macs(x, self.w1.shape[-1]) + 2 * x.numel()
+
+
+class ExportMHSA(nn.Module):
+    """MHSA for a fixed ``(H, W)`` map with constant reshapes; the softmax scale lives in the q weights."""
+
+    def __init__(self, m: MHSA, hw: tuple[int, int]):
+        super().__init__()
+        self.heads, self.key_dim, self.value_dim = m.num_heads, m.key_dim, m.value_dim
+        self.hw = hw
+        self.qkv = copy.deepcopy(m.qkv)
+        self.proj = copy.deepcopy(m.proj)
+        self.scale = m.scale
+        # With a plain (fused) qkv conv the softmax scale goes into the q rows of its weights.
+        self.scale_folded = isinstance(self.qkv, nn.Conv2d) and self.qkv.bias is not None
+        if self.scale_folded:
+            per_head = 2 * m.key_dim + m.value_dim
+            with torch.no_grad():
+                self.qkv.weight.view(m.num_heads, per_head, -1)[:, : m.key_dim] *= m.scale
+                self.qkv.bias.view(m.num_heads, per_head)[:, : m.key_dim] *= m.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.hw[0] * self.hw[1]
+        qkv = self.qkv(x).reshape(-1, self.heads, 2 * self.key_dim + self.value_dim, n)
+        q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim], dim=2)
+        attn = torch.matmul(q.transpose(-2, -1), k)  # (B, heads, N, N)
+        if not self.scale_folded:
+            attn = attn * self.scale
+        attn = attn.softmax(dim=-1)
+        out = torch.matmul(v, attn.transpose(-2, -1))  # (B, heads, dv, N)
+        return self.proj(out.reshape(-1, self.heads * self.value_dim, *self.hw))
+
+    def macs(self, x: torch.Tensor, out: torch.Tensor) -> int:
+        return attention_macs(x, self.heads, self.key_dim, self.value_dim)
 
 
 class GAPHead(nn.Module):

@@ -5,16 +5,22 @@ from typing import Callable
 
 from torch import nn
 
+from facelivt.errors import InvalidInputError
 from facelivt.models.config import VARIANTS, FaceLiVTConfig
 from facelivt.models.facelivt import FaceLiVT
+from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_PREPROCESS: dict[str, Preprocess] = {}
 
 
-def register_model(name: str, builder: Callable[..., nn.Module]) -> None:
+def register_model(name: str, builder: Callable[..., nn.Module], preprocess: Preprocess = DEFAULT_PREPROCESS) -> None:
+    """Add ``name`` to the registry; ``preprocess`` is what its models expect of their input (the
+    input side is taken from the built model's ``cfg.input_size`` or ``input_size`` override)."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
     _REGISTRY[name] = builder
+    _PREPROCESS[name] = preprocess
 
 
 def _facelivt_builder(cfg: FaceLiVTConfig) -> Callable[..., nn.Module]:
@@ -35,12 +41,15 @@ def list_models() -> list[str]:
 
 def create_model(name: str, **overrides) -> nn.Module:
     """Build a model in train form. FaceLiVT variants accept ``num_heads``, ``embedding_size``, ``head``
-    ("gap" or "gdc") and ``input_size`` overrides."""
+    ("gap" or "gdc") and ``input_size`` overrides. The model carries its input preprocessing as
+    ``model.preprocess`` (:class:`facelivt.models.preprocess.Preprocess`)."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
+        raise InvalidInputError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
     model = _REGISTRY[name](**overrides)
     model.model_name = name
     model.model_overrides = dict(overrides)
+    size = getattr(getattr(model, "cfg", None), "input_size", None) or overrides.get("input_size")
+    model.preprocess = _PREPROCESS[name] if size is None else _PREPROCESS[name].at_size(int(size))
     return model
 
 

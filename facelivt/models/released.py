@@ -1,4 +1,4 @@
-"""The authors' released checkpoint layout (SPEC section 3) mapped onto this project's modules."""
+"""The authors' released checkpoint layout (the authors' ``backbones/facelivt.py``) mapped onto this project's modules."""
 from __future__ import annotations
 
 import re
@@ -82,7 +82,7 @@ def is_released_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
 
 
 def convert_released_state_dict(state_dict: Mapping[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
-    """Map the authors' train-form layout (SPEC section 3) onto ``create_model(name)``'s state_dict.
+    """Map the authors' train-form layout onto ``create_model(name)``'s state_dict.
 
     The per-head ``linear{1,2}.{h}`` MHLA layers are stacked into the batched ``w1/b1/w2/b2``. Raises
     :class:`CheckpointMismatchError` naming missing, unexpected or mis-shaped keys, and a wrong variant.

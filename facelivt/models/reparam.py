@@ -21,7 +21,7 @@ def reparameterize_module(module: nn.Module, residual: bool = True, fuse_bn: boo
 
 
 def reparameterize_model(model: nn.Module, residual: bool = True, fuse_bn: bool = True, channels_last: bool = True) -> nn.Module:
-    """A new model in deploy form (SPEC section 2); ``model`` is left untouched.
+    """A new model in deploy form (structural reparameterization, FaceLiVT paper); ``model`` is left untouched.
 
     ``residual=True`` folds the DWMix identity into the depthwise kernel (needs ``fuse_bn``);
     ``fuse_bn=True`` folds every BatchNorm into the conv/linear next to it. ``residual=False`` and

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from facelivt.devices import resolve_device
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import write_bytes
 from facelivt.models.checkpoint_io import SAFETENSORS, safe_torch_load, sniff_format
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
@@ -60,7 +61,7 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
             meta = f.metadata() or {}
         return load_file(str(path)), meta
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"cannot read safetensors file {path}: {exc} (corrupt or truncated?)") from exc
+        raise InvalidInputError(f"cannot read safetensors file {path}: {exc} (corrupt or truncated?)") from exc
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -71,7 +72,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     ``.safetensors`` as a torch checkpoint; a file that is neither gets a message saying so."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise InputNotFoundError(f"weights file not found: {path}")
     if sniff_format(path) == SAFETENSORS:
         return read_safetensors(path)
     obj = safe_torch_load(path, what="checkpoint")
@@ -128,7 +129,7 @@ def load_model(
             model = reparameterize_model(model, **opts)
             load_state_dict_strict(model, state_dict, str(weights))
             if not deploy:
-                raise ValueError(f"{weights} holds deploy-form weights; they cannot be turned back into the train form")
+                raise InvalidInputError(f"{weights} holds deploy-form weights; they cannot be turned back into the train form")
             return model.to(device)
         if meta.get("released_variant") or is_released_layout(state_dict):
             if meta.get("released_variant"):

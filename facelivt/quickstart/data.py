@@ -18,6 +18,7 @@ from facelivt.data import FaceArray, SyntheticIdentities, scan_image_folder, spl
 from facelivt.data.folder import load_image
 from facelivt.data.imaging import DecodeError
 from facelivt.data.transforms import INPUT_SIZE
+from facelivt.errors import InvalidInputError
 from facelivt.inference import FaceDetector
 from facelivt.inference.folders import align_folder, output_path
 from facelivt.training import HeldoutPairs
@@ -64,7 +65,7 @@ def needs_alignment(files: list[str], probe: int = 32) -> bool:
         if sizes[-1] != (INPUT_SIZE, INPUT_SIZE) or len(sizes) >= probe:
             break
     if not sizes:
-        raise ValueError("none of the probed images could be read")
+        raise InvalidInputError("none of the probed images could be read")
     return sizes[-1] != (INPUT_SIZE, INPUT_SIZE)
 
 
@@ -109,7 +110,7 @@ def _load(chosen: list[tuple[str, int]], classes: list[str], info: FolderInfo, p
             info.unreadable += 1
             info.skipped = (info.skipped + [str(exc)])[:10]
     if not images:
-        raise ValueError(f"{info.root}: no usable face image among {len(chosen)} files")
+        raise InvalidInputError(f"{info.root}: no usable face image among {len(chosen)} files")
     used = sorted(set(labels))
     remap = {old: new for new, old in enumerate(used)}
     return FaceArray(np.stack(images), np.array([remap[i] for i in labels], dtype=np.int64), [classes[i] for i in used], info.root)
@@ -124,16 +125,16 @@ def folder_faces(root: PathLike, *, max_images: int = 4000, max_align_images: in
     for the next run. Faceless or unreadable images are skipped and counted."""
     start, root = time.perf_counter(), Path(root)
     if max_images < 4 or (max_align_images is not None and max_align_images < 4):
-        raise ValueError(f"max_images and max_align_images must be at least 4, got {max_images}, {max_align_images}")
+        raise InvalidInputError(f"max_images and max_align_images must be at least 4, got {max_images}, {max_align_images}")
     classes, samples = scan_image_folder(root)
     info = FolderInfo(str(root), len(classes), len(samples))
     align = needs_alignment([p for p, _ in samples])
     info.max_images = min(max_images, max_align_images) if align and max_align_images else max_images
     chosen = select_identities(classes, samples, info.max_images, seed)
     if not chosen:
-        raise ValueError(f"{root}: no identity has at least 2 images; verification needs matched pairs")
+        raise InvalidInputError(f"{root}: no identity has at least 2 images; verification needs matched pairs")
     if align and align_dir is None:
-        raise ValueError(f"{root} holds images that are not 112x112 crops: an align_dir is needed to keep the crops")
+        raise InvalidInputError(f"{root} holds images that are not 112x112 crops: an align_dir is needed to keep the crops")
     if align:
         chosen = _align(chosen, root, Path(align_dir), mtcnn_weights, info, progress)
     faces = _load(chosen, classes, info, progress)
@@ -154,17 +155,17 @@ def split_faces(faces: FaceArray, held_out_fraction: float, seed: int = 0) -> tu
     """(training identities, held-out identities): the trainer's split (:func:`facelivt.data.split_identities`)."""
     train_idx, held_idx = split_identities(faces.labels, held_out_fraction, seed)
     if held_idx.size == 0:
-        raise ValueError("the held-out split is empty: use a held-out fraction > 0 and at least 2 identities")
+        raise InvalidInputError("the held-out split is empty: use a held-out fraction > 0 and at least 2 identities")
     train, held = faces.subset(train_idx), faces.subset(held_idx)
     if train.num_identities < 2:
-        raise ValueError(f"only {train.num_identities} training identity left: use more identities")
+        raise InvalidInputError(f"only {train.num_identities} training identity left: use more identities")
     return train, held
 
 
 def limit_per_identity(faces: FaceArray, per_identity: int) -> FaceArray:
     """The first ``per_identity`` images of every identity (all of them when it has fewer)."""
     if per_identity < 2:
-        raise ValueError(f"per_identity must be >= 2 (matched pairs), got {per_identity}")
+        raise InvalidInputError(f"per_identity must be >= 2 (matched pairs), got {per_identity}")
     rank = np.zeros(len(faces), dtype=np.int64)
     for label in np.unique(faces.labels):
         where = np.flatnonzero(faces.labels == label)
@@ -178,7 +179,7 @@ def feasible_pairs(held: FaceArray, wanted: int) -> int:
     n = min(wanted, 2 * int(sum(c * (c - 1) // 2 for c in counts)))
     n -= n % 20
     if n < 20:
-        raise ValueError(f"the held-out identities ({held.num_identities}, {len(held)} images) allow too few "
+        raise InvalidInputError(f"the held-out identities ({held.num_identities}, {len(held)} images) allow too few "
                          "verification pairs; use more images per identity")
     return n
 
@@ -187,5 +188,5 @@ def make_pairs(held: FaceArray, num_pairs: int, seed: int = 0) -> HeldoutPairs:
     """Balanced random pairs among the held-out identities (:class:`facelivt.training.HeldoutPairs`,
     shuffled so that every contiguous fold of the 10-fold protocol holds both kinds)."""
     if num_pairs < 20 or num_pairs % 2:
-        raise ValueError(f"num_pairs must be an even number >= 20 (10 folds), got {num_pairs}")
+        raise InvalidInputError(f"num_pairs must be an even number >= 20 (10 folds), got {num_pairs}")
     return HeldoutPairs(held, np.arange(len(held)), held.labels, num_pairs, seed)

@@ -19,6 +19,7 @@ from facelivt.data import FaceArray
 from facelivt.deploy.benchmark import environment
 from facelivt.deploy.onnx_export import export_onnx
 from facelivt.deploy.optimize import optimize_for_inference
+from facelivt.errors import InvalidInputError
 from facelivt.files import write_json
 from facelivt.models import create_model, reparameterize_model
 from facelivt.training import HeldoutPairs
@@ -133,7 +134,7 @@ def step_data(run: Run) -> None:
     with run.clock.step("data", cfg.data.root if cfg.data.type == "folder" else "synthetic identities"):
         run.faces, folder = load_faces(run.config, plan.num_identities, plan.max_images, plan.max_align_images, run.out)
         if run.faces.num_identities < 4:
-            raise ValueError(f"{run.faces.source}: {run.faces.num_identities} usable identities; the quickstart needs at "
+            raise InvalidInputError(f"{run.faces.source}: {run.faces.num_identities} usable identities; the quickstart needs at "
                              "least 4 (2 to train on, 2 held out for verification)")
         plan.held_out_fraction = max(plan.held_out_fraction, 2.0 / run.faces.num_identities)  # mismatched pairs need 2
         train, run.held = split_faces(run.faces, plan.held_out_fraction, cfg.data.split_seed)

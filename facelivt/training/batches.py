@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from facelivt.data.sampler import DistributedResumableSampler
+from facelivt.errors import InvalidInputError
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -45,9 +46,9 @@ def dataset_labels(dataset: Dataset) -> np.ndarray:
         if labels is not None:
             labels = np.asarray(labels).reshape(-1)
             if labels.shape[0] != len(dataset):
-                raise ValueError(f"dataset.{attr} has {labels.shape[0]} entries for {len(dataset)} items")
+                raise InvalidInputError(f"dataset.{attr} has {labels.shape[0]} entries for {len(dataset)} items")
             return labels.astype(np.int64)
-    raise ValueError(
+    raise InvalidInputError(
         f"{type(dataset).__name__} has no 'labels' (or 'targets') array: training needs every item's identity "
         "up front (Partial FC size, identity split)"
     )
@@ -67,7 +68,7 @@ class TrainView(Dataset):
         all_labels = dataset_labels(base) if labels is None else np.asarray(labels, dtype=np.int64)
         own = all_labels[self.indices]
         if own.size and own.min() < 0:
-            raise ValueError("training indices include samples without a label (unreadable records)")
+            raise InvalidInputError("training indices include samples without a label (unreadable records)")
         classes = np.unique(own)
         self.classes = classes  # original label of each new class
         self.num_classes = int(classes.size)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from facelivt.errors import FaceLiVTError
+from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError
 from facelivt.files import atomic_open, fsync_dir, write_text
 from facelivt.models.checkpoint_io import safe_torch_load
 
@@ -82,10 +82,10 @@ def load_checkpoint_file(path: str | os.PathLike, mmap: bool = False) -> dict[st
     ``mmap``: map the file instead of reading it (tensors are paged in when used)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
+        raise InputNotFoundError(f"checkpoint file not found: {path}")
     obj = safe_torch_load(path, what="checkpoint", mmap=mmap)  # refuses code clearly; corrupt -> CheckpointReadError
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a facelivt training checkpoint")
+        raise InvalidInputError(f"{path} is not a facelivt training checkpoint")
     return obj
 
 
@@ -178,9 +178,9 @@ class CheckpointManager:
         try:
             info = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"checkpoint pointer {path} is unreadable: {exc}") from None
+            raise InvalidInputError(f"checkpoint pointer {path} is unreadable: {exc}") from None
         if not isinstance(info, dict) or "dir" not in info or "step" not in info:
-            raise ValueError(f"checkpoint pointer {path} is malformed: {info!r}")
+            raise InvalidInputError(f"checkpoint pointer {path} is malformed: {info!r}")
         return info
 
     def _together(self, error: Exception | None, what: str) -> None:
@@ -222,7 +222,7 @@ class CheckpointManager:
             return
         folder = self.root / self.dir_name(step)
         if not folder.is_dir():
-            raise FileNotFoundError(f"cannot mark step {step} best: {folder} was not saved")
+            raise InputNotFoundError(f"cannot mark step {step} best: {folder} was not saved")
         info = {"step": int(step), "dir": folder.name, "world_size": self.world_size, "metric": metric, "value": float(value)}
         write_text(self._pointer("best"), json.dumps(info, indent=1))
         self._prune()
@@ -247,13 +247,13 @@ class CheckpointManager:
             if (p / "last.json").is_file():
                 info = CheckpointManager(p).read_pointer("last")
                 return p / info["dir"]
-            raise FileNotFoundError(f"no checkpoint in {p} (expected rank0.pt or last.json)")
+            raise InputNotFoundError(f"no checkpoint in {p} (expected rank0.pt or last.json)")
         info = self.read_pointer(name)
         if info is None:
             return None
         folder = self.root / info["dir"]
         if not folder.is_dir():
-            raise FileNotFoundError(f"checkpoint pointer {self._pointer(name)} names {folder}, which is missing")
+            raise InputNotFoundError(f"checkpoint pointer {self._pointer(name)} names {folder}, which is missing")
         return folder
 
     def load(self, folder: str | os.PathLike) -> dict[str, Any]:

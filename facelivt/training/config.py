@@ -24,6 +24,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import yaml
 
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.losses.distill import DISTILL_KINDS
 from facelivt.losses.margin import MARGINS
 from facelivt.models.config import HEADS
@@ -67,7 +68,7 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    """Margin softmax through Partial FC (SPEC section 4: CosFace s=64 m=0.4)."""
+    """Margin softmax through Partial FC (CosFace s=64 m=0.4, the FaceLiVT paper's recipe, ICIP 2025)."""
 
     margin: str = "cosface"  # cosface | arcface | combined
     s: float = 64.0
@@ -193,63 +194,80 @@ _FALSE = {"false", "no", "off", "0"}
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Convert ``value`` (from YAML or an override) to the field type ``tp``; ValueError naming ``key``."""
+    """Convert ``value`` (from YAML or an override) to the field type ``tp``; InvalidInputError naming ``key``."""
     inner, optional = _unwrap_optional(tp)
     if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("none", "null", "~", "")):
         if optional:
             return None
-        raise ValueError(f"config key {key!r} may not be empty (null)")
-    origin = typing.get_origin(inner)
-    if origin in (list, Sequence, tuple):
-        (item_tp,) = typing.get_args(inner)[:1] or (Any,)
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                value = yaml.safe_load(text)
-            else:
-                value = [v.strip() for v in text.split(",") if v.strip()] if text else []
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config key {key!r} needs a list, got {value!r}")
-        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if inner is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, (int, str)) and str(value).strip().lower() in _TRUE | _FALSE:
-            return str(value).strip().lower() in _TRUE
-        raise ValueError(f"config key {key!r} needs true or false, got {value!r}")
-    if inner is int:
-        if isinstance(value, bool):
-            raise ValueError(f"config key {key!r} needs an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"config key {key!r} needs an integer, got {value!r}")
-    if inner is float:
-        if isinstance(value, bool):
-            raise ValueError(f"config key {key!r} needs a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"config key {key!r} needs a number, got {value!r}")
-    if inner is str:
-        if isinstance(value, (dict, list)):
-            raise ValueError(f"config key {key!r} needs a string, got {value!r}")
-        if isinstance(value, bool):  # YAML turns a bare yes/no into a bool
-            return "true" if value else "false"
-        return str(value)
+        raise InvalidInputError(f"config key {key!r} may not be empty (null)")
+    if typing.get_origin(inner) in (list, Sequence, tuple):
+        return _coerce_list(value, inner, key)
     if inner is Any:
         return value
-    raise TypeError(f"unsupported config field type {tp!r} for {key!r}")  # pragma: no cover
+    convert = _SCALARS.get(inner)
+    if convert is None:
+        raise TypeError(f"unsupported config field type {tp!r} for {key!r}")  # pragma: no cover
+    return convert(value, key)
+
+
+def _coerce_list(value: Any, tp: Any, key: str) -> list:
+    (item_tp,) = typing.get_args(tp)[:1] or (Any,)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            value = yaml.safe_load(text)
+        else:
+            value = [v.strip() for v in text.split(",") if v.strip()] if text else []
+    if not isinstance(value, (list, tuple)):
+        raise InvalidInputError(f"config key {key!r} needs a list, got {value!r}")
+    return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+
+
+def _coerce_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, str)) and str(value).strip().lower() in _TRUE | _FALSE:
+        return str(value).strip().lower() in _TRUE
+    raise InvalidInputError(f"config key {key!r} needs true or false, got {value!r}")
+
+
+def _coerce_int(value: Any, key: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidInputError(f"config key {key!r} needs an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise InvalidInputError(f"config key {key!r} needs an integer, got {value!r}")
+
+
+def _coerce_float(value: Any, key: str) -> float:
+    if isinstance(value, bool):
+        raise InvalidInputError(f"config key {key!r} needs a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise InvalidInputError(f"config key {key!r} needs a number, got {value!r}")
+
+
+def _coerce_str(value: Any, key: str) -> str:
+    if isinstance(value, (dict, list)):
+        raise InvalidInputError(f"config key {key!r} needs a string, got {value!r}")
+    if isinstance(value, bool):  # YAML turns a bare yes/no into a bool
+        return "true" if value else "false"
+    return str(value)
+
+
+_SCALARS = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str}
 
 
 def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
@@ -265,13 +283,13 @@ def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
 
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     if not isinstance(data, Mapping):
-        raise ValueError(f"config section {where or 'top level'!r} must be a mapping, got {type(data).__name__}")
+        raise InvalidInputError(f"config section {where or 'top level'!r} must be a mapping, got {type(data).__name__}")
     hints = _hints(cls)
     unknown = sorted(set(data) - set(hints))
     if unknown:
         prefix = f"{where}." if where else ""
         valid = ", ".join(f"{prefix}{k}" for k in valid_keys(cls))
-        raise ValueError(f"unknown config key(s) {', '.join(prefix + str(k) for k in unknown)}; valid keys: {valid}")
+        raise InvalidInputError(f"unknown config key(s) {', '.join(prefix + str(k) for k in unknown)}; valid keys: {valid}")
     kwargs = {}
     for name, tp in hints.items():
         if name not in data:
@@ -301,11 +319,11 @@ def config_from_dict(data: Mapping[str, Any] | None) -> Config:
 def parse_override(text: str) -> tuple[str, str]:
     """``"a.b=value"`` -> ``("a.b", "value")``."""
     if "=" not in text:
-        raise ValueError(f"override {text!r} is not of the form key=value (e.g. optim.lr=0.001)")
+        raise InvalidInputError(f"override {text!r} is not of the form key=value (e.g. optim.lr=0.001)")
     key, value = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ValueError(f"override {text!r} has an empty key")
+        raise InvalidInputError(f"override {text!r} has an empty key")
     return key, value
 
 
@@ -315,7 +333,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], schema: type
     for text in overrides:
         key, raw = parse_override(text)
         if key not in keys:
-            raise ValueError(f"unknown config key {key!r} in override {text!r}; valid keys: {', '.join(keys)}")
+            raise InvalidInputError(f"unknown config key {key!r} in override {text!r}; valid keys: {', '.join(keys)}")
         parts = key.split(".")
         cls: Any = schema
         for part in parts[:-1]:
@@ -376,15 +394,15 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+            raise InputNotFoundError(f"config file not found: {path}")
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise ValueError(f"config file {path} is not valid YAML: {exc}") from None
+            raise InvalidInputError(f"config file {path} is not valid YAML: {exc}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"config file {path} must hold a mapping at the top level, got {type(loaded).__name__}")
+            raise InvalidInputError(f"config file {path} must hold a mapping at the top level, got {type(loaded).__name__}")
         data = loaded
         search = [path.resolve().parent.parent, path.resolve().parent]
     # validate the file's keys before overriding (clear message for typos in the file)
@@ -434,65 +452,84 @@ def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict
 
 def _choice(value: str, allowed: Sequence[str], key: str) -> None:
     if value not in allowed:
-        raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+        raise InvalidInputError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def validate_config(cfg: Config, need_data: bool = True) -> None:
     """Range and choice checks with messages naming the key (``need_data=False``: the data set is
-    given as an object, so ``data.root`` is not needed)."""
+    given as an object, so ``data.root`` is not needed). Sections are checked in this order, so the
+    first mistake is the one reported."""
+    _check_model_data(cfg, need_data)
+    _check_loss(cfg)
+    _check_optim(cfg.optim)
+    _check_train(cfg.train)
+    _check_eval(cfg)
+    if not cfg.output:
+        raise InvalidInputError("output (the run folder) must be set")
+
+
+def _check_model_data(cfg: Config, need_data: bool) -> None:
     _choice(cfg.model.head, HEADS, "model.head")
     if cfg.model.embedding_size < 1:
-        raise ValueError(f"model.embedding_size must be >= 1, got {cfg.model.embedding_size}")
+        raise InvalidInputError(f"model.embedding_size must be >= 1, got {cfg.model.embedding_size}")
     _choice(cfg.data.type, DATA_TYPES, "data.type")
     if need_data and cfg.data.type != "synthetic" and not cfg.data.root:
-        raise ValueError(f"data.root is required for a {cfg.data.type} data set")
+        raise InvalidInputError(f"data.root is required for a {cfg.data.type} data set")
     if not 0.0 <= cfg.data.held_out_fraction < 1.0:
-        raise ValueError(f"data.held_out_fraction must be in [0, 1), got {cfg.data.held_out_fraction}")
+        raise InvalidInputError(f"data.held_out_fraction must be in [0, 1), got {cfg.data.held_out_fraction}")
     if cfg.data.num_workers < 0:
-        raise ValueError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+        raise InvalidInputError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+
+
+def _check_loss(cfg: Config) -> None:
     _choice(cfg.loss.margin, MARGINS, "loss.margin")
     if not 0.0 < cfg.loss.sample_rate <= 1.0:
-        raise ValueError(f"loss.sample_rate must be in (0, 1], got {cfg.loss.sample_rate}")
+        raise InvalidInputError(f"loss.sample_rate must be in (0, 1], got {cfg.loss.sample_rate}")
     _choice(cfg.distill.kind, DISTILL_KINDS, "distill.kind")
     _choice(cfg.distill.cache, CACHE_MODES, "distill.cache")
     _choice(cfg.distill.cache_dtype, CACHE_DTYPES, "distill.cache_dtype")
     if cfg.distill.alpha < 0:
-        raise ValueError(f"distill.alpha must be >= 0, got {cfg.distill.alpha}")
-    o = cfg.optim
+        raise InvalidInputError(f"distill.alpha must be >= 0, got {cfg.distill.alpha}")
+
+
+def _check_optim(o: OptimConfig) -> None:
     if o.lr <= 0:
-        raise ValueError(f"optim.lr must be > 0, got {o.lr}")
+        raise InvalidInputError(f"optim.lr must be > 0, got {o.lr}")
     if not 0 <= o.min_lr <= o.lr:
-        raise ValueError(f"optim.min_lr must be in [0, optim.lr], got {o.min_lr}")
+        raise InvalidInputError(f"optim.min_lr must be in [0, optim.lr], got {o.min_lr}")
     if o.power <= 0:
-        raise ValueError(f"optim.power must be > 0, got {o.power}")
+        raise InvalidInputError(f"optim.power must be > 0, got {o.power}")
     if o.warmup_steps < 0 or o.warmup_epochs < 0:
-        raise ValueError("optim.warmup_steps and optim.warmup_epochs must be >= 0")
+        raise InvalidInputError("optim.warmup_steps and optim.warmup_epochs must be >= 0")
     if o.weight_decay < 0 or o.clip_grad_norm < 0:
-        raise ValueError("optim.weight_decay and optim.clip_grad_norm must be >= 0")
+        raise InvalidInputError("optim.weight_decay and optim.clip_grad_norm must be >= 0")
     if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
-        raise ValueError(f"optim.betas must be two numbers in [0, 1), got {o.betas}")
-    t = cfg.train
+        raise InvalidInputError(f"optim.betas must be two numbers in [0, 1), got {o.betas}")
+
+
+def _check_train(t: TrainSection) -> None:
     if t.epochs < 1:
-        raise ValueError(f"train.epochs must be >= 1, got {t.epochs}")
+        raise InvalidInputError(f"train.epochs must be >= 1, got {t.epochs}")
     if t.max_steps is not None and t.max_steps < 1:
-        raise ValueError(f"train.max_steps must be >= 1, got {t.max_steps}")
+        raise InvalidInputError(f"train.max_steps must be >= 1, got {t.max_steps}")
     if t.batch_size < 1 or t.accumulate < 1:
-        raise ValueError("train.batch_size and train.accumulate must be >= 1")
+        raise InvalidInputError("train.batch_size and train.accumulate must be >= 1")
     if t.batch_size % t.accumulate:
-        raise ValueError(f"train.batch_size ({t.batch_size}) must be divisible by train.accumulate ({t.accumulate})")
+        raise InvalidInputError(f"train.batch_size ({t.batch_size}) must be divisible by train.accumulate ({t.accumulate})")
     _choice(t.amp, AMP_MODES, "train.amp")
     if t.max_minutes is not None and t.max_minutes <= 0:
-        raise ValueError(f"train.max_minutes must be > 0, got {t.max_minutes}")
+        raise InvalidInputError(f"train.max_minutes must be > 0, got {t.max_minutes}")
     if t.checkpoint_every_steps < 0 or t.log_every_steps < 1:
-        raise ValueError("train.checkpoint_every_steps must be >= 0 and train.log_every_steps >= 1")
+        raise InvalidInputError("train.checkpoint_every_steps must be >= 0 and train.log_every_steps >= 1")
     if t.num_threads is not None and t.num_threads < 1:
-        raise ValueError(f"train.num_threads must be >= 1, got {t.num_threads}")
+        raise InvalidInputError(f"train.num_threads must be >= 1, got {t.num_threads}")
     if not t.resume:
-        raise ValueError("train.resume must be auto, never or a checkpoint folder")
+        raise InvalidInputError("train.resume must be auto, never or a checkpoint folder")
+
+
+def _check_eval(cfg: Config) -> None:
     e = cfg.eval
     if e.heldout_pairs < 0 or e.every_steps < 0 or e.batch_size < 1:
-        raise ValueError("eval.heldout_pairs and eval.every_steps must be >= 0, eval.batch_size >= 1")
+        raise InvalidInputError("eval.heldout_pairs and eval.every_steps must be >= 0, eval.batch_size >= 1")
     if e.heldout_pairs and cfg.data.held_out_fraction == 0.0:
-        raise ValueError("eval.heldout_pairs needs held-out identities: set data.held_out_fraction > 0")
-    if not cfg.output:
-        raise ValueError("output (the run folder) must be set")
+        raise InvalidInputError("eval.heldout_pairs needs held-out identities: set data.held_out_fraction > 0")

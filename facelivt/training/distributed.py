@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from facelivt import devices
+from facelivt.errors import UnavailableError
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def init_distributed(device: str = "auto") -> DistEnv:
         return DistEnv(0, 1, 0, resolve_device(device, 0), owns_group=False)
     for var in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
         if var not in os.environ:
-            raise RuntimeError(f"WORLD_SIZE={world} but {var} is not set: start multi-process runs with torchrun")
+            raise UnavailableError(f"WORLD_SIZE={world} but {var} is not set: start multi-process runs with torchrun")
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from facelivt.errors import FaceLiVTError
+from facelivt.errors import FaceLiVTError, InvalidInputError
 from facelivt.evaluation.embed import embedding_dim
 from facelivt.losses import DistillationLoss, PartialFC, margin_loss
 from facelivt.models import create_model, load_model
@@ -56,13 +56,13 @@ def resolve_amp(amp: str, device: torch.device) -> Optional[torch.dtype]:
         return torch.bfloat16
     if amp == "fp16":
         if device.type not in ("cuda", "cpu"):
-            raise ValueError(f"train.amp=fp16 runs on CUDA (or a CPU); not on {device.type}: use bf16 or none")
+            raise InvalidInputError(f"train.amp=fp16 runs on CUDA (or a CPU); not on {device.type}: use bf16 or none")
         if device.type == "cpu":
             # Same path as on a GPU (float16 autocast + loss scaling), but most CPUs only emulate float16
             warnings.warn("train.amp=fp16 on a CPU is emulated (slow) unless it has AMX-FP16; bf16 or none are the fast choices there",
                           stacklevel=2)
         return torch.float16
-    raise ValueError(f"train.amp must be {', '.join(AMP_MODES[:-1])} or {AMP_MODES[-1]}; got {amp!r}")
+    raise InvalidInputError(f"train.amp must be {', '.join(AMP_MODES[:-1])} or {AMP_MODES[-1]}; got {amp!r}")
 
 
 def autocast_factory(device: torch.device, dtype: Optional[torch.dtype]) -> Callable[[], ContextManager]:
@@ -79,7 +79,7 @@ def build_model(cfg: Config) -> nn.Module:
         if cfg.model.num_heads is not None:
             overrides["num_heads"] = cfg.model.num_heads
     elif cfg.model.head != "gap" or cfg.model.num_heads is not None:
-        raise ValueError(
+        raise InvalidInputError(
             f"model.head and model.num_heads apply to FaceLiVT variants only; {cfg.model.name} has its own head "
             "(leave model.head at gap and model.num_heads unset)"
         )
@@ -388,7 +388,7 @@ def _frozen_teacher(cfg: Config, device: torch.device, teacher: nn.Module | None
             p.requires_grad_(False)
     teacher_dim = embedding_dim(teacher, device)
     if teacher_dim != embedding_size:
-        raise ValueError(
+        raise InvalidInputError(
             f"the teacher {d.teacher} gives {teacher_dim}-d embeddings but the student {embedding_size}-d; "
             "distillation needs the same size"
         )

@@ -1,4 +1,4 @@
-"""Verification pairs from held-out identities, evaluated with the protocol of SPEC section 6."""
+"""Verification pairs from held-out identities, evaluated with the 10-fold verification protocol."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from facelivt.data.transforms import to_uint8
+from facelivt.errors import InvalidInputError
 from facelivt.evaluation import embed_images, evaluate_embeddings, pair_distances, roc_curve
 from facelivt.evaluation.metrics import BIN_FARS
 
@@ -24,24 +25,33 @@ def build_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.n
     """
     labels = np.asarray(labels).reshape(-1)
     if num_pairs < 2:
-        raise ValueError(f"need at least 2 pairs, got {num_pairs}")
+        raise InvalidInputError(f"need at least 2 pairs, got {num_pairs}")
     identities, counts = np.unique(labels, return_counts=True)
     if identities.size < 2:
-        raise ValueError("held-out verification pairs need at least 2 identities")
+        raise InvalidInputError("held-out verification pairs need at least 2 identities")
     multi = identities[counts >= 2]
     if multi.size == 0:
-        raise ValueError("held-out verification pairs need an identity with at least 2 images")
+        raise InvalidInputError("held-out verification pairs need an identity with at least 2 images")
     rng = np.random.default_rng(seed)
     by_id = {int(c): np.flatnonzero(labels == c) for c in identities}
     n_pos = num_pairs // 2
-    n_neg = num_pairs - n_pos
-    max_pos = sum(len(by_id[int(c)]) * (len(by_id[int(c)]) - 1) // 2 for c in multi)
     seen: set[tuple[int, int]] = set()
+    pos, tries = _positive_pairs(rng, by_id, multi, n_pos, num_pairs, seen)
+    neg = _negative_pairs(rng, labels, num_pairs - n_pos, num_pairs, seen, tries)
+    pairs = np.array(pos + neg, dtype=np.int64)
+    issame = np.array([True] * len(pos) + [False] * len(neg))
+    order = rng.permutation(len(pairs))
+    return pairs[order], issame[order]
+
+
+def _positive_pairs(rng, by_id: dict, multi: np.ndarray, count: int, num_pairs: int, seen: set) -> tuple[list, int]:
+    """``count`` same-identity pairs (identities drawn by image count); also the draws made so far."""
+    max_pos = sum(len(by_id[int(c)]) * (len(by_id[int(c)]) - 1) // 2 for c in multi)
     pos: list[tuple[int, int]] = []
     weights = np.array([len(by_id[int(c)]) for c in multi], dtype=np.float64)
     weights /= weights.sum()
     tries = 0
-    while len(pos) < n_pos:
+    while len(pos) < count:
         c = int(rng.choice(multi, p=weights))
         a, b = rng.choice(by_id[c], size=2, replace=False)
         key = (int(min(a, b)), int(max(a, b)))
@@ -50,9 +60,14 @@ def build_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.n
             continue
         seen.add(key)
         pos.append(key)
+    return pos, tries
+
+
+def _negative_pairs(rng, labels: np.ndarray, count: int, num_pairs: int, seen: set, tries: int) -> list:
+    """``count`` pairs of different identities, not drawn before while that is still likely to work."""
     neg: list[tuple[int, int]] = []
     n = labels.size
-    while len(neg) < n_neg:
+    while len(neg) < count:
         a, b = rng.integers(0, n, size=2)
         if labels[a] == labels[b]:
             continue
@@ -62,10 +77,7 @@ def build_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.n
             continue
         seen.add(key)
         neg.append(key)
-    pairs = np.array(pos + neg, dtype=np.int64)
-    issame = np.array([True] * len(pos) + [False] * len(neg))
-    order = rng.permutation(len(pairs))
-    return pairs[order], issame[order]
+    return neg
 
 
 class HeldoutPairs:
@@ -86,7 +98,7 @@ class HeldoutPairs:
         self.num_pairs = len(self.issame)
 
     def evaluate(self, model: nn.Module, batch_size: int = 64, device: torch.device | str = "cpu") -> dict:
-        """``evaluate_embeddings`` of the flip-sum embeddings (SPEC section 6)."""
+        """``evaluate_embeddings`` of the flip-sum embeddings."""
         return self.verify(model, batch_size, device).metrics
 
     def verify(self, model: nn.Module, batch_size: int = 64, device: torch.device | str = "cpu",

@@ -1,9 +1,11 @@
-"""Per-step learning rate: optional linear warm-up, then polynomial decay to a floor (SPEC section 4)."""
+"""Per-step learning rate: optional linear warm-up, then polynomial decay to a floor (the FaceLiVT recipe: power 1 to 1e-5, no warm-up; seed supplementary, section B)."""
 from __future__ import annotations
 
 from typing import Any
 
 from torch.optim import Optimizer
+
+from facelivt.errors import InvalidInputError
 
 
 def poly_lr(step: int, base_lr: float, total_steps: int, min_lr: float = 1e-5, power: float = 1.0, warmup_steps: int = 0) -> float:
@@ -15,11 +17,11 @@ def poly_lr(step: int, base_lr: float, total_steps: int, min_lr: float = 1e-5, p
     warm-up, ``min_lr`` at ``step == total_steps`` (and after).
     """
     if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        raise InvalidInputError(f"total_steps must be >= 1, got {total_steps}")
     if not 0 <= warmup_steps < total_steps:
-        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}), got {warmup_steps}")
+        raise InvalidInputError(f"warmup_steps must be in [0, total_steps={total_steps}), got {warmup_steps}")
     if step < 0:
-        raise ValueError(f"step must be >= 0, got {step}")
+        raise InvalidInputError(f"step must be >= 0, got {step}")
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     t = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import sys
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,11 +23,14 @@ import torch
 from torch import nn
 
 from facelivt.data.transforms import hflip
+from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import write_text
 from facelivt.models import create_model, load_model, reparameterize_model
 
 from .config import CACHE_DTYPES, DistillConfig
 from .distributed import DistEnv, barrier
+
+log = logging.getLogger(__name__)
 
 
 def build_teacher(
@@ -43,15 +46,15 @@ def build_teacher(
     would be random; that is refused unless ``allow_random`` (tests, benchmarks)."""
     if weights is None:
         if not allow_random:
-            raise ValueError(
+            raise InvalidInputError(
                 "distillation needs teacher weights: set distill.teacher_weights (or distill.allow_random_teacher=true "
                 "for a smoke test)"
             )
-        print(f"warning: distillation teacher {name} is randomly initialised", file=sys.stderr)
+        log.warning("distillation teacher %s is randomly initialised", name)
         teacher = reparameterize_model(create_model(name).eval())
     else:
         if not Path(weights).is_file():
-            raise FileNotFoundError(f"teacher weights not found: {weights}")
+            raise InputNotFoundError(f"teacher weights not found: {weights}")
         teacher = load_model(name, weights, deploy=True)
     teacher = teacher.to(device).eval()
     if channels_last:
@@ -83,9 +86,9 @@ class TeacherCache:
 
     def __init__(self, num_samples: int, dim: int, dtype: str = "float16", path: str | os.PathLike | None = None, key: str = "") -> None:
         if num_samples < 1 or dim < 1:
-            raise ValueError(f"teacher cache needs num_samples >= 1 and dim >= 1, got {num_samples}, {dim}")
+            raise InvalidInputError(f"teacher cache needs num_samples >= 1 and dim >= 1, got {num_samples}, {dim}")
         if dtype not in CACHE_DTYPES:
-            raise ValueError(f"teacher cache dtype must be {' or '.join(CACHE_DTYPES)}, got {dtype!r}")
+            raise InvalidInputError(f"teacher cache dtype must be {' or '.join(CACHE_DTYPES)}, got {dtype!r}")
         self.num_samples, self.dim, self.dtype = int(num_samples), int(dim), dtype
         self.path = Path(path) if path is not None else None
         self.hits = 0
@@ -192,9 +195,9 @@ class TeacherTargets:
         if distill.cache == "none":
             return cls(teacher, None, **options)
         if num_samples is None:
-            raise ValueError("a teacher cache needs the number of training samples")
+            raise InvalidInputError("a teacher cache needs the number of training samples")
         if distill.cache == "disk" and folder is None:
-            raise ValueError("distill.cache=disk needs an output folder")
+            raise InvalidInputError("distill.cache=disk needs an output folder")
         path = folder if distill.cache == "disk" else None
         key = f"{teacher_fingerprint(teacher)}:{data_key}"
 

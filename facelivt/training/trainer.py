@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from facelivt.data import DistributedResumableSampler, build_dataset, build_loader, split_identities
-from facelivt.errors import FaceLiVTError
+from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError
 from facelivt.evaluation import evaluate_bin
 from facelivt.files import write_json, write_text
 from facelivt.models import reparameterize_model, save_weights
@@ -140,7 +140,7 @@ class Trainer:
         self._setup_data(dataset)
         warmup = cfg.optim.warmup_steps + int(round(cfg.optim.warmup_epochs * self.steps_per_epoch))
         if warmup >= self.total_steps:
-            raise ValueError(f"warm-up ({warmup} steps) must be shorter than the run ({self.total_steps} steps)")
+            raise InvalidInputError(f"warm-up ({warmup} steps) must be shorter than the run ({self.total_steps} steps)")
 
         # ---- trainable state
         self.runner: StepRunner = build_step_runner(
@@ -176,14 +176,14 @@ class Trainer:
         labels = dataset_labels(base)
         train_idx, held_idx = split_identities(labels, cfg.data.held_out_fraction, cfg.data.split_seed)
         if train_idx.size == 0:
-            raise ValueError("no training samples (every identity is held out or unlabelled)")
+            raise InvalidInputError("no training samples (every identity is held out or unlabelled)")
         self.base, self.labels, self.held_idx = base, labels, held_idx
         self.view = TrainView(base, train_idx, labels, report_bad=True)
         if cfg.distill.enabled and cfg.distill.cache != "none":
             warn_flip_mismatch(base)
         world, accum = self.env.world_size, t.accumulate
         if t.batch_size % (world * accum):
-            raise ValueError(
+            raise InvalidInputError(
                 f"train.batch_size ({t.batch_size}) must be divisible by processes x accumulate ({world} x {accum})"
             )
         self.micro_batch = t.batch_size // (world * accum)
@@ -200,7 +200,7 @@ class Trainer:
         # floor(images / batch) whatever the number of processes, so a resumed run may use another count
         self.steps_per_epoch = (self.sampler.num_samples // self.micro_batch) // accum
         if self.steps_per_epoch < 1:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{len(self.view)} training images are fewer than one step of train.batch_size={t.batch_size}; "
                 "lower the batch size or use more data"
             )
@@ -214,10 +214,10 @@ class Trainer:
         self.best_key = cfg.eval.best_metric or ("heldout" if cfg.eval.heldout_pairs else (Path(cfg.eval.bins[0]).stem if cfg.eval.bins else None))
         known = (["heldout"] if cfg.eval.heldout_pairs else []) + [Path(b).stem for b in cfg.eval.bins]
         if self.best_key is not None and self.best_key not in known:
-            raise ValueError(f"eval.best_metric={self.best_key!r} is none of the evaluated sets: {', '.join(known) or 'none'}")
+            raise InvalidInputError(f"eval.best_metric={self.best_key!r} is none of the evaluated sets: {', '.join(known) or 'none'}")
         for b in cfg.eval.bins:
             if not Path(b).is_file():
-                raise FileNotFoundError(f"verification set not found: {b}")
+                raise InputNotFoundError(f"verification set not found: {b}")
 
     # ------------------------------------------------------------------ bad records
     def _note_bad(self, micro_batches: list) -> None:

@@ -1,5 +1,5 @@
 """A tiny, independent RecordIO writer/reader written from the format description
-(SPEC section 5 / dmlc-core), used to check facelivt's implementation against it."""
+(dmlc-core's RecordIO), used to check facelivt's implementation against it."""
 from __future__ import annotations
 
 import struct

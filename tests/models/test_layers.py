@@ -6,7 +6,7 @@ from facelivt.models.layers import RepConv
 
 
 def two_branch_reference(m: RepConv, x: torch.Tensor) -> torch.Tensor:
-    """RepConv as written in the SPEC: BN(Conv_kxk(x) + Conv_1x1(x)), two separate convolutions."""
+    """RepConv as the paper writes it: BN(Conv_kxk(x) + Conv_1x1(x)), two separate convolutions."""
     return m.bn(m.conv_kxk(x) + m.conv_1x1(x))
 
 

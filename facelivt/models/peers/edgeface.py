@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facelivt.errors import InvalidInputError
 from facelivt.models.layers import trunc_normal_
 
 
@@ -219,6 +220,69 @@ class SDTABlock(nn.Module):
                 self.gamma = None
         return self
 
+    def export_form(self, hw: tuple[int, int]) -> nn.Module:
+        """The ONNX-friendly form of this block for an ``hw`` map (:class:`ExportSDTA`)."""
+        return ExportSDTA(self, hw)
+
+
+def _l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``F.normalize(x, dim=-1)`` without the Expand node its export adds."""
+    return x / torch.clamp_min(torch.linalg.vector_norm(x, dim=-1, keepdim=True), eps)
+
+
+class ExportSDTA(nn.Module):
+    """EdgeFace/EdgeNeXt SDTA block for a fixed map size: constant positional encoding, shape-free
+    reshapes. Wraps (shares the layers of) the original block."""
+
+    def __init__(self, block: nn.Module, hw: tuple[int, int]):
+        super().__init__()
+        self.block = block
+        self.hw = hw
+        c = block.norm.normalized_shape[0]
+        self.channels = c
+        # torch.chunk's split sizes, as constants (chunk itself exports with Shape/Slice nodes).
+        k = block.num_splits + 1
+        step = -(-c // k)
+        self.split_sizes = [min(step, c - i) for i in range(0, c, step)]
+        if block.pos_embd is not None:
+            with torch.no_grad():
+                p = block.pos_embd(hw[0], hw[1], block.norm.weight.device, block.norm.weight.dtype)
+            self.register_buffer("pos", p.reshape(1, c, hw[0] * hw[1]).transpose(1, 2).contiguous())
+        else:
+            self.pos = None
+
+    def _xca(self, x: torch.Tensor) -> torch.Tensor:
+        xca = self.block.xca
+        c = self.channels
+        heads = xca.num_heads
+        qkv = xca.qkv(x).reshape(-1, self.hw[0] * self.hw[1], 3, heads, c // heads).permute(2, 0, 3, 4, 1)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, heads, d, N)
+        attn = torch.matmul(_l2_normalize(q) * xca.temperature, _l2_normalize(k).transpose(-2, -1)).softmax(dim=-1)
+        out = torch.matmul(attn, v).permute(0, 3, 1, 2).reshape(-1, self.hw[0] * self.hw[1], c)
+        return xca.proj(out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blk, (h, w), c = self.block, self.hw, self.channels
+        shortcut = x
+        # static split sizes: no shape arithmetic in the graph
+        t = blk.cascade(torch.split(x, self.split_sizes, dim=1)).reshape(-1, c, h * w).transpose(1, 2)  # (B, N, C)
+        if self.pos is not None:
+            t = t + self.pos
+        y = self._xca(blk.norm_xca(t))
+        if blk.gamma_xca is not None:
+            y = blk.gamma_xca * y
+        t = (t + y).reshape(-1, h, w, c)
+        y = blk.mlp(blk.norm(t))
+        if blk.gamma is not None:
+            y = blk.gamma * y
+        return shortcut + y.permute(0, 3, 1, 2)
+
+    def macs(self, x: torch.Tensor, out: torch.Tensor) -> int:
+        b = x.shape[0]
+        n = self.hw[0] * self.hw[1]
+        d = self.channels // self.block.xca.num_heads
+        return 2 * b * self.block.xca.num_heads * d * d * n
+
 
 class EdgeNeXtStage(nn.Module):
     def __init__(
@@ -285,9 +349,9 @@ class EdgeFace(nn.Module):
     ):
         super().__init__()
         if embedding_size < 1:
-            raise ValueError("embedding_size must be positive")
+            raise InvalidInputError("embedding_size must be positive")
         if rank_ratio is not None and not 0 < rank_ratio <= 1:
-            raise ValueError(f"rank_ratio must be in (0, 1] or None, got {rank_ratio}")
+            raise InvalidInputError(f"rank_ratio must be in (0, 1] or None, got {rank_ratio}")
         self.stem = nn.Sequential(nn.Conv2d(3, dims[0], 4, stride=4), LayerNorm2d(dims[0], eps=1e-6))
         stages = []
         prev = dims[0]
@@ -306,7 +370,7 @@ class EdgeFace(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"EdgeFace expects a Bx3xHxW batch, got shape {tuple(x.shape)}")
+            raise InvalidInputError(f"EdgeFace expects a Bx3xHxW batch, got shape {tuple(x.shape)}")
         return self.head(self.stages(self.stem(x)))
 
 

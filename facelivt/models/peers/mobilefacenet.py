@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from facelivt.errors import InvalidInputError
 from facelivt.models.layers import GDCHead, fuse_conv_bn
 
 
@@ -85,9 +86,9 @@ class MobileFaceNet(nn.Module):
     def __init__(self, embedding_size: int = 512, blocks: tuple[int, int, int, int] = (1, 4, 6, 2), scale: int = 1, input_size: int = 112):
         super().__init__()
         if embedding_size < 1 or scale < 1:
-            raise ValueError("embedding_size and scale must be positive")
+            raise InvalidInputError("embedding_size and scale must be positive")
         if input_size % 16:
-            raise ValueError(f"MobileFaceNet needs an input size divisible by 16, got {input_size}")
+            raise InvalidInputError(f"MobileFaceNet needs an input size divisible by 16, got {input_size}")
         c1, c2 = 64 * scale, 128 * scale
         layers: list[nn.Module] = [ConvBlock(3, c1, 3, 2, 1)]
         if blocks[0] == 1:
@@ -113,7 +114,7 @@ class MobileFaceNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"MobileFaceNet expects a Bx3xHxW batch, got shape {tuple(x.shape)}")
+            raise InvalidInputError(f"MobileFaceNet expects a Bx3xHxW batch, got shape {tuple(x.shape)}")
         return self.features(self.conv_sep(self.layers(x)))
 
 
