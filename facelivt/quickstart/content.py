@@ -309,6 +309,7 @@ def build_report(r: dict[str, Any]) -> Report:
         f"Median wall-clock time of one forward pass, {_n(bp['threads'], 'thread')}, after {bp['warmup']} warm-up passes; "
         f"{bp['runs']} timed passes at batch 1 (a quarter of that at larger batches), the candidates interleaved over {bp['rounds']} "
         f"rounds so that load changes hit all alike. The peer {r['peer']['name']} runs with {r['peer']['weights']}."
+        + (f" {r['machine']['cpu_capability']}." if r["machine"].get("cpu_capability") else "")
     ))
     rows = []
     for row in bench:

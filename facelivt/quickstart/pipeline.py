@@ -19,6 +19,7 @@ import torch
 
 import facelivt
 import facelivt.models.peers  # noqa: F401  (registers the peer models)
+from facelivt.cpu import cpu_capability
 from facelivt.deploy.benchmark import cpu_model
 from facelivt.deploy.onnx_export import export_onnx
 from facelivt.files import write_text
@@ -109,6 +110,7 @@ def _machine(options: QuickstartOptions) -> dict[str, Any]:
         "torch": torch.__version__,
         "facelivt": facelivt.__version__,
         "platform": platform.platform(),
+        "cpu_capability": cpu_capability().summary(),
     }
 
 

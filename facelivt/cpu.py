@@ -1,0 +1,187 @@
+"""What this CPU can do, as the kernels that run on it see it, and the defaults that follow from it.
+
+``cpu_capability()`` reports, in one small dataclass (:class:`CpuCapability`, one-line ``summary()``):
+
+- torch's ATen kernels: ``torch.backends.cpu.get_cpu_capability()`` (``AVX512``, ``AVX2``, ``DEFAULT``...),
+  which already honours ``ATEN_CPU_CAPABILITY``;
+- oneDNN's ISA (convolutions, matmuls, their reorders). PyTorch has no call that returns it, so it is
+  derived the way oneDNN itself derives it: the highest level of oneDNN's ISA ladder whose CPUID
+  features the CPU has (``/proc/cpuinfo`` flags), capped by ``ONEDNN_MAX_CPU_ISA`` (or the older
+  ``DNNL_MAX_CPU_ISA``) as oneDNN reads it at start-up. ``tests/test_cpu.py`` checks this against the
+  ``isa:`` line that ``ONEDNN_VERBOSE=1`` makes oneDNN print (in a subprocess, for both an uncapped and
+  an ``AVX2``-capped oneDNN);
+- MKL's: ``MKL_ENABLE_INSTRUCTIONS`` when set, else ``auto`` (MKL dispatches on CPUID);
+- ONNX Runtime's: MLAS dispatches on CPUID and has no switch to cap it, so ``ort_isa`` comes from the
+  flags alone. Under the AVX2 approximation below, ORT still runs its AVX-512 kernels;
+- ``native_bf16``: ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, i.e. oneDNN has AVX512-BF16 or
+  AMX-BF16 kernels at its (capped) ISA; elsewhere bfloat16 is emulated and slower than float32;
+- the thread count (``torch.get_num_threads()``) and the cores this process may use.
+
+``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` (set before the process
+starts) selects the AVX2 kernels of torch, oneDNN and MKL on an AVX-512 machine, an approximation of
+an AVX2 CPU; ``benchmarks/isa_tables.sh`` uses it.
+
+``cpu_defaults(cap)`` turns a capability into :class:`CpuDefaults` (memory layout for training and
+inference, autocast, the 1x1-conv-as-linear bound, ONNX Runtime first or not); the measurements the
+rule comes from are next to each field. The choice logic takes the capability as an argument, so
+tests inject one.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from importlib import metadata
+from typing import Any
+
+import torch
+
+APPROX_AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+_AVX512 = ("avx512f", "avx512bw", "avx512vl", "avx512dq")
+# oneDNN's ISA ladder (cpu_isa_traits.hpp), lowest first: (name, CPUID flags it needs, as /proc/cpuinfo names them)
+ONEDNN_ISAS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("sse41", ("sse4_1",)),
+    ("avx", ("avx",)),
+    ("avx2", ("avx2", "fma")),
+    ("avx2_vnni", ("avx2", "fma", "avx_vnni")),
+    ("avx2_vnni_2", ("avx2", "fma", "avx_vnni", "avx_vnni_int8", "avx_ne_convert")),
+    ("avx512_core", _AVX512),
+    ("avx512_core_vnni", _AVX512 + ("avx512_vnni",)),
+    ("avx512_core_bf16", _AVX512 + ("avx512_vnni", "avx512_bf16")),
+    ("avx10_1_512", _AVX512 + ("avx512_vnni", "avx512_bf16", "avx512_fp16")),
+    ("avx10_1_512_amx", _AVX512 + ("avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")),
+    ("avx10_1_512_amx_fp16", _AVX512 + ("avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+                                        "amx_fp16")),
+)
+# ONEDNN_MAX_CPU_ISA accepts these older names too
+_ONEDNN_ALIASES = {"avx512_core_fp16": "avx10_1_512", "avx512_core_amx": "avx10_1_512_amx",
+                   "avx512_core_amx_fp16": "avx10_1_512_amx_fp16"}
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPUID feature flags of the first CPU in ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@lru_cache(maxsize=1)
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def onednn_isa(flags: frozenset[str], cap: str | None) -> str:
+    """oneDNN's ISA: the highest ladder level the flags allow, at most ``cap`` (``ONEDNN_MAX_CPU_ISA``)."""
+    names = [name for name, _ in ONEDNN_ISAS]
+    top = len(names) - 1
+    if cap and cap.strip().lower() not in ("", "all", "default"):
+        c = cap.strip().lower()
+        c = _ONEDNN_ALIASES.get(c, c)
+        if c in names:
+            top = names.index(c)
+    best = "none"
+    for name, need in ONEDNN_ISAS[: top + 1]:
+        if all(f in flags for f in need):
+            best = name
+    return best
+
+
+def ort_isa(flags: frozenset[str]) -> str:
+    """The float32 kernel family ONNX Runtime's MLAS picks from CPUID (it cannot be capped)."""
+    if all(f in flags for f in _AVX512):
+        return "avx512"
+    if "avx2" in flags and "fma" in flags:
+        return "avx2"
+    if "avx" in flags:
+        return "avx"
+    return "sse" if "sse4_1" in flags else "none"
+
+
+def _ort_version() -> str | None:
+    try:
+        return metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class CpuCapability:
+    """What the CPU kernels of this process run with (see the module docstring for where each comes from)."""
+
+    cpu: str
+    torch: str  # torch.backends.cpu.get_cpu_capability(): AVX512, AVX2, DEFAULT, ...
+    onednn: str  # oneDNN ISA level: avx2, avx512_core, avx10_1_512_amx, ...
+    mkl: str  # MKL_ENABLE_INSTRUCTIONS, or "auto"
+    ort: str  # ONNX Runtime MLAS family from CPUID: avx512, avx2, ...
+    ort_version: str | None
+    native_bf16: bool
+    threads: int
+    cores: int
+    torch_version: str = torch.__version__
+
+    @property
+    def isa(self) -> str:
+        """``avx512``, ``avx2`` or ``baseline``: the lower of torch's and oneDNN's vector width, which the
+        defaults of :func:`cpu_defaults` are keyed by."""
+        t = {"AVX512": 2, "AVX2": 1}.get(self.torch.upper(), 0)
+        d = 2 if self.onednn.startswith(("avx512", "avx10")) else 1 if self.onednn.startswith("avx2") else 0
+        return ("baseline", "avx2", "avx512")[min(t, d)]
+
+    @property
+    def key(self) -> str:
+        """What a cached per-machine choice depends on: the kernels' ISAs and the library versions."""
+        return f"{self.torch}|{self.onednn}|{self.mkl}|{self.ort}|bf16={int(self.native_bf16)}|torch {self.torch_version}|ort {self.ort_version}"
+
+    def summary(self) -> str:
+        ort = f"ORT {self.ort_version} {self.ort}" if self.ort_version else f"ORT absent (CPU {self.ort})"
+        return (f"CPU {self.cpu}: torch {self.torch}, oneDNN {self.onednn}, MKL {self.mkl}, {ort}, "
+                f"native bf16 {'yes' if self.native_bf16 else 'no'}, {self.threads} thread(s) on {self.cores} core(s)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "isa": self.isa, "summary": self.summary()}
+
+
+def cpu_capability(threads: int | None = None) -> CpuCapability:
+    """The capability of this process's CPU kernels now (``threads`` default: ``torch.get_num_threads()``)."""
+    flags = cpu_flags()
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return CpuCapability(
+        cpu=cpu_name(),
+        torch=torch.backends.cpu.get_cpu_capability(),
+        onednn=onednn_isa(flags, cap),
+        mkl=os.environ.get("MKL_ENABLE_INSTRUCTIONS", "").strip() or "auto",
+        ort=ort_isa(flags),
+        ort_version=_ort_version(),
+        native_bf16=_native_bf16(),
+        threads=threads if threads is not None else torch.get_num_threads(),
+        cores=_cores(),
+    )
