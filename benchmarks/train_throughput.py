@@ -5,7 +5,9 @@ One optimiser step = student forward + Partial FC (CosFace) + backward + gradien
 AdamW + schedule, exactly the trainer's step (facelivt.training.engine.StepRunner), on a fixed
 batch of 112x112 images held in memory (no data loading). Rows:
 
-  plain       the trainer's defaults (channels-last, float32)
+  plain       the trainer's defaults, float32: the layout facelivt.cpu.cpu_defaults picks for this
+              ISA (model.channels_last=auto: channels-last with AVX-512, NCHW with AVX2)
+  cl          plain in the channels-last layout (model.channels_last=true)
   live        + distillation, the teacher run on every step
   cached      + distillation, teacher embeddings read from the cache (filled during warm-up,
               as after the first epoch of a real run)
@@ -34,7 +36,7 @@ from pathlib import Path
 import torch
 
 import facelivt
-from facelivt.cpu import cpu_capability
+from facelivt.cpu import cpu_capability, machine_defaults
 from facelivt.files import write_json
 from facelivt.runtime import tune_allocator
 from baselines import released_style  # benchmarks/baselines.py
@@ -42,7 +44,7 @@ from facelivt.training import Config
 from facelivt.training.distributed import DistEnv
 from facelivt.training.engine import build_model, build_step_runner
 
-ROWS = ("plain", "live", "cached", "nchw", "bf16", "compile", "released", "peer")
+ROWS = ("plain", "live", "cached", "cl", "nchw", "bf16", "compile", "released", "peer")
 
 
 def bf16_native() -> bool:
@@ -53,7 +55,7 @@ def bf16_native() -> bool:
 def make_config(args: argparse.Namespace, row: str) -> Config:
     cfg = Config(output=str(Path("runs") / "bench"))
     cfg.model.name = args.peer if row == "peer" else args.model
-    cfg.model.channels_last = row not in ("nchw", "released")
+    cfg.model.channels_last = {"nchw": False, "released": False, "cl": True}.get(row)  # None: auto, per ISA
     cfg.train.device = "cpu"
     cfg.train.amp = "bf16" if row == "bf16" else "none"
     cfg.train.batch_size = args.batch
@@ -188,15 +190,20 @@ def _left_out(row: str, why: str) -> None:
 
 def describe(args: argparse.Namespace, row: str) -> str:
     return {
-        "plain": f"{args.model}, channels-last fp32 (defaults)",
+        "plain": f"{args.model}, {layout()} fp32 (defaults)",
+        "cl": f"{args.model}, channels-last fp32",
         "live": f"{args.model} + live teacher {args.teacher}",
         "cached": f"{args.model} + teacher cache",
         "nchw": f"{args.model}, NCHW fp32",
-        "bf16": f"{args.model}, channels-last bf16 autocast",
-        "compile": f"{args.model}, channels-last fp32, torch.compile",
+        "bf16": f"{args.model}, {layout()} bf16 autocast",
+        "compile": f"{args.model}, {layout()} fp32, torch.compile",
         "released": f"{args.model}, released forward, NCHW fp32",
-        "peer": f"{args.peer}, channels-last fp32",
+        "peer": f"{args.peer}, {layout()} fp32",
     }[row]
+
+
+def layout() -> str:
+    return "channels-last" if machine_defaults().train_channels_last else "NCHW"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cap = cpu_capability()
     print(f"# {cap.summary()}", file=sys.stderr)
+    print(f"# per-machine defaults (facelivt.cpu): {machine_defaults().summary()}", file=sys.stderr)
     print(f"# torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.classes} classes, "
           f"{args.warmup} warm-up steps, then {args.rounds} rounds of 1 + {-(-args.steps // args.rounds)} steps per row "
           f"(the first of each block untimed), median step time, rows isolated: {args.isolation}, "

@@ -185,3 +185,97 @@ def cpu_capability(threads: int | None = None) -> CpuCapability:
         threads=threads if threads is not None else torch.get_num_threads(),
         cores=_cores(),
     )
+
+
+# ----------------------------------------------------------------------------------------- defaults
+
+
+@dataclass(frozen=True)
+class CpuDefaults:
+    """The per-machine choices (see :func:`cpu_defaults` for the rule and the measurements behind it)."""
+
+    train_channels_last: bool  # model.channels_last=auto
+    infer_channels_last: bool  # optimize_for_inference(channels_last=None), the eager deploy form
+    amp: str  # train.amp=auto on a CPU: "bf16" or "none"
+    pointwise_linear_max_rows: int  # PointwiseConv runs a 1x1 conv as F.linear up to batch*h*w rows (0: never)
+    backends: tuple[str, ...]  # optimize_for_inference(backend="auto") order on a CPU
+
+    def summary(self) -> str:
+        return (f"train {'channels-last' if self.train_channels_last else 'NCHW'}, amp {self.amp}, "
+                f"inference {'channels-last' if self.infer_channels_last else 'NCHW'}, 1x1-as-linear up to "
+                f"{self.pointwise_linear_max_rows} rows, backends {' > '.join(self.backends)}")
+
+
+# The measurements the rule is read from: FaceLiVT-S on the 2-core reference machine (Xeon with AVX-512,
+# AVX512-BF16 and AMX), each group timed interleaved in one run; the "avx2" entries ran with
+# APPROX_AVX2_ENV (ONNX Runtime keeps its AVX-512 kernels there: it cannot be capped). The machine was
+# shared with three other heavy jobs (load average ~11 on 2 cores), so the runs used 1 thread (with 2,
+# oneDNN's and OpenMP's waits on preempted threads made torch 10-100x slower and the figures
+# meaningless) and absolute figures are inflated: only ratios within a group count.
+#   train: benchmarks/train_throughput.py --threads 1 --steps 6 --rounds 3 --rows plain,nchw,released,peer
+#          (batch 64; "cl" is the plain row as it ran before issue 15), images/s
+#   infer: benchmarks/cpu_defaults.py --threads 1 --runs 20 (deploy form), median ms at batch 1 and 32
+# Regenerate with benchmarks/isa_tables.sh native|avx2 and copy the figures here.
+MEASURED: dict[str, dict[str, dict[str, float]]] = {
+    "avx512": {
+        "train": {"cl": 15.2, "nchw": 10.8, "released": 9.2, "edgeface_xs": 20.0},
+        "infer_b1": {
+            "eager CL linear1x1": 105.0, "eager CL conv1x1": 106.3, "eager NCHW": 118.7,
+            "torchscript CL": 101.6, "torchscript NCHW": 96.7, "onnxruntime": 54.5,
+        },
+        "infer_b32": {
+            "eager CL linear1x1": 1268.7, "eager CL conv1x1": 1381.2, "eager NCHW": 1277.9,
+            "torchscript CL": 1249.9, "torchscript NCHW": 1132.6, "onnxruntime": 968.5,
+        },
+    },
+    "avx2": {
+        "train": {"cl": 8.3, "nchw": 9.2, "released": 7.9, "edgeface_xs": 14.4},
+        "infer_b1": {
+            "eager CL linear1x1": 140.1, "eager CL conv1x1": 147.5, "eager NCHW": 132.6,
+            "torchscript CL": 145.2, "torchscript NCHW": 134.1, "onnxruntime": 62.0,
+        },
+        "infer_b32": {
+            "eager CL linear1x1": 1683.0, "eager CL conv1x1": 1599.4, "eager NCHW": 1575.7,
+            "torchscript CL": 1461.0, "torchscript NCHW": 1481.3, "onnxruntime": 873.3,
+        },
+    },
+}
+LINEAR_MAX_ROWS = 1024  # batch*h*w bound of the 1x1-as-linear path where it measured faster (batch 1: 7x7 = 49 rows per image)
+
+
+def _cost(m: dict[str, dict[str, float]], row: str) -> float:
+    """A row's time over batch 1 and batch 32, both weighted alike (relative to the fastest row of each)."""
+    return sum(m[k][row] / min(m[k].values()) for k in ("infer_b1", "infer_b32"))
+
+
+def cpu_defaults(cap: CpuCapability) -> CpuDefaults:
+    """The defaults for ``cap`` (a capability of :func:`cpu_capability`, or one a test makes up): per ISA
+    (``cap.isa``; ``baseline`` CPUs take the AVX2 figures), the alternative that measured faster in
+    :data:`MEASURED`:
+
+    - training layout: channels-last if its step was faster than NCHW's;
+    - ``amp``: bfloat16 autocast only with native bf16 (AVX512-BF16 / AMX at oneDNN's ISA: 1.15-1.3x
+      faster than float32 for FaceLiVT-S, README); elsewhere bf16 is emulated and slower than float32;
+    - 1x1 conv as ``F.linear``: where it beat the convolution at batch 1 (eager, channels-last);
+    - inference layout: channels-last if its best eager row beat NCHW over batch 1 and 32;
+    - backend order: ONNX Runtime before TorchScript if it was faster over batch 1 and 32, then
+      ``torch.compile`` and eager as fallbacks.
+    """
+    m = MEASURED["avx512" if cap.isa == "avx512" else "avx2"]
+    cl_eager = min(_cost(m, "eager CL linear1x1"), _cost(m, "eager CL conv1x1"))
+    ts = min(_cost(m,
+            "torchscript CL"), _cost(m, "torchscript NCHW"))
+    first = ("onnxruntime", "torchscript") if _cost(m, "onnxruntime") <= ts else ("torchscript", "onnxruntime")
+    return CpuDefaults(
+        train_channels_last=m["train"]["cl"] > m["train"]["nchw"],
+        infer_channels_last=cl_eager <= _cost(m, "eager NCHW"),
+        amp="bf16" if cap.native_bf16 else "none",
+        pointwise_linear_max_rows=LINEAR_MAX_ROWS if m["infer_b1"]["eager CL linear1x1"] < m["infer_b1"]["eager CL conv1x1"] else 0,
+        backends=(*first, "compile", "eager"),
+    )
+
+
+@lru_cache(maxsize=1)
+def machine_defaults() -> CpuDefaults:
+    """:func:`cpu_defaults` of this process's CPU (the ISAs are fixed when the process starts)."""
+    return cpu_defaults(cpu_capability())

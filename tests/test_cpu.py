@@ -9,7 +9,12 @@ import sys
 import pytest
 import torch
 
-from facelivt.cpu import APPROX_AVX2_ENV, ONEDNN_ISAS, CpuCapability, cpu_capability, cpu_flags, onednn_isa, ort_isa
+from facelivt.cpu import (
+    APPROX_AVX2_ENV, MEASURED, ONEDNN_ISAS, CpuCapability, cpu_capability, cpu_defaults, cpu_flags, onednn_isa, ort_isa,
+)
+from facelivt.training.engine import resolve_amp, resolve_channels_last
+
+BACKENDS_CPU = ("onnxruntime", "torchscript", "compile", "eager")
 
 # A Zen 2 EPYC (AVX2, no AVX-512) and a Sapphire Rapids Xeon, as /proc/cpuinfo lists their vector flags
 ZEN2 = frozenset("sse4_1 sse4_2 avx avx2 fma f16c bmi2".split())
@@ -110,3 +115,69 @@ def test_onednn_isa_matches_what_onednn_reports(approx_avx2):
 def test_the_ladder_needs_more_flags_at_each_avx512_level():
     levels = [set(need) for name, need in ONEDNN_ISAS if name.startswith(("avx512", "avx10"))]
     assert all(a < b for a, b in zip(levels, levels[1:]))
+
+
+# ------------------------------------------------------------------------------------------ defaults
+
+AVX512_BF16 = _cap("AVX512", "avx10_1_512_amx", bf16=True)
+AVX512_NO_BF16 = _cap("AVX512", "avx512_core")
+AVX2 = _cap("AVX2", "avx2")
+
+
+@pytest.mark.parametrize("cap, amp", [(AVX512_BF16, "bf16"), (AVX512_NO_BF16, "none"), (AVX2, "none"), (_cap("DEFAULT", "sse41"), "none")])
+def test_defaults_autocast_bf16_only_with_native_bf16(cap, amp):
+    assert cpu_defaults(cap).amp == amp
+
+
+def _fastest(m, key, rows):
+    return min(rows, key=lambda r: m[key][r])
+
+
+@pytest.mark.parametrize("isa, cap", [("avx512", AVX512_BF16), ("avx2", AVX2)])
+def test_defaults_pick_the_inference_paths_the_measurements_favour(isa, cap):
+    d, m = cpu_defaults(cap), MEASURED[isa]
+    assert sorted(d.backends) == sorted(BACKENDS_CPU) and d.backends[2:] == ("compile", "eager")
+    ts = _fastest(m, "infer_b32", ["torchscript CL", "torchscript NCHW"])
+    if m["infer_b1"]["onnxruntime"] < m["infer_b1"][ts] and m["infer_b32"]["onnxruntime"] < m["infer_b32"][ts]:
+        assert d.backends[0] == "onnxruntime"
+    if m["infer_b1"]["onnxruntime"] > m["infer_b1"][ts] and m["infer_b32"]["onnxruntime"] > m["infer_b32"][ts]:
+        assert d.backends[0] == "torchscript"
+    assert (d.pointwise_linear_max_rows > 0) is (m["infer_b1"]["eager CL linear1x1"] < m["infer_b1"]["eager CL conv1x1"])
+    assert d.train_channels_last is (m["train"]["cl"] > m["train"]["nchw"])
+
+
+def test_defaults_differ_where_the_isas_measured_differently():
+    wide, narrow = cpu_defaults(AVX512_BF16), cpu_defaults(AVX2)
+    assert cpu_defaults(_cap("DEFAULT", "sse41")) == cpu_defaults(_cap("AVX2", "avx2"))  # below AVX2: the AVX2 figures
+    assert wide.train_channels_last and not narrow.train_channels_last  # the measured training layouts (MEASURED["*"]["train"])
+
+
+def test_the_trainer_and_optimize_for_inference_follow_the_injected_defaults(monkeypatch):
+    import facelivt.deploy.optimize as optimize  # noqa: PLC0415 - the module whose lookup is replaced
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for cap in (AVX512_BF16, AVX2):
+        d = cpu_defaults(cap)
+        assert resolve_channels_last(None, cpu, d) is d.train_channels_last
+        assert resolve_amp("auto", cpu, d) is (torch.bfloat16 if d.amp == "bf16" else None)
+        monkeypatch.setattr(optimize, "machine_defaults", lambda d=d: d)
+        assert optimize._order("auto", cpu) == list(d.backends)
+    assert resolve_channels_last(None, cuda, cpu_defaults(AVX2)) is True
+    assert resolve_channels_last(False, cpu, cpu_defaults(AVX512_BF16)) is False
+    assert resolve_amp("none", cpu, cpu_defaults(AVX512_BF16)) is None
+
+
+def test_pointwise_conv_follows_the_machine_bound(monkeypatch):
+    import facelivt.models.layers as layers  # noqa: PLC0415 - the module whose lookup is replaced
+
+    conv = layers.PointwiseConv(8, 4, 1)
+    x = torch.randn(2, 8, 4, 4).contiguous(memory_format=torch.channels_last)
+    calls = []
+    linear = torch.nn.functional.linear
+    monkeypatch.setattr(layers.F, "linear", lambda *a: calls.append(1) or linear(*a))
+    for rows, as_linear in ((0, False), (32, True), (31, False)):
+        d = cpu_defaults(AVX2).__class__(**{**cpu_defaults(AVX2).__dict__, "pointwise_linear_max_rows": rows})
+        monkeypatch.setattr(layers, "machine_defaults", lambda d=d: d)
+        calls.clear()
+        torch.testing.assert_close(conv(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias))
+        assert bool(calls) is as_linear, rows
