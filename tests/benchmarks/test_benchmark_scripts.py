@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import facelivt
-from facelivt.cpu import cpu_capability
+from facelivt.cpu import cpu_capability, cpu_flags
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -102,3 +102,23 @@ def test_train_throughput_script_in_one_process():
                "--rows", "plain,nchw", "--isolation", "none")
     lines = [ln for ln in out.splitlines() if ln.startswith("| ")]
     assert [ln.split("|")[1].strip() for ln in lines[2:]] == ["plain", "nchw"]
+
+
+def test_profile_script_lists_ops_and_the_cpu(tmp_path):
+    out = _run("profile_ops.py", "--rows", "infer", "--infer-batch", "1", "--steps", "1", "--warmup", "1", "--threads", "1",
+               "--out", str(tmp_path / "p.json"))
+    assert out.startswith("CPU capability: ")
+    data = json.loads((tmp_path / "p.json").read_text())
+    ops = data["rows"]["infer"]["ops"]
+    assert data["cpu_capability"]["summary"] in out and any("conv" in o["op"] for o in ops)
+    assert [o["self_ms"] for o in ops] == sorted((o["self_ms"] for o in ops), reverse=True)
+
+
+@pytest.mark.skipif("avx2" not in cpu_flags(), reason="--isa avx2 selects AVX2 kernels, which need an x86 CPU with AVX2")
+def test_isa_flag_reexecs_with_the_avx2_kernels(tmp_path):
+    # --isa avx2 re-runs the script with APPROX_AVX2_ENV; the capability it reports says so
+    out = _run("profile_ops.py", "--isa", "avx2", "--rows", "infer", "--infer-batch", "1", "--steps", "1", "--warmup", "1",
+               "--threads", "1", "--out", str(tmp_path / "p.json"))
+    cap = json.loads((tmp_path / "p.json").read_text())["cpu_capability"]
+    assert cap["torch"] == "AVX2" and cap["onednn"] == "avx2" and cap["mkl"] == "AVX2" and cap["isa"] == "avx2"
+    assert "torch AVX2, oneDNN avx2" in out
