@@ -8,9 +8,11 @@
 #
 # Writes OUT/{train,latency,defaults}_<isa>.{md,json} (OUT default: isa_tables); each table starts with
 # the CPU capability it ran with. On an AVX2-only CPU, "native" is the real AVX2 table.
+# THREADS (default 2) sets the thread count; use THREADS=1 on a machine that other jobs load heavily.
 set -euo pipefail
 isa="${1:-native}"
 out="${2:-isa_tables}"
+threads="${THREADS:-2}"
 here="$(cd "$(dirname "$0")" && pwd)"
 case "$isa" in
   native) ;;
@@ -20,8 +22,8 @@ esac
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 cd "$here"
-python train_throughput.py --steps 20 --rounds 3 --rows plain,cl,nchw,compile,released,peer \
+python train_throughput.py --threads "$threads" --steps 20 --rounds 3 --rows plain,cl,nchw,compile,released,peer \
   --out "$out/train_$isa.json" | tee "$out/train_$isa.md"
-python latency.py --models facelivt_s --peer edgeface_xs --batches 1 32 --runs 60 \
+python latency.py --threads "$threads" --models facelivt_s --peer edgeface_xs --batches 1 32 --runs 60 \
   --out "$out/latency_$isa.json" | tee "$out/latency_$isa.md"
-python cpu_defaults.py --runs 30 --out "$out/defaults_$isa.json" | tee "$out/defaults_$isa.md"
+python cpu_defaults.py --threads "$threads" --runs 30 --out "$out/defaults_$isa.json" | tee "$out/defaults_$isa.md"
