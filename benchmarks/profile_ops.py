@@ -4,8 +4,8 @@
     python benchmarks/profile_ops.py --isa avx2             # the same with the AVX2 kernels of torch, oneDNN and MKL
 
 Training rows are the rows of benchmarks/train_throughput.py (the trainer's step on a fixed batch);
-``infer`` is the deploy form of --model at batch --infer-batch, eager, channels-last as
-optimize_for_inference runs it. Each row is warmed up, then --steps steps are profiled; the table lists
+``infer`` is the deploy form of --model at batch --infer-batch, eager, in the layout
+reparameterize_model picks for this machine (facelivt.cpu.cpu_defaults). Each row is warmed up, then --steps steps are profiled; the table lists
 the --top ops by self CPU time, per step.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import facelivt
 from cpu_defaults import reexec_with_isa  # benchmarks/cpu_defaults.py
-from facelivt.cpu import APPROX_AVX2_ENV, cpu_capability
+from facelivt.cpu import APPROX_AVX2_ENV, cpu_capability, machine_defaults
 from facelivt.files import write_json
 from facelivt.runtime import tune_allocator
 from train_throughput import ROWS, Row  # benchmarks/train_throughput.py
@@ -40,8 +40,9 @@ def profile_fn(fn, steps: int) -> list[dict]:
 
 
 def infer_fn(args: argparse.Namespace):
-    deploy = facelivt.reparameterize_model(facelivt.create_model(args.model).eval()).to(memory_format=torch.channels_last)
-    x = torch.randn(args.infer_batch, 3, 112, 112).contiguous(memory_format=torch.channels_last)
+    deploy = facelivt.reparameterize_model(facelivt.create_model(args.model).eval())  # this machine's layout
+    layout = torch.channels_last if machine_defaults().infer_channels_last else torch.contiguous_format
+    x = torch.randn(args.infer_batch, 3, 112, 112).contiguous(memory_format=layout)
 
     def run():
         with torch.inference_mode():
