@@ -22,9 +22,11 @@ starts) selects the AVX2 kernels of torch, oneDNN and MKL on an AVX-512 machine,
 an AVX2 CPU; ``benchmarks/isa_tables.sh`` uses it.
 
 ``cpu_defaults(cap)`` turns a capability into :class:`CpuDefaults` (memory layout for training and
-inference, autocast, the 1x1-conv-as-linear bound, ONNX Runtime first or not); the measurements the
-rule comes from are next to each field. The choice logic takes the capability as an argument, so
-tests inject one.
+inference, autocast, the 1x1-conv-as-linear bound, ONNX Runtime first or not) by a measured rule: per
+ISA, the alternative that was faster in the figures of :data:`MEASURED` (one run per ISA, written down
+there with the command that produced them; ``machine_defaults()`` is this process's). The choice logic
+takes the capability as an argument, so tests inject one. A one-time per-machine calibration was not
+needed: every choice but ONNX Runtime's could be measured for both ISAs on one machine.
 """
 from __future__ import annotations
 
@@ -155,11 +157,6 @@ class CpuCapability:
         t = {"AVX512": 2, "AVX2": 1}.get(self.torch.upper(), 0)
         d = 2 if self.onednn.startswith(("avx512", "avx10")) else 1 if self.onednn.startswith("avx2") else 0
         return ("baseline", "avx2", "avx512")[min(t, d)]
-
-    @property
-    def key(self) -> str:
-        """What a cached per-machine choice depends on: the kernels' ISAs and the library versions."""
-        return f"{self.torch}|{self.onednn}|{self.mkl}|{self.ort}|bf16={int(self.native_bf16)}|torch {self.torch_version}|ort {self.ort_version}"
 
     def summary(self) -> str:
         ort = f"ORT {self.ort_version} {self.ort}" if self.ort_version else f"ORT absent (CPU {self.ort})"
