@@ -5,7 +5,9 @@ One optimiser step = student forward + Partial FC (CosFace) + backward + gradien
 AdamW + schedule, exactly the trainer's step (facelivt.training.engine.StepRunner), on a fixed
 batch of 112x112 images held in memory (no data loading). Rows:
 
-  plain       the trainer's defaults (channels-last, float32)
+  plain       the trainer's defaults, float32: the layout facelivt.cpu.cpu_defaults picks for this
+              ISA (model.channels_last=auto: channels-last with AVX-512, NCHW with AVX2)
+  cl          plain in the channels-last layout (model.channels_last=true)
   live        + distillation, the teacher run on every step
   cached      + distillation, teacher embeddings read from the cache (filled during warm-up,
               as after the first epoch of a real run)
@@ -34,27 +36,26 @@ from pathlib import Path
 import torch
 
 import facelivt
+from facelivt.cpu import cpu_capability, machine_defaults
+from facelivt.files import write_json
 from facelivt.runtime import tune_allocator
 from baselines import released_style  # benchmarks/baselines.py
 from facelivt.training import Config
 from facelivt.training.distributed import DistEnv
 from facelivt.training.engine import build_model, build_step_runner
 
-ROWS = ("plain", "live", "cached", "nchw", "bf16", "compile", "released", "peer")
+ROWS = ("plain", "live", "cached", "cl", "nchw", "bf16", "compile", "released", "peer")
 
 
 def bf16_native() -> bool:
     """True when oneDNN runs bfloat16 natively here (AVX512-BF16 / AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return cpu_capability().native_bf16
 
 
 def make_config(args: argparse.Namespace, row: str) -> Config:
     cfg = Config(output=str(Path("runs") / "bench"))
     cfg.model.name = args.peer if row == "peer" else args.model
-    cfg.model.channels_last = row not in ("nchw", "released")
+    cfg.model.channels_last = {"nchw": False, "released": False, "cl": True}.get(row)  # None: auto, per ISA
     cfg.train.device = "cpu"
     cfg.train.amp = "bf16" if row == "bf16" else "none"
     cfg.train.batch_size = args.batch
@@ -189,15 +190,20 @@ def _left_out(row: str, why: str) -> None:
 
 def describe(args: argparse.Namespace, row: str) -> str:
     return {
-        "plain": f"{args.model}, channels-last fp32 (defaults)",
+        "plain": f"{args.model}, {layout()} fp32 (defaults)",
+        "cl": f"{args.model}, channels-last fp32",
         "live": f"{args.model} + live teacher {args.teacher}",
         "cached": f"{args.model} + teacher cache",
         "nchw": f"{args.model}, NCHW fp32",
-        "bf16": f"{args.model}, channels-last bf16 autocast",
-        "compile": f"{args.model}, channels-last fp32, torch.compile",
+        "bf16": f"{args.model}, {layout()} bf16 autocast",
+        "compile": f"{args.model}, {layout()} fp32, torch.compile",
         "released": f"{args.model}, released forward, NCHW fp32",
-        "peer": f"{args.peer}, channels-last fp32",
+        "peer": f"{args.peer}, {layout()} fp32",
     }[row]
+
+
+def layout() -> str:
+    return "channels-last" if machine_defaults().train_channels_last else "NCHW"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="process (default): every row in a process of its own, one computing at a time; "
                         "none: all rows' models in this one process")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma list of {', '.join(ROWS)}")
+    p.add_argument("--out", help="also write the results (and the CPU capability) as JSON here")
     args = p.parse_args(argv)
     rows = [m.strip() for m in args.rows.split(",") if m.strip()]
     bad = [m for m in rows if m not in ROWS]
@@ -232,19 +239,33 @@ def main(argv: list[str] | None = None) -> int:
         rows.remove("bf16")
     tuned = args.malloc == "tuned" and tune_allocator()
     torch.set_num_threads(args.threads)
+    cap = cpu_capability()
+    print(f"# {cap.summary()}", file=sys.stderr)
+    print(f"# per-machine defaults (facelivt.cpu): {machine_defaults().summary()}", file=sys.stderr)
     print(f"# torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.classes} classes, "
           f"{args.warmup} warm-up steps, then {args.rounds} rounds of 1 + {-(-args.steps // args.rounds)} steps per row "
           f"(the first of each block untimed), median step time, rows isolated: {args.isolation}, "
           f"allocator {'tuned' if tuned else 'as it comes'}", file=sys.stderr)
     results = measure(args, rows)
     med = {row: statistics.median(t) for row, t in results.items()}
+    print(f"CPU capability: {cap.summary()}")
     print("| row | what | median s/step | min s/step | images/s | time vs plain | speed vs released |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
+    table = []
     for row, times in results.items():
-        vs_plain = f"{med[row] / med['plain']:.2f}x" if "plain" in med else "-"
-        vs_released = f"{med['released'] / med[row]:.2f}x" if "released" in med else "-"
-        print(f"| {row} | {describe(args, row)} | {med[row]:.3f} | {min(times):.3f} | {args.batch / med[row]:.1f} | {vs_plain} | {vs_released} |")
+        vs_plain = med[row] / med["plain"] if "plain" in med else None
+        vs_released = med["released"] / med[row] if "released" in med else None
+        table.append({"row": row, "what": describe(args, row), "median_s": med[row], "min_s": min(times),
+                      "images_per_s": args.batch / med[row], "time_vs_plain": vs_plain, "speed_vs_released": vs_released})
+        print(f"| {row} | {describe(args, row)} | {med[row]:.3f} | {min(times):.3f} | {args.batch / med[row]:.1f} | "
+              f"{_x(vs_plain)} | {_x(vs_released)} |")
+    if args.out:
+        write_json(args.out, {"cpu_capability": cap.to_dict(), "args": vars(args), "rows": table})
     return 0
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ def _header(result: BenchResult) -> list[str]:
         f"- machine: {env['cpu']} ({env['cpu_cores']} logical CPUs), device `{env['device']}`"
         + (f" ({env.get('cuda_device')})" if env.get("cuda_device") else ""),
         f"- threads: {env['threads']} (torch intra-op and ONNX Runtime intra-op)",
+        f"- CPU capability: {env.get('cpu_capability', {}).get('summary', 'not recorded')}",
         f"- torch {env['torch']}, onnxruntime {env['onnxruntime']}, python {env['python']}; {env['date']}",
         f"- load average (1, 5, 15 min) at start {env.get('load_average_start')}, at end {env.get('load_average_end')}",
         f"- clock: {'CPU time of the calling thread (time.thread_time): not inflated by other load' if cfg.get('clock') == 'thread' else 'wall clock'}",

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from facelivt.cpu import cpu_capability
 from facelivt.deploy.bench_report import save_result, throughput_note, to_markdown
 from facelivt.deploy.bench_results import (
     REFERENCE,
@@ -83,6 +84,7 @@ def environment(threads: int, device: str) -> dict[str, Any]:
         "onnxruntime": onnxruntime_version(),
         "ort_providers": available_providers(),
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "cpu_capability": cpu_capability(threads).to_dict(),  # facelivt.cpu: torch's, oneDNN's, MKL's, ORT's ISA
     }
     if device.startswith("cuda"):
         env["cuda_device"] = torch.cuda.get_device_name(torch.device(device))
@@ -258,6 +260,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     progress = progress or (lambda s: None)
     torch.set_num_threads(cfg.threads)
     result = BenchResult(environment(cfg.threads, cfg.device), asdict(cfg))
+    progress(result.environment["cpu_capability"]["summary"])
     builders = {"table3": build_table3, "table4": build_table4, "peers": build_peers}
     with tempfile.TemporaryDirectory() as tmp:
         bench = _Bench(cfg, Path(tmp), progress)

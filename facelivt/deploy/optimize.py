@@ -9,9 +9,10 @@ Starts from the deploy form (reparameterized, eval mode, channels-last) and then
 - ``"onnxruntime"``: the shape-free export graph of :mod:`facelivt.deploy.onnx_export` run by ONNX Runtime
   (CPU; inputs and outputs cross as numpy arrays).
 - ``"eager"``: the deploy form as is.
-- ``"auto"`` (default): on CPU ONNX Runtime, then TorchScript, ``torch.compile`` and eager, each where
-  the one before fails; on other devices TorchScript first. On the 2-core reference CPU, FaceLiVT-S at
-  batch 1 measured 6.6 ms in ONNX Runtime against 8.3 ms for the frozen trace (benchmarks/latency.py).
+- ``"auto"`` (default): on CPU in the order ``facelivt.cpu.cpu_defaults`` measured for this machine's
+  ISA (ONNX Runtime first, then TorchScript, ``torch.compile`` and eager, each where the one before
+  fails, unless the measurements there say otherwise: see ``facelivt.cpu.MEASURED``); on other devices
+  TorchScript first.
 
 The returned module computes the same function as the input model in eval mode (float32 round-off).
 ``OnnxRuntimeModule`` lives in :mod:`facelivt.deploy.sessions` now; importing it from here is
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from facelivt.cpu import machine_defaults
 from facelivt.deploy.onnx_export import export_onnx
 from facelivt.deploy.sessions import OnnxRuntimeModule, onnx_session, trace_frozen
 from facelivt.errors import InvalidInputError, UnavailableError
@@ -93,7 +95,8 @@ def optimize_for_inference(
     """
     if backend not in BACKENDS:
         raise InvalidInputError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    channels_last = True if channels_last is None else channels_last
+    if channels_last is None:
+        channels_last = machine_defaults().infer_channels_last
     deploy, example_input = _prepare(model, example_input, channels_last)
     errors = []
     for name in _order(backend, example_input.device):
@@ -127,7 +130,7 @@ def _order(backend: str, device: torch.device) -> list[str]:
     if backend != "auto":
         return [backend]
     if device.type == "cpu":
-        return ["onnxruntime", "torchscript", "compile", "eager"]
+        return list(machine_defaults().backends)
     return ["torchscript", "compile", "eager"]
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facelivt.cpu import machine_defaults
 from facelivt.errors import InvalidInputError
 from facelivt.models.reparam import reparameterize_module
 
@@ -47,17 +48,19 @@ class PointwiseConv(nn.Conv2d):
     copy: for such inputs PyTorch skips oneDNN for its generic im2col path, and the linear form
     measured 8.1 against 8.9 ms for FaceLiVT-S at batch 1 on the 2-core reference CPU (2 threads).
     Larger inputs, TorchScript tracing and ONNX export take the convolution, which oneDNN and ONNX
-    Runtime fuse and lay out better.
+    Runtime fuse and lay out better. The bound is per machine (``facelivt.cpu.cpu_defaults``, measured
+    per ISA); setting ``LINEAR_MAX_ROWS`` on the class or an instance overrides it (0: never linear).
     """
 
-    LINEAR_MAX_ROWS = 1024  # batch * height * width up to which the linear form is used
+    LINEAR_MAX_ROWS: int | None = None  # batch * height * width up to which the linear form is used; None: per machine
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or _compiling():
             return super().forward(x)  # checked first: shapes may be symbolic here
         b, _, h, w = x.shape
+        limit = self.LINEAR_MAX_ROWS if self.LINEAR_MAX_ROWS is not None else machine_defaults().pointwise_linear_max_rows
         if (
-            b * h * w <= self.LINEAR_MAX_ROWS
+            b * h * w <= limit
             and not x.is_contiguous()
             and x.is_contiguous(memory_format=torch.channels_last)
         ):

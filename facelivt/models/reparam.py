@@ -4,8 +4,9 @@ from __future__ import annotations
 import copy
 
 import torch
-
 from torch import nn
+
+from facelivt.cpu import machine_defaults
 
 
 def reparameterize_module(module: nn.Module, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
@@ -20,15 +21,18 @@ def reparameterize_module(module: nn.Module, residual: bool = True, fuse_bn: boo
     return module
 
 
-def reparameterize_model(model: nn.Module, residual: bool = True, fuse_bn: bool = True, channels_last: bool = True) -> nn.Module:
+def reparameterize_model(model: nn.Module, residual: bool = True, fuse_bn: bool = True, channels_last: bool | None = None) -> nn.Module:
     """A new model in deploy form (structural reparameterization, FaceLiVT paper); ``model`` is left untouched.
 
     ``residual=True`` folds the DWMix identity into the depthwise kernel (needs ``fuse_bn``);
     ``fuse_bn=True`` folds every BatchNorm into the conv/linear next to it. ``residual=False`` and
     ``fuse_bn=False`` give the two partial forms of the seed's Table III. The result is in eval mode.
-    With ``channels_last`` (default) weights and activations use the NHWC memory layout, which oneDNN
-    runs faster on CPU (benchmarks/latency.py); the function computed is the same.
+    With ``channels_last`` weights and activations use the NHWC memory layout, which oneDNN runs faster
+    on CPU (benchmarks/cpu_defaults.py); None (default) takes this machine's choice
+    (``facelivt.cpu.machine_defaults().infer_channels_last``). The function computed is the same.
     """
+    if channels_last is None:
+        channels_last = machine_defaults().infer_channels_last
     deploy = copy.deepcopy(model).eval()
     deploy = reparameterize_module(deploy, residual=residual, fuse_bn=fuse_bn)
     deploy.eval()

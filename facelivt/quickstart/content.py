@@ -233,7 +233,8 @@ def _latency(r: R) -> list:
     blocks = [Heading("6. Latency"), Para(
         f"Median wall-clock time of one forward pass, {_n(r.machine.threads, 'thread')}, after {qs.bench_warmup} warm-up passes; "
         f"{qs.bench_runs} timed passes at batch 1 (a quarter of that at larger batches), the candidates interleaved over "
-        f"{qs.bench_rounds} rounds so that load changes hit all alike. The peer {peer.name} runs with {peer.weights}."),
+        f"{qs.bench_rounds} rounds so that load changes hit all alike. The peer {peer.name} runs with {peer.weights}."
+        + (f" {r.machine.cpu_capability}." if r.machine.cpu_capability else "")),
         Table(["model", "runtime", "params (M)", "MACs (M)"] + [f"batch {b}: ms (p10-p90)" for b in batches]
               + ([f"speed vs train form (batch {batches[0]})"] if ref else []), rows)]
     if peer.onnx_error:

@@ -31,6 +31,8 @@ class Machine:
     threads = property(lambda self: self.environment["threads"])
     device = property(lambda self: self.environment["device"])
     torch = property(lambda self: self.environment["torch"])
+    # facelivt.cpu's one-line summary: which ISA torch, oneDNN, MKL and ORT ran with
+    cpu_capability = property(lambda self: self.environment.get("cpu_capability", {}).get("summary", ""))
 
     def to_json(self) -> dict[str, Any]:
         return {**self.environment, "threads_auto": self.threads_auto}

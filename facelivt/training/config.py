@@ -45,7 +45,9 @@ class ModelConfig:
     num_heads: Optional[int] = None  # MHLA heads; None = the variant's default (16)
     embedding_size: int = 512
     weights: Optional[str] = None  # start from these weights (this project's safetensors or a released .pt)
-    channels_last: bool = True  # NHWC: faster for the convolutions on CPU (oneDNN) and on CUDA tensor cores
+    # NHWC (true) or NCHW (false); auto (None): channels-last on CUDA, on a CPU as facelivt.cpu.cpu_defaults measured
+    # for its ISA (channels-last with AVX-512, NCHW with AVX2)
+    channels_last: Optional[bool] = None
     compile: bool = False  # torch.compile the backbone
 
 
@@ -116,7 +118,7 @@ class TrainSection:
     max_steps: Optional[int] = None  # optimiser steps; shortens the schedule to this many steps
     batch_size: int = 384  # images per optimiser step over all processes and accumulation steps
     accumulate: int = 1  # gradient accumulation steps
-    amp: str = "auto"  # auto (bf16/fp16 on CUDA, none on CPU) | none | bf16 | fp16
+    amp: str = "auto"  # auto (bf16/fp16 on CUDA; on a CPU bf16 where it has native bf16, else none) | none | bf16 | fp16
     device: str = "auto"
     seed: int = 0
     deterministic: bool = False
@@ -196,7 +198,8 @@ _FALSE = {"false", "no", "off", "0"}
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert ``value`` (from YAML or an override) to the field type ``tp``; InvalidInputError naming ``key``."""
     inner, optional = _unwrap_optional(tp)
-    if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("none", "null", "~", "")):
+    empty = ("none", "null", "~", "", "auto") if inner is bool else ("none", "null", "~", "")  # an optional bool's None is "auto"
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in empty):
         if optional:
             return None
         raise InvalidInputError(f"config key {key!r} may not be empty (null)")

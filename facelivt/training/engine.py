@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from facelivt.cpu import CpuDefaults, machine_defaults
 from facelivt.errors import FaceLiVTError, InvalidInputError
 from facelivt.evaluation.embed import embedding_dim
 from facelivt.losses import DistillationLoss, PartialFC, margin_loss
@@ -44,11 +45,14 @@ class StepStats:
     images: int  # images of this process in the step
 
 
-def resolve_amp(amp: str, device: torch.device) -> Optional[torch.dtype]:
-    """``train.amp`` -> autocast dtype (None = full precision)."""
+def resolve_amp(amp: str, device: torch.device, cpu: CpuDefaults | None = None) -> Optional[torch.dtype]:
+    """``train.amp`` -> autocast dtype (None = full precision). ``auto`` on a CPU follows ``cpu``
+    (default: this machine's :func:`facelivt.cpu.machine_defaults`): bf16 only with native bf16."""
     if amp == "none":
         return None
     if amp == "auto":
+        if device.type == "cpu":
+            return torch.bfloat16 if (cpu or machine_defaults()).amp == "bf16" else None
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -63,6 +67,16 @@ def resolve_amp(amp: str, device: torch.device) -> Optional[torch.dtype]:
                           stacklevel=2)
         return torch.float16
     raise InvalidInputError(f"train.amp must be {', '.join(AMP_MODES[:-1])} or {AMP_MODES[-1]}; got {amp!r}")
+
+
+def resolve_channels_last(value: Optional[bool], device: torch.device, cpu: CpuDefaults | None = None) -> bool:
+    """``model.channels_last``: as set, or (None, auto) channels-last on CUDA and, on a CPU, as ``cpu``
+    (default: this machine's :func:`facelivt.cpu.machine_defaults`) says for training."""
+    if value is not None:
+        return bool(value)
+    if device.type == "cpu":
+        return (cpu or machine_defaults()).train_channels_last
+    return True
 
 
 def autocast_factory(device: torch.device, dtype: Optional[torch.dtype]) -> Callable[[], ContextManager]:
@@ -337,7 +351,8 @@ def build_step_runner(
     ``teacher`` replaces the teacher built from ``distill.teacher`` / ``distill.teacher_weights`` (it
     is put in eval mode and frozen). ``num_samples`` sizes the teacher cache (needed unless ``distill.cache`` is none); a disk cache
     lives in ``cache_dir``."""
-    model = _placed_model(cfg, env.device, model)
+    channels_last = resolve_channels_last(cfg.model.channels_last, env.device)
+    model = _placed_model(cfg, env.device, model, channels_last)
     embedding_size = embedding_dim(model, env.device)
     pfc = build_partial_fc(cfg, num_classes, env, embedding_size).to(env.device)
     o = cfg.optim
@@ -347,23 +362,23 @@ def build_step_runner(
     amp_dtype = resolve_amp(cfg.train.amp, env.device)
     distill = targets = None
     if cfg.distill.enabled:
-        teacher = _frozen_teacher(cfg, env.device, teacher, embedding_size)
+        teacher = _frozen_teacher(cfg, env.device, teacher, embedding_size, channels_last)
         autocast = autocast_factory(env.device, amp_dtype)
         targets = TeacherTargets.build(teacher, cfg.distill, env, embedding_size, num_samples, cache_dir, cache_key,
-                                       autocast=autocast, channels_last=cfg.model.channels_last, both_views=cfg.data.flip)
+                                       autocast=autocast, channels_last=channels_last, both_views=cfg.data.flip)
         distill = DistillationLoss(cfg.distill.kind, cfg.distill.alpha, cfg.distill.normalize)
     return StepRunner(
         model, _forward_module(cfg, env, model), pfc, optimizer, scheduler, env,
         amp_dtype=amp_dtype, accumulate=cfg.train.accumulate, clip_grad_norm=o.clip_grad_norm,
-        distill=distill, targets=targets, channels_last=cfg.model.channels_last,
+        distill=distill, targets=targets, channels_last=channels_last,
         nan_at_step=cfg.debug.nan_at_step, hyper=hyper,
     )
 
 
-def _placed_model(cfg: Config, device: torch.device, model: nn.Module | None) -> nn.Module:
+def _placed_model(cfg: Config, device: torch.device, model: nn.Module | None, channels_last: bool) -> nn.Module:
     """The student (``model`` or :func:`build_model`) on ``device``, channels-last when asked."""
     model = (model if model is not None else build_model(cfg)).to(device)
-    if cfg.model.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -377,11 +392,12 @@ def _forward_module(cfg: Config, env: DistEnv, model: nn.Module) -> nn.Module:
     return forward
 
 
-def _frozen_teacher(cfg: Config, device: torch.device, teacher: nn.Module | None, embedding_size: int) -> nn.Module:
+def _frozen_teacher(cfg: Config, device: torch.device, teacher: nn.Module | None, embedding_size: int,
+                    channels_last: bool) -> nn.Module:
     """The distillation teacher (given or built from ``distill.*``), frozen, of the student's width."""
     d = cfg.distill
     if teacher is None:
-        teacher = build_teacher(d.teacher, d.teacher_weights, device, d.allow_random_teacher, cfg.model.channels_last)
+        teacher = build_teacher(d.teacher, d.teacher_weights, device, d.allow_random_teacher, channels_last)
     else:
         teacher = teacher.to(device).eval()
         for p in teacher.parameters():

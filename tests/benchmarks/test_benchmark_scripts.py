@@ -1,5 +1,6 @@
 """The benchmark scripts run, and their baselines compute what they claim (no timing asserted here:
 speed goals are read off the scripts' tables)."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 import facelivt
+from facelivt.cpu import cpu_capability, cpu_flags
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -65,10 +67,34 @@ def test_train_throughput_script_refuses_unknown_rows():
     assert proc.returncode == 2 and "--rows takes" in proc.stderr
 
 
-def test_latency_script_prints_its_table():
-    out = _run("latency.py", "--models", "facelivt_s", "--batches", "1", "--runs", "2", "--warmup", "1", "--backend", "eager")
-    rows = [ln for ln in out.splitlines() if ln.startswith("| facelivt_s")]
-    assert len(rows) == 4 and rows[0].rstrip().endswith("1.000 |")
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.split("|")[1:-1]]
+
+
+def test_latency_script_prints_its_table(tmp_path):
+    # (adapted for issue 15: an ONNX Runtime row always, and the peer's rows in the same rounds)
+    out = _run("latency.py", "--models", "facelivt_s", "--batches", "1", "--runs", "2", "--warmup", "1", "--backend", "eager",
+               "--out", str(tmp_path / "lat.json"))
+    assert out.startswith("CPU capability: CPU ")
+    rows = [_cells(ln) for ln in out.splitlines() if ln.startswith("| facelivt_s") or ln.startswith("| edgeface_xs")]
+    forms = [r[2] for r in rows]
+    assert forms == ["per-head loop (baseline)", "train form", "deploy form (eager)", "optimize_for_inference (onnxruntime)",
+                     "optimize_for_inference (eager -> eager)", "peer deploy form (eager)", "peer onnxruntime"]
+    assert rows[0][5] == "1.000" and rows[-1][0] == "edgeface_xs" and rows[-1][6] == "-"
+    ms = {r[2]: float(r[3]) for r in rows}
+    assert float(rows[3][6]) == pytest.approx(ms["optimize_for_inference (onnxruntime)"] / ms["peer onnxruntime"], rel=0.02, abs=0.002)
+    data = json.loads((tmp_path / "lat.json").read_text())
+    assert data["cpu_capability"]["torch"] == torch.backends.cpu.get_cpu_capability()
+    assert len(data["results"]) == len(rows)
+
+
+def test_benchmarks_say_which_cpu_they_ran_on(tmp_path):
+    out = _run("train_throughput.py", "--batch", "4", "--steps", "1", "--rounds", "1", "--warmup", "1", "--classes", "10",
+               "--rows", "plain", "--isolation", "none", "--out", str(tmp_path / "t.json"))
+    cap = cpu_capability()
+    assert f"CPU capability: {cap.summary()}" in out
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["cpu_capability"]["onednn"] == cap.onednn and [r["row"] for r in data["rows"]] == ["plain"]
 
 
 def test_train_throughput_script_in_one_process():
@@ -76,3 +102,23 @@ def test_train_throughput_script_in_one_process():
                "--rows", "plain,nchw", "--isolation", "none")
     lines = [ln for ln in out.splitlines() if ln.startswith("| ")]
     assert [ln.split("|")[1].strip() for ln in lines[2:]] == ["plain", "nchw"]
+
+
+def test_profile_script_lists_ops_and_the_cpu(tmp_path):
+    out = _run("profile_ops.py", "--rows", "infer", "--infer-batch", "1", "--steps", "1", "--warmup", "1", "--threads", "1",
+               "--out", str(tmp_path / "p.json"))
+    assert out.startswith("CPU capability: ")
+    data = json.loads((tmp_path / "p.json").read_text())
+    ops = data["rows"]["infer"]["ops"]
+    assert data["cpu_capability"]["summary"] in out and any("conv" in o["op"] for o in ops)
+    assert [o["self_ms"] for o in ops] == sorted((o["self_ms"] for o in ops), reverse=True)
+
+
+@pytest.mark.skipif("avx2" not in cpu_flags(), reason="--isa avx2 selects AVX2 kernels, which need an x86 CPU with AVX2")
+def test_isa_flag_reexecs_with_the_avx2_kernels(tmp_path):
+    # --isa avx2 re-runs the script with APPROX_AVX2_ENV; the capability it reports says so
+    out = _run("profile_ops.py", "--isa", "avx2", "--rows", "infer", "--infer-batch", "1", "--steps", "1", "--warmup", "1",
+               "--threads", "1", "--out", str(tmp_path / "p.json"))
+    cap = json.loads((tmp_path / "p.json").read_text())["cpu_capability"]
+    assert cap["torch"] == "AVX2" and cap["onednn"] == "avx2" and cap["mkl"] == "AVX2" and cap["isa"] == "avx2"
+    assert "torch AVX2, oneDNN avx2" in out

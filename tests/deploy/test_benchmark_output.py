@@ -7,6 +7,7 @@ from dataclasses import asdict
 import pytest
 
 from disk_helpers import fill, listing, tmpfs
+from facelivt.cpu import cpu_capability
 from facelivt.deploy.benchmark import BenchConfig, BenchResult, environment, save_result, to_markdown
 from facelivt.errors import OutputWriteError
 
@@ -34,3 +35,12 @@ def test_save_result_on_a_full_disk_keeps_the_earlier_pair():
             save_result(_result(), disk)
         (disk / ".filler").unlink()
         assert listing(disk) == before
+
+
+def test_bench_records_and_prints_the_cpu_capability(tmp_path):
+    result = _result()
+    cap = cpu_capability(result.environment["threads"])
+    assert result.environment["cpu_capability"]["summary"] == cap.summary()
+    md, js = save_result(result, tmp_path / "b")
+    assert f"- CPU capability: {cap.summary()}" in md.read_text(encoding="utf-8").splitlines()
+    assert json.loads(js.read_text())["environment"]["cpu_capability"]["torch"] == cap.torch

@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 
+from facelivt.cpu import machine_defaults
 from facelivt.training import NonFiniteLossError, train
 from facelivt.training.engine import resolve_amp
 
@@ -31,7 +32,9 @@ def quiet_train(cfg, **kw):
 
 def test_amp_modes_resolve_per_device():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_amp("auto", cpu) is None and resolve_amp("none", cuda) is None
+    # (adapted for issue 15: auto on a CPU is bf16 where it has native bf16; tests/test_cpu.py covers the rule)
+    assert resolve_amp("auto", cpu) is (torch.bfloat16 if machine_defaults().amp == "bf16" else None)
+    assert resolve_amp("none", cuda) is None
     assert resolve_amp("bf16", cpu) is torch.bfloat16
     with pytest.warns(UserWarning, match="emulated"):
         assert resolve_amp("fp16", cpu) is torch.float16

@@ -141,3 +141,12 @@ def test_valid_keys_cover_sections():
 def test_apply_overrides_creates_sections():
     data = apply_overrides({}, ["model.head=gdc", "train.max_minutes=null"])
     assert data == {"model": {"head": "gdc"}, "train": {"max_minutes": None}}
+
+
+def test_channels_last_is_auto_by_default_and_can_be_forced():
+    # issue 15: the layout is chosen per CPU unless set (facelivt.cpu.cpu_defaults; tests/test_cpu.py)
+    assert Config().model.channels_last is None
+    for text, want in (("auto", None), ("true", True), ("false", False), ("null", None)):
+        assert config_from_dict(apply_overrides({}, [f"model.channels_last={text}"])).model.channels_last is want
+    with pytest.raises(ValueError, match="model.channels_last"):
+        config_from_dict(apply_overrides({}, ["model.channels_last=sometimes"]))
