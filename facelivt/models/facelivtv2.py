@@ -46,6 +46,8 @@ class LiteMHLA(nn.Module):
         self.ls = nn.Parameter(torch.full((channels, 1, 1), 1e-5))
 
     def _check(self, x: torch.Tensor) -> None:
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return  # shapes are traced values there; the eager model has checked them
         n = x.shape[2] * x.shape[3]
         if n != self.num_tokens:
             raise ValueError(f"LiteMHLA was built for {self.num_tokens} tokens but got a {x.shape[2]}x{x.shape[3]} map; "
