@@ -7,6 +7,8 @@ is DWMix followed by the residual Lite MHLA).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -19,10 +21,8 @@ def _tokens_channels_last(x: torch.Tensor) -> bool:
     return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-def _head_tokens(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, heads, C/heads, N), heads = contiguous channel groups."""
-    b, c, h, w = x.shape
-    return x.reshape(b, heads, c // heads, h * w)
+def _exporting() -> bool:
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or _compiling()
 
 
 class LiteMHLA(nn.Module):
@@ -44,6 +44,8 @@ class LiteMHLA(nn.Module):
         self.weight = nn.Parameter(trunc_normal_(torch.empty(num_heads, num_tokens, num_tokens)))  # nn.Linear layout per head
         self.bias = nn.Parameter(torch.zeros(num_heads, num_tokens))
         self.ls = nn.Parameter(torch.full((channels, 1, 1), 1e-5))
+        side = math.isqrt(num_tokens)
+        self.side = side if side * side == num_tokens else None  # maps are square at a square input
 
     def _check(self, x: torch.Tensor) -> None:
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
@@ -102,7 +104,7 @@ class LiteMHLAFolded(LiteMHLA):
         self._cache: tuple | None = None
 
     def _scale_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or _compiling():
+        if _exporting():
             return self.folded()
         params = (self.weight, self.bias, self.alpha, self.beta, self.ls)
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):
@@ -115,16 +117,23 @@ class LiteMHLAFolded(LiteMHLA):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
+        scale, bias = self._scale_bias()
+        if _exporting() or not _tokens_channels_last(x):
+            return self._forward_nchw(x, scale, bias)
         b, c, h, w = x.shape
         n, heads = h * w, self.num_heads
-        scale, bias = self._scale_bias()
-        if _tokens_channels_last(x):
-            t = x.permute(0, 2, 3, 1).reshape(b, n, heads, c // heads).transpose(1, 2)  # (B, heads, N, C/heads)
-            t = torch.matmul(self.weight, t).transpose(1, 2).reshape(b, n, c)
-            t = t * scale.reshape(1, 1, c) + bias.transpose(1, 2)
-            return t.reshape(b, h, w, c).permute(0, 3, 1, 2)
-        t = torch.matmul(_head_tokens(x, heads), self.weight.transpose(1, 2)).reshape(b, c, n)
-        return (t * scale + bias).reshape(b, c, h, w)
+        t = x.permute(0, 2, 3, 1).reshape(b, n, heads, c // heads).transpose(1, 2)  # (B, heads, N, C/heads)
+        t = torch.matmul(self.weight, t).transpose(1, 2).reshape(b, n, c)
+        t = t * scale.reshape(1, 1, c) + bias.transpose(1, 2)
+        return t.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+    def _forward_nchw(self, x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Shapes from the module, the batch as -1: a traced or ONNX graph has constant Reshapes only
+        (no Shape/Gather chains) and one MatMul, one Mul, one Add."""
+        c, n, heads = self.channels, self.num_tokens, self.num_heads
+        out_shape = (-1, c, self.side, self.side) if self.side else (-1, c, *x.shape[2:])
+        t = torch.matmul(x.reshape(-1, heads, c // heads, n), self.weight.transpose(1, 2))
+        return (t.reshape(-1, c, n) * scale + bias).reshape(out_shape)
 
     @torch.no_grad()
     def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
