@@ -41,7 +41,7 @@ class ModelConfig:
 
     name: str = "facelivt_s"
     head: str = "gap"  # "gap" (paper) or "gdc"
-    num_heads: Optional[int] = None  # MHLA heads; None = the variant's default (16)
+    num_heads: Optional[int] = None  # MHLA heads; None = the variant's default (16; FaceLiVTv2: 4)
     embedding_size: int = 512
     weights: Optional[str] = None  # start from these weights (this project's safetensors or a released .pt)
     channels_last: bool = True  # NHWC: faster for the convolutions on CPU (oneDNN) and on CUDA tensor cores
