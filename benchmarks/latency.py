@@ -1,12 +1,17 @@
-"""Latency of FaceLiVT-S and -M on this machine: train form, deploy form, optimize_for_inference, and a
-per-head-loop MHLA baseline (the released implementation's 16 nn.Linear pairs), same weights, same run.
+"""Latency of FaceLiVT (v1 and v2) and the peers on this machine: train form, deploy form,
+optimize_for_inference, and a per-head-loop baseline (the released implementation's nn.Linear per
+head), same weights, same run.
 
-    python benchmarks/latency.py                      # 2 threads, batch 1 and 32
+    python benchmarks/latency.py                      # FaceLiVT-S and -M, 2 threads, batch 1 and 32
+    python benchmarks/latency.py --models facelivtv2_xs facelivtv2_s facelivt_s edgeface_xs --backend onnxruntime
     python benchmarks/latency.py --threads 1 --runs 200 --out latency.json
 
 Each figure is the median of ``--runs`` timed forward passes after ``--warmup`` untimed ones; ratios
-are against the per-head-loop baseline of the same model and batch. Rows run interleaved, round by
-round, so that background load affects every row alike.
+are against the per-head-loop baseline of the same model and batch, and (when ``edgeface_xs`` is in
+``--models``) against EdgeFace-XS's row of the same form (eager deploy or optimize_for_inference).
+The rows of every model run interleaved, round by round, so that background load affects every row
+alike. FaceLiVTv2 models get one more row: the deploy form with the Lite MHLA's affine and layer
+scale left unfolded (the released deploy form, vectorised), eager and through the same backend.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from torch import nn
 
 import facelivt
 from facelivt.runtime import tune_allocator
-from baselines import released_style  # benchmarks/baselines.py
+from baselines import released_style, unfolded_lite_mhla  # benchmarks/baselines.py
 
 
 def measure(rows: dict[str, nn.Module], x: torch.Tensor, warmup: int, runs: int) -> dict[str, float]:
@@ -36,6 +41,39 @@ def measure(rows: dict[str, nn.Module], x: torch.Tensor, warmup: int, runs: int)
                 fn(x)
                 times[name].append(time.perf_counter() - t0)
     return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
+BASELINE = "per-head loop (baseline)"
+DEPLOY = "deploy form (eager)"
+UNFOLDED = "deploy, Lite MHLA unfolded"
+
+
+def _edgeface_row(ms: dict, row: str) -> float | None:
+    """EdgeFace-XS's time in the same form as ``row``: its optimize_for_inference row for a backend row,
+    else its eager deploy form (None when EdgeFace-XS is not measured)."""
+    if "optimize_for_inference" in row:
+        return next((t for (m, r), t in ms.items() if m == "edgeface_xs" and r.startswith("optimize_for_inference")), None)
+    return ms.get(("edgeface_xs", DEPLOY))
+
+
+def model_forms(name: str, backend: str) -> dict[str, nn.Module]:
+    """The timed forms of one model (same weights), plus its train form under ``"_train"`` for checks."""
+    train = facelivt.create_model(name).eval()
+    deploy = facelivt.reparameterize_model(train)
+    fast = facelivt.optimize_for_inference(deploy, backend=backend)
+    fast_row = f"optimize_for_inference ({fast.backend})"
+    rows = {
+        BASELINE: released_style(deploy),  # eval mode, NCHW, as the released code runs
+        "train form": train,
+        DEPLOY: deploy,
+        fast_row: fast,
+    }
+    if name.startswith("facelivtv2"):
+        unfolded = unfolded_lite_mhla(deploy)
+        rows[f"{UNFOLDED} (eager)"] = unfolded
+        rows[f"{UNFOLDED} ({fast_row})"] = facelivt.optimize_for_inference(unfolded, backend=backend)
+    rows["_train"] = train
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,35 +93,33 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
           f"median of timed runs after warm-up, allocator {'tuned' if tuned else 'as it comes'}")
-    results = []
+    rows, checks = {}, {}
     for name in args.models:
-        train = facelivt.create_model(name).eval()
-        deploy = facelivt.reparameterize_model(train)
-        fast = facelivt.optimize_for_inference(deploy, backend=args.backend)
-        rows = {
-            "per-head loop (baseline)": released_style(deploy),  # eval mode, NCHW, as the released code runs
-            "train form": train,
-            "deploy form (eager)": deploy,
-            f"optimize_for_inference ({fast.backend})": fast,
-        }
-        for batch in args.batches:
-            x = torch.randn(batch, 3, 112, 112)
-            with torch.inference_mode():
-                ref = train(x)
-                for row, fn in rows.items():
-                    err = (fn(x) - ref).abs().max().item()
-                    if err > 1e-3 * max(1.0, ref.abs().max().item()):
-                        raise RuntimeError(f"{name} {row}: output differs from the train form by {err}")
-            runs = max(10, args.runs // batch) if batch > 1 else args.runs
-            ms = measure(rows, x, args.warmup if batch == 1 else 2, runs)
-            base = ms["per-head loop (baseline)"]
-            for row, t in ms.items():
-                results.append({"model": name, "batch": batch, "form": row, "ms": t, "images_per_s": 1000 * batch / t, "ratio_vs_baseline": t / base})
-    header = f"| {'model':<11} | {'batch':>5} | {'form':<36} | {'ms':>9} | {'images/s':>9} | {'x baseline':>10} |"
+        model_rows = model_forms(name, args.backend)
+        checks[name] = model_rows.pop("_train")
+        rows.update({(name, form): fn for form, fn in model_rows.items()})
+    results = []
+    for batch in args.batches:
+        x = torch.randn(batch, 3, 112, 112)
+        with torch.inference_mode():
+            for (name, row), fn in rows.items():
+                ref = checks[name](x)
+                err = (fn(x) - ref).abs().max().item()
+                if err > 1e-3 * max(1.0, ref.abs().max().item()):
+                    raise RuntimeError(f"{name} {row}: output differs from the train form by {err}")
+        runs = max(10, args.runs // batch) if batch > 1 else args.runs
+        ms = measure(rows, x, args.warmup if batch == 1 else 2, runs)
+        for (name, row), t in ms.items():
+            base = ms[(name, BASELINE)]
+            peer = _edgeface_row(ms, row)
+            results.append({"model": name, "batch": batch, "form": row, "ms": t, "images_per_s": 1000 * batch / t,
+                            "ratio_vs_baseline": t / base, "ratio_vs_edgeface_xs": t / peer if peer else None})
+    header = f"| {'model':<13} | {'batch':>5} | {'form':<44} | {'ms':>9} | {'images/s':>9} | {'x baseline':>10} | {'x EdgeFace-XS':>13} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in results:
-        print(f"| {r['model']:<11} | {r['batch']:>5} | {r['form']:<36} | {r['ms']:>9.2f} | {r['images_per_s']:>9.1f} | {r['ratio_vs_baseline']:>10.3f} |")
+        peer = "-" if r["ratio_vs_edgeface_xs"] is None else f"{r['ratio_vs_edgeface_xs']:.3f}"
+        print(f"| {r['model']:<13} | {r['batch']:>5} | {r['form']:<44} | {r['ms']:>9.2f} | {r['images_per_s']:>9.1f} | {r['ratio_vs_baseline']:>10.3f} | {peer:>13} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"torch": torch.__version__, "threads": args.threads, "results": results}, f, indent=2)

@@ -11,7 +11,7 @@ import facelivt
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
-from baselines import PerHeadLoopMHLA, TwoBranchRepConv, released_style  # noqa: E402
+from baselines import PerHeadLoopLiteMHLA, PerHeadLoopMHLA, TwoBranchRepConv, released_style, unfolded_lite_mhla  # noqa: E402
 from model_helpers import randomize_model  # noqa: E402
 
 
@@ -68,7 +68,35 @@ def test_train_throughput_script_refuses_unknown_rows():
 def test_latency_script_prints_its_table():
     out = _run("latency.py", "--models", "facelivt_s", "--batches", "1", "--runs", "2", "--warmup", "1", "--backend", "eager")
     rows = [ln for ln in out.splitlines() if ln.startswith("| facelivt_s")]
-    assert len(rows) == 4 and rows[0].rstrip().endswith("1.000 |")
+    # columns: model, batch, form, ms, images/s, x baseline, x EdgeFace-XS ("-": EdgeFace-XS not measured)
+    assert len(rows) == 4 and [c.strip() for c in rows[0].split("|")[6:8]] == ["1.000", "-"]
+
+
+def test_latency_script_v2_rows_and_edgeface_ratios():
+    out = _run("latency.py", "--models", "facelivtv2_xs", "edgeface_xs", "--batches", "1", "--runs", "2", "--warmup", "1",
+               "--backend", "eager", "--threads", "1")
+    cells = [[c.strip() for c in ln.split("|")[1:-1]] for ln in out.splitlines() if ln.startswith("| facelivtv2_xs") or ln.startswith("| edgeface_xs")]
+    v2 = [c for c in cells if c[0] == "facelivtv2_xs"]
+    assert len(v2) == 6 and any("Lite MHLA unfolded" in c[2] for c in v2)
+    assert all(c[6] != "-" for c in cells)  # every row has its ratio to EdgeFace-XS of the same run
+    assert [c[6] for c in cells if c[0] == "edgeface_xs" and c[2] == "deploy form (eager)"] == ["1.000"]
+
+
+@pytest.mark.parametrize("deploy", [False, True])
+def test_v2_baselines_are_the_same_function(deploy):
+    torch.manual_seed(0)
+    model = randomize_model(facelivt.create_model("facelivtv2_xs")).eval()
+    if deploy:
+        model = facelivt.reparameterize_model(model)
+        unfolded = unfolded_lite_mhla(model)
+        assert {type(m).__name__ for m in unfolded.modules()} >= {"LiteMHLA"} and "LiteMHLAFolded" not in {type(m).__name__ for m in unfolded.modules()}
+    base = released_style(model)
+    assert PerHeadLoopLiteMHLA in {type(m) for m in base.modules()}
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        torch.testing.assert_close(base(x), model(x), rtol=1e-4, atol=1e-4)
+        if deploy:
+            torch.testing.assert_close(unfolded(x), model(x), rtol=1e-4, atol=1e-4)
 
 
 def test_train_throughput_script_in_one_process():
