@@ -4,6 +4,7 @@
 """
 dependencies = ["torch", "safetensors"]
 
+from facelivt.models import V2_VARIANTS as _V2_VARIANTS  # noqa: E402
 from facelivt.models import VARIANTS as _VARIANTS  # noqa: E402
 from facelivt.models import load_model as _load_model  # noqa: E402
 
@@ -17,5 +18,5 @@ def _entry(name: str):
     return entry
 
 
-for _name in _VARIANTS:
+for _name in [*_VARIANTS, *_V2_VARIANTS]:
     globals()[_name] = _entry(_name)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facelivt.models.facelivtv2 import LiteMHLA
 from facelivt.models.layers import MHLA, RepConv
 
 
@@ -50,6 +51,42 @@ class PerHeadLoopMHLA(nn.Module):
         return torch.cat(outs, dim=-1).reshape(b, c, h, w)
 
 
+class PerHeadLoopLiteMHLA(nn.Module):
+    """The released FaceLiVTv2 Lite MHLA (train and deploy form alike): affine, one ``nn.Linear(N, N)``
+    per head called in a Python loop, heads concatenated along the channels, layer scale."""
+
+    def __init__(self, m: LiteMHLA):
+        super().__init__()
+        self.num_heads = m.num_heads
+        self.alpha = nn.Parameter(m.alpha.detach().clone())
+        self.beta = nn.Parameter(m.beta.detach().clone())
+        self.ls = nn.Parameter(m.ls.detach().clone())
+        self.lin = nn.ModuleList(nn.Linear(m.num_tokens, m.num_tokens) for _ in range(m.num_heads))
+        with torch.no_grad():
+            for h, lin in enumerate(self.lin):
+                lin.weight.copy_(m.weight[h])
+                lin.bias.copy_(m.bias[h])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        t = self.alpha * x.reshape(b, c, h * w) + self.beta
+        chunks = t.chunk(self.num_heads, dim=1)
+        return torch.cat([self.lin[i](chunks[i]) for i in range(self.num_heads)], dim=1).reshape(b, c, h, w) * self.ls
+
+
+def unfolded_lite_mhla(model: nn.Module) -> nn.Module:
+    """A copy of a FaceLiVTv2 deploy form whose Lite MHLAs run as the train form (affine, matmul + bias,
+    layer scale: the released deploy form, vectorised): the same-run reference for the fold."""
+    base = copy.deepcopy(model)
+    for module in list(base.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, LiteMHLA) and type(child) is not LiteMHLA:
+                plain = LiteMHLA(child.channels, child.num_tokens, child.num_heads)
+                plain.load_state_dict(child.state_dict())
+                setattr(module, name, plain)
+    return base.eval()
+
+
 class TwoBranchRepConv(nn.Module):
     """The released RepConv in train form: ``BN(Conv_kxk(x) + Conv_1x1(x))`` as two convolutions."""
 
@@ -65,7 +102,8 @@ class TwoBranchRepConv(nn.Module):
 
 def released_style(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (train or deploy form) that runs as the released code does, in the default
-    NCHW layout: per-head-loop MHLA and, in the train form, two-branch RepConvs."""
+    NCHW layout: per-head-loop MHLA (v1) or Lite MHLA (v2, whose released deploy form also keeps the
+    affine and layer scale) and, in the train form, two-branch RepConvs."""
     base = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     if hasattr(base, "channels_last"):
         base.channels_last = False
@@ -73,6 +111,8 @@ def released_style(model: nn.Module) -> nn.Module:
         for name, child in list(module.named_children()):
             if isinstance(child, MHLA):
                 setattr(module, name, PerHeadLoopMHLA(child))
+            elif isinstance(child, LiteMHLA):
+                setattr(module, name, PerHeadLoopLiteMHLA(child))
             elif isinstance(child, RepConv):
                 setattr(module, name, TwoBranchRepConv(child))
     return base.train(model.training)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from facelivt.models.facelivtv2 import LiteMHLA
 from facelivt.models.layers import MHLA
 
 
@@ -30,4 +31,9 @@ def randomize_model(model: nn.Module, seed: int = 0) -> nn.Module:
             if isinstance(m, MHLA):
                 m.b1.copy_(0.1 * torch.randn(m.b1.shape, generator=g))
                 m.b2.copy_(0.1 * torch.randn(m.b2.shape, generator=g))
+            if isinstance(m, LiteMHLA):  # fresh alpha and ls are 1e-5: the mixer would be invisible
+                m.alpha.copy_(0.5 + torch.rand(m.alpha.shape, generator=g))
+                m.beta.copy_(0.2 * torch.randn(m.beta.shape, generator=g))
+                m.ls.copy_(0.5 + torch.rand(m.ls.shape, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
     return model

@@ -5,7 +5,8 @@ import argparse
 
 from facelivt.deploy.counting import complexity
 from facelivt.errors import InvalidInputError
-from facelivt.models import VARIANTS, create_model, list_models, reparameterize_model
+from facelivt.models import V2_VARIANTS, VARIANTS, create_model, list_models, reparameterize_model
+from facelivt.models.registry import model_config
 
 
 def model_info_rows(names: list[str], input_size: int = 112) -> list[dict]:
@@ -14,7 +15,7 @@ def model_info_rows(names: list[str], input_size: int = 112) -> list[dict]:
         model = create_model(name).eval()
         train = complexity(model, input_size)
         deploy = complexity(reparameterize_model(model), input_size)
-        cfg = VARIANTS.get(name)
+        cfg = model_config(name)
         ref = cfg.reference_counts if cfg is not None and input_size == 112 else None
         rows.append(
             {
@@ -47,7 +48,7 @@ def format_info(rows: list[dict], input_size: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = args.names or list(VARIANTS)
+    names = args.names or list(VARIANTS) + list(V2_VARIANTS)
     for n in names:
         if n not in list_models():
             raise InvalidInputError(f"unknown model {n!r}; available models: {', '.join(list_models())}")
@@ -57,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("info", help="parameters and MACs of model variants (train and deploy form)")
-    p.add_argument("names", nargs="*", metavar="NAME", help="model names (default: every FaceLiVT variant)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="model names (default: every FaceLiVT and FaceLiVTv2 variant)")
     p.add_argument("--input-size", type=int, default=112)
     p.set_defaults(func=run)

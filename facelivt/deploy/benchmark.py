@@ -46,7 +46,7 @@ from facelivt.deploy.timing import CLOCKS, LatencyStats, measure, measure_interl
 from facelivt.errors import InvalidInputError
 from facelivt.models import create_model, list_models, preprocess_of, reparameterize_model  # facelivt.models registers the peers
 
-PEER_TABLE_MODELS = ("facelivt_s", "facelivt_m", "facelivt_s_mhsa", "edgeface_xs", "mobilefacenet")
+PEER_TABLE_MODELS = ("facelivt_s", "facelivt_m", "facelivt_s_mhsa", "facelivtv2_xs", "facelivtv2_s", "edgeface_xs", "mobilefacenet")
 TABLES = ("table3", "table4", "peers")
 
 __all__ = [

@@ -1,6 +1,7 @@
 """FaceLiVT model library: layers, network, registry, reparameterization, released-checkpoint layout."""
-from facelivt.models.config import VARIANTS, FaceLiVTConfig
+from facelivt.models.config import V2_VARIANTS, VARIANTS, FaceLiVTConfig, FaceLiVTv2Config
 from facelivt.models.facelivt import FaceLiVT
+from facelivt.models.facelivtv2 import FaceLiVTv2
 from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess, preprocess_of
 from facelivt.models.registry import create_model, list_models, register_model
 from facelivt.models.reparam import count_batchnorm, reparameterize_model
@@ -10,6 +11,9 @@ __all__ = [
     "FaceLiVTConfig",
     "DEFAULT_PREPROCESS",
     "Preprocess",
+    "FaceLiVTv2",
+    "FaceLiVTv2Config",
+    "V2_VARIANTS",
     "VARIANTS",
     "count_batchnorm",
     "create_model",

@@ -6,8 +6,9 @@ from typing import Callable
 from torch import nn
 
 from facelivt.errors import InvalidInputError
-from facelivt.models.config import VARIANTS, FaceLiVTConfig
+from facelivt.models.config import V2_VARIANTS, VARIANTS, FaceLiVTConfig, FaceLiVTv2Config
 from facelivt.models.facelivt import FaceLiVT
+from facelivt.models.facelivtv2 import FaceLiVTv2
 from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -23,14 +24,16 @@ def register_model(name: str, builder: Callable[..., nn.Module], preprocess: Pre
     _PREPROCESS[name] = preprocess
 
 
-def _facelivt_builder(cfg: FaceLiVTConfig) -> Callable[..., nn.Module]:
+def _facelivt_builder(cfg: FaceLiVTConfig | FaceLiVTv2Config) -> Callable[..., nn.Module]:
+    network = FaceLiVTv2 if isinstance(cfg, FaceLiVTv2Config) else FaceLiVT
+
     def build(**overrides) -> nn.Module:
-        return FaceLiVT(cfg.with_overrides(**overrides))
+        return network(cfg.with_overrides(**overrides))
 
     return build
 
 
-for _name, _cfg in VARIANTS.items():
+for _name, _cfg in {**VARIANTS, **V2_VARIANTS}.items():
     register_model(_name, _facelivt_builder(_cfg))
 
 
@@ -41,8 +44,9 @@ def list_models() -> list[str]:
 
 def create_model(name: str, **overrides) -> nn.Module:
     """Build a model in train form. FaceLiVT variants accept ``num_heads``, ``embedding_size``, ``head``
-    ("gap" or "gdc") and ``input_size`` overrides. The model carries its input preprocessing as
-    ``model.preprocess`` (:class:`facelivt.models.preprocess.Preprocess`)."""
+    ("gap" or "gdc") and ``input_size`` overrides; FaceLiVTv2 variants ``num_heads`` (default 4),
+    ``embedding_size`` and ``input_size`` (their head is always the GDConv one, "gdc").
+    The model carries its input preprocessing as ``model.preprocess`` (:class:`facelivt.models.preprocess.Preprocess`)."""
     if name not in _REGISTRY:
         raise InvalidInputError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
     model = _REGISTRY[name](**overrides)
@@ -53,5 +57,6 @@ def create_model(name: str, **overrides) -> nn.Module:
     return model
 
 
-def model_config(name: str) -> FaceLiVTConfig | None:
-    return VARIANTS.get(name)
+def model_config(name: str) -> FaceLiVTConfig | FaceLiVTv2Config | None:
+    """The variant table entry of a FaceLiVT (v1 or v2) model; None for the peer networks."""
+    return VARIANTS.get(name) or V2_VARIANTS.get(name)

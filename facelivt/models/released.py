@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 
 from facelivt.errors import FaceLiVTError
-from facelivt.models.config import VARIANTS
+from facelivt.models.config import V2_VARIANTS, VARIANTS
 from facelivt.models.registry import create_model
 
 # Released variant names (as stored in their checkpoints) -> ours.
@@ -18,13 +18,22 @@ RELEASED_NAMES = {
     "facelivt_m_sa": "facelivt_m_mhsa",
     "facelivt_mplus_sa": "facelivt_mplus_mhsa",
     "facelivt_l_sa": "facelivt_l_mhsa",
+    "facelivtv2_xs": "facelivtv2_xs",
+    "facelivtv2_s": "facelivtv2_s",
+    "facelivtv2_m": "facelivtv2_m",
+    "facelivtv2_l": "facelivtv2_l",
 }
 
 _BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 _REPCONV = {"conv": "conv_kxk", "repconv": "conv_1x1", "bn": "bn"}
 
+
+def _ffn(prefix: str):
+    return lambda m: f"stages.{m[1]}.blocks.{m[2]}.{prefix}.fc{m[3]}.{'conv' if m[4] == 'c' else 'bn'}.{m[5]}"
+
+
 # (pattern on their key, function giving our key) for every tensor except the per-head MHLA linears.
-_RULES: list[tuple[re.Pattern, callable]] = [
+_STEM_AND_DOWN: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"^patch_embedds\.0\.stem\.([01])\.0\.(conv|repconv|bn)\.(.+)$"),
      lambda m: f"stem.{2 * int(m[1])}.{_REPCONV[m[2]]}.{m[3]}"),
     (re.compile(r"^patch_embedds\.([123])\.spatial\.0\.(conv|repconv|bn)\.(.+)$"),
@@ -35,18 +44,48 @@ _RULES: list[tuple[re.Pattern, callable]] = [
      lambda m: f"stages.{m[1]}.downsample.pw.bn.{m[2]}"),
     (re.compile(r"^patch_embedds\.([123])\.channel\.m\.pw([12])\.(c|bn)\.(.+)$"),
      lambda m: f"stages.{m[1]}.downsample.ffn.fn.fc{m[2]}.{'conv' if m[3] == 'c' else 'bn'}.{m[4]}"),
+    (re.compile(r"^head\.classifier\.bn\.(.+)$"), lambda m: f"head.norm.{m[1]}"),
+    (re.compile(r"^head\.classifier\.l\.(weight|bias)$"), lambda m: f"head.fc.{m[1]}"),
+]
+_RULES = _STEM_AND_DOWN + [
     (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.0\.m\.(conv|repconv|bn)\.(.+)$"),
      lambda m: f"stages.{m[1]}.blocks.{m[2]}.mixer.fn.{_REPCONV[m[3]]}.{m[4]}"),
     (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.0\.m\.norm\.(weight|bias)$"),
      lambda m: f"stages.{m[1]}.blocks.{m[2]}.mixer.fn.norm.{m[3]}"),
     (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.0\.m\.(qkv_proj|out_proj)\.(c|bn)\.(.+)$"),
      lambda m: f"stages.{m[1]}.blocks.{m[2]}.mixer.fn.{'qkv' if m[3] == 'qkv_proj' else 'proj'}.{'conv' if m[4] == 'c' else 'bn'}.{m[5]}"),
-    (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.1\.m\.pw([12])\.(c|bn)\.(.+)$"),
-     lambda m: f"stages.{m[1]}.blocks.{m[2]}.ffn.fn.fc{m[3]}.{'conv' if m[4] == 'c' else 'bn'}.{m[5]}"),
-    (re.compile(r"^head\.classifier\.bn\.(.+)$"), lambda m: f"head.norm.{m[1]}"),
-    (re.compile(r"^head\.classifier\.l\.(weight|bias)$"), lambda m: f"head.fc.{m[1]}"),
+    (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.1\.m\.pw([12])\.(c|bn)\.(.+)$"), _ffn("ffn.fn")),
 ]
-_MHLA = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.0\.m\.linear([12])\.(\d+)\.(weight|bias)$")
+# Per-head linears, stacked into one (heads, ...) tensor: (pattern with the head index as group "h", our key).
+_STACKED = [
+    (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.0\.m\.linear([12])\.(?P<h>\d+)\.(weight|bias)$"),
+     lambda m: f"stages.{m[1]}.blocks.{m[2]}.mixer.fn.{'w' if m[5] == 'weight' else 'b'}{m[3]}"),
+]
+
+# FaceLiVTv2 (the authors' ``backbones/facelivtv2.py``): block.0 is the RepMix conv (our ``mixer`` in stages 1-2, ``mixer.0`` in
+# stages 3-4), block.1 the FFN (stages 1-2) or the Lite MHLA (``mixer.1``), block.2 the FFN (stages 3-4).
+_V2_MIXED_FROM = 2  # first stage index with a Lite MHLA
+
+
+def _v2_dw(m) -> str:
+    where = "mixer.fn" if int(m[1]) < _V2_MIXED_FROM else "mixer.0.fn"
+    return f"stages.{m[1]}.blocks.{m[2]}.{where}.{_REPCONV[m[3]]}.{m[4]}"
+
+
+_V2_MHLA = {"ls": "ls", "norm.alpha": "alpha", "norm.beta": "beta"}
+_V2_RULES = _STEM_AND_DOWN + [
+    (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.0\.m\.(conv|repconv|bn)\.(.+)$"), _v2_dw),
+    (re.compile(r"^stages\.([01])\.blocks\.(\d+)\.block\.1\.m\.pw([12])\.(c|bn)\.(.+)$"), _ffn("ffn.fn")),
+    (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.2\.m\.pw([12])\.(c|bn)\.(.+)$"), _ffn("ffn.fn")),
+    (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.1\.m\.(ls|norm\.alpha|norm\.beta)$"),
+     lambda m: f"stages.{m[1]}.blocks.{m[2]}.mixer.1.fn.{_V2_MHLA[m[3]]}"),
+    (re.compile(r"^pre_head\.([01])\.c\.weight$"), lambda m: f"head.{('proj', 'dw')[int(m[1])]}.conv.weight"),
+    (re.compile(rf"^pre_head\.([01])\.bn\.{_BN}$"), lambda m: f"head.{('proj', 'dw')[int(m[1])]}.bn.{m[2]}"),
+]
+_V2_STACKED = [
+    (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.block\.1\.m\.lin\.(?P<h>\d+)\.(weight|bias)$"),
+     lambda m: f"stages.{m[1]}.blocks.{m[2]}.mixer.1.fn.{m[4]}"),
+]
 
 
 class CheckpointMismatchError(FaceLiVTError, ValueError):
@@ -81,42 +120,69 @@ def is_released_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
     return any(k.startswith("patch_embedds.") for k in state_dict)
 
 
-def convert_released_state_dict(state_dict: Mapping[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
-    """Map the authors' train-form layout onto ``create_model(name)``'s state_dict.
+def _is_v2_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    return any(k.startswith("pre_head.") or ".m.lin." in k for k in state_dict)
 
-    The per-head ``linear{1,2}.{h}`` MHLA layers are stacked into the batched ``w1/b1/w2/b2``. Raises
-    :class:`CheckpointMismatchError` naming missing, unexpected or mis-shaped keys, and a wrong variant.
+
+def _check_family(state_dict: Mapping[str, torch.Tensor], name: str) -> None:
+    """A v1 checkpoint asked for as a v2 model (or the reverse) gets a message saying so."""
+    if not state_dict or not is_released_layout(state_dict):
+        return
+    v2_file, v2_model = _is_v2_layout(state_dict), name in V2_VARIANTS
+    if v2_file != v2_model:
+        family = "FaceLiVTv2 (facelivtv2_*)" if v2_file else "FaceLiVT v1 (facelivt_*)"
+        raise CheckpointMismatchError(f"the checkpoint has the released {family} layout, which does not fit model {name!r}")
+
+
+def _map_keys(state_dict: Mapping[str, torch.Tensor], rules, stacked) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename with ``rules``; stack the per-head tensors matched by ``stacked`` along a new dim 0."""
+    out: dict[str, torch.Tensor] = {}
+    heads: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
+    unexpected: list[str] = []
+    for key, value in state_dict.items():
+        for pattern, rename in stacked:
+            m = pattern.match(key)
+            if m:
+                heads.setdefault((rename(m), key[: m.start("h")].rstrip(".")), {})[int(m["h"])] = value
+                break
+        else:
+            for pattern, rename in rules:
+                m = pattern.match(key)
+                if m:
+                    out[rename(m)] = value
+                    break
+            else:
+                unexpected.append(key)
+    for (ours, theirs), per_head in heads.items():
+        n = len(per_head)
+        if sorted(per_head) != list(range(n)):
+            raise CheckpointMismatchError(f"{theirs}: heads {sorted(per_head)} are not 0..{n - 1}")
+        out[ours] = torch.stack([per_head[h] for h in range(n)])
+    return out, unexpected
+
+
+def convert_released_state_dict(state_dict: Mapping[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """Map the authors' train-form layout (their ``backbones/facelivt.py``, or ``backbones/facelivtv2.py`` for FaceLiVTv2) onto
+    ``create_model(name)``'s state_dict.
+
+    The per-head ``linear{1,2}.{h}`` MHLA layers (v1) and ``lin.{h}`` Lite MHLA layers (v2) are stacked
+    into the batched weights. Raises :class:`CheckpointMismatchError` naming missing, unexpected or
+    mis-shaped keys, a wrong variant and a checkpoint of the other family.
     """
     state_dict, stored_variant = unwrap_checkpoint(state_dict)
     if stored_variant is not None and RELEASED_NAMES.get(stored_variant, stored_variant) != name:
         raise CheckpointMismatchError(
             f"checkpoint holds variant {stored_variant!r} but model {name!r} was requested"
         )
-    if name not in VARIANTS:
-        raise CheckpointMismatchError(f"no released layout for model {name!r}; FaceLiVT variants: {sorted(VARIANTS)}")
-    target = create_model(name).state_dict()
-
-    out: dict[str, torch.Tensor] = {}
-    heads: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
-    unexpected: list[str] = []
-    for key, value in state_dict.items():
-        m = _MHLA.match(key)
-        if m:
-            ours = f"stages.{m[1]}.blocks.{m[2]}.mixer.fn.{'w' if m[5] == 'weight' else 'b'}{m[3]}"
-            heads.setdefault((ours, key.rsplit(".", 2)[0]), {})[int(m[4])] = value
-            continue
-        for pattern, rename in _RULES:
-            m = pattern.match(key)
-            if m:
-                out[rename(m)] = value
-                break
-        else:
-            unexpected.append(key)
-    for (ours, theirs), per_head in heads.items():
-        n = len(per_head)
-        if sorted(per_head) != list(range(n)):
-            raise CheckpointMismatchError(f"{theirs}: heads {sorted(per_head)} are not 0..{n - 1}")
-        out[ours] = torch.stack([per_head[h] for h in range(n)])
+    if name not in VARIANTS and name not in V2_VARIANTS:
+        raise CheckpointMismatchError(
+            f"no released layout for model {name!r}; FaceLiVT variants: {sorted(VARIANTS) + sorted(V2_VARIANTS)}"
+        )
+    _check_family(state_dict, name)
+    with torch.device("meta"):  # names and shapes only: no weight initialisation
+        target = create_model(name).state_dict()
+    rules, stacked = (_V2_RULES, _V2_STACKED) if name in V2_VARIANTS else (_RULES, _STACKED)
+    out, unexpected = _map_keys(state_dict, rules, stacked)
 
     unexpected += [k for k in out if k not in target]
     missing = [k for k in target if k not in out]

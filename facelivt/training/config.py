@@ -42,7 +42,7 @@ class ModelConfig:
 
     name: str = "facelivt_s"
     head: str = "gap"  # "gap" (paper) or "gdc"
-    num_heads: Optional[int] = None  # MHLA heads; None = the variant's default (16)
+    num_heads: Optional[int] = None  # MHLA heads; None = the variant's default (16; FaceLiVTv2: 4)
     embedding_size: int = 512
     weights: Optional[str] = None  # start from these weights (this project's safetensors or a released .pt)
     # NHWC (true) or NCHW (false); auto (None): channels-last on CUDA, on a CPU as facelivt.cpu.cpu_defaults measured

@@ -13,7 +13,7 @@ from facelivt.cpu import cpu_capability, cpu_flags
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
-from baselines import PerHeadLoopMHLA, TwoBranchRepConv, released_style  # noqa: E402
+from baselines import PerHeadLoopLiteMHLA, PerHeadLoopMHLA, TwoBranchRepConv, released_style, unfolded_lite_mhla  # noqa: E402
 from model_helpers import randomize_model  # noqa: E402
 
 
@@ -72,20 +72,41 @@ def _cells(line: str) -> list[str]:
 
 
 def test_latency_script_prints_its_table(tmp_path):
-    # (adapted for issue 15: an ONNX Runtime row always, and the peer's rows in the same rounds)
+    # (adapted for issues 14 and 15: an ONNX Runtime row always, and the peer's rows in the same rounds)
     out = _run("latency.py", "--models", "facelivt_s", "--batches", "1", "--runs", "2", "--warmup", "1", "--backend", "eager",
                "--out", str(tmp_path / "lat.json"))
     assert out.startswith("CPU capability: CPU ")
     rows = [_cells(ln) for ln in out.splitlines() if ln.startswith("| facelivt_s") or ln.startswith("| edgeface_xs")]
-    forms = [r[2] for r in rows]
-    assert forms == ["per-head loop (baseline)", "train form", "deploy form (eager)", "optimize_for_inference (onnxruntime)",
-                     "optimize_for_inference (eager -> eager)", "peer deploy form (eager)", "peer onnxruntime"]
-    assert rows[0][5] == "1.000" and rows[-1][0] == "edgeface_xs" and rows[-1][6] == "-"
-    ms = {r[2]: float(r[3]) for r in rows}
-    assert float(rows[3][6]) == pytest.approx(ms["optimize_for_inference (onnxruntime)"] / ms["peer onnxruntime"], rel=0.02, abs=0.002)
+    forms = ["per-head loop (baseline)", "train form", "deploy form (eager)", "optimize_for_inference (onnxruntime)",
+             "optimize_for_inference (eager -> eager)"]
+    assert [(r[0], r[2]) for r in rows] == [("facelivt_s", f) for f in forms] + [("edgeface_xs", f) for f in forms]
+    assert rows[0][5] == "1.000"
+    ms = {(r[0], r[2]): float(r[3]) for r in rows}
+    ort = "optimize_for_inference (onnxruntime)"
+    assert float(rows[3][6]) == pytest.approx(ms[("facelivt_s", ort)] / ms[("edgeface_xs", ort)], rel=0.02, abs=0.002)
+    assert float(rows[2][6]) == pytest.approx(ms[("facelivt_s", "deploy form (eager)")] / ms[("edgeface_xs", "deploy form (eager)")],
+                                              rel=0.02, abs=0.002)
+    assert [r[6] for r in rows if r[0] == "edgeface_xs" and r[2] in ("deploy form (eager)", ort)] == ["1.000", "1.000"]
     data = json.loads((tmp_path / "lat.json").read_text())
     assert data["cpu_capability"]["torch"] == torch.backends.cpu.get_cpu_capability()
-    assert len(data["results"]) == len(rows)
+    assert len(data["results"]) == len(rows) and data["peer"] == "edgeface_xs"
+
+
+def test_latency_script_without_a_peer_has_no_peer_column_values():
+    out = _run("latency.py", "--models", "facelivt_s", "--batches", "1", "--runs", "2", "--warmup", "1", "--backend", "onnxruntime",
+               "--peer", "none")
+    rows = [_cells(ln) for ln in out.splitlines() if ln.startswith("| ")][1:]
+    rows = [r for r in rows if not r[0].startswith("-")]
+    assert {r[0] for r in rows} == {"facelivt_s"} and len(rows) == 4 and {r[6] for r in rows} == {"-"}
+
+
+def test_latency_script_v2_rows_and_edgeface_ratios():
+    out = _run("latency.py", "--models", "facelivtv2_xs", "--batches", "1", "--runs", "2", "--warmup", "1",
+               "--backend", "onnxruntime", "--threads", "1")
+    cells = [_cells(ln) for ln in out.splitlines() if ln.startswith("| facelivtv2_xs") or ln.startswith("| edgeface_xs")]
+    v2 = [c for c in cells if c[0] == "facelivtv2_xs"]
+    assert len(v2) == 6 and sum("Lite MHLA unfolded" in c[2] for c in v2) == 2
+    assert all(c[6] != "-" for c in cells)  # every row has its ratio to EdgeFace-XS of the same run
 
 
 def test_benchmarks_say_which_cpu_they_ran_on(tmp_path):
@@ -95,6 +116,23 @@ def test_benchmarks_say_which_cpu_they_ran_on(tmp_path):
     assert f"CPU capability: {cap.summary()}" in out
     data = json.loads((tmp_path / "t.json").read_text())
     assert data["cpu_capability"]["onednn"] == cap.onednn and [r["row"] for r in data["rows"]] == ["plain"]
+
+
+@pytest.mark.parametrize("deploy", [False, True])
+def test_v2_baselines_are_the_same_function(deploy):
+    torch.manual_seed(0)
+    model = randomize_model(facelivt.create_model("facelivtv2_xs")).eval()
+    if deploy:
+        model = facelivt.reparameterize_model(model)
+        unfolded = unfolded_lite_mhla(model)
+        assert {type(m).__name__ for m in unfolded.modules()} >= {"LiteMHLA"} and "LiteMHLAFolded" not in {type(m).__name__ for m in unfolded.modules()}
+    base = released_style(model)
+    assert PerHeadLoopLiteMHLA in {type(m) for m in base.modules()}
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        torch.testing.assert_close(base(x), model(x), rtol=1e-4, atol=1e-4)
+        if deploy:
+            torch.testing.assert_close(unfolded(x), model(x), rtol=1e-4, atol=1e-4)
 
 
 def test_train_throughput_script_in_one_process():

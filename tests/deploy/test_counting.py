@@ -29,3 +29,18 @@ def test_counting_restores_mode_and_handles_batch():
 
     # per-image figure; ptflops counts a Linear's bias once per call, hence the tiny batch dependence
     assert abs(count_macs(m, batch=2) / c1.macs - 1) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["facelivtv2_xs", "facelivtv2_s", "facelivtv2_m", "facelivtv2_l"])
+def test_v2_deploy_counts_match_the_released_code(name):
+    """The deploy figures the authors' FaceLiVTv2 code gives within 0.5 %; the train form has the BNs and the
+    unmerged RepConv branches on top."""
+    from facelivt.models import V2_VARIANTS
+
+    params_m, macs_m = V2_VARIANTS[name].reference_counts
+    model = facelivt.create_model(name).eval()
+    c = complexity(facelivt.reparameterize_model(model))
+    assert abs(c.params_m / params_m - 1) < 0.005
+    assert abs(c.macs_m / macs_m - 1) < 0.005
+    train = complexity(model)
+    assert train.params > c.params and train.macs > c.macs

@@ -194,3 +194,47 @@ def test_dynamo_exporter_gives_the_same_graph(tmp_path, reference_deploy, check_
     b = export_onnx(reference_deploy, tmp_path / "dy.onnx", exporter="dynamo")
     assert check_onnx(reference_deploy, b, check_crops[:4]).min_cosine >= FP32_MIN_COSINE
     assert optimized_graph(a) == optimized_graph(b)
+
+
+# FaceLiVTv2 (XS keeps these fast): the same round trips and parity checks, on non-trivial weights.
+@pytest.fixture(scope="module")
+def v2_deploy():
+    import facelivt
+    from model_helpers import randomize_model
+
+    torch.manual_seed(0)
+    return facelivt.reparameterize_model(randomize_model(facelivt.create_model("facelivtv2_xs")).eval())
+
+
+def test_v2_onnx_dynamic_batch_round_trip(tmp_path, v2_deploy, check_crops):
+    from facelivt.deploy.onnx_graph import graph_ops, optimized_graph
+
+    path = tmp_path / "v2.onnx"
+    report = export_model(v2_deploy, "onnx", path, images=check_crops[:8])
+    assert report.batch == "dynamic"
+    assert report.parity.min_cosine >= FP32_MIN_COSINE and report.parity.max_abs_diff < 1e-4
+    session = onnx_session(path)
+    assert not isinstance(session.get_inputs()[0].shape[0], int)
+    ref = pytorch_embeddings(v2_deploy, check_crops[:5])
+    for b in (1, 5):
+        assert compare_embeddings(ref[:b], onnx_runner(session)(check_crops[:b].numpy())).min_cosine >= FP32_MIN_COSINE
+    ops = graph_ops(path)
+    assert ops["MatMul"] == 12 and "BatchNormalization" not in ops  # one token MatMul per Lite MHLA, no BN
+    assert not {"Shape", "Gather", "Concat"} & set(ops)  # constant reshapes, batch as -1
+    run = optimized_graph(path)
+    assert run.get("ReduceSum", 0) == 0 and run["Mul"] == 12  # the fold is constant: one scale per Lite MHLA
+
+
+def test_v2_torchscript_round_trip(tmp_path, v2_deploy, check_crops):
+    report = export_model(v2_deploy, "torchscript", tmp_path / "v2.pt", images=check_crops[:8])
+    assert report.parity.min_cosine >= FP32_MIN_COSINE and report.parity.max_abs_diff < 1e-4
+    assert torch.jit.load(str(tmp_path / "v2.pt"))(check_crops[:3]).shape == (3, 512)
+
+
+@pytest.mark.skipif(not _coremltools_importable(), reason="coremltools is not installed (the v1 test checks the error path)")
+def test_v2_coreml_conversion(tmp_path, v2_deploy):
+    out = tmp_path / "v2.mlpackage"
+    report = export_model(v2_deploy, "coreml", out, batch="dynamic")
+    spec = report.graph
+    assert out.is_dir() and spec["input"]["shape"][1:] == [3, 112, 112] and spec["output"]["name"] == "embedding"
+    assert spec["ops"]["matmul"] == 12
