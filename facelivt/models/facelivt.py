@@ -7,7 +7,7 @@ from torch import nn
 
 from facelivt.errors import InvalidInputError
 from facelivt.models.config import FaceLiVTConfig
-from facelivt.models.layers import FFN, GAPHead, GDCHead, MHLA, MHSA, ConvBN, RepConv, Residual, dwmix, spatial_size
+from facelivt.models.layers import FFN, GAPHead, GDCHead, MHLA, MHSA, ConvBN, RepConv, Residual, dwmix, init_weights, spatial_size
 
 
 class Block(nn.Module):
@@ -71,7 +71,7 @@ class FaceLiVT(nn.Module):
             self.head = GAPHead(last, cfg.embedding_size)
         else:
             self.head = GDCHead(last, cfg.embedding_size, spatial_size(cfg.input_size, 5))
-        self._init_weights()
+        init_weights(self)
 
     def _mixer(self, stage: int, dim: int, size: int) -> nn.Module:
         if stage < 2:
@@ -79,14 +79,6 @@ class FaceLiVT(nn.Module):
         if self.cfg.mixer == "mhla":
             return Residual(MHLA(dim, size * size, self.cfg.num_heads))
         return Residual(MHSA(dim))
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(m.weight, std=0.02, a=-0.04, b=0.04)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        # Norm layers keep their constructor values: weight 1, bias 0, FFN's last BN weight 0.
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))

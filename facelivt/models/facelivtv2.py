@@ -15,7 +15,7 @@ from torch import nn
 from facelivt.errors import InvalidInputError
 from facelivt.models.config import FaceLiVTv2Config
 from facelivt.models.facelivt import Block, Downsample, Stage
-from facelivt.models.layers import _compiling, ConvBN, RepConv, Residual, dwmix, spatial_size, trunc_normal_
+from facelivt.models.layers import _compiling, ConvBN, RepConv, Residual, dwmix, fuse_bn_linear, init_weights, spatial_size, trunc_normal_
 
 
 def _tokens_channels_last(x: torch.Tensor) -> bool:
@@ -160,13 +160,8 @@ class GDConvHead(nn.Module):
     def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
         if not fuse_bn:
             return self
-        std = (self.norm.running_var + self.norm.eps).sqrt()
-        scale = self.norm.weight / std
-        shift = self.norm.bias - self.norm.running_mean * scale
-        fc = nn.Linear(self.fc.in_features, self.fc.out_features)
-        fc.weight.copy_(self.fc.weight * scale[None, :])
-        fc.bias.copy_(self.fc.bias + self.fc.weight @ shift)
-        return nn.Sequential(self.proj.reparameterize(), self.dw.reparameterize(), nn.Flatten(1), fc)
+        return nn.Sequential(self.proj.reparameterize(), self.dw.reparameterize(), nn.Flatten(1),
+                             fuse_bn_linear(self.norm, self.fc))
 
 
 class FaceLiVTv2(nn.Module):
@@ -186,19 +181,12 @@ class FaceLiVTv2(nn.Module):
             stages.append(Stage(down, [Block(self._mixer(i, dim, tokens), dim, cfg.mlp_ratio) for _ in range(depth)]))
         self.stages = nn.Sequential(*stages)
         self.head = GDConvHead(cfg.dims[-1], cfg.embedding_size, spatial_size(cfg.input_size, 5), cfg.head_channels)
-        self._init_weights()
+        init_weights(self)
 
     def _mixer(self, stage: int, dim: int, tokens: int) -> nn.Module:
         if stage < 2:
             return dwmix(dim)
         return nn.Sequential(dwmix(dim), Residual(LiteMHLA(dim, tokens, self.cfg.num_heads)))
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                trunc_normal_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))

@@ -404,13 +404,7 @@ class GAPHead(nn.Module):
     def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
         if not fuse_bn:
             return self
-        std = (self.norm.running_var + self.norm.eps).sqrt()
-        scale = self.norm.weight / std
-        shift = self.norm.bias - self.norm.running_mean * scale
-        fc = nn.Linear(self.fc.in_features, self.fc.out_features)
-        fc.weight.copy_(self.fc.weight * scale[None, :])
-        fc.bias.copy_(self.fc.bias + self.fc.weight @ shift)
-        return PooledLinear(fc)
+        return PooledLinear(fuse_bn_linear(self.norm, self.fc))
 
 
 class PooledLinear(nn.Module):
@@ -451,6 +445,28 @@ class GDCHead(nn.Module):
         fc.weight.copy_(w)
         fc.bias.copy_(b)
         return nn.Sequential(dw, nn.Flatten(1), fc)
+
+
+@torch.no_grad()
+def fuse_bn_linear(norm: nn.BatchNorm1d, fc: nn.Linear) -> nn.Linear:
+    """One Linear equal to ``fc(norm(x))`` for an eval-mode BatchNorm1d *before* the Linear:
+    ``W' = W * gamma / sqrt(var + eps)`` per input, ``b' = b + W @ (beta - mean * gamma / sqrt(var + eps))``."""
+    scale = norm.weight / (norm.running_var + norm.eps).sqrt()
+    shift = norm.bias - norm.running_mean * scale
+    fused = nn.Linear(fc.in_features, fc.out_features)
+    fused.weight.copy_(fc.weight * scale[None, :])
+    fused.bias.copy_(fc.bias + fc.weight @ shift)
+    return fused
+
+
+def init_weights(model: nn.Module) -> None:
+    """The networks' init: trunc-normal (std 0.02, cut at 2 std) for every conv and linear weight, zero
+    biases. Norm layers keep their constructor values (weight 1, bias 0; the FFN's last BN weight 0)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            trunc_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def spatial_size(size: int, num_stride2: int) -> int:
