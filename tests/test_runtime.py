@@ -24,10 +24,12 @@ def step():  # a training step's activations pile up, then are all freed
     y.backward(torch.ones_like(y))
 for _ in range(2):  # settle
     step()
-before = faults()
-for _ in range(3):
+per_step = []
+for _ in range(5):  # the quietest step: a stray fault (a thread pool growing, the profiler of another job) is not the allocator
+    before = faults()
     step()
-print((faults() - before) / 3)
+    per_step.append(faults() - before)
+print(min(per_step))
 """
 
 glibc = pytest.mark.skipif(
@@ -44,7 +46,7 @@ def _faults_per_allocation(mode: str) -> float:
 def test_tuned_allocator_stops_page_faulting_on_reused_activations():
     default = _faults_per_allocation("default")
     tuned = _faults_per_allocation("tuned")
-    assert default > 2000  # glibc gives freed activations back to the system and faults them in again every step
+    assert default > 500  # glibc gives freed activations back to the system and faults them in again every step
     assert tuned < default / 20
 
 
