@@ -88,13 +88,13 @@ def peer_ratio(ms: dict, peer: str | None, row: str) -> float | None:
 
 
 def print_table(results: list[dict]) -> None:
-    header = (f"| {'model':<13} | {'batch':>5} | {'form':<58} | {'ms':>9} | {'images/s':>9} | {'x baseline':>10} "
+    header = (f"| {'model':<13} | {'batch':>5} | {'form':<68} | {'ms':>9} | {'images/s':>9} | {'x baseline':>10} "
               f"| {'x peer':>7} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in results:
         peer = "-" if r["ratio_vs_peer"] is None else f"{r['ratio_vs_peer']:.3f}"
-        print(f"| {r['model']:<13} | {r['batch']:>5} | {r['form']:<58} | {r['ms']:>9.2f} | {r['images_per_s']:>9.1f} | "
+        print(f"| {r['model']:<13} | {r['batch']:>5} | {r['form']:<68} | {r['ms']:>9.2f} | {r['images_per_s']:>9.1f} | "
               f"{r['ratio_vs_baseline']:>10.3f} | {peer:>7} |")
 
 
