@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import sys
-import time
 
 import torch
 from torch import nn
@@ -33,6 +31,13 @@ from facelivt.cpu import APPROX_AVX2_ENV, cpu_capability
 from facelivt.files import write_json
 from facelivt.models.layers import PointwiseConv
 from facelivt.runtime import tune_allocator
+from latency import measure  # benchmarks/latency.py: the interleaved median timing of every row
+
+
+def add_isa_arg(parser: argparse.ArgumentParser) -> None:
+    """The ``--isa native|avx2`` option of the scripts that :func:`reexec_with_isa` restarts."""
+    parser.add_argument("--isa", choices=("native", "avx2"), default="native",
+                        help="avx2: re-run with " + " ".join(f"{k}={v}" for k, v in APPROX_AVX2_ENV.items()))
 
 
 def reexec_with_isa(isa: str | None, argv: list[str]) -> None:
@@ -69,28 +74,13 @@ def candidates(name: str) -> dict[str, nn.Module]:
     }
 
 
-def measure(rows: dict, x: torch.Tensor, warmup: int, runs: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in rows}
-    with torch.inference_mode():
-        for fn in rows.values():
-            for _ in range(warmup):
-                fn(x)
-        for _ in range(runs):
-            for name, fn in rows.items():
-                t0 = time.perf_counter()
-                fn(x)
-                times[name].append(time.perf_counter() - t0)
-    return {k: 1000 * statistics.median(v) for k, v in times.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["facelivt_s"], help="registry names")
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 32])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=60, help="timed runs at batch 1 (batch b: runs // b, at least 8)")
-    ap.add_argument("--isa", choices=("native", "avx2"), default="native",
-                    help="avx2: re-run with " + " ".join(f"{k}={v}" for k, v in APPROX_AVX2_ENV.items()))
+    add_isa_arg(ap)
     ap.add_argument("--out", help="also write the results as JSON here")
     args = ap.parse_args(argv)
     reexec_with_isa(args.isa, [__file__, *(sys.argv[1:] if argv is None else argv)])

@@ -17,8 +17,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import facelivt
-from cpu_defaults import reexec_with_isa  # benchmarks/cpu_defaults.py
-from facelivt.cpu import APPROX_AVX2_ENV, cpu_capability, machine_defaults
+from cpu_defaults import add_isa_arg, reexec_with_isa  # benchmarks/cpu_defaults.py
+from facelivt.cpu import cpu_capability, machine_defaults
 from facelivt.files import write_json
 from facelivt.runtime import tune_allocator
 from train_throughput import ROWS, Row  # benchmarks/train_throughput.py
@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--top", type=int, default=12)
-    p.add_argument("--isa", choices=("native", "avx2"), default="native",
-                   help="avx2: re-run with " + " ".join(f"{k}={v}" for k, v in APPROX_AVX2_ENV.items()))
+    add_isa_arg(p)
     p.add_argument("--out", help="also write every op's time as JSON here")
     args = p.parse_args(argv)
     reexec_with_isa(args.isa, [__file__, *(sys.argv[1:] if argv is None else argv)])
