@@ -81,7 +81,8 @@ def check(rows: dict, trains: dict[str, nn.Module], x: torch.Tensor) -> None:
                 raise RuntimeError(f"{name} {row}: output differs from the train form by {err}")
 
 
-def peer_ratio(ms: dict, peer: str | None, row: str) -> float | None:
+def peer_time(ms: dict, peer: str | None, row: str) -> float | None:
+    """The peer's time in the runtime of ``row`` (its ONNX Runtime row for an ONNX Runtime row, else its eager deploy form)."""
     if peer is None:
         return None
     return ms[(peer, ORT_ROW if "onnxruntime" in row else DEPLOY)]
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = max(10, args.runs // batch) if batch > 1 else args.runs
         ms = measure(rows, x, args.warmup if batch == 1 else 2, runs)
         for (name, row), t in ms.items():
-            peer = peer_ratio(ms, args.peer, row)
+            peer = peer_time(ms, args.peer, row)
             results.append({"model": name, "batch": batch, "form": row, "ms": t, "images_per_s": 1000 * batch / t,
                             "ratio_vs_baseline": t / ms[(name, BASELINE)], "ratio_vs_peer": t / peer if peer else None})
     print_table(results)
