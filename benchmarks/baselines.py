@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facelivt.models.facelivtv2 import LiteMHLA
-from facelivt.models.layers import MHLA, RepConv
+from facelivt.models.layers import MHLA, RepConv, set_linear_1x1
 
 
 class PerHeadLoopMHLA(nn.Module):
@@ -104,7 +104,7 @@ def released_style(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (train or deploy form) that runs as the released code does, in the default
     NCHW layout: per-head-loop MHLA (v1) or Lite MHLA (v2, whose released deploy form also keeps the
     affine and layer scale) and, in the train form, two-branch RepConvs."""
-    base = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    base = set_linear_1x1(copy.deepcopy(model).to(memory_format=torch.contiguous_format), False)
     if hasattr(base, "channels_last"):
         base.channels_last = False
     for module in list(base.modules()):

@@ -5,9 +5,10 @@ One optimiser step = student forward + Partial FC (CosFace) + backward + gradien
 AdamW + schedule, exactly the trainer's step (facelivt.training.engine.StepRunner), on a fixed
 batch of 112x112 images held in memory (no data loading). Rows:
 
-  plain       the trainer's defaults, float32: the layout facelivt.cpu.cpu_defaults picks for this
-              ISA (model.channels_last=auto: channels-last with AVX-512, NCHW with AVX2)
-  cl          plain in the channels-last layout (model.channels_last=true)
+  plain       the trainer's defaults, float32: the layout and 1x1 form facelivt.cpu.cpu_defaults picks
+              for this ISA (model.channels_last=auto, model.linear_1x1=auto)
+  cl          channels-last, the 1x1 ConvBNs as F.linear (model.channels_last=true, model.linear_1x1=true)
+  cl_conv     channels-last, the 1x1 ConvBNs as convolutions (model.linear_1x1=false)
   live        + distillation, the teacher run on every step
   cached      + distillation, teacher embeddings read from the cache (filled during warm-up,
               as after the first epoch of a real run)
@@ -44,7 +45,7 @@ from facelivt.training import Config
 from facelivt.training.distributed import DistEnv
 from facelivt.training.engine import build_model, build_step_runner
 
-ROWS = ("plain", "live", "cached", "cl", "nchw", "bf16", "compile", "released", "peer")
+ROWS = ("plain", "live", "cached", "cl", "cl_conv", "nchw", "bf16", "compile", "released", "peer")
 
 
 def bf16_native() -> bool:
@@ -55,7 +56,8 @@ def bf16_native() -> bool:
 def make_config(args: argparse.Namespace, row: str) -> Config:
     cfg = Config(output=str(Path("runs") / "bench"))
     cfg.model.name = args.peer if row == "peer" else args.model
-    cfg.model.channels_last = {"nchw": False, "released": False, "cl": True}.get(row)  # None: auto, per ISA
+    cfg.model.channels_last = {"nchw": False, "released": False, "cl": True, "cl_conv": True}.get(row)  # None: auto, per ISA
+    cfg.model.linear_1x1 = {"cl": True, "cl_conv": False}.get(row)
     cfg.train.device = "cpu"
     cfg.train.amp = "bf16" if row == "bf16" else "none"
     cfg.train.batch_size = args.batch
@@ -191,7 +193,8 @@ def _left_out(row: str, why: str) -> None:
 def describe(args: argparse.Namespace, row: str) -> str:
     return {
         "plain": f"{args.model}, {layout()} fp32 (defaults)",
-        "cl": f"{args.model}, channels-last fp32",
+        "cl": f"{args.model}, channels-last fp32, 1x1 as linear",
+        "cl_conv": f"{args.model}, channels-last fp32, 1x1 as conv",
         "live": f"{args.model} + live teacher {args.teacher}",
         "cached": f"{args.model} + teacher cache",
         "nchw": f"{args.model}, NCHW fp32",
@@ -203,7 +206,8 @@ def describe(args: argparse.Namespace, row: str) -> str:
 
 
 def layout() -> str:
-    return "channels-last" if machine_defaults().train_channels_last else "NCHW"
+    d = machine_defaults()
+    return ("channels-last" + (" (1x1 as linear)" if d.train_linear_1x1 else "")) if d.train_channels_last else "NCHW"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -192,13 +192,15 @@ class CpuDefaults:
     """The per-machine choices (see :func:`cpu_defaults` for the rule and the measurements behind it)."""
 
     train_channels_last: bool  # model.channels_last=auto
+    train_linear_1x1: bool  # model.linear_1x1=auto: the train form's 1x1 ConvBNs on channels-last input as F.linear
     infer_channels_last: bool  # optimize_for_inference(channels_last=None), the eager deploy form
     amp: str  # train.amp=auto on a CPU: "bf16" or "none"
     pointwise_linear_max_rows: int  # PointwiseConv runs a 1x1 conv as F.linear up to batch*h*w rows (0: never)
     backends: tuple[str, ...]  # optimize_for_inference(backend="auto") order on a CPU
 
     def summary(self) -> str:
-        return (f"train {'channels-last' if self.train_channels_last else 'NCHW'}, amp {self.amp}, "
+        return (f"train {'channels-last' if self.train_channels_last else 'NCHW'}"
+                f"{' (1x1 as linear)' if self.train_channels_last and self.train_linear_1x1 else ''}, amp {self.amp}, "
                 f"inference {'channels-last' if self.infer_channels_last else 'NCHW'}, 1x1-as-linear up to "
                 f"{self.pointwise_linear_max_rows} rows, backends {' > '.join(self.backends)}")
 
@@ -215,7 +217,7 @@ class CpuDefaults:
 # Regenerate with benchmarks/isa_tables.sh native|avx2 and copy the figures here.
 MEASURED: dict[str, dict[str, dict[str, float]]] = {
     "avx512": {
-        "train": {"cl": 15.2, "nchw": 10.8, "released": 9.2, "edgeface_xs": 20.0},
+        "train": {"cl": 15.2, "cl_conv": 15.2, "nchw": 10.8, "released": 9.2, "edgeface_xs": 20.0},
         "infer_b1": {
             "eager CL linear1x1": 105.0, "eager CL conv1x1": 106.3, "eager NCHW": 118.7,
             "torchscript CL": 101.6, "torchscript NCHW": 96.7, "onnxruntime": 54.5,
@@ -226,7 +228,7 @@ MEASURED: dict[str, dict[str, dict[str, float]]] = {
         },
     },
     "avx2": {
-        "train": {"cl": 8.3, "nchw": 9.2, "released": 7.9, "edgeface_xs": 14.4},
+        "train": {"cl": 8.3, "cl_conv": 8.3, "nchw": 9.2, "released": 7.9, "edgeface_xs": 14.4},
         "infer_b1": {
             "eager CL linear1x1": 140.1, "eager CL conv1x1": 147.5, "eager NCHW": 132.6,
             "torchscript CL": 145.2, "torchscript NCHW": 134.1, "onnxruntime": 62.0,
@@ -250,7 +252,8 @@ def cpu_defaults(cap: CpuCapability) -> CpuDefaults:
     (``cap.isa``; ``baseline`` CPUs take the AVX2 figures), the alternative that measured faster in
     :data:`MEASURED`:
 
-    - training layout: channels-last if its step was faster than NCHW's;
+    - training layout: channels-last if its faster step (1x1 ConvBNs as ``F.linear`` or as convolutions)
+      beat NCHW's; the 1x1 ConvBNs as ``F.linear`` if that step beat the one with convolutions;
     - ``amp``: bfloat16 autocast only with native bf16 (AVX512-BF16 / AMX at oneDNN's ISA: 1.15-1.3x
       faster than float32 for FaceLiVT-S, README); elsewhere bf16 is emulated and slower than float32;
     - 1x1 conv as ``F.linear``: where it beat the convolution at batch 1 (eager, channels-last);
@@ -264,7 +267,8 @@ def cpu_defaults(cap: CpuCapability) -> CpuDefaults:
             "torchscript CL"), _cost(m, "torchscript NCHW"))
     first = ("onnxruntime", "torchscript") if _cost(m, "onnxruntime") <= ts else ("torchscript", "onnxruntime")
     return CpuDefaults(
-        train_channels_last=m["train"]["cl"] > m["train"]["nchw"],
+        train_channels_last=max(m["train"]["cl"], m["train"]["cl_conv"]) > m["train"]["nchw"],
+        train_linear_1x1=m["train"]["cl"] > m["train"]["cl_conv"],
         infer_channels_last=cl_eager <= _cost(m, "eager NCHW"),
         amp="bf16" if cap.native_bf16 else "none",
         pointwise_linear_max_rows=LINEAR_MAX_ROWS if m["infer_b1"]["eager CL linear1x1"] < m["infer_b1"]["eager CL conv1x1"] else 0,

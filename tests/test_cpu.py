@@ -142,13 +142,57 @@ def test_defaults_pick_the_inference_paths_the_measurements_favour(isa, cap):
     if m["infer_b1"]["onnxruntime"] > m["infer_b1"][ts] and m["infer_b32"]["onnxruntime"] > m["infer_b32"][ts]:
         assert d.backends[0] == "torchscript"
     assert (d.pointwise_linear_max_rows > 0) is (m["infer_b1"]["eager CL linear1x1"] < m["infer_b1"]["eager CL conv1x1"])
-    assert d.train_channels_last is (m["train"]["cl"] > m["train"]["nchw"])
+    assert d.train_channels_last is (max(m["train"]["cl"], m["train"]["cl_conv"]) > m["train"]["nchw"])
+    assert d.train_linear_1x1 is (m["train"]["cl"] > m["train"]["cl_conv"])
 
 
-def test_defaults_differ_where_the_isas_measured_differently():
-    wide, narrow = cpu_defaults(AVX512_BF16), cpu_defaults(AVX2)
-    assert cpu_defaults(_cap("DEFAULT", "sse41")) == cpu_defaults(_cap("AVX2", "avx2"))  # below AVX2: the AVX2 figures
-    assert wide.train_channels_last and not narrow.train_channels_last  # the measured training layouts (MEASURED["*"]["train"])
+def test_cpus_below_avx2_take_the_avx2_figures():
+    assert cpu_defaults(_cap("DEFAULT", "sse41")) == cpu_defaults(_cap("AVX2", "avx2"))
+
+
+INFER_ROWS = ("eager CL linear1x1", "eager CL conv1x1", "eager NCHW", "torchscript CL", "torchscript NCHW", "onnxruntime")
+
+
+def _table(train: dict[str, float], fastest_infer: str, linear_beats_conv: bool) -> dict:
+    """A made-up MEASURED entry: ``fastest_infer`` fastest at both batches, every other row 2x slower, and the
+    1x1-as-linear row 1.5x (faster than the conv row or not, as asked)."""
+    infer = {r: (1.0 if r == fastest_infer else 2.0) for r in INFER_ROWS}
+    if fastest_infer != "eager CL linear1x1":
+        infer["eager CL linear1x1"] = 1.5 if linear_beats_conv else 2.5
+    return {"train": {"released": 1.0, "edgeface_xs": 1.0, **train}, "infer_b1": dict(infer), "infer_b32": dict(infer)}
+
+
+@pytest.mark.parametrize("isa, cap", [("avx512", AVX512_BF16), ("avx2", AVX2)])
+@pytest.mark.parametrize("train, layout, linear", [
+    ({"cl": 3.0, "cl_conv": 2.0, "nchw": 1.0}, True, True),  # images/s: channels-last with 1x1 as linear fastest
+    ({"cl": 2.0, "cl_conv": 3.0, "nchw": 1.0}, True, False),
+    ({"cl": 2.0, "cl_conv": 1.0, "nchw": 3.0}, False, True),
+])
+@pytest.mark.parametrize("fastest, backend, infer_cl", [
+    ("onnxruntime", "onnxruntime", True), ("torchscript NCHW", "torchscript", False),
+    ("eager NCHW", "onnxruntime", False), ("eager CL conv1x1", "onnxruntime", True),
+])
+def test_the_rule_picks_each_path_the_measurements_favour_for_each_isa(monkeypatch, isa, cap, train, layout, linear, fastest,
+                                                                      backend, infer_cl):
+    import facelivt.cpu as cpu  # noqa: PLC0415 - the module whose table is replaced
+
+    other = "avx2" if isa == "avx512" else "avx512"
+    slow = _table({"cl": 1.0, "cl_conv": 1.0, "nchw": 1.0}, "torchscript CL", linear_beats_conv=False)
+    for linear_beats_conv in (True, False):
+        table = {isa: _table(train, fastest, linear_beats_conv), other: slow}
+        monkeypatch.setattr(cpu, "MEASURED", table)
+        d = cpu_defaults(cap)
+        assert (d.train_channels_last, d.train_linear_1x1) == (layout, linear)
+        if fastest in ("onnxruntime", "torchscript NCHW"):
+            assert d.backends[0] == backend
+        if fastest.startswith("eager"):
+            assert d.infer_channels_last is infer_cl
+        b1 = table[isa]["infer_b1"]
+        assert (d.pointwise_linear_max_rows > 0) is (b1["eager CL linear1x1"] < b1["eager CL conv1x1"])
+    # the other ISA reads its own entry
+    monkeypatch.setattr(cpu, "MEASURED", {isa: _table(train, fastest, True), other: slow})
+    o = cpu_defaults(AVX2 if isa == "avx512" else AVX512_BF16)
+    assert o.backends[0] == "torchscript" and not o.train_linear_1x1
 
 
 def test_the_trainer_and_optimize_for_inference_follow_the_injected_defaults(monkeypatch):

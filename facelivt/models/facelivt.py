@@ -55,7 +55,7 @@ class FaceLiVT(nn.Module):
         self.channels_last = False  # set by reparameterize_model: NHWC runs faster on oneDNN (CPU)
         c1 = cfg.dims[0]
         self.stem = nn.Sequential(
-            RepConv(3, c1 // 2, 3, 2),
+            RepConv(3, c1 // 2, 3, 2, nchw=True),
             nn.GELU(),
             RepConv(c1 // 2, c1, 3, 2),
         )

@@ -82,7 +82,19 @@ def _conv_like(conv: nn.Conv2d, bias: bool = True) -> nn.Conv2d:
 
 
 class ConvBN(nn.Module):
-    """Conv2d (no bias) + BatchNorm2d."""
+    """Conv2d (no bias) + BatchNorm2d.
+
+    A 1x1, stride-1, ungrouped ConvBN (the FFNs' and the downsamplers' projections) runs on a
+    channels-last input as one ``F.linear`` over the NHWC view, forward and backward (one GEMM each
+    for the input and the weight gradient, no layout reorders); elsewhere, and under tracing, ONNX
+    export and ``torch.compile``, as the convolution. The same function and gradients (float32
+    round-off). Whether the linear form is used is per machine (``facelivt.cpu.cpu_defaults``
+    ``train_linear_1x1``, measured per ISA by ``benchmarks/train_throughput.py``, rows cl and cl_conv);
+    ``linear_1x1`` on an instance (:func:`set_linear_1x1`, ``model.linear_1x1`` of a training config)
+    overrides it. On a GPU the default is the convolution.
+    """
+
+    linear_1x1: bool | None = None  # None: as machine_defaults().train_linear_1x1
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 1, stride: int = 1, groups: int = 1, bn_weight_init: float = 1.0):
         super().__init__()
@@ -91,7 +103,21 @@ class ConvBN(nn.Module):
         nn.init.constant_(self.bn.weight, bn_weight_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._as_linear(x):
+            y = F.linear(x.permute(0, 2, 3, 1), self.conv.weight.flatten(1))  # (B, H, W, C_out), contiguous
+            return self.bn(y.permute(0, 3, 1, 2))  # channels-last view, as the conv would return
         return self.bn(self.conv(x))
+
+    def _as_linear(self, x: torch.Tensor) -> bool:
+        c = self.conv
+        if c.kernel_size != (1, 1) or c.stride != (1, 1) or c.groups != 1:
+            return False
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or _compiling():
+            return False
+        use = self.linear_1x1
+        if use is None:  # the CPU measurement; on a GPU the convolution
+            use = x.device.type == "cpu" and machine_defaults().train_linear_1x1
+        return use and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
@@ -101,6 +127,23 @@ class ConvBN(nn.Module):
         conv.weight.copy_(fuse_conv_bn(self.conv.weight, None, self.bn)[0])
         conv.bias.copy_(fuse_conv_bn(self.conv.weight, None, self.bn)[1])
         return conv
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+class ChannelsLastNCHWGrad(torch.autograd.Function):
+    """An NCHW tensor made channels-last whose gradient goes back NCHW (a plain ``contiguous`` would pass
+    the channels-last gradient through, and the NCHW ops before it would run their slow mixed-layout path)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
 
 
 class RepConv(nn.Module):
@@ -115,15 +158,19 @@ class RepConv(nn.Module):
     1x1 convolution that crashed it.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1):
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1, nchw: bool = False):
         super().__init__()
         self.conv_kxk = nn.Conv2d(in_ch, out_ch, kernel_size, stride, kernel_size // 2, groups=groups, bias=True)
         self.conv_1x1 = nn.Conv2d(in_ch, out_ch, 1, stride, 0, groups=groups, bias=True)
         self.bn = nn.BatchNorm2d(out_ch)
+        self.nchw = nchw
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self.merged_branches()
         c = self.conv_kxk
+        if self.nchw and _is_channels_last(x) and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+            y = self.bn(F.conv2d(x.contiguous(), w.contiguous(), b, c.stride, c.padding, c.dilation, c.groups))
+            return ChannelsLastNCHWGrad.apply(y)
         return self.bn(F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups))
 
     def macs(self, x: torch.Tensor, out: torch.Tensor) -> int:
@@ -467,6 +514,15 @@ def init_weights(model: nn.Module) -> None:
             trunc_normal_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def set_linear_1x1(model: nn.Module, value: bool | None) -> nn.Module:
+    """Set (True / False) or reset to the machine's default (None) the linear form of every 1x1
+    :class:`ConvBN` in ``model`` (see there); returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, ConvBN):
+            m.linear_1x1 = value
+    return model
 
 
 def spatial_size(size: int, num_stride2: int) -> int:

@@ -48,6 +48,9 @@ class ModelConfig:
     # NHWC (true) or NCHW (false); auto (None): channels-last on CUDA, on a CPU as facelivt.cpu.cpu_defaults measured
     # for its ISA (channels-last with AVX-512, NCHW with AVX2)
     channels_last: Optional[bool] = None
+    # the 1x1 ConvBNs of a channels-last model as F.linear (true) or as convolutions (false); auto (None): on a
+    # CPU as facelivt.cpu.cpu_defaults measured for its ISA, convolutions on a GPU (facelivt.models.layers.ConvBN)
+    linear_1x1: Optional[bool] = None
     compile: bool = False  # torch.compile the backbone
 
 

@@ -18,6 +18,7 @@ from facelivt.errors import FaceLiVTError, InvalidInputError
 from facelivt.evaluation.embed import embedding_dim
 from facelivt.losses import DistillationLoss, PartialFC, margin_loss
 from facelivt.models import create_model, load_model
+from facelivt.models.layers import set_linear_1x1
 from facelivt.models.registry import model_config
 
 from .config import AMP_MODES, Config
@@ -376,8 +377,11 @@ def build_step_runner(
 
 
 def _placed_model(cfg: Config, device: torch.device, model: nn.Module | None, channels_last: bool) -> nn.Module:
-    """The student (``model`` or :func:`build_model`) on ``device``, channels-last when asked."""
+    """The student (``model`` or :func:`build_model`) on ``device``, channels-last when asked, its 1x1
+    ConvBNs as ``model.linear_1x1`` says (when set)."""
     model = (model if model is not None else build_model(cfg)).to(device)
+    if cfg.model.linear_1x1 is not None:
+        set_linear_1x1(model, cfg.model.linear_1x1)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model

@@ -150,3 +150,18 @@ def test_channels_last_is_auto_by_default_and_can_be_forced():
         assert config_from_dict(apply_overrides({}, [f"model.channels_last={text}"])).model.channels_last is want
     with pytest.raises(ValueError, match="model.channels_last"):
         config_from_dict(apply_overrides({}, ["model.channels_last=sometimes"]))
+
+
+def test_linear_1x1_is_auto_by_default_and_reaches_every_convbn():
+    import torch  # noqa: PLC0415
+
+    from facelivt.models.layers import ConvBN  # noqa: PLC0415
+    from facelivt.training.engine import _placed_model  # noqa: PLC0415 - where the setting is applied
+
+    assert Config().model.linear_1x1 is None
+    for text, want in (("auto", None), ("true", True), ("false", False)):
+        cfg = config_from_dict(apply_overrides({}, [f"model.linear_1x1={text}", "model.name=facelivt_s", "train.device=cpu"]))
+        assert cfg.model.linear_1x1 is want
+        model = _placed_model(cfg, torch.device("cpu"), None, channels_last=True)
+        convbns = [m for m in model.modules() if isinstance(m, ConvBN)]
+        assert convbns and all(m.linear_1x1 is want for m in convbns)
