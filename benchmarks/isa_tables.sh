@@ -24,6 +24,6 @@ out="$(cd "$out" && pwd)"
 cd "$here"
 python train_throughput.py --threads "$threads" --steps 20 --rounds 3 --rows plain,cl,cl_conv,nchw,compile,released,peer \
   --out "$out/train_$isa.json" | tee "$out/train_$isa.md"
-python latency.py --threads "$threads" --models facelivt_s --peer edgeface_xs --batches 1 32 --runs 60 \
+python latency.py --threads "$threads" --models facelivt_s facelivtv2_xs --peer edgeface_xs --batches 1 32 --runs 60 \
   --out "$out/latency_$isa.json" | tee "$out/latency_$isa.md"
 python cpu_defaults.py --threads "$threads" --runs 30 --out "$out/defaults_$isa.json" | tee "$out/defaults_$isa.md"
