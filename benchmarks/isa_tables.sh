@@ -22,7 +22,7 @@ esac
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 cd "$here"
-python train_throughput.py --threads "$threads" --steps 20 --rounds 3 --rows plain,cl,cl_conv,nchw,compile,released,peer \
+python train_throughput.py --threads "$threads" --steps 30 --rounds 6 --rows plain,cl,cl_conv,nchw,compile,released,peer \
   --out "$out/train_$isa.json" | tee "$out/train_$isa.md"
 python latency.py --threads "$threads" --models facelivt_s facelivtv2_xs --peer edgeface_xs --batches 1 32 --runs 60 \
   --out "$out/latency_$isa.json" | tee "$out/latency_$isa.md"

@@ -6,12 +6,14 @@
 Training rows are the rows of benchmarks/train_throughput.py (the trainer's step on a fixed batch);
 ``infer`` is the deploy form of --model at batch --infer-batch, eager, in the layout
 reparameterize_model picks for this machine (facelivt.cpu.cpu_defaults). Each row is warmed up, then --steps steps are profiled; the table lists
-the --top ops by self CPU time, per step.
+the --top ops by self CPU time, per step. The first lines give the CPU capability and what a large
+float32 GEMM reaches here, the ceiling of the GEMM ops (aten::mm, bmm) in the tables.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -37,6 +39,16 @@ def profile_fn(fn, steps: int) -> list[dict]:
     for e in prof.key_averages():
         rows.append({"op": e.key, "self_ms": e.self_cpu_time_total / 1000 / steps, "calls": e.count // steps})
     return sorted(rows, key=lambda r: -r["self_ms"])
+
+
+def gemm_gflops(n: int = 2048, runs: int = 5) -> float:
+    """What a large square float32 matmul reaches here: the ceiling of the steps' GEMMs (aten::mm, bmm)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        a @ b
+    return 2 * n**3 * runs / (time.perf_counter() - t0) / 1e9
 
 
 def infer_fn(args: argparse.Namespace):
@@ -71,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cap = cpu_capability()
     print(f"CPU capability: {cap.summary()}")
+    peak = gemm_gflops()
+    print(f"float32 GEMM peak here (2048x2048 @ 2048x2048, {args.threads} thread(s)): {peak:.1f} GFLOPS")
     out = {}
     for row in [r.strip() for r in args.rows.split(",") if r.strip()]:
         fn = infer_fn(args) if row == "infer" else Row(train_args(args), row)._step
@@ -83,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         for o in ops[: args.top]:
             print(f"| {o['op']} | {o['self_ms']:.1f} | {o['self_ms'] / total:.1%} | {o['calls']} |")
     if args.out:
-        write_json(args.out, {"cpu_capability": cap.to_dict(), "rows": out})
+        write_json(args.out, {"cpu_capability": cap.to_dict(), "gemm_gflops": peak, "rows": out})
     return 0
 
 

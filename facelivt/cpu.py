@@ -205,37 +205,36 @@ class CpuDefaults:
                 f"{self.pointwise_linear_max_rows} rows, backends {' > '.join(self.backends)}")
 
 
-# The measurements the rule is read from: FaceLiVT-S on the 2-core reference machine (Xeon with AVX-512,
-# AVX512-BF16 and AMX), each group timed interleaved in one run; the "avx2" entries ran with
-# APPROX_AVX2_ENV (ONNX Runtime keeps its AVX-512 kernels there: it cannot be capped). The machine was
-# shared with three other heavy jobs (load average ~11 on 2 cores), so the runs used 1 thread (with 2,
-# oneDNN's and OpenMP's waits on preempted threads made torch 10-100x slower and the figures
-# meaningless) and absolute figures are inflated: only ratios within a group count.
-#   train: benchmarks/train_throughput.py --threads 1 --steps 6 --rounds 3 --rows plain,nchw,released,peer
-#          (batch 64; "cl" is the plain row as it ran before issue 15), images/s
-#   infer: benchmarks/cpu_defaults.py --threads 1 --runs 20 (deploy form), median ms at batch 1 and 32
-# Regenerate with benchmarks/isa_tables.sh native|avx2 and copy the figures here.
+# The measurements the rule is read from: FaceLiVT-S on the 2-core reference machine (a Xeon with AVX-512,
+# AVX512-BF16 and AMX), unloaded, 2 threads, each group timed interleaved in one run; the "avx2" entries ran
+# with APPROX_AVX2_ENV (ONNX Runtime keeps its AVX-512 kernels there: it cannot be capped). The host is shared
+# with other machines, so step times spread by 10-20 %: only ratios within a group count.
+#   train: benchmarks/train_throughput.py --threads 2 --steps 60 --rounds 12 --rows cl,cl_conv,nchw,released,peer
+#          (batch 64; cl: channels-last with the 1x1 ConvBNs as F.linear, cl_conv: as convolutions), images/s
+#   infer: benchmarks/cpu_defaults.py --threads 2 --runs 30 (deploy form), median ms at batch 1 and 32
+# Regenerate with those commands (benchmarks/isa_tables.sh native|avx2 runs the second and shorter training
+# rows) and copy the figures here.
 MEASURED: dict[str, dict[str, dict[str, float]]] = {
     "avx512": {
-        "train": {"cl": 15.2, "cl_conv": 15.2, "nchw": 10.8, "released": 9.2, "edgeface_xs": 20.0},
+        "train": {"cl": 76.8, "cl_conv": 73.0, "nchw": 65.5, "released": 54.2, "edgeface_xs": 107.5},
         "infer_b1": {
-            "eager CL linear1x1": 105.0, "eager CL conv1x1": 106.3, "eager NCHW": 118.7,
-            "torchscript CL": 101.6, "torchscript NCHW": 96.7, "onnxruntime": 54.5,
+            "eager CL linear1x1": 14.15, "eager CL conv1x1": 15.57, "eager NCHW": 13.58,
+            "torchscript CL": 14.51, "torchscript NCHW": 14.2, "onnxruntime": 7.5,
         },
         "infer_b32": {
-            "eager CL linear1x1": 1268.7, "eager CL conv1x1": 1381.2, "eager NCHW": 1277.9,
-            "torchscript CL": 1249.9, "torchscript NCHW": 1132.6, "onnxruntime": 968.5,
+            "eager CL linear1x1": 107.82, "eager CL conv1x1": 107.9, "eager NCHW": 104.34,
+            "torchscript CL": 95.19, "torchscript NCHW": 96.07, "onnxruntime": 87.84,
         },
     },
     "avx2": {
-        "train": {"cl": 8.3, "cl_conv": 8.3, "nchw": 9.2, "released": 7.9, "edgeface_xs": 14.4},
+        "train": {"cl": 59.8, "cl_conv": 57.2, "nchw": 52.6, "released": 45.8, "edgeface_xs": 86.6},
         "infer_b1": {
-            "eager CL linear1x1": 140.1, "eager CL conv1x1": 147.5, "eager NCHW": 132.6,
-            "torchscript CL": 145.2, "torchscript NCHW": 134.1, "onnxruntime": 62.0,
+            "eager CL linear1x1": 15.6, "eager CL conv1x1": 16.43, "eager NCHW": 14.34,
+            "torchscript CL": 16.02, "torchscript NCHW": 15.57, "onnxruntime": 6.9,
         },
         "infer_b32": {
-            "eager CL linear1x1": 1683.0, "eager CL conv1x1": 1599.4, "eager NCHW": 1575.7,
-            "torchscript CL": 1461.0, "torchscript NCHW": 1481.3, "onnxruntime": 873.3,
+            "eager CL linear1x1": 166.51, "eager CL conv1x1": 162.67, "eager NCHW": 159.11,
+            "torchscript CL": 136.92, "torchscript NCHW": 134.42, "onnxruntime": 91.21,
         },
     },
 }

@@ -15,7 +15,7 @@ from torch import nn
 from facelivt.errors import InvalidInputError
 from facelivt.models.config import FaceLiVTv2Config
 from facelivt.models.facelivt import Block, Downsample, Stage
-from facelivt.models.layers import _compiling, ConvBN, RepConv, Residual, dwmix, fuse_bn_linear, init_weights, spatial_size, trunc_normal_
+from facelivt.models.layers import compiling, ConvBN, RepConv, Residual, dwmix, fuse_bn_linear, init_weights, spatial_size, trunc_normal_
 
 
 def _tokens_channels_last(x: torch.Tensor) -> bool:
@@ -23,7 +23,7 @@ def _tokens_channels_last(x: torch.Tensor) -> bool:
 
 
 def _exporting() -> bool:
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or _compiling()
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or compiling()
 
 
 class LiteMHLA(nn.Module):
@@ -173,7 +173,7 @@ class FaceLiVTv2(nn.Module):
         self.cfg = cfg
         self.channels_last = False  # set by reparameterize_model, as for v1
         c1 = cfg.dims[0]
-        self.stem = nn.Sequential(RepConv(3, c1 // 2, 3, 2), nn.GELU(), RepConv(c1 // 2, c1, 3, 2))
+        self.stem = nn.Sequential(RepConv(3, c1 // 2, 3, 2, nchw=True), nn.GELU(), RepConv(c1 // 2, c1, 3, 2))
         stages = []
         for i, (dim, depth) in enumerate(zip(cfg.dims, cfg.depths)):
             down = Downsample(cfg.dims[i - 1], dim, cfg.down_ratio) if i > 0 else None

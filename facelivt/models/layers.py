@@ -38,7 +38,7 @@ def fuse_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNo
 
 
 # True under torch.compile / torch.export (dynamo), where shapes may be symbolic (torch >= 2.3; looked up once)
-_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
 class PointwiseConv(nn.Conv2d):
@@ -55,7 +55,7 @@ class PointwiseConv(nn.Conv2d):
     LINEAR_MAX_ROWS: int | None = None  # batch * height * width up to which the linear form is used; None: per machine
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or _compiling():
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or compiling():
             return super().forward(x)  # checked first: shapes may be symbolic here
         b, _, h, w = x.shape
         limit = self.LINEAR_MAX_ROWS if self.LINEAR_MAX_ROWS is not None else machine_defaults().pointwise_linear_max_rows
@@ -112,7 +112,7 @@ class ConvBN(nn.Module):
         c = self.conv
         if c.kernel_size != (1, 1) or c.stride != (1, 1) or c.groups != 1:
             return False
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or _compiling():
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or compiling():
             return False
         use = self.linear_1x1
         if use is None:  # the CPU measurement; on a GPU the convolution
@@ -156,6 +156,11 @@ class RepConv(nn.Module):
     instead of two. On the 2-core reference CPU this cut a FaceLiVT-S training step by about 10 %
     (benchmarks/train_throughput.py), and it keeps oneDNN's channels-last backward off the strided
     1x1 convolution that crashed it.
+
+    With ``nchw=True`` (the networks' first stem conv) a channels-last input is run NCHW through the
+    convolution and the BatchNorm, and the result handed on channels-last with its gradient coming back
+    NCHW (:class:`ChannelsLastNCHWGrad`): ATen's channels-last BatchNorm backward is several times slower
+    than the NCHW one on maps with few channels (16-20 at 56x56 here; ``benchmarks/batchnorm_layouts.py``).
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1, nchw: bool = False):

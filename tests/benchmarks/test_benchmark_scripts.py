@@ -160,3 +160,16 @@ def test_isa_flag_reexecs_with_the_avx2_kernels(tmp_path):
     cap = json.loads((tmp_path / "p.json").read_text())["cpu_capability"]
     assert cap["torch"] == "AVX2" and cap["onednn"] == "avx2" and cap["mkl"] == "AVX2" and cap["isa"] == "avx2"
     assert "torch AVX2, oneDNN avx2" in out
+
+
+def test_batchnorm_layouts_lists_every_batchnorm_shape_of_the_model(tmp_path):
+    from batchnorm_layouts import bn_shapes  # noqa: PLC0415 - benchmarks/ is on sys.path above
+
+    shapes = bn_shapes("facelivt_s", 2)
+    model = facelivt.create_model("facelivt_s")
+    assert sum(shapes.values()) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert (2, 20, 56, 56) in shapes  # the stem's first BatchNorm, which runs NCHW (RepConv nchw=True)
+    out = _run("batchnorm_layouts.py", "--batch", "2", "--runs", "1", "--threads", "1", "--out", str(tmp_path / "b.json"))
+    rows = [ln for ln in out.splitlines() if ln.startswith("| ")][2:]
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert out.startswith("CPU capability: ") and len(rows) == len(shapes) == len(data["rows"])
