@@ -54,7 +54,7 @@ class FaceLiVT(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self.channels_last = False  # set by reparameterize_model: NHWC runs faster on oneDNN (CPU)
+        self.channels_last = False  # set by reparameterize_model (its layout: per machine, facelivt.cpu.cpu_defaults)
         c1 = cfg.dims[0]
         self.stem = nn.Sequential(
             RepConv(3, c1 // 2, 3, 2, nchw=True),

@@ -46,7 +46,7 @@ class ModelConfig:
     embedding_size: int = 512
     weights: Optional[str] = None  # start from these weights (this project's safetensors or a released .pt)
     # NHWC (true) or NCHW (false); auto (None): channels-last on CUDA, on a CPU as facelivt.cpu.cpu_defaults measured
-    # for its ISA (channels-last with AVX-512, NCHW with AVX2)
+    # for its ISA (channels-last on both AVX-512 and AVX2 in facelivt.cpu.MEASURED)
     channels_last: Optional[bool] = None
     # the 1x1 ConvBNs of a channels-last model as F.linear (true) or as convolutions (false); auto (None): on a
     # CPU as facelivt.cpu.cpu_defaults measured for its ISA, convolutions on a GPU (facelivt.models.layers.ConvBN)
