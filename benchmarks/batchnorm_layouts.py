@@ -19,10 +19,8 @@ from collections import Counter
 import torch
 
 import facelivt
-from cpu_defaults import add_isa_arg, reexec_with_isa  # benchmarks/cpu_defaults.py
-from facelivt.cpu import cpu_capability
+from cpu_defaults import add_isa_arg, start_run  # benchmarks/cpu_defaults.py
 from facelivt.files import write_json
-from facelivt.runtime import tune_allocator
 
 
 def bn_shapes(model_name: str, batch: int) -> Counter:
@@ -67,11 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     add_isa_arg(p)
     p.add_argument("--out", help="also write the results as JSON here")
     args = p.parse_args(argv)
-    reexec_with_isa(args.isa, [__file__, *(sys.argv[1:] if argv is None else argv)])
-    tune_allocator()
-    torch.set_num_threads(args.threads)
-    cap = cpu_capability()
-    print(f"CPU capability: {cap.summary()}")
+    cap = start_run(args, __file__, argv)
     print(f"{args.model}, batch {args.batch}: every BatchNorm2d input shape, training mode, median ms of {args.runs}")
     print("| shape | count | CL fwd | CL bwd | NCHW fwd | NCHW bwd | CL bwd / NCHW bwd | CL fwd+bwd / NCHW fwd+bwd |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")

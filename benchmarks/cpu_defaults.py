@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 import facelivt
-from facelivt.cpu import APPROX_AVX2_ENV, cpu_capability
+from facelivt.cpu import APPROX_AVX2_ENV, CpuCapability, cpu_capability
 from facelivt.files import write_json
 from facelivt.models.layers import PointwiseConv
 from facelivt.runtime import tune_allocator
@@ -47,6 +47,17 @@ def reexec_with_isa(isa: str | None, argv: list[str]) -> None:
         return
     env = {**os.environ, **APPROX_AVX2_ENV}
     os.execve(sys.executable, [sys.executable, *argv], env)
+
+
+def start_run(args: argparse.Namespace, script: str, argv: list[str] | None) -> CpuCapability:
+    """The start the ``--isa`` scripts share: re-run with the AVX2 kernels when asked, tune the allocator,
+    set ``--threads``, and print (and return) the CPU capability this run has."""
+    reexec_with_isa(args.isa, [script, *(sys.argv[1:] if argv is None else argv)])
+    tune_allocator()
+    torch.set_num_threads(args.threads)
+    cap = cpu_capability()
+    print(f"CPU capability: {cap.summary()}")
+    return cap
 
 
 def conv_pointwise(model: nn.Module) -> nn.Module:
@@ -83,11 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     add_isa_arg(ap)
     ap.add_argument("--out", help="also write the results as JSON here")
     args = ap.parse_args(argv)
-    reexec_with_isa(args.isa, [__file__, *(sys.argv[1:] if argv is None else argv)])
-    tune_allocator()
-    torch.set_num_threads(args.threads)
-    cap = cpu_capability()
-    print(f"CPU capability: {cap.summary()}")
+    cap = start_run(args, __file__, argv)
     results = []
     for name in args.models:
         rows = candidates(name)

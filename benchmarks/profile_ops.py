@@ -19,10 +19,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import facelivt
-from cpu_defaults import add_isa_arg, reexec_with_isa  # benchmarks/cpu_defaults.py
-from facelivt.cpu import cpu_capability, machine_defaults
+from cpu_defaults import add_isa_arg, start_run  # benchmarks/cpu_defaults.py
+from facelivt.cpu import machine_defaults
 from facelivt.files import write_json
-from facelivt.runtime import tune_allocator
 from train_throughput import ROWS, Row  # benchmarks/train_throughput.py
 
 
@@ -78,11 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     add_isa_arg(p)
     p.add_argument("--out", help="also write every op's time as JSON here")
     args = p.parse_args(argv)
-    reexec_with_isa(args.isa, [__file__, *(sys.argv[1:] if argv is None else argv)])
-    tune_allocator()
-    torch.set_num_threads(args.threads)
-    cap = cpu_capability()
-    print(f"CPU capability: {cap.summary()}")
+    cap = start_run(args, __file__, argv)
     peak = gemm_gflops()
     print(f"float32 GEMM peak here (2048x2048 @ 2048x2048, {args.threads} thread(s)): {peak:.1f} GFLOPS")
     out = {}
