@@ -23,6 +23,7 @@ from facelivt.errors import InvalidInputError
 from facelivt.files import write_json
 from facelivt.models import create_model, reparameterize_model
 from facelivt.training import HeldoutPairs
+from facelivt.training.engine import resolve_channels_last
 
 from .checks import Candidate, DeployCheck, LatencyRow, OnnxCheck, Verification, benchmark, deploy_verification, export_and_check, reparameterize_and_check, verify
 from .config import QuickstartConfig, load_quickstart_config
@@ -152,8 +153,9 @@ def step_plan(run: Run) -> None:
     with run.clock.step("plan", f"budget {run.config.quickstart.budget_minutes:g} min"):
         student_s = teacher_s = 0.0  # the CI-sized run has fixed step counts: nothing to calibrate
         if not plan.tiny:
-            student_s = time_train_step(cfg.model.name, cfg.model.head, plan.batch_size)
-            teacher_s = time_train_step(cfg.distill.teacher, cfg.model.head, plan.teacher_batch_size)
+            cl = resolve_channels_last(cfg.model.channels_last, torch.device("cpu"))  # the trainer's layout on a CPU
+            student_s = time_train_step(cfg.model.name, cfg.model.head, plan.batch_size, channels_last=cl)
+            teacher_s = time_train_step(cfg.distill.teacher, cfg.model.head, plan.teacher_batch_size, channels_last=cl)
         plan_steps(plan, student_s, teacher_s, run.num_train_images)
 
 

@@ -84,13 +84,16 @@ def base_plan(config: QuickstartConfig) -> Plan:
                 threads, cfg.train.num_threads is None, cfg.data.held_out_fraction, cfg.optim.warmup_steps, config=config)
 
 
-def time_train_step(name: str, head: str, batch: int, repeats: int = 2, seed: int = 0) -> float:
+def time_train_step(name: str, head: str, batch: int, repeats: int = 2, seed: int = 0, channels_last: bool = False) -> float:
     """Fastest of ``repeats`` timed forward + backward + AdamW steps of ``name`` at ``batch`` on random
-    images (after one untimed step): the first steps are slower than the steady state."""
+    images (after one untimed step): the first steps are slower than the steady state. ``channels_last``:
+    in the layout the trainer will use (``facelivt.training.engine.resolve_channels_last``)."""
     torch.manual_seed(seed)
     model = create_model(name, head=head).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, 3, 112, 112)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     times = []
     for i in range(repeats + 1):
         t0 = time.perf_counter()
