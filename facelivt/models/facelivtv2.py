@@ -15,15 +15,9 @@ from torch import nn
 from facelivt.errors import InvalidInputError
 from facelivt.models.config import FaceLiVTv2Config
 from facelivt.models.facelivt import Block, Downsample, Stage
-from facelivt.models.layers import compiling, ConvBN, RepConv, Residual, dwmix, fuse_bn_linear, init_weights, spatial_size, trunc_normal_
-
-
-def _tokens_channels_last(x: torch.Tensor) -> bool:
-    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
-def _exporting() -> bool:
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or compiling()
+from facelivt.models.layers import (
+    ConvBN, RepConv, Residual, dwmix, exporting, fuse_bn_linear, init_weights, is_channels_last, spatial_size, trunc_normal_,
+)
 
 
 class LiteMHLA(nn.Module):
@@ -105,7 +99,7 @@ class LiteMHLAFolded(LiteMHLA):
         self._cache: tuple | None = None
 
     def _scale_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if _exporting():
+        if exporting():
             return self.folded()
         params = (self.weight, self.bias, self.alpha, self.beta, self.ls)
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):
@@ -119,7 +113,7 @@ class LiteMHLAFolded(LiteMHLA):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         scale, bias = self._scale_bias()
-        if _exporting() or not _tokens_channels_last(x):
+        if exporting() or not is_channels_last(x):
             return self._forward_nchw(x, scale, bias)
         b, c, h, w = x.shape
         n, heads = h * w, self.num_heads

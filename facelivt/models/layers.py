@@ -41,6 +41,17 @@ def fuse_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNo
 compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
+def exporting() -> bool:
+    """True while tracing, scripting, exporting to ONNX or compiling: the blocks then take their plain,
+    graph-friendly path (no shape- or layout-dependent shortcuts)."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or compiling()
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """A 4D tensor in the channels-last (NHWC) memory layout and not also plain contiguous."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 class PointwiseConv(nn.Conv2d):
     """A 1x1, stride-1, ungrouped convolution of the deploy form (same parameters as ``nn.Conv2d``).
 
@@ -55,15 +66,11 @@ class PointwiseConv(nn.Conv2d):
     LINEAR_MAX_ROWS: int | None = None  # batch * height * width up to which the linear form is used; None: per machine
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or compiling():
+        if exporting():
             return super().forward(x)  # checked first: shapes may be symbolic here
         b, _, h, w = x.shape
         limit = self.LINEAR_MAX_ROWS if self.LINEAR_MAX_ROWS is not None else machine_defaults().pointwise_linear_max_rows
-        if (
-            b * h * w <= limit
-            and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last)
-        ):
+        if b * h * w <= limit and is_channels_last(x):
             return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
         return super().forward(x)
 
@@ -112,12 +119,12 @@ class ConvBN(nn.Module):
         c = self.conv
         if c.kernel_size != (1, 1) or c.stride != (1, 1) or c.groups != 1:
             return False
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or compiling():
+        if exporting():
             return False
         use = self.linear_1x1
         if use is None:  # the CPU measurement; on a GPU the convolution
             use = x.device.type == "cpu" and machine_defaults().train_linear_1x1
-        return use and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        return use and is_channels_last(x)
 
     @torch.no_grad()
     def reparameterize(self, residual: bool = True, fuse_bn: bool = True) -> nn.Module:
@@ -127,10 +134,6 @@ class ConvBN(nn.Module):
         conv.weight.copy_(fuse_conv_bn(self.conv.weight, None, self.bn)[0])
         conv.bias.copy_(fuse_conv_bn(self.conv.weight, None, self.bn)[1])
         return conv
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 class ChannelsLastNCHWGrad(torch.autograd.Function):
@@ -173,7 +176,7 @@ class RepConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self.merged_branches()
         c = self.conv_kxk
-        if self.nchw and _is_channels_last(x) and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+        if self.nchw and is_channels_last(x) and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
             y = self.bn(F.conv2d(x.contiguous(), w.contiguous(), b, c.stride, c.padding, c.dilation, c.groups))
             return ChannelsLastNCHWGrad.apply(y)
         return self.bn(F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups))
@@ -306,7 +309,7 @@ class MHLA(nn.Module):
             raise InvalidInputError(f"MHLA was built for {self.num_tokens} tokens but got a {h}x{w} map; build the model with the matching input_size")
         heads, per_head = self.num_heads, c // self.num_heads
         x = self.norm(x)
-        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        channels_last = is_channels_last(x)
         # Heads first, rows = (image, channel of the head), columns = tokens: one batched GEMM per layer.
         if channels_last:
             t = x.permute(0, 2, 3, 1).reshape(b, n, heads, per_head).permute(2, 0, 3, 1)
