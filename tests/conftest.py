@@ -1,6 +1,10 @@
 """Project-wide test helpers."""
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +12,18 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+# No test may reach the internet, nor read or fill the user's caches: Hugging Face downloads go to a
+# loopback port where nothing listens (connection refused at once) unless a test points HF_ENDPOINT at
+# its own server (tests/hf_server.py), and both caches live in a folder of this test session. Set at
+# import, before huggingface_hub reads them, and inherited by every process a test starts.
+_CACHES = tempfile.mkdtemp(prefix="facelivt-test-caches-")
+atexit.register(shutil.rmtree, _CACHES, ignore_errors=True)
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HOME"] = os.path.join(_CACHES, "hf")
+os.environ["FACELIVT_HOME"] = os.path.join(_CACHES, "facelivt")
+for _var in ("HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE", "XDG_CACHE_HOME"):
+    os.environ.pop(_var, None)
 
 
 @pytest.fixture(scope="session")

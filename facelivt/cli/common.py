@@ -13,6 +13,7 @@ import torch
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.inference import FACE_POLICIES, FaceDetector, FaceRecognizer, Gallery, GalleryNotFoundError, check_threshold
+from facelivt.models import DEFAULT_PRETRAINED, weights_variant
 
 SHOW = 20  # problem files listed on the terminal (all of them go to a --report where a command has one)
 
@@ -45,13 +46,18 @@ def make_detector(args: argparse.Namespace) -> FaceDetector:
                         pad_always=args.pad_always)
 
 
-def add_model_args(p: argparse.ArgumentParser, model_default: str | None = "facelivt_s") -> None:
+WEIGHTS_HELP = ("model weights: a file (this project's .safetensors or the authors' released .pt), a pretrained name "
+                "(`facelivt models`), hf://owner/repo[@revision]/file or https://...; remote weights are fetched once "
+                "into the cache (FACELIVT_HOME)")
+
+
+def add_model_args(p: argparse.ArgumentParser, gallery: bool = False) -> None:
     """Options selecting the recognition model and how it runs."""
-    p.add_argument("--model", default=model_default,
-                   help="model variant, see `facelivt info` " + (f"(default {model_default})" if model_default else
-                                                                  "(default: the gallery's model, else facelivt_s)"))
-    p.add_argument("--weights", required=True, metavar="FILE",
-                   help="model weights: this project's .safetensors or the authors' released .pt")
+    default = f"the weights' model, {'else the gallery' + chr(39) + 's model, ' if gallery else ''}else {DEFAULT_PRETRAINED}"
+    p.add_argument("--model", default=None, help=f"model variant, see `facelivt models` (default: {default})")
+    p.add_argument("--weights", default=None, metavar="WEIGHTS",
+                   help=WEIGHTS_HELP + f" (default: the pretrained weights of --model; {DEFAULT_PRETRAINED} when neither "
+                   "is given: of the published models the best accuracy for its size)")
     p.add_argument("--train-form", action="store_true", help="run the train form instead of the reparameterized one")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--batch-size", type=int, default=64, help="crops per forward pass (default 64)")
@@ -64,15 +70,39 @@ def add_model_args(p: argparse.ArgumentParser, model_default: str | None = "face
     add_detector_args(p)
 
 
+def model_name_for(model: str | None, weights: str | None, fallback: str | None, progress: bool = True) -> str:
+    """The model to run: ``model`` (``--model``), else the one ``weights`` hold, else ``fallback``."""
+    if model:
+        return model
+    if weights is not None:
+        variant = weights_variant(weights, progress=progress)
+        if variant is None:
+            raise InvalidInputError(f"{weights} does not say which model it holds: give --model NAME")
+        return variant
+    if fallback is None:
+        raise InvalidInputError("give --model NAME or --weights")
+    return fallback
+
+
+def choose_model(args: argparse.Namespace, fallback: str | None = None) -> str:
+    """The model of a photo command: ``--model``, else the one the ``--weights`` hold, else ``fallback``
+    (a gallery's model), else :data:`DEFAULT_PRETRAINED`."""
+    return model_name_for(args.model, args.weights, fallback or DEFAULT_PRETRAINED, progress=not args.quiet)
+
+
 def make_recognizer(args: argparse.Namespace, model: str | None = None,
                     threshold: float | None = None) -> FaceRecognizer:
-    """A FaceRecognizer from the options of :func:`add_model_args`."""
+    """A FaceRecognizer from the options of :func:`add_model_args`; says on stderr which weights it uses."""
     device = resolve_device(args.device, option="--device")
+    model = model or choose_model(args)
     detector = None if args.aligned else make_detector(args)
-    return FaceRecognizer(
-        model or args.model, args.weights, device=device, deploy=not args.train_form, detector=detector,
-        threshold=threshold, flip=not args.no_flip, batch_size=args.batch_size,
+    rec = FaceRecognizer(
+        model, args.weights, device=device, deploy=not args.train_form, detector=detector,
+        threshold=threshold, flip=not args.no_flip, batch_size=args.batch_size, progress=not args.quiet,
     )
+    if not args.quiet:
+        print(f"model {rec.model_name}: {rec.weights_source}", file=sys.stderr)
+    return rec
 
 
 def check_threshold_option(args: argparse.Namespace) -> None:
@@ -91,7 +121,7 @@ def open_gallery(args: argparse.Namespace, must_exist: bool, threshold: float | 
             raise GalleryNotFoundError(f"no gallery in {args.gallery} (create one with `facelivt enroll`)") from None
         gallery = None
     try:
-        model = args.model or (gallery.metadata.get("model") if gallery is not None else None) or "facelivt_s"
+        model = choose_model(args, gallery.metadata.get("model") if gallery is not None else None)
         rec = make_recognizer(args, model=model, threshold=threshold)
         if gallery is not None:
             rec.use_gallery(gallery)

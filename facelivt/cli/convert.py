@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from facelivt.cli.common import model_name_for
 from facelivt.errors import FaceLiVTError
 from facelivt.models import load_model, save_weights
 
@@ -32,20 +33,22 @@ def check_output_name(path: str | Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     out = check_output_name(args.output)
-    model = load_model(args.model, args.input, deploy=args.deploy)
+    name = model_name_for(args.model, args.input, None)
+    model = load_model(name, args.input, deploy=args.deploy)
     save_weights(model, out)
     state = model.state_dict()
     form = "deploy" if args.deploy else "train"
     n = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
-    print(f"wrote {out}: {args.model}, {form} form, {len(state)} tensors, {n / 1e6:.3f} M values")
+    print(f"wrote {out}: {name}, {form} form, {len(state)} tensors, {n / 1e6:.3f} M values")
     return 0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("convert", help="convert a released .pt checkpoint to this project's safetensors")
-    p.add_argument("input", metavar="IN", help="checkpoint (.pt/.pth, the authors' layout or ours) or safetensors; "
-                                               "the format is read from the content, not the name")
+    p.add_argument("input", metavar="IN", help="checkpoint (.pt/.pth, the authors' layout or ours) or safetensors, "
+                                               "the format read from the content, not the name; or a pretrained "
+                                               "name, hf://owner/repo/file or https://...")
     p.add_argument("output", metavar="OUT", help="output file, named *.safetensors")
-    p.add_argument("--model", required=True, help="model name, e.g. facelivt_s")
+    p.add_argument("--model", default=None, help="model name, e.g. facelivt_s (default: the one IN holds)")
     p.add_argument("--deploy", action="store_true", help="write the reparameterized deploy form instead of the train form")
     p.set_defaults(func=run)

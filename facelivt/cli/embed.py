@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         "faces": json.dumps(result.faces),
         "model": rec.model_name,
         "weights_fingerprint": rec.weights_fingerprint,
+        "weights": rec.weights_source,
         "flip": str(rec.flip),
     }
     # Serialised in memory and written atomically: a full disk leaves an earlier file as it was.

@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--calibrate", default=None, metavar="PAIRS",
                    help="store a threshold calibrated on a .bin set or a pairs list")
     p.add_argument("--target-far", type=float, default=None, help="with --calibrate: threshold at this FAR")
-    add_model_args(p, model_default=None)
+    add_model_args(p, gallery=True)
     p.set_defaults(func=run)
 
 

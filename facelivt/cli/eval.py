@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facelivt.cli.common import WEIGHTS_HELP, model_name_for
 from facelivt.devices import resolve_device
-from facelivt.errors import InputNotFoundError, InvalidInputError
+from facelivt.errors import InvalidInputError
 from facelivt.evaluation import build_model, evaluate_sets, format_table
 from facelivt.evaluation.runner import check_sets
 from facelivt.models.config import HEADS
@@ -21,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and OUT/<set>_roc.png."
         ),
     )
-    p.add_argument("--model", required=True, help="model name (see facelivt.list_models())")
-    p.add_argument("--weights", type=Path, help="this project's .safetensors or the authors' .pt (omit: random init)")
+    p.add_argument("--model", default=None, help="model name (see `facelivt models`; default: the one the --weights hold)")
+    p.add_argument("--weights", metavar="WEIGHTS", help=WEIGHTS_HELP + " (omit: random init, with --model)")
     p.add_argument("--bin", nargs="+", default=[], type=Path, metavar="FILE.bin", help="verification sets")
     p.add_argument("--ijb", type=Path, metavar="DIR", help="IJB release folder (holding loose_crop/ and meta/)")
     p.add_argument("--ijb-name", default="IJBC", help="IJBB or IJBC: prefix of the meta files (default IJBC)")
@@ -47,10 +48,9 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_sets(args.bin, args.ijb, args.ijb_name)
     device = resolve_device(args.device, option="--device")
-    if args.weights is not None and not args.weights.is_file():
-        raise InputNotFoundError(f"weights file not found: {args.weights}")
+    name = model_name_for(args.model, args.weights, None, progress=not args.no_progress)
     model = build_model(
-        args.model,
+        name,
         args.weights,
         deploy=not args.train_form,
         device=device,

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from facelivt.cli.common import WEIGHTS_HELP, model_name_for
 from facelivt.deploy.crops import load_crops
 from facelivt.deploy.export import export_model
 from facelivt.deploy.interface import parse_batch
@@ -22,9 +23,10 @@ def register(subparsers) -> None:
                     "TorchScript) on real aligned crops and compared with PyTorch: max |diff| and minimum cosine "
                     "(fp32 needs >= 0.9999). --int8 (ONNX) quantises statically, calibrated on real crops.",
     )
-    p.add_argument("--model", default="facelivt_s", help="model name (default facelivt_s; see `facelivt info`)")
-    p.add_argument("--weights", metavar="FILE", help="weights (.safetensors or released .pt); without it the model "
-                   "keeps its random initial weights (for trying the pipeline only)")
+    p.add_argument("--model", default=None, help="model name (default: the one the --weights hold, else facelivt_s; "
+                   "see `facelivt models`)")
+    p.add_argument("--weights", metavar="WEIGHTS", help=WEIGHTS_HELP + "; without it the model keeps its random "
+                   "initial weights (for trying the pipeline only)")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript", "coreml"), help="output format")
     p.add_argument("--out", required=True, metavar="PATH", help="output file (.onnx, .pt, or a .mlpackage folder)")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size N")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.out)
     if args.weights is None:
         print("warning: no --weights given: exporting randomly initialised weights", file=sys.stderr)
-    model = load_model(args.model, args.weights, deploy=True)
+    model = load_model(model_name_for(args.model, args.weights, "facelivt_s"), args.weights, deploy=True)
     pre = preprocess_of(model)
     images = None if args.format == "coreml" else load_crops(args.data, args.check_images, offset=1 if args.int8 else 0, preprocess=pre)
     calibration = load_crops(args.data, args.calib_images, offset=0, preprocess=pre) if args.int8 else None

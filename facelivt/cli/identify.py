@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("-k", "--top-k", dest="k", type=int, default=5, help="identities to list per image (default 5)")
     p.add_argument("--threshold", type=float, default=None, help="override the gallery's threshold")
     p.add_argument("--json", action="store_true", help="print one JSON object per image (per face with --face all)")
-    add_model_args(p, model_default=None)
+    add_model_args(p, gallery=True)
     p.set_defaults(func=run)
 
 

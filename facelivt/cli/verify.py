@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print_several_faces([(p, n) for p, n in ((args.a, cmp.found_a), (args.b, cmp.found_b)) if n > 1], "largest")
     result = {
         "a": args.a, "b": args.b, "score": round(score, 6), "same": bool(same),
+        "model": rec.model_name, "weights": rec.weights_source,
         "threshold": round(rec.threshold, 6), "threshold_source": rec.threshold_source,
         "face_a": cmp.face_a, "face_b": cmp.face_b, "faces_found_a": cmp.found_a, "faces_found_b": cmp.found_b,
     }

@@ -29,8 +29,8 @@ def build_model(
     seed: int = 0,
     **overrides,
 ) -> nn.Module:
-    """Model ``name`` in eval mode on ``device``: with ``weights`` (this project's safetensors or the authors'
-    ``.pt``) through :func:`facelivt.models.load_model`; without, randomly initialised (a warning is logged).
+    """Model ``name`` in eval mode on ``device``: with ``weights`` (this project's safetensors, the authors'
+    ``.pt``, a pretrained name or a remote reference) through :func:`facelivt.models.load_model`; without, randomly initialised (a warning is logged).
     ``deploy`` (default) returns the reparameterised form; ``seed`` fixes the random initialisation."""
     dev = resolve_device(device)
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -42,9 +42,6 @@ def build_model(
         if deploy:
             model = reparameterize_model(model).eval()
         return model.to(dev)
-    weights = Path(weights)
-    if not weights.is_file():
-        raise InputNotFoundError(f"weights file not found: {weights}")
     return load_model(name, weights, deploy=deploy, device=str(dev), **overrides).eval()
 
 

@@ -32,12 +32,14 @@ from facelivt.inference.calibration import Calibration, calibrate_scores, check_
 from facelivt.inference.detector import FaceDetector, Select, SeveralFacesError
 from facelivt.inference.gallery import Gallery, Match, check_comparable
 from facelivt.inference.images import ImageSource, load_image
-from facelivt.models import load_model, preprocess_of
+from facelivt.models import DEFAULT_PRETRAINED, PRETRAINED, list_pretrained, load_model, preprocess_of
 
 log = logging.getLogger(__name__)
 
 #: A generic starting point for well-trained ArcFace/CosFace-style models; calibrate for real use.
 DEFAULT_THRESHOLD = 0.3
+#: The ``threshold_source`` of :data:`DEFAULT_THRESHOLD`: nobody calibrated it for these weights.
+UNCALIBRATED = "uncalibrated default: calibrate on labelled pairs for real use"
 
 FacePolicy = Literal["largest", "all", "error"]
 FACE_POLICIES = ("largest", "all", "error")
@@ -110,9 +112,13 @@ def fingerprint_module(model: nn.Module) -> str:
 class FaceRecognizer:
     """Face recognition pipeline around a FaceLiVT model.
 
-    ``model``: a model name (see ``facelivt.list_models()``) or an ``nn.Module`` mapping Bx3x112x112
-    normalised crops to BxD embeddings. ``weights``: this project's safetensors or the authors' ``.pt``
-    (None gives random weights: only useful for tests). ``deploy`` loads the reparameterized form.
+    ``model``: a model name (see ``facelivt.list_models()``; default
+    :data:`~facelivt.models.pretrained.DEFAULT_PRETRAINED`) or an ``nn.Module`` mapping Bx3x112x112
+    normalised crops to BxD embeddings. ``weights``: this project's safetensors, the authors' ``.pt``, a
+    pretrained name or a remote reference (``hf://owner/repo/file``, ``https://...``); None: the published
+    pretrained weights of ``model`` (fetched once into the cache), or with ``pretrained=False`` random
+    weights (only useful for tests). ``weights_source`` says which were loaded. ``deploy`` loads the
+    reparameterized form.
     ``detector``: a :class:`FaceDetector`, or None to build one lazily from ``mtcnn_weights``.
     ``threshold``: cosine score in (-1, 1] at which :meth:`verify` says "same" (default
     :data:`DEFAULT_THRESHOLD`, replaced by a loaded gallery's calibrated threshold).
@@ -120,9 +126,10 @@ class FaceRecognizer:
 
     def __init__(
         self,
-        model: str | nn.Module = "facelivt_s",
+        model: str | nn.Module = DEFAULT_PRETRAINED,
         weights: str | os.PathLike | None = None,
         *,
+        pretrained: bool = True,
         device: str | torch.device = "cpu",
         deploy: bool = True,
         detector: FaceDetector | None = None,
@@ -130,6 +137,7 @@ class FaceRecognizer:
         threshold: float | None = None,
         flip: bool = True,
         batch_size: int = 64,
+        progress: bool = True,
         **model_overrides,
     ) -> None:
         if batch_size < 1:
@@ -141,28 +149,42 @@ class FaceRecognizer:
             self.model_name = type(model).__name__
             self.model = model.to(self.device).eval()
             self.weights_fingerprint = fingerprint_module(self.model)
+            self.weights_source = f"a {self.model_name} instance"
         else:
-            if weights is None:
-                warnings.warn(
-                    f"FaceRecognizer({model!r}) has no weights: embeddings of a random network are meaningless",
-                    stacklevel=2,
-                )
-            elif not Path(weights).is_file():
-                raise InputNotFoundError(f"model weights not found: {weights}")
-            self.model_name = str(model)
-            self.model = load_model(model, weights, deploy=deploy, device=str(self.device), **model_overrides).eval()
-            self.weights_fingerprint = (
-                fingerprint_file(weights) if weights is not None else fingerprint_module(self.model)
-            )
+            self._load(str(model), weights, pretrained, deploy, progress, model_overrides)
+        self.model.requires_grad_(False)
         self.model.requires_grad_(False)
         self.preprocess = preprocess_of(self.model)  # input side and normalisation of the crops
         self._detector = detector
         self._mtcnn_weights = mtcnn_weights
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-        self.threshold_source = "default" if threshold is None else "given"
+        self.threshold_source = UNCALIBRATED if threshold is None else "given"
         self.flip = bool(flip)
         self.batch_size = int(batch_size)
         self.gallery = self._new_gallery()
+
+    def _load(self, name: str, weights, pretrained: bool, deploy: bool, progress: bool, overrides: dict) -> None:
+        """Load model ``name``: ``weights`` (a file, pretrained name or remote reference), else its
+        published pretrained weights (``pretrained``), else random weights with a warning."""
+        if weights is None and pretrained:
+            if name not in PRETRAINED:
+                raise InvalidInputError(
+                    f"{name!r} has no published pretrained weights ({', '.join(list_pretrained())} have): give "
+                    "weights=FILE or a reference, or pretrained=False for random weights (tests only)")
+            weights = name
+        if weights is None:
+            warnings.warn(f"FaceRecognizer({name!r}) has no weights: embeddings of a random network are meaningless",
+                          stacklevel=3)
+        self.model_name = name
+        self.model = load_model(name, weights, deploy=deploy, device=str(self.device), progress=progress, **overrides)
+        self.weights_source = getattr(self.model, "weights_source", "random initialisation")
+        cached = getattr(self.model, "weights_record", None)
+        if cached is not None:  # the download's sha256: the same as a local copy of the same file gives
+            self.weights_fingerprint = cached["sha256"][:16]
+        elif weights is not None:
+            self.weights_fingerprint = fingerprint_file(self.model.weights_path)
+        else:
+            self.weights_fingerprint = fingerprint_module(self.model)
 
     @property
     def threshold(self) -> float:
@@ -470,7 +492,7 @@ class FaceRecognizer:
         meta = gallery.metadata
         if check:
             check_comparable(meta, gallery.dim, self.gallery_metadata(), self.embedding_size, gallery.path or "")
-        if "threshold" in meta and self.threshold_source == "default":
+        if "threshold" in meta and self.threshold_source in (UNCALIBRATED, "default"):
             self.threshold = meta["threshold"]
             self.threshold_source = str(meta.get("threshold_source", f"gallery {gallery.path}"))
         self.gallery = gallery

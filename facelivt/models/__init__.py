@@ -3,7 +3,7 @@ from facelivt.models.config import V2_VARIANTS, VARIANTS, FaceLiVTConfig, FaceLi
 from facelivt.models.facelivt import FaceLiVT
 from facelivt.models.facelivtv2 import FaceLiVTv2
 from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess, preprocess_of
-from facelivt.models.registry import create_model, list_models, register_model
+from facelivt.models.registry import build_model, list_models, register_model
 from facelivt.models.reparam import count_batchnorm, reparameterize_model
 
 __all__ = [
@@ -15,8 +15,8 @@ __all__ = [
     "FaceLiVTv2Config",
     "V2_VARIANTS",
     "VARIANTS",
+    "build_model",
     "count_batchnorm",
-    "create_model",
     "list_models",
     "preprocess_of",
     "register_model",
@@ -24,9 +24,15 @@ __all__ = [
 ]
 
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict  # noqa: E402
-from facelivt.models.weights import load_model, read_checkpoint, save_weights  # noqa: E402
+from facelivt.models.weights import read_checkpoint, save_weights  # noqa: E402
+from facelivt.models.pretrained import DEFAULT_PRETRAINED, PRETRAINED, PretrainedWeights, list_pretrained, pretrained_weights  # noqa: E402
+from facelivt.models.hub import CachedWeights, DownloadError, IntegrityError, cached_weights, fetch_weights, facelivt_home  # noqa: E402
+from facelivt.models.factory import create_model, load_model, resolve_weights, weights_variant  # noqa: E402
 
-__all__ += ["CheckpointMismatchError", "convert_released_state_dict", "load_model", "read_checkpoint", "save_weights"]
+__all__ += ["CheckpointMismatchError", "convert_released_state_dict", "create_model", "load_model", "read_checkpoint",
+            "resolve_weights", "save_weights", "DEFAULT_PRETRAINED", "PRETRAINED", "PretrainedWeights", "list_pretrained",
+            "pretrained_weights", "CachedWeights", "DownloadError", "IntegrityError", "cached_weights", "fetch_weights",
+            "facelivt_home", "weights_variant"]
 from facelivt.models import peers  # noqa: E402,F401  (registers peer models)
 from facelivt.models.export_form import export_form_model  # noqa: E402
 

@@ -1,4 +1,8 @@
-"""One registry of model variants, as in timm: ``create_model(name)`` / ``list_models()``."""
+"""One registry of model variants, as in timm: ``register_model``, ``list_models()``, ``build_model(name)``.
+
+``build_model`` builds the train form with random weights; :func:`facelivt.models.factory.create_model`
+(``create_model(name, pretrained=True)``) is the public entry that also fills it with weights.
+The pretrained weights of the variants are the table in :mod:`facelivt.models.pretrained`."""
 from __future__ import annotations
 
 from typing import Callable
@@ -10,6 +14,7 @@ from facelivt.models.config import V2_VARIANTS, VARIANTS, FaceLiVTConfig, FaceLi
 from facelivt.models.facelivt import FaceLiVT
 from facelivt.models.facelivtv2 import FaceLiVTv2
 from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess
+from facelivt.models.pretrained import PRETRAINED
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _PREPROCESS: dict[str, Preprocess] = {}
@@ -37,12 +42,13 @@ for _name, _cfg in {**VARIANTS, **V2_VARIANTS}.items():
     register_model(_name, _facelivt_builder(_cfg))
 
 
-def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`."""
-    return sorted(_REGISTRY)
+def list_models(pretrained: bool = False) -> list[str]:
+    """Names accepted by :func:`build_model` and ``create_model``; ``pretrained=True``: only those with
+    published pretrained weights (``create_model(name, pretrained=True)``)."""
+    return sorted(n for n in _REGISTRY if not pretrained or n in PRETRAINED)
 
 
-def create_model(name: str, **overrides) -> nn.Module:
+def build_model(name: str, **overrides) -> nn.Module:
     """Build a model in train form. FaceLiVT variants accept ``num_heads``, ``embedding_size``, ``head``
     ("gap" or "gdc") and ``input_size`` overrides; FaceLiVTv2 variants ``num_heads`` (default 4),
     ``embedding_size`` and ``input_size`` (their head is always the GDConv one, "gdc").

@@ -8,7 +8,7 @@ import torch
 
 from facelivt.errors import FaceLiVTError
 from facelivt.models.config import V2_VARIANTS, VARIANTS
-from facelivt.models.registry import create_model
+from facelivt.models.registry import build_model
 
 # Released variant names (as stored in their checkpoints) -> ours.
 RELEASED_NAMES = {
@@ -180,7 +180,7 @@ def convert_released_state_dict(state_dict: Mapping[str, torch.Tensor], name: st
         )
     _check_family(state_dict, name)
     with torch.device("meta"):  # names and shapes only: no weight initialisation
-        target = create_model(name).state_dict()
+        target = build_model(name).state_dict()
     rules, stacked = (_V2_RULES, _V2_STACKED) if name in V2_VARIANTS else (_RULES, _STACKED)
     out, unexpected = _map_keys(state_dict, rules, stacked)
 

@@ -7,16 +7,15 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
-from facelivt.devices import resolve_device
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import write_bytes
 from facelivt.models.checkpoint_io import SAFETENSORS, safe_torch_load, sniff_format
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
-from facelivt.models.registry import create_model
+from facelivt.models.registry import build_model
 from facelivt.models.reparam import reparameterize_model
 
 
@@ -36,13 +35,16 @@ def model_metadata(model: nn.Module) -> dict[str, str]:
     return meta
 
 
+def serialise_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """The bytes of a safetensors file (safetensors' own writer reports a full disk as a
+    ``SafetensorError`` rather than an ``OSError``, so files are serialised in memory first)."""
+    return save(tensors, metadata=metadata)
+
+
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write a safetensors file atomically (:func:`facelivt.files.write_bytes`): a crash or a full disk
-    never leaves half a file, and an earlier file of that name stays as it was.
-
-    The file is serialised in memory first: safetensors' own writer reports a full disk as a
-    ``SafetensorError`` rather than an ``OSError``."""
-    write_bytes(path, save(tensors, metadata=metadata))
+    never leaves half a file, and an earlier file of that name stays as it was."""
+    write_bytes(path, serialise_safetensors(tensors, metadata))
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> None:
@@ -54,8 +56,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike, extra_metadata: dict
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
+    """Tensors and string metadata of a safetensors file; a damaged file raises :class:`InvalidInputError`."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -99,43 +100,22 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor]
     model.load_state_dict(state_dict)
 
 
-def load_model(
-    name: str,
-    weights: str | os.PathLike | None = None,
-    *,
-    deploy: bool = True,
-    device: str | torch.device = "cpu",
-    **overrides,
+def fit_state_dict(
+    name: str, state_dict: dict[str, torch.Tensor], meta: dict[str, str], what: str, **overrides
 ) -> nn.Module:
-    """Build ``name`` (with ``overrides``), load ``weights`` and return it in eval mode, in deploy form
-    unless ``deploy=False``.
-
-    ``weights`` may be this project's safetensors (train or deploy form, as its metadata says) or a
-    torch checkpoint in this project's or the authors' released layout (converted on the fly), told
-    apart by content whatever the file's suffix. ``device`` is checked first (:func:`resolve_device`).
-    """
-    device = resolve_device(device)
-    if weights is None:
-        model = create_model(name, **overrides).eval()
-    else:
-        state_dict, meta = read_checkpoint(weights)
-        if meta.get("model") and meta["model"] != name:
-            raise CheckpointMismatchError(f"{weights} holds weights of {meta['model']!r}, not {name!r}")
-        # Options the weights were trained with (e.g. head="gdc"), unless the caller overrides them.
-        saved = json.loads(meta.get("overrides", "{}"))
-        model = create_model(name, **{**saved, **overrides}).eval()
-        if meta.get("form") == "deploy":
-            opts = json.loads(meta.get("deploy_options", "{}"))
-            model = reparameterize_model(model, **opts)
-            load_state_dict_strict(model, state_dict, str(weights))
-            if not deploy:
-                raise InvalidInputError(f"{weights} holds deploy-form weights; they cannot be turned back into the train form")
-            return model.to(device)
-        if meta.get("released_variant") or is_released_layout(state_dict):
-            if meta.get("released_variant"):
-                state_dict = {"variant": meta["released_variant"], "state_dict": state_dict}
-            state_dict = convert_released_state_dict(state_dict, name)
-        load_state_dict_strict(model, state_dict, str(weights))
-    if deploy:
-        model = reparameterize_model(model)
-    return model.to(device).eval()
+    """Build ``name`` in the form ``meta`` says (train, or deploy with its options; the saved model
+    options unless ``overrides`` change them) and load ``state_dict`` into it with a strict key and
+    shape match (released layouts are converted first). Returns the model in eval mode."""
+    if meta.get("model") and meta["model"] != name:
+        raise CheckpointMismatchError(f"{what} holds weights of {meta['model']!r}, not {name!r}")
+    # Options the weights were trained with (e.g. head="gdc"), unless the caller overrides them.
+    saved = json.loads(meta.get("overrides", "{}"))
+    model = build_model(name, **{**saved, **overrides}).eval()
+    if meta.get("form") == "deploy":
+        model = reparameterize_model(model, **json.loads(meta.get("deploy_options", "{}")))
+    elif meta.get("released_variant") or is_released_layout(state_dict):
+        if meta.get("released_variant"):
+            state_dict = {"variant": meta["released_variant"], "state_dict": state_dict}
+        state_dict = convert_released_state_dict(state_dict, name)
+    load_state_dict_strict(model, state_dict, what)
+    return model

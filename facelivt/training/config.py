@@ -28,6 +28,8 @@ from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.losses.distill import DISTILL_KINDS
 from facelivt.losses.margin import MARGINS
 from facelivt.models.config import HEADS
+from facelivt.models.hub import is_reference
+from facelivt.models.pretrained import pretrained_weights
 
 AMP_MODES = ("auto", "none", "bf16", "fp16")
 CACHE_MODES = ("none", "memory", "disk")
@@ -44,7 +46,8 @@ class ModelConfig:
     head: str = "gap"  # "gap" (paper) or "gdc"
     num_heads: Optional[int] = None  # MHLA heads; None = the variant's default (16; FaceLiVTv2: 4)
     embedding_size: int = 512
-    weights: Optional[str] = None  # start from these weights (this project's safetensors or a released .pt)
+    weights: Optional[str] = None  # start from these weights: a file (safetensors, released .pt) or a reference (hf://, https://)
+    pretrained: bool = False  # start from the published pretrained weights of model.name (`facelivt models`)
     # NHWC (true) or NCHW (false); auto (None): channels-last on CUDA, on a CPU as facelivt.cpu.cpu_defaults measured
     # for its ISA (channels-last on both AVX-512 and AVX2 in facelivt.cpu.MEASURED)
     channels_last: Optional[bool] = None
@@ -373,6 +376,8 @@ def resolve_input_path(path: str | None, search: Sequence[Path]) -> str | None:
     if path is None:
         return None
     p = Path(path).expanduser()
+    if is_reference(path):  # a pretrained name, hf:// or https:// reference: not a path
+        return path
     if p.is_absolute() or p.exists():
         return str(p)
     for base in search:
@@ -476,6 +481,10 @@ def validate_config(cfg: Config, need_data: bool = True) -> None:
 
 def _check_model_data(cfg: Config, need_data: bool) -> None:
     _choice(cfg.model.head, HEADS, "model.head")
+    if cfg.model.pretrained:
+        if cfg.model.weights:
+            raise InvalidInputError("give model.weights or model.pretrained=true, not both")
+        pretrained_weights(cfg.model.name)  # one without published weights: an error naming those that have them
     if cfg.model.embedding_size < 1:
         raise InvalidInputError(f"model.embedding_size must be >= 1, got {cfg.model.embedding_size}")
     _choice(cfg.data.type, DATA_TYPES, "data.type")

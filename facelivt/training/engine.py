@@ -87,7 +87,8 @@ def autocast_factory(device: torch.device, dtype: Optional[torch.dtype]) -> Call
 
 
 def build_model(cfg: Config) -> nn.Module:
-    """The student in train form (``model.weights`` loaded when set)."""
+    """The student in train form (``model.weights`` loaded when set, or the published weights of
+    ``model.name`` with ``model.pretrained``)."""
     overrides: dict[str, Any] = {"embedding_size": cfg.model.embedding_size}
     if model_config(cfg.model.name) is not None:  # a FaceLiVT variant
         overrides["head"] = cfg.model.head
@@ -100,7 +101,7 @@ def build_model(cfg: Config) -> nn.Module:
         )
     if cfg.model.weights:
         return load_model(cfg.model.name, cfg.model.weights, deploy=False, **overrides).train()
-    return create_model(cfg.model.name, **overrides)
+    return create_model(cfg.model.name, pretrained=cfg.model.pretrained, **overrides)
 
 
 def build_adamw(param_groups: list[dict[str, Any]], **hyper: Any) -> torch.optim.AdamW:

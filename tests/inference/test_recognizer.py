@@ -189,7 +189,7 @@ def test_facelivt_s_end_to_end(detector, one_face_photo, tmp_path):
     rec2.load_gallery(tmp_path / "g")
     assert rec2.identify(one_face_photo, k=1)[0].name == "me"
     with pytest.warns(UserWarning, match="random"):
-        random = FaceRecognizer("facelivt_s", detector=detector)
+        random = FaceRecognizer("facelivt_s", pretrained=False, detector=detector)
     with pytest.raises(ValueError, match="weights_fingerprint"):
         random.load_gallery(tmp_path / "g")
     with pytest.raises(FileNotFoundError):
