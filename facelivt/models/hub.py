@@ -39,6 +39,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -372,9 +373,12 @@ def _download_hf(ref: WeightsRef, progress: bool) -> tuple[Path, _Source]:
                                                    endpoint=endpoint, local_files_only=True)
             return Path(path), _offline_source(ref, Path(path), url)
         meta = huggingface_hub.get_hf_file_metadata(url, timeout=_timeout(), endpoint=endpoint)
-        revision = meta.commit_hash or ref.revision
-        path = huggingface_hub.hf_hub_download(ref.repo_id, ref.filename, revision=revision, cache_dir=cache,
-                                               endpoint=endpoint, etag_timeout=_timeout(), tqdm_class=tqdm_class)
+        _check_room(cache, meta.size, where)
+        with warnings.catch_warnings():  # its own free-space warning: _check_room said it in one line
+            warnings.filterwarnings("ignore", message="Not enough free disk space")
+            path = huggingface_hub.hf_hub_download(ref.repo_id, ref.filename, revision=meta.commit_hash or ref.revision,
+                                                   cache_dir=cache, endpoint=endpoint, etag_timeout=_timeout(),
+                                                   tqdm_class=tqdm_class)
     except hf_errors.LocalEntryNotFoundError as exc:
         if hf_offline():
             raise DownloadError(f"HF_HUB_OFFLINE is set and {offline_message(ref)}") from None
@@ -388,8 +392,22 @@ def _download_hf(ref: WeightsRef, progress: bool) -> tuple[Path, _Source]:
         if type(exc).__module__.split(".")[0] not in {"httpx2", "httpx", "httpcore", "h11", "requests", "urllib3"}:
             raise
         _drop_incomplete(cache, ref)
+        if "ProtocolError" in type(exc).__name__ or "incomplete" in str(exc).lower():
+            raise DownloadError(f"the download of {where} was cut short (truncated transfer: {exc}); the partial "
+                                "file was removed: try again") from None
         raise DownloadError(f"cannot download {where}: {_cause(exc)}. {offline_message(ref)}") from None
     return Path(path), _check_hf_file(ref, Path(path), meta, url)
+
+
+def _check_room(folder: Path, size: int | None, where: str) -> None:
+    """Refuse a download that cannot fit on the disk of ``folder`` before any byte is written."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if size is not None and free < size:
+        raise DownloadError(f"the disk is full: downloading {where} needs {size / 1e6:.1f} MB in {folder}, "
+                            f"{free / 1e6:.1f} MB are free; free some space or set HF_HOME to a larger disk")
 
 
 def _offline_source(ref: WeightsRef, path: Path, url: str) -> _Source:
@@ -516,6 +534,7 @@ def _download_url(ref: WeightsRef, home: Path, progress: bool) -> tuple[Path, _S
             declared = response.headers.get("X-Linked-Etag") or response.headers.get("ETag")
             size = response.headers.get("Content-Length")
             size = int(size) if size and size.isdigit() else None
+            _check_room(folder, size, ref.url)
             with tqdm(total=size, unit="B", unit_scale=True, desc=Path(part.stem).name, disable=not progress) as bar:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)

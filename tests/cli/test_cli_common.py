@@ -30,6 +30,6 @@ def test_old_import_paths_give_the_shared_helpers():
 
 def test_model_options_include_the_detector_options():
     p = argparse.ArgumentParser()
-    common.add_model_args(p, model_default=None)
+    common.add_model_args(p, gallery=True)
     args = p.parse_args(["--weights", "w.safetensors", "--pad", "0.3", "--pad-always"])
     assert args.model is None and args.weights == "w.safetensors" and args.pad == 0.3 and args.pad_always

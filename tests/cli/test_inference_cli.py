@@ -157,8 +157,9 @@ def test_enroll_identify_errors(tree, weights, tmp_path, capsys):
     assert main(["enroll", str(g), "--name", "x", str(tree / "mixed" / "none.jpg"), "--weights", str(weights)]) == 2
     assert "no image could be enrolled" in capsys.readouterr().err
     assert not g.exists()
-    with pytest.raises(SystemExit):  # argparse: --weights is required
-        main(["identify", str(g), photo])
+    # without --weights the pretrained default would be used, but the missing gallery is refused first
+    assert main(["identify", str(g), photo]) == 2
+    assert "no gallery" in capsys.readouterr().err
 
 
 def test_align_tight_crops_with_border(tmp_path, capsys):
