@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from facelivt.cli.common import add_model_args, check_threshold_option, open_gallery, print_failures, print_several_faces
 from facelivt.errors import InvalidInputError
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise InvalidInputError("no input files found")
     rec = open_gallery(args, must_exist=True, threshold=args.threshold)
+    if not args.json:
+        print(f"threshold {rec.threshold:.4f} ({rec.threshold_source})", file=sys.stderr)
     try:
         failures, several = identify_files(rec, files, args)
     finally:
@@ -56,11 +59,12 @@ def identify_files(rec, files, args: argparse.Namespace) -> tuple[list, list]:
             several.append((files[r.index], r.found))
         for face, emb in zip(r.faces, r.embeddings):
             matches = rec.gallery.search(emb, args.k)[0]
-            print_matches(files[r.index], face if args.face == "all" else None, matches, rec.threshold, args.json)
+            print_matches(files[r.index], face if args.face == "all" else None, matches, rec.threshold, args.json,
+                          rec.threshold_source)
     return failures, several
 
 
-def print_matches(path, face: int | None, matches, threshold: float, as_json: bool) -> None:
+def print_matches(path, face: int | None, matches, threshold: float, as_json: bool, source: str) -> None:
     accepted = [m.score >= threshold for m in matches]
     if as_json:
         record = {"image": str(path)}
@@ -68,6 +72,7 @@ def print_matches(path, face: int | None, matches, threshold: float, as_json: bo
             record["face"] = face
         record["matches"] = [{"name": m.name, "score": round(m.score, 6), "accepted": a} for m, a in zip(matches, accepted)]
         record["threshold"] = threshold
+        record["threshold_source"] = source
         print(json.dumps(record))
         return
     best = matches[0].name if accepted[0] else "unknown"
