@@ -173,3 +173,11 @@ def test_batchnorm_layouts_lists_every_batchnorm_shape_of_the_model(tmp_path):
     rows = [ln for ln in out.splitlines() if ln.startswith("| ")][2:]
     data = json.loads((tmp_path / "b.json").read_text())
     assert out.startswith("CPU capability: ") and len(rows) == len(shapes) == len(data["rows"])
+
+
+def test_pretrained_cold_start_script_prints_its_table():
+    out = _run("pretrained_cold_start.py", "--runs", "1", "--model", "facelivt_s")
+    assert "CPU capability:" in out
+    rows = {line.split("  ")[0]: line.split()[-2:] for line in out.splitlines() if line.startswith(("local", "cold", "warm"))}
+    assert set(rows) == {"local file (baseline)", "cold cache", "warm cache"}
+    assert float(rows["local file (baseline)"][1]) == 1.0  # the baseline's own ratio
