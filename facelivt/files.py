@@ -16,6 +16,7 @@ Errors become :class:`facelivt.errors.OutputWriteError` naming the path (ENOSPC,
   written and fsynced before the first is renamed.
 - :func:`atomic_dir` for outputs that are folders (a Core ML ``.mlpackage``).
 - :func:`check_writable` to fail before long work when the output cannot be written at all.
+- :func:`reserve_file` for files written in place through a memory map: every block allocated up front.
 """
 from __future__ import annotations
 
@@ -255,3 +256,47 @@ def check_writable(path: str | os.PathLike) -> None:
     _check_target(path)
     tmp = _new_temp(path)
     _remove_quietly(tmp)
+
+
+def reserve_file(path: str | os.PathLike, size: int) -> None:
+    """Make ``path`` a file of ``size`` bytes whose every block is allocated on disk, for files that
+    are then written in place through a memory map (the teacher-embedding cache): a write through a
+    map into a hole of a sparse file on a full disk kills the process with SIGBUS, with no message.
+
+    ``os.posix_fallocate`` reserves the blocks (existing data stays; holes of an existing file are
+    filled with zeros); where the file system or the platform does not support it, the file is
+    extended by writing zeros. A full disk raises :class:`OutputWriteError` and leaves the file as it
+    was: a file this call created is removed, an existing one keeps its size.
+    """
+    path = Path(path)
+    _check_target(path)
+    existed = path.exists()
+    try:
+        fd = os.open(str(path), os.O_RDWR | os.O_CREAT, _default_mode())
+    except OSError as exc:
+        raise OutputWriteError(path, exc) from exc
+    old_size = os.fstat(fd).st_size
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except (AttributeError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            _extend_with_zeros(fd, old_size, size)
+        os.fsync(fd)
+    except OSError as exc:
+        os.close(fd)
+        if existed:
+            with contextlib.suppress(OSError):
+                os.truncate(path, old_size)
+        else:
+            _remove_quietly(path)
+        raise OutputWriteError(path, exc) from exc
+    os.close(fd)
+
+
+def _extend_with_zeros(fd: int, start: int, size: int) -> None:
+    zeros = bytes(1 << 20)
+    os.lseek(fd, start, os.SEEK_SET)
+    while start < size:
+        start += os.write(fd, zeros[: min(len(zeros), size - start)])

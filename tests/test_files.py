@@ -10,7 +10,7 @@ import pytest
 
 from disk_helpers import tmpfs
 from facelivt.errors import FaceLiVTError, OutputWriteError
-from facelivt.files import atomic_open, atomic_path, write_bytes, write_json, write_text
+from facelivt.files import atomic_open, atomic_path, reserve_file, write_bytes, write_json, write_text
 
 
 def test_write_creates_parents_and_content(tmp_path):
@@ -113,3 +113,43 @@ def test_concurrent_writers_each_leave_a_whole_file(tmp_path):
         t.join()
     assert out.read_text() in payloads
     assert [p.name for p in tmp_path.iterdir()] == ["race.txt"]
+
+
+def _allocated(path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+def test_reserve_file_allocates_every_block_and_keeps_the_data(tmp_path):
+    path = tmp_path / "map.bin"
+    with open(path, "wb") as f:  # a sparse file: data, a hole, data
+        f.write(b"head")
+        f.seek(1 << 20)
+        f.write(b"tail")
+    size = (1 << 20) + 4 + 4096
+    reserve_file(path, size)
+    assert path.stat().st_size == size and _allocated(path) >= size
+    data = path.read_bytes()
+    assert data[:4] == b"head" and data[1 << 20:(1 << 20) + 4] == b"tail" and not any(data[4:1 << 20])
+
+
+def test_reserve_file_writes_zeros_where_fallocate_is_unsupported(tmp_path, monkeypatch):
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    path = tmp_path / "map.bin"
+    path.write_bytes(b"keep")
+    reserve_file(path, 300_000)
+    assert path.stat().st_size == 300_000 and _allocated(path) >= 300_000
+    assert path.read_bytes()[:4] == b"keep" and not any(path.read_bytes()[4:])
+
+
+def test_reserve_file_on_a_full_disk_is_an_error_and_leaves_no_file():
+    with tmpfs("256k") as disk:
+        with pytest.raises(OutputWriteError, match=f"cannot write {disk / 'big.bin'}: No space left on device"):
+            reserve_file(disk / "big.bin", 1 << 20)
+        assert list(disk.iterdir()) == []
+        (disk / "old.bin").write_bytes(b"x" * 5000)
+        with pytest.raises(OutputWriteError, match="No space left on device"):
+            reserve_file(disk / "old.bin", 1 << 20)
+        assert (disk / "old.bin").read_bytes() == b"x" * 5000
