@@ -9,6 +9,7 @@ the cached target is exactly the one a live teacher would compute for that view.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,12 +24,12 @@ import torch
 from torch import nn
 
 from facelivt.data.transforms import hflip
-from facelivt.errors import InputNotFoundError, InvalidInputError
-from facelivt.files import write_text
+from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError, OutputWriteError, UnavailableError
+from facelivt.files import reserve_file, write_text
 from facelivt.models import create_model, load_model, reparameterize_model
 
 from .config import CACHE_DTYPES, DistillConfig
-from .distributed import DistEnv, barrier
+from .distributed import DistEnv, any_true
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,11 @@ class TeacherCache:
 
     def _open_disk(self, key: str) -> None:
         assert self.path is not None
-        self.path.mkdir(parents=True, exist_ok=True)
+        new_folder = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputWriteError(self.path, exc) from exc
         meta_path = self.path / "meta.json"
         meta = {"key": key, "num_samples": self.num_samples, "dim": self.dim, "dtype": self.dtype}
         emb_path, filled_path = self.path / "embeddings.bin", self.path / "filled.bin"
@@ -111,17 +116,39 @@ class TeacherCache:
                 fresh = json.loads(meta_path.read_text()) != meta
             except (OSError, json.JSONDecodeError):
                 fresh = True
-        mode = "w+" if fresh else "r+"
         if fresh:
             for p in (meta_path, emb_path, filled_path):
                 if p.exists():
                     p.unlink()
-        self._emb = np.memmap(emb_path, dtype=self.dtype, mode=mode, shape=(self.num_samples, 2, self.dim))
-        self._filled = np.memmap(filled_path, dtype=np.uint8, mode=mode, shape=(self.num_samples, 2))
-        if fresh:
-            self._filled[:] = 0
-            self._filled.flush()
-            write_text(meta_path, json.dumps(meta))
+        try:
+            self._map(emb_path, filled_path)
+            if fresh:
+                self._filled[:] = 0
+                self._filled.flush()
+                write_text(meta_path, json.dumps(meta))
+        except OutputWriteError:
+            if fresh:  # nothing of a cache that could not be made stays behind
+                self._emb = self._filled = None
+                for p in (emb_path, filled_path):
+                    p.unlink(missing_ok=True)
+                if new_folder:
+                    with contextlib.suppress(OSError):
+                        self.path.rmdir()
+            raise
+
+    def _map(self, emb_path: Path, filled_path: Path) -> None:
+        """Allocate both files' blocks, then map them: a write through a map into a hole of a sparse
+        file on a full disk is a SIGBUS, so a full disk must show up here, as an error."""
+        emb_bytes = self.num_samples * 2 * self.dim * np.dtype(self.dtype).itemsize
+        try:
+            reserve_file(emb_path, emb_bytes)
+            reserve_file(filled_path, self.num_samples * 2)
+        except OutputWriteError as exc:
+            cause = exc.cause
+            hint = f"{cause.strerror or cause} (the teacher cache needs {emb_bytes:,} bytes; free space or set distill.cache=memory)"
+            raise OutputWriteError(exc.path, OSError(cause.errno, hint)) from exc
+        self._emb = np.memmap(emb_path, dtype=self.dtype, mode="r+", shape=(self.num_samples, 2, self.dim))
+        self._filled = np.memmap(filled_path, dtype=np.uint8, mode="r+", shape=(self.num_samples, 2))
 
     @property
     def filled_fraction(self) -> float:
@@ -206,9 +233,16 @@ class TeacherTargets:
 
         if path is None or not env.distributed:
             return cls(teacher, open_cache(), **options)
-        # the processes of a machine share one cache file: its first process creates (or resets) it
-        cache = open_cache() if env.local_rank == 0 else None
-        barrier(env)
+        # the processes of a machine share one cache file: its first process creates (or resets) it;
+        # when it cannot (a full disk), every process stops with an error, none waits for it
+        cache, error = None, None
+        if env.local_rank == 0:
+            try:
+                cache = open_cache()
+            except FaceLiVTError as exc:
+                error = exc
+        if any_true(env, error is not None):
+            raise error or UnavailableError(f"the teacher cache in {path} could not be made (see the first process's error)")
         return cls(teacher, cache if cache is not None else open_cache(), **options)
 
     def flush(self) -> None:

@@ -83,3 +83,45 @@ def test_full_disk_while_training_exits_2_and_the_last_checkpoint_resumes():
         assert "stopped: completed after 8/8 steps" in resumed.stderr
         starts = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"start"' in line]
         assert starts[-1]["step"] == 4 and starts[-1]["resumed_from"].endswith("step-00000004")
+
+
+def test_teacher_disk_cache_on_a_full_disk_stops_before_training_and_leaves_nothing():
+    """The cache was a sparse memory-mapped file: the first write into a hole on the full disk killed
+    the run with SIGBUS (exit 135, no message) and left train.lock and the sparse file behind."""
+    cache = ("distill.enabled=true", "distill.cache=disk", "distill.teacher=tinynet", "distill.allow_random_teacher=true",
+             "distill.cache_dtype=float32", "data.images_per_identity=8", "train.epochs=1", "train.checkpoint_every_steps=0")
+    with tmpfs("1m") as disk:
+        out = disk / "run"
+        fill(disk, leave=8192)  # room for train.lock and filled.bin, not for 64 samples x 2 views x 16 floats
+        full = _train(out, *cache)
+        assert_clean_failure(full)
+        error = [line for line in full.stderr.splitlines() if "error:" in line]
+        assert len(error) == 1, full.stderr[-3000:]
+        assert "teacher_cache/embeddings.bin: No space left on device (the teacher cache needs 8,192 bytes" in error[0]
+        assert listing(out) == {}  # no train.lock, no cache file, no log
+        (disk / ".filler").unlink()
+        room = _train(out, *cache)
+        assert room.returncode == 0, room.stderr[-3000:]
+        cached = out / "teacher_cache" / "embeddings.bin"
+        assert cached.stat().st_size == 8192 and cached.stat().st_blocks * 512 >= 8192
+        assert not (out / "train.lock").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_both_stop_in_one_line_when_the_teacher_cache_does_not_fit():
+    """The first process of a machine creates the shared cache; the others waited for it in a barrier
+    and died with gloo's "Connection closed by peer" traceback when it failed."""
+    with tmpfs("1m") as disk:
+        out = disk / "run"
+        fill(disk, leave=8192)
+        command = tiny_train_command(out, "distill.enabled=true", "distill.cache=disk", "distill.teacher=tinynet",
+                                     "distill.allow_random_teacher=true", "distill.cache_dtype=float32",
+                                     "data.images_per_identity=8", "train.epochs=1")
+        torchrun = [command[0], "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *command[1:]]
+        proc = subprocess.run(torchrun, cwd=TINY_CLI.parent, capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("facelivt train: error:")]
+        assert len(errors) == 2, proc.stderr[-4000:]
+        assert any("embeddings.bin: No space left on device" in line for line in errors), errors
+        assert "[rank" not in proc.stderr, proc.stderr[-4000:]  # no rank's traceback
+        assert listing(out) == {}

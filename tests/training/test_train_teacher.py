@@ -7,10 +7,12 @@ import torch
 
 import facelivt
 from facelivt.data.transforms import hflip
+from facelivt.errors import OutputWriteError
 from facelivt.training import TeacherCache, TeacherTargets, build_teacher
 from facelivt.training.engine import build_step_runner
 from facelivt.training.distributed import DistEnv
 
+from disk_helpers import tmpfs
 from train_helpers import TinyNet, quick_config
 
 
@@ -102,6 +104,17 @@ def test_disk_cache_persists_and_resets_for_another_teacher(tmp_path):
     del again
     other = TeacherCache(5, 4, "float32", tmp_path, key="teacher-b")
     assert other.filled_fraction == 0.0
+
+
+def test_disk_cache_on_a_full_disk_is_an_error_and_leaves_nothing():
+    with tmpfs("256k") as disk:
+        folder = disk / "teacher_cache"
+        with pytest.raises(OutputWriteError, match=r"teacher_cache/embeddings.bin: No space left on device \(the teacher cache needs 1,024,000 bytes"):
+            TeacherCache(1000, 128, "float32", folder, key="k")
+        assert list(disk.iterdir()) == []
+        small = TeacherCache(10, 4, "float32", folder, key="k")  # what fits is made whole, no hole in it
+        assert all(p.stat().st_blocks * 512 >= p.stat().st_size for p in folder.iterdir())
+        assert small.filled_fraction == 0.0
 
 
 def test_cache_needs_indices_and_valid_sizes():
