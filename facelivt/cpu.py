@@ -17,6 +17,10 @@
   AMX-BF16 kernels at its (capped) ISA; elsewhere bfloat16 is emulated and slower than float32;
 - the thread count (``torch.get_num_threads()``) and the cores this process may use.
 
+``check_threads(value, option)`` is the one bound of every thread or worker count a user gives
+(``--threads``, ``--workers``, ``train.num_threads``, ``data.num_workers``): at most
+``max_threads()`` = 4 x the cores this process may use (``os.sched_getaffinity``).
+
 ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` (set before the process
 starts) selects the AVX2 kernels of torch, oneDNN and MKL on an AVX-512 machine, an approximation of
 an AVX2 CPU; ``benchmarks/isa_tables.sh`` uses it.
@@ -38,6 +42,8 @@ from importlib import metadata
 from typing import Any
 
 import torch
+
+from facelivt.errors import InvalidInputError
 
 APPROX_AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
@@ -133,6 +139,29 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+THREADS_PER_CORE = 4  # the most threads (or worker processes) a count option may ask for, per usable core
+
+
+def max_threads() -> int:
+    """The largest thread or worker count an option accepts: :data:`THREADS_PER_CORE` x the cores this
+    process may use. More only oversubscribe the cores, and far more break the process: 100000 torch
+    threads crashed it (segmentation fault), 10000 stalled a training step for minutes."""
+    return THREADS_PER_CORE * _cores()
+
+
+def check_threads(value: int | None, option: str, minimum: int = 1) -> int | None:
+    """``value`` of the thread or worker count ``option`` (``--threads``, ``train.num_threads``, ...), or
+    :class:`InvalidInputError` naming the option and the bounds when it is below ``minimum`` or above
+    :func:`max_threads`. ``None`` (the option's default) passes. Every such option is checked here."""
+    if value is None:
+        return None
+    limit = max_threads()
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= limit:
+        raise InvalidInputError(f"{option} must be an integer from {minimum} to {limit} ({THREADS_PER_CORE} x the "
+                                f"{_cores()} CPU cores this process may use), got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

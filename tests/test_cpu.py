@@ -224,3 +224,29 @@ def test_pointwise_conv_follows_the_machine_bound(monkeypatch):
         calls.clear()
         torch.testing.assert_close(conv(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias))
         assert bool(calls) is as_linear, rows
+
+
+def test_thread_counts_are_bounded_by_four_times_the_usable_cores():
+    from facelivt.cpu import check_threads, max_threads
+    from facelivt.errors import InvalidInputError
+
+    cores = len(os.sched_getaffinity(0))
+    assert max_threads() == 4 * cores
+    assert check_threads(None, "--threads") is None
+    assert check_threads(1, "--threads") == 1 and check_threads(4 * cores, "--threads") == 4 * cores
+    assert check_threads(0, "data.num_workers", minimum=0) == 0
+    for bad, option in ((4 * cores + 1, "--threads"), (100000, "train.num_threads"), (0, "--workers"), (-1, "--threads")):
+        with pytest.raises(InvalidInputError, match=rf"^{option} must be an integer from 1 to {4 * cores} "
+                                                    rf"\(4 x the {cores} CPU cores this process may use\), got {bad}$"):
+            check_threads(bad, option)
+    with pytest.raises(InvalidInputError, match="got 2.5"):
+        check_threads(2.5, "--threads")
+
+
+def test_the_thread_bound_follows_the_cores_this_process_may_use():
+    """Pinned to one core (as taskset or a container's cpuset does), a process accepts at most 4 threads."""
+    script = ("import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
+              "from facelivt.cpu import max_threads; print(max_threads())")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "4"

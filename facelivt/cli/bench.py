@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facelivt.cpu import check_threads
 from facelivt.deploy.benchmark import BenchConfig, run_bench, save_result, to_markdown
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
@@ -45,6 +46,7 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_threads(args.threads, "--threads")
     device = str(resolve_device(args.device, option="--device"))
     kw = {"threads": args.threads, "device": device, "tables": _csv(args.tables), "onnx": not args.no_onnx, "clock": args.clock,
           "optimized": args.optimized}

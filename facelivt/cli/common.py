@@ -10,6 +10,7 @@ import sys
 
 import torch
 
+from facelivt.cpu import check_threads
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.inference import FACE_POLICIES, FaceDetector, FaceRecognizer, Gallery, GalleryNotFoundError, check_threshold
@@ -35,15 +36,18 @@ def add_detector_args(p: argparse.ArgumentParser) -> None:
 
 def make_detector(args: argparse.Namespace) -> FaceDetector:
     """A FaceDetector from the options of :func:`add_detector_args` (and ``--device``)."""
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InvalidInputError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     if args.pad_always and args.pad <= 0:
         raise InvalidInputError("--pad-always needs --pad FRACTION (e.g. --pad 0.3)")
     return FaceDetector(args.mtcnn_weights, min_face_size=args.min_face_size,
                         device=resolve_device(args.device, option="--device"), pad=args.pad,
                         pad_always=args.pad_always)
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Check ``--threads`` (:func:`facelivt.cpu.check_threads`) and set torch's thread count to it."""
+    if check_threads(args.threads, "--threads") is not None:
+        torch.set_num_threads(args.threads)
 
 
 WEIGHTS_HELP = ("model weights: a file (this project's .safetensors or the authors' released .pt), a pretrained name "
@@ -93,6 +97,7 @@ def choose_model(args: argparse.Namespace, fallback: str | None = None) -> str:
 def make_recognizer(args: argparse.Namespace, model: str | None = None,
                     threshold: float | None = None) -> FaceRecognizer:
     """A FaceRecognizer from the options of :func:`add_model_args`; says on stderr which weights it uses."""
+    apply_threads(args)  # also with --aligned, where no detector is made
     device = resolve_device(args.device, option="--device")
     model = model or choose_model(args)
     detector = None if args.aligned else make_detector(args)
@@ -114,6 +119,7 @@ def check_threshold_option(args: argparse.Namespace) -> None:
 def open_gallery(args: argparse.Namespace, must_exist: bool, threshold: float | None = None) -> FaceRecognizer:
     """A recognizer using the gallery of ``args.gallery`` (an old two-file gallery is imported first);
     without a gallery there, its in-memory gallery is empty (or, with ``must_exist``, an error)."""
+    apply_threads(args)
     try:
         gallery = Gallery.open(args.gallery)
     except GalleryNotFoundError:

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from facelivt.cli.common import WEIGHTS_HELP, model_name_for
+from facelivt.cpu import check_threads
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.evaluation import build_model, evaluate_sets, format_table
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError("nothing to evaluate: give --bin FILE.bin ... and/or --ijb DIR")
     if args.batch_size < 1:
         raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_threads(args.workers, "--workers")
     check_sets(args.bin, args.ijb, args.ijb_name)
     device = resolve_device(args.device, option="--device")
     name = model_name_for(args.model, args.weights, None, progress=not args.no_progress)

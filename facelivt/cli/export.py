@@ -6,6 +6,7 @@ import json
 import sys
 
 from facelivt.cli.common import WEIGHTS_HELP, model_name_for
+from facelivt.cpu import check_threads
 from facelivt.deploy.crops import load_crops
 from facelivt.deploy.export import export_model
 from facelivt.deploy.interface import parse_batch
@@ -45,6 +46,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     parse_batch(args.batch)
+    check_threads(args.threads, "--threads")
     if args.int8 and args.format != "onnx":
         raise InvalidInputError("--int8 is only available with --format onnx")
     if args.check_images < 1 or args.calib_images < 1:

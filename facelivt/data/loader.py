@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from facelivt.cpu import check_threads
 from facelivt.errors import InvalidInputError
 from .folder import ImageFolderDataset
 from .recordio import RecordIODataset
@@ -91,8 +92,7 @@ def build_loader(
     :class:`~facelivt.data.sampler.DistributedResumableSampler`) fixes the order."""
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
-    if num_workers < 0:
-        raise InvalidInputError(f"num_workers must be >= 0, got {num_workers}")
+    check_threads(num_workers, "num_workers", minimum=0)
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from facelivt.cpu import cpu_capability
+from facelivt.cpu import check_threads, cpu_capability
 from facelivt.deploy.bench_report import save_result, throughput_note, to_markdown
 from facelivt.deploy.bench_results import (
     REFERENCE,
@@ -117,8 +117,7 @@ class BenchConfig:
         return cls(**base)
 
     def validate(self) -> None:
-        if self.threads < 1:
-            raise InvalidInputError(f"threads must be >= 1, got {self.threads}")
+        check_threads(self.threads, "threads")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise InvalidInputError(f"batch sizes must be positive, got {self.batch_sizes}")
         unknown = [t for t in self.tables if t not in TABLES]

@@ -127,8 +127,6 @@ def validate(config: QuickstartConfig) -> None:
     cfg, qs = config.training, config.quickstart
     if not 0 < qs.budget_minutes <= 24 * 60:
         raise QuickstartConfigError(f"the budget must be a positive number of minutes up to a day, got {qs.budget_minutes}")
-    if cfg.train.num_threads is not None and cfg.train.num_threads < 1:
-        raise QuickstartConfigError(f"train.num_threads must be >= 1, got {cfg.train.num_threads}")
     if qs.max_images < 40 or (qs.max_align_images is not None and qs.max_align_images < 40):
         raise QuickstartConfigError(f"quickstart.max_images and max_align_images must be at least 40, got {qs.max_images}, "
                                     f"{qs.max_align_images}")

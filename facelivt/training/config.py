@@ -24,6 +24,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import yaml
 
+from facelivt.cpu import check_threads
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.losses.distill import DISTILL_KINDS
 from facelivt.losses.margin import MARGINS
@@ -492,8 +493,7 @@ def _check_model_data(cfg: Config, need_data: bool) -> None:
         raise InvalidInputError(f"data.root is required for a {cfg.data.type} data set")
     if not 0.0 <= cfg.data.held_out_fraction < 1.0:
         raise InvalidInputError(f"data.held_out_fraction must be in [0, 1), got {cfg.data.held_out_fraction}")
-    if cfg.data.num_workers < 0:
-        raise InvalidInputError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+    check_threads(cfg.data.num_workers, "data.num_workers", minimum=0)
 
 
 def _check_loss(cfg: Config) -> None:
@@ -536,8 +536,7 @@ def _check_train(t: TrainSection) -> None:
         raise InvalidInputError(f"train.max_minutes must be > 0, got {t.max_minutes}")
     if t.checkpoint_every_steps < 0 or t.log_every_steps < 1:
         raise InvalidInputError("train.checkpoint_every_steps must be >= 0 and train.log_every_steps >= 1")
-    if t.num_threads is not None and t.num_threads < 1:
-        raise InvalidInputError(f"train.num_threads must be >= 1, got {t.num_threads}")
+    check_threads(t.num_threads, "train.num_threads")
     if not t.resume:
         raise InvalidInputError("train.resume must be auto, never or a checkpoint folder")
 

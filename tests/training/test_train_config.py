@@ -1,6 +1,8 @@
 """Config files, typed key=value overrides, and their error messages."""
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,8 @@ import yaml
 from facelivt.training import Config, config_from_dict, load_config, valid_keys
 from facelivt.training.config import apply_overrides
 
-from train_helpers import CONFIGS, REPO
+from disk_helpers import assert_clean_failure
+from train_helpers import CONFIGS, REPO, TINY_CLI, tiny_train_command
 
 
 def test_defaults_follow_the_paper_recipe():
@@ -103,6 +106,8 @@ def test_unknown_key_in_file_is_named(tmp_path):
         ("train.batch_size=10", "divisible"),
         ("model.head=avg", "model.head"),
         ("eval.heldout_pairs=10", "held_out_fraction"),
+        ("train.num_threads=100000", r"train.num_threads must be an integer from 1 to \d+ \(4 x the \d+ CPU cores"),
+        ("data.num_workers=100000", r"data.num_workers must be an integer from 0 to \d+ \(4 x the \d+ CPU cores"),
     ],
 )
 def test_bad_values_are_explained(override, match):
@@ -165,3 +170,17 @@ def test_linear_1x1_is_auto_by_default_and_reaches_every_convbn():
         model = _placed_model(cfg, torch.device("cpu"), None, channels_last=True)
         convbns = [m for m in model.modules() if isinstance(m, ConvBN)]
         assert convbns and all(m.linear_1x1 is want for m in convbns)
+
+
+@pytest.mark.parametrize("override", ["train.num_threads=100000", "data.num_workers=100000"])
+def test_a_huge_thread_count_stops_train_before_it_takes_the_folder(override, tmp_path):
+    """train.num_threads=100000 crashed `facelivt train` (segmentation fault, exit 139, no message) and
+    left train.lock behind; 10000 ran 20,003 threads and stalled for minutes on step 1."""
+    out = tmp_path / "run"
+    proc = subprocess.run(tiny_train_command(out, override), cwd=TINY_CLI.parent, capture_output=True, text=True, timeout=300)
+    assert_clean_failure(proc)
+    limit = 4 * len(os.sched_getaffinity(0))
+    key = override.split("=")[0]
+    assert proc.stderr.splitlines()[-1].startswith(f"facelivt train: error: {key} must be an integer from ")
+    assert f" to {limit} (" in proc.stderr.splitlines()[-1] and proc.stderr.splitlines()[-1].endswith("got 100000")
+    assert not out.exists()
