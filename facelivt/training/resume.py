@@ -162,6 +162,7 @@ def resume(trainer: "Trainer") -> Optional[Path]:
     trainer.changed_settings = check_resume(trainer, state, folder)
     restore_run(trainer, state)
     trainer.last_saved_step = trainer.global_step
+    trainer.checkpoint_lr = float(state.get("config", {}).get("optim", {}).get("lr", trainer.cfg.optim.lr))
     return folder
 
 

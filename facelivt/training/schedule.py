@@ -8,6 +8,19 @@ from torch.optim import Optimizer
 from facelivt.errors import InvalidInputError
 
 
+# The FaceLiVT recipe trains with AdamW at 6e-3 (seed supplementary, section B); a learning rate above
+# 1e-2 is past what AdamW tolerates on these networks, so advice never suggests more.
+MAX_SUGGESTED_LR = 1e-2
+
+
+def lower_lr(lr: float, checkpoint_lr: float | None = None) -> float:
+    """The learning rate to suggest after training at ``lr`` diverged: a tenth of ``lr``, or of
+    ``checkpoint_lr`` (the config's lr of the run that wrote the last good checkpoint) when that is
+    lower, and never above :data:`MAX_SUGGESTED_LR` (a tenth of 1e6 is 1e5, which diverges again)."""
+    base = lr if checkpoint_lr is None else min(lr, checkpoint_lr)
+    return min(base / 10, MAX_SUGGESTED_LR)
+
+
 def poly_lr(step: int, base_lr: float, total_steps: int, min_lr: float = 1e-5, power: float = 1.0, warmup_steps: int = 0) -> float:
     """Learning rate of optimiser step ``step`` (0-based).
 

@@ -33,6 +33,7 @@ from .heldout import HeldoutPairs
 from .lock import OutputInUseError, OutputLock
 from .logging import Progress, RunLogger, plain
 from .resume import restore_run, resume, run_state, seek
+from .schedule import lower_lr
 from .teacher import data_key, warn_flip_mismatch
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ class Trainer:
         self.elapsed_s = 0.0
         self.finished = False
         self.last_saved_step: Optional[int] = None
+        self.checkpoint_lr: Optional[float] = None  # optim.lr of the run that wrote the last checkpoint
         self.changed_settings: dict[str, tuple[Any, Any]] = {}
         self._bad: set[int] = set()  # indices (into the base data set) of unreadable records met
         self._clock = time.monotonic()
@@ -257,11 +259,12 @@ class Trainer:
                                 f"{problem or 'another process holds non-finite values'}")
         folder = self.ckpt.save(self.state_dict(), self.global_step, {"epoch": self.global_step / self.steps_per_epoch, "finished": self.finished})
         self.last_saved_step = self.global_step
+        self.checkpoint_lr = self.cfg.optim.lr
         return folder
 
     def _stop_advice(self, exc: NonFiniteLossError) -> str:
         """``exc``'s message plus where the last good checkpoint is and how to continue from it."""
-        lower = f"optim.lr={self.cfg.optim.lr / 10:g}"
+        lower = f"optim.lr={lower_lr(self.cfg.optim.lr, self.checkpoint_lr):g}"
         try:
             info = self.ckpt.read_pointer("last")
         except ValueError:

@@ -12,6 +12,7 @@ import facelivt
 from facelivt.errors import FaceLiVTError
 from facelivt.training import NonFiniteLossError, StepRunner, load_checkpoint_file, train
 from facelivt.training.engine import DivergedError
+from facelivt.training.schedule import MAX_SUGGESTED_LR
 
 from train_helpers import TinyNet, last_state, nan_at_step, quick_config
 
@@ -40,7 +41,7 @@ def test_lr_1e6_leaves_the_last_good_checkpoint_and_resuming_from_it_works(tmp_p
     message = str(info.value)
     assert isinstance(info.value, FaceLiVTError) and isinstance(info.value, NonFiniteLossError)
     assert "step 4 was not checkpointed" in message and "loss" in message
-    assert str(out / "checkpoints" / "step-00000004") in message and "optim.lr=" in message
+    assert str(out / "checkpoints" / "step-00000004") in message and "(e.g. optim.lr=0.0001)" in message  # a tenth of the good run's
     pointer, state = last_state(out)
     assert pointer["step"] == 4 and state["global_step"] == 4 and _all_finite(state)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.json", "step-00000004"]
@@ -58,7 +59,7 @@ def test_lr_1e6_leaves_the_last_good_checkpoint_and_resuming_from_it_works(tmp_p
 def test_lr_1e6_from_the_start_writes_no_checkpoint(tmp_path, faces):
     cfg = quick_config(tmp_path / "fresh", epochs=1, checkpoint_every_steps=1)
     cfg.optim.lr = 1e6
-    with pytest.raises(DivergedError, match=r"step 0 was not checkpointed.*before any checkpoint was written.*optim\.lr=100000"):
+    with pytest.raises(DivergedError, match=r"step 0 was not checkpointed.*before any checkpoint was written.*optim\.lr=0\.01\)"):
         _facelivt(cfg, faces)
     assert not (tmp_path / "fresh" / "checkpoints" / "last.json").exists()
     assert not (tmp_path / "fresh" / "model.safetensors").exists()
@@ -90,3 +91,35 @@ def test_nan_loss_error_names_the_last_good_checkpoint(tmp_path, faces, monkeypa
         train(cfg, dataset=faces, model=TinyNet(dim=16))
     assert str(tmp_path / "nan" / "checkpoints" / "step-00000004") in str(info.value)
     assert load_checkpoint_file(tmp_path / "nan" / "checkpoints" / "step-00000004" / "rank0.pt")["global_step"] == 4
+
+
+def _suggested_lr(message: str) -> float:
+    return float(message.split("(e.g. optim.lr=", 1)[1].split(")", 1)[0])
+
+
+def test_the_suggested_lr_is_sane_for_adamw_when_nothing_was_checkpointed(tmp_path, faces, monkeypatch):
+    """At optim.lr=1e6 the advice was optim.lr=100000 (a tenth), which diverges again."""
+    cfg = quick_config(tmp_path / "huge", epochs=1)
+    cfg.optim.lr = 1e6
+    nan_at_step(monkeypatch, 0)
+    with pytest.raises(NonFiniteLossError, match="before any checkpoint was written") as info:
+        train(cfg, dataset=faces, model=TinyNet(dim=16))
+    assert _suggested_lr(str(info.value)) == MAX_SUGGESTED_LR == 1e-2
+
+
+def test_the_suggested_lr_is_a_tenth_of_the_lr_that_wrote_the_last_good_checkpoint(tmp_path, faces, monkeypatch):
+    out = tmp_path / "run"
+    train(quick_config(out, epochs=1, checkpoint_every_steps=2), dataset=faces, model=TinyNet(dim=16))  # lr 1e-3
+    raised = quick_config(out, epochs=2, checkpoint_every_steps=0)
+    raised.optim.lr = 0.5
+    nan_at_step(monkeypatch, 4)  # the first step after the checkpoint of step 4
+    with pytest.raises(NonFiniteLossError, match="step-00000004") as info:
+        train(raised, dataset=faces, model=TinyNet(dim=16))
+    assert _suggested_lr(str(info.value)) == pytest.approx(1e-4)  # not 0.05: 0.5 is what diverged
+
+    same = quick_config(tmp_path / "same", epochs=2, checkpoint_every_steps=2)
+    same.optim.lr = 5e-3
+    nan_at_step(monkeypatch, 5)  # this run wrote step 4 at 5e-3
+    with pytest.raises(NonFiniteLossError, match="step-00000004") as info:
+        train(same, dataset=faces, model=TinyNet(dim=16))
+    assert _suggested_lr(str(info.value)) == pytest.approx(5e-4)

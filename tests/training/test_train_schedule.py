@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from facelivt.training import PolyWarmupScheduler, poly_lr
+from facelivt.training.schedule import MAX_SUGGESTED_LR, lower_lr
 
 
 def test_poly_decay_endpoints_and_linearity():
@@ -60,3 +61,15 @@ def test_scheduler_drives_optimizer_and_resumes():
         sched2.step()
     assert sched.get_last_lr() == pytest.approx([1e-5, 1e-5])
     assert sched2.get_last_lr() == pytest.approx(sched.get_last_lr())
+
+
+@pytest.mark.parametrize("lr, checkpoint_lr, want", [
+    (1e6, None, 1e-2),      # a tenth of 1e6 diverges again: capped at what AdamW tolerates
+    (1e6, 1e-3, 1e-4),      # the run that wrote the last good checkpoint trained at 1e-3
+    (6e-3, None, 6e-4),
+    (1e-3, 6e-3, 1e-4),     # the lower of the two
+    (0.5, 0.5, 1e-2),
+])
+def test_the_lower_lr_after_a_divergence(lr, checkpoint_lr, want):
+    assert lower_lr(lr, checkpoint_lr) == pytest.approx(want)
+    assert lower_lr(lr, checkpoint_lr) <= MAX_SUGGESTED_LR and lower_lr(lr, checkpoint_lr) < lr
