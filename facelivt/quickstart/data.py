@@ -59,7 +59,7 @@ def needs_alignment(files: list[str], probe: int = 32) -> bool:
         try:
             with Image.open(path) as im:
                 sizes.append(im.size)
-        except (OSError, ValueError, SyntaxError):
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # the size alone, no pixels
             continue
         if sizes[-1] != (INPUT_SIZE, INPUT_SIZE) or len(sizes) >= probe:
             break
