@@ -72,6 +72,8 @@ class FaceDetector:
 
     ``weights``: folder with pnet.pt/rnet.pt/onet.pt (default: ``$FACELIVT_MTCNN_WEIGHTS``, then the
     installed facenet-pytorch package). Images may be paths, encoded bytes, PIL images or uint8 RGB arrays.
+    ``max_pixels``: larger images are refused before decoding (default: the project's limit,
+    ``$FACELIVT_MAX_PIXELS`` or 80 MP); ``max_side``: larger ones are downscaled before detection.
 
     ``pad``: when no face is found, look again with a black border of ``pad`` x the longest side
     around the image; with ``pad_always`` every image is searched with the border. MTCNN misses
