@@ -8,10 +8,10 @@ from typing import Iterable, Union
 
 import numpy as np
 import torch
-from PIL import Image
 
 from facelivt.errors import InputNotFoundError, InvalidInputError
-from .imaging import BadSampleTracker, DecodeError, Transform, check_index, ensure_rgb, image_to_sample, resolve_transform
+from .decode import ImageLoadError
+from .imaging import BadSampleTracker, Transform, check_index, decode_image, image_to_sample, resolve_transform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".gif", ".tif", ".tiff", ".webp")
 
@@ -56,13 +56,14 @@ def scan_image_folder(
     return classes, samples
 
 
+#: What a folder sample can fail with: an unusable image, or a file gone since the folder was listed.
+UNREADABLE = (ImageLoadError, InputNotFoundError)
+
+
 def load_image(path: PathLike, size: int = 112) -> np.ndarray:
-    """Any PIL-readable image -> RGB uint8 ``size x size x 3``; DecodeError if unreadable."""
-    try:
-        with Image.open(path) as im:
-            return ensure_rgb(np.asarray(im.convert("RGB")), size)
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises all of these on bad files
-        raise DecodeError(f"cannot read image {path}: {exc}") from None
+    """Any image Pillow reads -> RGB uint8 ``size x size x 3`` (the one decoder, :mod:`.decode`);
+    ImageLoadError if it cannot be used (too large included), InputNotFoundError if it is gone."""
+    return decode_image(path, size)
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
@@ -106,7 +107,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         index = check_index(index, len(self))
         image, label = self.tracker.first_good(
-            index, self.load, (DecodeError,), lambda j: str(self.samples[j][0]), f"image folder {self.root}: no readable image left"
+            index, self.load, UNREADABLE, lambda j: str(self.samples[j][0]), f"image folder {self.root}: no readable image left"
         )
         return image_to_sample(image, self.transform), label
 

@@ -1,5 +1,5 @@
-"""Image helpers shared by the data sets: decoding, RGB/112 conversion, the train
-augmentation and the bookkeeping of undecodable samples."""
+"""Image helpers shared by the data sets: decoding (through the one decoder, :mod:`.decode`),
+RGB/112 conversion, the train augmentation and the bookkeeping of undecodable samples."""
 from __future__ import annotations
 
 import warnings
@@ -10,13 +10,10 @@ import numpy as np
 import torch
 
 from facelivt.errors import FaceLiVTError, InvalidInputError
+from .decode import ImageSource, decode_rgb
 from .transforms import INPUT_SIZE, to_tensor
 
 Transform = Union[None, str, Callable[[torch.Tensor], torch.Tensor]]
-
-
-class DecodeError(InvalidInputError):
-    """An encoded image (or a record holding one) could not be decoded."""
 
 
 class TooManyBadSamplesError(FaceLiVTError, RuntimeError):
@@ -50,15 +47,10 @@ def ensure_rgb(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     return image
 
 
-def decode_image(data: bytes, size: int = INPUT_SIZE) -> np.ndarray:
-    """Encoded JPEG/PNG/... bytes -> RGB uint8 ``size x size x 3``; DecodeError if undecodable."""
-    if not data:
-        raise DecodeError("empty image payload")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DecodeError(f"undecodable image payload ({len(data)} bytes)")
-    return ensure_rgb(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+def decode_image(source: ImageSource, size: int = INPUT_SIZE, name: str | None = None) -> np.ndarray:
+    """An image file or encoded bytes -> RGB uint8 ``size x size x 3`` (see :mod:`.decode` for the
+    pixel limit and the mode conversion); :class:`.decode.ImageLoadError` if it cannot be used."""
+    return ensure_rgb(decode_rgb(source, name=name), size)
 
 
 def encode_image(image: np.ndarray, *, png: bool = False, quality: int = 95) -> bytes:

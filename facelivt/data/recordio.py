@@ -32,7 +32,6 @@ from tqdm import tqdm
 from facelivt.errors import InputNotFoundError, InvalidInputError, UnknownNameError
 from .imaging import (
     BadSampleTracker,
-    DecodeError,
     TooManyBadSamplesError,
     Transform,
     check_index,
@@ -43,7 +42,8 @@ from .imaging import (
 )
 from facelivt.files import atomic_open, atomic_paths
 
-from .folder import load_image, scan_image_folder
+from .decode import ImageLoadError
+from .folder import UNREADABLE, load_image, scan_image_folder
 from .transforms import INPUT_SIZE
 
 MAGIC = 0xCED7230A
@@ -453,7 +453,7 @@ def _pack_records(writer: RecordIOWriter, samples, num_classes: int, images_dir,
     for path, label in tqdm(samples, desc="pack", unit="img", disable=len(samples) < 200):
         try:
             image = load_image(path, size)
-        except DecodeError as exc:
+        except UNREADABLE as exc:
             warnings.warn(f"pack: skipping unreadable image: {exc}", RuntimeWarning, stacklevel=3)
             skipped += 1
             continue
@@ -639,14 +639,14 @@ class RecordIODataset(torch.utils.data.Dataset):
         """Decoded RGB uint8 112x112x3 image and label of ``index`` (errors raised, not skipped)."""
         key = int(self.image_keys[index])
         _, data = unpack_payload(self.reader.read(key))
-        return decode_image(data), int(self.labels[index])
+        return decode_image(data, name=f"record {key}"), int(self.labels[index])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         index = check_index(index, len(self))
         image, label = self.tracker.first_good(
             index,
             self.load,
-            (RecordIOError, DecodeError),
+            (RecordIOError, ImageLoadError),
             lambda j: f"key {int(self.image_keys[j])}",
             f"RecordIO {self.root}: no decodable record left",
         )

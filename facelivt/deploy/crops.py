@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from facelivt.data.decode import decode_rgb
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess
 
@@ -64,9 +65,8 @@ def load_crops(
     size = preprocess.input_size if size is None else size
     images = []
     for p in picked:
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            images.append(np.asarray(im, dtype=np.uint8))
+        im = Image.fromarray(decode_rgb(p))  # the one decoder: pixel limit, any mode to RGB
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        images.append(np.asarray(im, dtype=np.uint8))
     return preprocess.batch(np.stack(images))

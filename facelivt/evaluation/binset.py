@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from facelivt.data.decode import decode_rgb
 from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError
 from facelivt.files import atomic_open
 
@@ -203,13 +204,13 @@ class BinSet:
 
 
 def decode_image(data: bytes, size: int | None = 112, what: str = "image") -> np.ndarray:
-    """Encoded image bytes (JPEG/PNG/...) -> HxWx3 uint8 RGB, optionally resized to ``size`` x ``size``."""
+    """Encoded image bytes (JPEG/PNG/...) -> HxWx3 uint8 RGB, optionally resized to ``size`` x ``size``.
+
+    Decoded by the project's one decoder (:mod:`facelivt.data.decode`: the pixel limit checked from
+    the header first, every mode to RGB, alpha over white); ``ImageLoadError`` names ``what``."""
     if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
         raise InvalidInputError(f"{what} is empty or not a byte string")
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InvalidInputError(f"{what} could not be decoded (not a JPEG/PNG/BMP... image, or corrupt)")
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    img = decode_rgb(data, name=what)
     if size is not None and img.shape[:2] != (size, size):
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
     return img

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import cv2
 import numpy as np
 from torch import nn
 
 from facelivt.data.align import align_face
+from facelivt.data.decode import decode_rgb
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.evaluation.embed import embed_batches
 from facelivt.evaluation.metrics import IJB_FARS, auc, eer, l2_normalize, roc_curve, tar_at_far
@@ -153,10 +153,7 @@ def load_aligned(meta: IJBMeta, index: int, size: int = 112) -> np.ndarray:
     path = meta.image_dir / meta.names[index]
     if not path.is_file():
         raise InputNotFoundError(f"IJB image not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InvalidInputError(f"IJB image could not be decoded: {path}")
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    img = decode_rgb(path, name=f"IJB image {path}")
     return align_face(img, meta.landmarks[index].astype(np.float64), size=size)
 
 

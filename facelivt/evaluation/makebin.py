@@ -5,10 +5,11 @@ import io
 from pathlib import Path
 from typing import Sequence
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
-from facelivt.errors import InputNotFoundError, InvalidInputError
+from facelivt.data.decode import decode_rgb
+from facelivt.errors import InvalidInputError
 from facelivt.evaluation.binset import write_bin
 from facelivt.evaluation.pairs import PairSpec, parse_pairs, resolve_pairs
 
@@ -16,23 +17,18 @@ FORMATS = {"jpg": "JPEG", "png": "PNG"}
 
 
 def encode_image_file(path: Path, size: int | None = 112, fmt: str = "jpg", quality: int = 95) -> bytes:
-    """Read any PIL-readable image, convert to RGB, resize to ``size`` x ``size`` (None/0: keep), encode."""
+    """Read an image (the one decoder, :mod:`facelivt.data.decode`: pixel limit, any mode to RGB, alpha
+    over white), resize to ``size`` x ``size`` (None/0: keep), encode. ``ImageLoadError`` names the file."""
     if fmt not in FORMATS:
         raise InvalidInputError(f"unknown image format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if size and im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            buf = io.BytesIO()
-            if fmt == "jpg":
-                im.save(buf, format="JPEG", quality=quality)
-            else:
-                im.save(buf, format="PNG")
-    except FileNotFoundError:
-        raise InputNotFoundError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InvalidInputError(f"cannot read image {path}: {exc}") from None
+    im = Image.fromarray(decode_rgb(path, name=f"image {path}"))
+    if size and im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    buf = io.BytesIO()
+    if fmt == "jpg":
+        im.save(buf, format="JPEG", quality=quality)
+    else:
+        im.save(buf, format="PNG")
     return buf.getvalue()
 
 

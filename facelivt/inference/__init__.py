@@ -6,6 +6,7 @@ verification with a calibrated threshold, and a searchable gallery of identities
     >>> score, same = rec.verify("a.jpg", "b.jpg")
     >>> rec.enroll("alice", ["alice1.jpg", "alice2.jpg"]); rec.identify("who.jpg", k=3)
 """
+from facelivt.data.decode import ImageLoadError, ImageTooLargeError
 from facelivt.inference.calibration import (
     Calibration,
     InvalidThresholdError,
@@ -25,7 +26,7 @@ from facelivt.inference.gallery_store import (
     GalleryNotFoundError,
     GalleryWriteError,
 )
-from facelivt.inference.images import ImageLoadError, ImageTooLargeError, LoadedImage, load_image, open_image
+from facelivt.inference.images import LoadedImage, load_image, open_image
 from facelivt.inference.mtcnn import ONet, PNet, RNet, detect_faces, load_mtcnn_nets
 from facelivt.inference.recognizer import (
     DEFAULT_THRESHOLD,

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from facelivt.data.align import align_face
+from facelivt.data.decode import ImageSource
 from facelivt.devices import resolve_device
 from facelivt.errors import FaceLiVTError, InvalidInputError
-from facelivt.inference.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, ImageSource, LoadedImage, open_image
+from facelivt.inference.images import DEFAULT_MAX_SIDE, LoadedImage, open_image
 from facelivt.inference.mtcnn import detect_faces, load_mtcnn_nets
 
 Select = Literal["largest", "all"]
@@ -71,6 +72,8 @@ class FaceDetector:
 
     ``weights``: folder with pnet.pt/rnet.pt/onet.pt (default: ``$FACELIVT_MTCNN_WEIGHTS``, then the
     installed facenet-pytorch package). Images may be paths, encoded bytes, PIL images or uint8 RGB arrays.
+    ``max_pixels``: larger images are refused before decoding (default: the project's limit,
+    ``$FACELIVT_MAX_PIXELS`` or 80 MP); ``max_side``: larger ones are downscaled before detection.
 
     ``pad``: when no face is found, look again with a black border of ``pad`` x the longest side
     around the image; with ``pad_always`` every image is searched with the border. MTCNN misses
@@ -86,7 +89,7 @@ class FaceDetector:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         factor: float = 0.709,
         device: str | torch.device = "cpu",
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        max_pixels: int | None = None,
         max_side: int | None = DEFAULT_MAX_SIDE,
         pad: float = 0.0,
         pad_always: bool = False,

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import write_bytes
 from facelivt.inference.detector import FaceDetector, NoFaceError, Select, SeveralFacesError
-from facelivt.inference.images import ImageLoadError
+from facelivt.data.decode import ImageLoadError
 
 if TYPE_CHECKING:
     from facelivt.inference.recognizer import FaceRecognizer

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from facelivt.data.decode import ImageSource
 from facelivt.devices import resolve_device
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.evaluation.binset import read_bin
@@ -31,7 +32,7 @@ from facelivt.evaluation.embed import embed_images, embedding_dim
 from facelivt.inference.calibration import Calibration, calibrate_scores, check_threshold, read_pairs_list
 from facelivt.inference.detector import FaceDetector, Select, SeveralFacesError
 from facelivt.inference.gallery import Gallery, Match, check_comparable
-from facelivt.inference.images import ImageSource, load_image
+from facelivt.inference.images import load_image
 from facelivt.models import DEFAULT_PRETRAINED, PRETRAINED, list_pretrained, load_model, preprocess_of
 
 log = logging.getLogger(__name__)

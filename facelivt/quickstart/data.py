@@ -15,8 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from facelivt.data import FaceArray, SyntheticIdentities, scan_image_folder, split_identities
-from facelivt.data.folder import load_image
-from facelivt.data.imaging import DecodeError
+from facelivt.data.folder import UNREADABLE, load_image
 from facelivt.data.transforms import INPUT_SIZE
 from facelivt.errors import InvalidInputError
 from facelivt.inference import FaceDetector
@@ -60,7 +59,7 @@ def needs_alignment(files: list[str], probe: int = 32) -> bool:
         try:
             with Image.open(path) as im:
                 sizes.append(im.size)
-        except (OSError, ValueError, SyntaxError):
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # the size alone, no pixels
             continue
         if sizes[-1] != (INPUT_SIZE, INPUT_SIZE) or len(sizes) >= probe:
             break
@@ -106,7 +105,7 @@ def _load(chosen: list[tuple[str, int]], classes: list[str], info: FolderInfo, p
         try:
             images.append(load_image(path))
             labels.append(label)
-        except DecodeError as exc:
+        except UNREADABLE as exc:
             info.unreadable += 1
             info.skipped = (info.skipped + [str(exc)])[:10]
     if not images:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facelivt.data import ImageFolderDataset
+from facelivt.data import ImageFolderDataset, to_uint8
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 ORL = SHARED / "data" / "orl_faces"
@@ -47,8 +47,9 @@ def test_layout_and_items(folder):
     assert torch.allclose(x, (torch.from_numpy(rgb(0)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5)
     grey, _ = ds[1]
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
-    rgba, _ = ds[2]
-    assert torch.allclose(rgba, (torch.from_numpy(rgb(2)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5)
+    rgba, _ = ds[2]  # alpha 128: composited over white, not dropped
+    over_white = (rgb(2).astype(np.float64) * 128 + 255.0 * 127) / 255
+    assert np.abs(to_uint8(rgba).astype(np.float64) - over_white).max() <= 1.0
     resized, y = ds[3]
     assert resized.shape == (3, 112, 112) and y == 1
     assert float(resized.min()) >= -1.0 and float(resized.max()) <= 1.0

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facelivt.inference.images import ImageLoadError, ImageTooLargeError, is_image_file, load_image, open_image
+from facelivt.inference import ImageLoadError, ImageTooLargeError
+from facelivt.inference.images import is_image_file, load_image, open_image
 
 from pathlib import Path
 

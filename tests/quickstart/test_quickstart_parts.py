@@ -20,6 +20,7 @@ from facelivt.quickstart.runs import keep_weights
 from facelivt.quickstart.plots import smooth
 from facelivt.quickstart.report import Bullets, Figure, Heading, Para, Report, Table, to_html, to_markdown
 from facelivt.training import TrainResult
+from image_helpers import huge_png
 
 REPO = Path(__file__).resolve().parents[2]
 CELEBA = REPO / ".." / "shared" / "data" / "celeba_subset"
@@ -188,6 +189,9 @@ def test_needs_alignment_looks_at_the_image_size(tmp_path):
     _write_folder(tmp_path / "b", 1, 2, size=150)
     assert not needs_alignment(sorted(str(p) for p in (tmp_path / "a").rglob("*.png")))
     assert needs_alignment(sorted(str(p) for p in (tmp_path / "b").rglob("*.png")))
+    # a file Pillow refuses to open (2.5 GP) is passed over like an unreadable one, not a traceback
+    crops = sorted(str(p) for p in (tmp_path / "a").rglob("*.png"))
+    assert not needs_alignment([str(huge_png(tmp_path / "bomb.png", 50_000, 50_000))] + crops)
 
 
 def _copy_photos(src: Path, identities: int, per_identity: int = 2) -> Path:
