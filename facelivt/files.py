@@ -16,6 +16,13 @@ Errors become :class:`facelivt.errors.OutputWriteError` naming the path (ENOSPC,
   written and fsynced before the first is renamed.
 - :func:`atomic_dir` for outputs that are folders (a Core ML ``.mlpackage``).
 - :func:`check_writable` to fail before long work when the output cannot be written at all.
+- :func:`scratch_dir` for intermediate files of a write (an ONNX graph before its checks): beside the
+  output, on its file system, never under ``TMPDIR``.
+
+Temporaries are named ``.NAME.facelivt-PID-XXXXXXXX.tmp`` (files and folders alike), PID being the
+writer's process. A process killed with ``kill -9`` cannot remove its own; the first write of a later
+process to that folder does (:func:`sweep_stale_temporaries`): those older than that process whose
+PID no longer runs.
 """
 from __future__ import annotations
 
@@ -24,8 +31,10 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
 
@@ -34,6 +43,11 @@ from facelivt.errors import OutputWriteError
 log = logging.getLogger(__name__)
 
 _UMASK: int | None = None
+# When this process loaded this module (it started no later): a temporary older than this, whose
+# writer's PID no longer runs, was left by a process that was killed.
+_LOADED = time.time()
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.facelivt-(?P<pid>\d+)-[a-z0-9_]+\.tmp$")
+_SWEPT: set[str] = set()
 
 
 def _default_mode() -> int:
@@ -125,13 +139,71 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1, allow_
     write_text(path, text)
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.facelivt-{os.getpid()}-"
+
+
 def _new_temp(path: Path) -> Path:
+    sweep_stale_temporaries(path.parent)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=str(path.parent))
     except OSError as exc:
         raise OutputWriteError(path, exc) from exc
     os.close(fd)
     return Path(name)
+
+
+def sweep_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries in ``folder`` that a killed writer left (named as this module names them,
+    older than this process, their writer's PID gone); once per folder and process. Returns them."""
+    key = os.path.realpath(folder)
+    if key in _SWEPT:
+        return []
+    _SWEPT.add(key)
+    try:
+        entries = [e for e in os.scandir(key) if _TEMP_NAME.match(e.name)]
+    except OSError:
+        return []  # no folder yet, or not readable: the write itself reports what matters
+    stale = [Path(e.path) for e in entries if _is_stale(e)]
+    for path in stale:
+        _remove_stale(path)
+        log.info("removed %s, left by a writer that was killed", path)
+    return stale
+
+
+def _is_stale(entry: os.DirEntry) -> bool:
+    try:
+        if entry.is_symlink() or entry.stat(follow_symlinks=False).st_mtime >= _LOADED:
+            return False
+    except OSError:
+        return False
+    return not _pid_runs(int(_TEMP_NAME.match(entry.name)["pid"]))
+
+
+def _pid_runs(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it runs, as another user
+        return True
+    return True
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove a stale temporary file or folder. A staging folder of :func:`atomic_dir` killed while
+    swapping holds the earlier output as ``NAME.old``: put back where ``NAME`` is missing, not removed."""
+    if not path.is_dir():
+        _remove_quietly(path)
+        return
+    name = _TEMP_NAME.match(path.name)["name"]
+    old, target = path / f"{name}.old", path.parent / name
+    if old.exists() and not os.path.lexists(target):
+        with contextlib.suppress(OSError):
+            os.rename(old, target)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_error(targets: Sequence[Path], temps: Sequence[Path], exc: OSError) -> OutputWriteError:
@@ -208,7 +280,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise OutputWriteError(path, NotADirectoryError(errno.ENOTDIR, "a file is in the way of the output folder", str(path)))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent)))
+        sweep_stale_temporaries(path.parent)
+        staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=str(path.parent)))
     except OSError as exc:
         raise OutputWriteError(path, exc) from exc
     try:
@@ -242,6 +315,31 @@ def _swap_in(built: Path, path: Path, staging: Path) -> None:
     except OSError:
         os.rename(old, path)
         raise
+
+
+@contextlib.contextmanager
+def scratch_dir(beside: str | os.PathLike) -> Iterator[Path]:
+    """A hidden temporary folder beside the output ``beside``, for the intermediate files of writing it
+    (on the output's file system: a full ``TMPDIR`` is no concern); removed on leaving the block.
+
+    An ``OSError`` about a file in it becomes :class:`OutputWriteError` naming ``beside``."""
+    target = Path(beside)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale_temporaries(target.parent)
+        folder = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=str(target.parent)))
+    except OSError as exc:
+        raise OutputWriteError(target, exc) from exc
+    try:
+        yield folder
+    except OutputWriteError:
+        raise
+    except OSError as exc:
+        if exc.filename is None or not str(exc.filename).startswith(str(folder)):
+            raise
+        raise OutputWriteError(target, exc) from exc
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_writable(path: str | os.PathLike) -> None:
