@@ -16,6 +16,7 @@ Errors become :class:`facelivt.errors.OutputWriteError` naming the path (ENOSPC,
   written and fsynced before the first is renamed.
 - :func:`atomic_dir` for outputs that are folders (a Core ML ``.mlpackage``).
 - :func:`check_writable` to fail before long work when the output cannot be written at all.
+- :func:`check_not_input` to refuse an output that is one of the command's inputs, before any work.
 - :func:`scratch_dir` for intermediate files of a write (an ONNX graph before its checks): beside the
   output, on its file system, never under ``TMPDIR``.
 
@@ -36,9 +37,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any, Iterator, Mapping, Sequence
 
-from facelivt.errors import OutputWriteError
+from facelivt.errors import InvalidInputError, OutputWriteError
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +316,64 @@ def _swap_in(built: Path, path: Path, staging: Path) -> None:
     except OSError:
         os.rename(old, path)
         raise
+
+
+def check_not_input(output: str | os.PathLike, inputs: Mapping[str, Any], *, inside_input: bool = False,
+                    holds_input: bool = False) -> None:
+    """Refuse, before any work, an ``output`` that is one of a command's ``inputs``: the same file or
+    folder, also through a symlink, a hard link or ``..``.
+
+    ``inputs``: the option (or argument) name -> its path, a list of paths, or None. Inputs that are not
+    local files or folders (None, a pretrained name, an ``hf://`` or ``https://`` reference, a missing
+    file) are skipped: nothing of theirs can be overwritten. ``inside_input``: ``output`` must not lie
+    inside an input folder either (a command that reads its input folders whole would read its own
+    output). ``holds_input``: the output folder must not hold an input (a command that fills or replaces
+    that folder). Raises :class:`InvalidInputError`, one line naming both.
+    """
+    out = Path(output)
+    for label, given in _named_inputs(inputs):
+        reason = _overlap(out, Path(given), inside_input, holds_input)
+        if reason is not None:
+            raise InvalidInputError(f"refusing to write {output}: {reason} {label} {given}; choose another output")
+
+
+def _named_inputs(inputs: Mapping[str, Any]) -> Iterator[tuple[str, str | os.PathLike]]:
+    for label, value in inputs.items():
+        for given in value if isinstance(value, (list, tuple)) else [value]:
+            if given is not None and os.path.exists(given):
+                yield label, given
+
+
+def _overlap(out: Path, src: Path, inside_input: bool, holds_input: bool) -> str | None:
+    if _same_node(out, src):
+        return "it is the input"
+    if inside_input and _lies_inside(out, src):
+        return "it lies inside the input"
+    if holds_input and _lies_inside(src, out):
+        return "that folder holds the input"
+    return None
+
+
+def _node(path: str | os.PathLike) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _same_node(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file or folder (its device and inode: symlinks, hard links and ``..`` included)."""
+    node = _node(a)
+    return node is not None and node == _node(b)
+
+
+def _lies_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (which need not exist) lies inside the folder ``folder``, symlinks resolved."""
+    node = _node(folder)
+    if node is None or not folder.is_dir():
+        return False
+    return any(_node(parent) == node for parent in Path(os.path.realpath(path)).parents)
 
 
 @contextlib.contextmanager

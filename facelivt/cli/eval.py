@@ -9,6 +9,7 @@ from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.evaluation import build_model, evaluate_sets, format_table
 from facelivt.evaluation.runner import check_sets
+from facelivt.files import check_not_input
 from facelivt.models.config import HEADS
 
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_sets(args.bin, args.ijb, args.ijb_name)
+    check_not_input(args.out, {"--weights": args.weights, "--bin": args.bin, "--ijb": args.ijb})
     device = resolve_device(args.device, option="--device")
     name = model_name_for(args.model, args.weights, None, progress=not args.no_progress)
     model = build_model(
