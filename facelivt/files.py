@@ -17,6 +17,7 @@ Errors become :class:`facelivt.errors.OutputWriteError` naming the path (ENOSPC,
 - :func:`atomic_dir` for outputs that are folders (a Core ML ``.mlpackage``).
 - :func:`check_writable` to fail before long work when the output cannot be written at all.
 - :func:`check_not_input` to refuse an output that is one of the command's inputs, before any work.
+- :func:`cleanup_new_folders` so that a run which fails before writing leaves no empty output folder.
 - :func:`scratch_dir` for intermediate files of a write (an ONNX graph before its checks): beside the
   output, on its file system, never under ``TMPDIR``.
 
@@ -316,6 +317,44 @@ def _swap_in(built: Path, path: Path, staging: Path) -> None:
     except OSError:
         os.rename(old, path)
         raise
+
+
+@contextlib.contextmanager
+def cleanup_new_folders(*outputs: str | os.PathLike | None) -> Iterator[None]:
+    """When the block fails, remove the folders that it created for ``outputs`` (each output and its
+    parents that did not exist when it began) and that hold no file at its end: a run refused before it
+    wrote anything leaves no empty output folder. A folder that holds a file, or that existed before, stays.
+    """
+    created = [folder for out in outputs if out is not None for folder in _missing_folders(out)]
+    try:
+        yield
+    except BaseException:
+        for folder in created:  # deepest first
+            _remove_if_no_file(folder)
+        raise
+
+
+def _missing_folders(path: str | os.PathLike) -> list[Path]:
+    """``path`` and its parents that do not exist (symlinks and ``..`` resolved), the deepest first."""
+    missing, p = [], Path(os.path.realpath(path))
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def _remove_if_no_file(folder: Path) -> None:
+    """Remove ``folder`` and its (empty) subfolders when no file lies anywhere in it."""
+    if folder.is_symlink() or not folder.is_dir():
+        return
+    tree = []
+    for dirpath, _, filenames in os.walk(folder):
+        if filenames:
+            return
+        tree.append(dirpath)
+    for dirpath in reversed(tree):
+        with contextlib.suppress(OSError):  # something appeared meanwhile: it stays
+            os.rmdir(dirpath)
 
 
 def check_not_input(output: str | os.PathLike, inputs: Mapping[str, Any], *, inside_input: bool = False,

@@ -16,7 +16,7 @@ from facelivt.deploy.crops import load_crops
 from facelivt.deploy.export import export_model
 from facelivt.deploy.interface import parse_batch
 from facelivt.errors import InvalidInputError
-from facelivt.files import check_not_input, check_writable
+from facelivt.files import check_not_input, check_writable, cleanup_new_folders
 from facelivt.models import load_model, preprocess_of
 
 OUTPUT_SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".torchscript"), "coreml": (".mlpackage",)}
@@ -66,6 +66,11 @@ def check_output_name(path: str | Path, fmt: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    with cleanup_new_folders(args.out):  # a run that fails before writing leaves no empty folder behind
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     parse_batch(args.batch)
     if args.int8 and args.format != "onnx":
         raise InvalidInputError("--int8 is only available with --format onnx")

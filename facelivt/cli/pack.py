@@ -5,7 +5,7 @@ import argparse
 
 from facelivt.data.recordio import pack_image_folder
 from facelivt.errors import InvalidInputError
-from facelivt.files import check_not_input
+from facelivt.files import check_not_input, cleanup_new_folders
 
 
 def register(subparsers) -> None:
@@ -24,6 +24,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with cleanup_new_folders(args.out):  # a run that fails before writing leaves no empty folder behind
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.size < 1:
         raise InvalidInputError(f"--size must be positive, got {args.size}")
     check_not_input(args.out, {"--images": args.images}, inside_input=True)  # the output would be read as an identity
