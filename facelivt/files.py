@@ -48,7 +48,7 @@ _UMASK: int | None = None
 # When this process loaded this module (it started no later): a temporary older than this, whose
 # writer's PID no longer runs, was left by a process that was killed.
 _LOADED = time.time()
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.facelivt-(?P<pid>\d+)-[a-z0-9_]+\.tmp$")
+_TEMP_NAME = re.compile(r"^\..+\.facelivt-(?P<pid>\d+)-[a-z0-9_]+\.tmp$")
 _SWEPT: set[str] = set()
 
 
@@ -142,7 +142,8 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1, allow_
 
 
 def _temp_prefix(path: Path) -> str:
-    return f".{path.name}.facelivt-{os.getpid()}-"
+    """``.NAME.facelivt-PID-`` (NAME cut to 64 characters: a temporary of a temporary stays a valid name)."""
+    return f".{path.name[:64]}.facelivt-{os.getpid()}-"
 
 
 def _new_temp(path: Path) -> Path:
@@ -200,11 +201,11 @@ def _remove_stale(path: Path) -> None:
     if not path.is_dir():
         _remove_quietly(path)
         return
-    name = _TEMP_NAME.match(path.name)["name"]
-    old, target = path / f"{name}.old", path.parent / name
-    if old.exists() and not os.path.lexists(target):
-        with contextlib.suppress(OSError):
-            os.rename(old, target)
+    for old in path.glob("*.old"):
+        target = path.parent / old.name[: -len(".old")]
+        if not os.path.lexists(target):
+            with contextlib.suppress(OSError):
+                os.rename(old, target)
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -112,3 +112,16 @@ def test_a_temporary_named_like_ours_is_kept_while_its_pid_runs(tmp_path):
     (tmp_path / ".x.facelivt-1-abc.tmp").write_text("x")
     _write(tmp_path, "other.txt")
     assert (tmp_path / ".x.facelivt-1-abc.tmp").exists()
+
+
+def test_a_temporary_of_a_temporary_of_a_long_name_is_a_valid_name(tmp_path):
+    """export writes the ONNX file through a temporary of its own temporary (and a scratch folder beside
+    it): the writer's PID in each name must not push a long output name past the 255-byte limit."""
+    from facelivt.files import atomic_path, scratch_dir
+
+    out = tmp_path / ("x" * 200 + ".onnx")
+    with atomic_path(out) as tmp:
+        with scratch_dir(tmp) as scratch, atomic_path(tmp) as inner:
+            (scratch / "model.onnx").write_bytes(b"raw")
+            inner.write_bytes(b"graph")
+    assert [p.name for p in tmp_path.iterdir()] == [out.name] and out.read_bytes() == b"graph"
