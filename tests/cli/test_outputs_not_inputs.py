@@ -1,11 +1,12 @@
 """An output that is one of the command's inputs is refused before any work (issue 20), for every command
 that writes: the same path, a symlink to it, a hard link, a path through ``..``; an output folder inside
 an input folder that the command reads whole; an input inside the output folder of a command that owns
-that folder. Each command runs as a real process; every file it was given is byte-identical afterwards.
+that folder. Every file and folder the command was given is unchanged afterwards. The three commands of
+the report run as real processes; the others run in this process, which they leave before any work.
 
 Before: ``embed --weights w --out w`` replaced 20 MB of weights with a small embeddings file (exit 0),
 ``export --format torchscript --out w.safetensors`` wrote TorchScript over the weights, ``convert w w
---deploy`` rewrote the weights in place, ``pack``/``quickstart``/``train`` wrote into their data folder."""
+--deploy`` rewrote the weights in place, ``pack`` and ``train`` wrote their outputs into their data folder."""
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +24,6 @@ from facelivt.cli import main
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 CROPS = SHARED / "data" / "celeba_subset_112"
-ORL = SHARED / "data" / "orl_faces"
 TINY = Path(__file__).resolve().parents[2] / "configs" / "synthetic_tiny.yaml"
 
 
