@@ -16,7 +16,19 @@ Errors become :class:`facelivt.errors.OutputWriteError` naming the path (ENOSPC,
   written and fsynced before the first is renamed.
 - :func:`atomic_dir` for outputs that are folders (a Core ML ``.mlpackage``).
 - :func:`check_writable` to fail before long work when the output cannot be written at all.
+<<<<<<< HEAD
 - :func:`reserve_file` for files written in place through a memory map: every block allocated up front.
+=======
+- :func:`check_not_input` to refuse an output that is one of the command's inputs, before any work.
+- :func:`cleanup_new_folders` so that a run which fails before writing leaves no empty output folder.
+- :func:`scratch_dir` for intermediate files of a write (an ONNX graph before its checks): beside the
+  output, on its file system, never under ``TMPDIR``.
+
+Temporaries are named ``.NAME.facelivt-PID-XXXXXXXX.tmp`` (files and folders alike), PID being the
+writer's process. A process killed with ``kill -9`` cannot remove its own; the first write of a later
+process to that folder does (:func:`sweep_stale_temporaries`): those older than that process whose
+PID no longer runs.
+>>>>>>> fix20-outputs
 """
 from __future__ import annotations
 
@@ -25,16 +37,23 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any, Iterator, Mapping, Sequence
 
-from facelivt.errors import OutputWriteError
+from facelivt.errors import InvalidInputError, OutputWriteError
 
 log = logging.getLogger(__name__)
 
 _UMASK: int | None = None
+# When this process loaded this module (it started no later): a temporary older than this, whose
+# writer's PID no longer runs, was left by a process that was killed.
+_LOADED = time.time()
+_TEMP_NAME = re.compile(r"^\..+\.facelivt-(?P<pid>\d+)-[a-z0-9_]+\.tmp$")
+_SWEPT: set[str] = set()
 
 
 def _default_mode() -> int:
@@ -126,13 +145,72 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1, allow_
     write_text(path, text)
 
 
+def _temp_prefix(path: Path) -> str:
+    """``.NAME.facelivt-PID-`` (NAME cut to 64 characters: a temporary of a temporary stays a valid name)."""
+    return f".{path.name[:64]}.facelivt-{os.getpid()}-"
+
+
 def _new_temp(path: Path) -> Path:
+    sweep_stale_temporaries(path.parent)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=str(path.parent))
     except OSError as exc:
         raise OutputWriteError(path, exc) from exc
     os.close(fd)
     return Path(name)
+
+
+def sweep_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries in ``folder`` that a killed writer left (named as this module names them,
+    older than this process, their writer's PID gone); once per folder and process. Returns them."""
+    key = os.path.realpath(folder)
+    if key in _SWEPT:
+        return []
+    _SWEPT.add(key)
+    try:
+        entries = [e for e in os.scandir(key) if _TEMP_NAME.match(e.name)]
+    except OSError:
+        return []  # no folder yet, or not readable: the write itself reports what matters
+    stale = [Path(e.path) for e in entries if _is_stale(e)]
+    for path in stale:
+        _remove_stale(path)
+        log.info("removed %s, left by a writer that was killed", path)
+    return stale
+
+
+def _is_stale(entry: os.DirEntry) -> bool:
+    try:
+        if entry.is_symlink() or entry.stat(follow_symlinks=False).st_mtime >= _LOADED:
+            return False
+    except OSError:
+        return False
+    return not _pid_runs(int(_TEMP_NAME.match(entry.name)["pid"]))
+
+
+def _pid_runs(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it runs, as another user
+        return True
+    return True
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove a stale temporary file or folder. A staging folder of :func:`atomic_dir` killed while
+    swapping holds the earlier output as ``NAME.old``: put back where ``NAME`` is missing, not removed."""
+    if not path.is_dir():
+        _remove_quietly(path)
+        return
+    for old in path.glob("*.old"):
+        target = path.parent / old.name[: -len(".old")]
+        if not os.path.lexists(target):
+            with contextlib.suppress(OSError):
+                os.rename(old, target)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_error(targets: Sequence[Path], temps: Sequence[Path], exc: OSError) -> OutputWriteError:
@@ -209,7 +287,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise OutputWriteError(path, NotADirectoryError(errno.ENOTDIR, "a file is in the way of the output folder", str(path)))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent)))
+        sweep_stale_temporaries(path.parent)
+        staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=str(path.parent)))
     except OSError as exc:
         raise OutputWriteError(path, exc) from exc
     try:
@@ -243,6 +322,127 @@ def _swap_in(built: Path, path: Path, staging: Path) -> None:
     except OSError:
         os.rename(old, path)
         raise
+
+
+@contextlib.contextmanager
+def cleanup_new_folders(*outputs: str | os.PathLike | None) -> Iterator[None]:
+    """When the block fails, remove the folders that it created for ``outputs`` (each output and its
+    parents that did not exist when it began) and that hold no file at its end: a run refused before it
+    wrote anything leaves no empty output folder. A folder that holds a file, or that existed before, stays.
+    """
+    created = [folder for out in outputs if out is not None for folder in _missing_folders(out)]
+    try:
+        yield
+    except BaseException:
+        for folder in created:  # deepest first
+            _remove_if_no_file(folder)
+        raise
+
+
+def _missing_folders(path: str | os.PathLike) -> list[Path]:
+    """``path`` and its parents that do not exist (symlinks and ``..`` resolved), the deepest first."""
+    missing, p = [], Path(os.path.realpath(path))
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def _remove_if_no_file(folder: Path) -> None:
+    """Remove ``folder`` and its (empty) subfolders when no file lies anywhere in it."""
+    if folder.is_symlink() or not folder.is_dir():
+        return
+    tree = []
+    for dirpath, _, filenames in os.walk(folder):
+        if filenames:
+            return
+        tree.append(dirpath)
+    for dirpath in reversed(tree):
+        with contextlib.suppress(OSError):  # something appeared meanwhile: it stays
+            os.rmdir(dirpath)
+
+
+def check_not_input(output: str | os.PathLike, inputs: Mapping[str, Any], *, inside_input: bool = False,
+                    holds_input: bool = False) -> None:
+    """Refuse, before any work, an ``output`` that is one of a command's ``inputs``: the same file or
+    folder, also through a symlink, a hard link or ``..``.
+
+    ``inputs``: the option (or argument) name -> its path, a list of paths, or None. Inputs that are not
+    local files or folders (None, a pretrained name, an ``hf://`` or ``https://`` reference, a missing
+    file) are skipped: nothing of theirs can be overwritten. ``inside_input``: ``output`` must not lie
+    inside an input folder either (a command that reads its input folders whole would read its own
+    output). ``holds_input``: the output folder must not hold an input (a command that fills or replaces
+    that folder). Raises :class:`InvalidInputError`, one line naming both.
+    """
+    out = Path(output)
+    for label, given in _named_inputs(inputs):
+        reason = _overlap(out, Path(given), inside_input, holds_input)
+        if reason is not None:
+            raise InvalidInputError(f"refusing to write {output}: {reason} {label} {given}; choose another output")
+
+
+def _named_inputs(inputs: Mapping[str, Any]) -> Iterator[tuple[str, str | os.PathLike]]:
+    for label, value in inputs.items():
+        for given in value if isinstance(value, (list, tuple)) else [value]:
+            if given is not None and os.path.exists(given):
+                yield label, given
+
+
+def _overlap(out: Path, src: Path, inside_input: bool, holds_input: bool) -> str | None:
+    if _same_node(out, src):
+        return "it is the input"
+    if inside_input and _lies_inside(out, src):
+        return "it lies inside the input"
+    if holds_input and _lies_inside(src, out):
+        return "that folder holds the input"
+    return None
+
+
+def _node(path: str | os.PathLike) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _same_node(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file or folder (its device and inode: symlinks, hard links and ``..`` included)."""
+    node = _node(a)
+    return node is not None and node == _node(b)
+
+
+def _lies_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (which need not exist) lies inside the folder ``folder``, symlinks resolved."""
+    node = _node(folder)
+    if node is None or not folder.is_dir():
+        return False
+    return any(_node(parent) == node for parent in Path(os.path.realpath(path)).parents)
+
+
+@contextlib.contextmanager
+def scratch_dir(beside: str | os.PathLike) -> Iterator[Path]:
+    """A hidden temporary folder beside the output ``beside``, for the intermediate files of writing it
+    (on the output's file system: a full ``TMPDIR`` is no concern); removed on leaving the block.
+
+    An ``OSError`` about a file in it becomes :class:`OutputWriteError` naming ``beside``."""
+    target = Path(beside)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale_temporaries(target.parent)
+        folder = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=str(target.parent)))
+    except OSError as exc:
+        raise OutputWriteError(target, exc) from exc
+    try:
+        yield folder
+    except OutputWriteError:
+        raise
+    except OSError as exc:
+        if exc.filename is None or not str(exc.filename).startswith(str(folder)):
+            raise
+        raise OutputWriteError(target, exc) from exc
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_writable(path: str | os.PathLike) -> None:

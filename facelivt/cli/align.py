@@ -13,7 +13,7 @@ from facelivt.cli.common import (  # noqa: F401  (add_detector_args: re-exported
 )
 from facelivt.devices import resolve_device
 from facelivt.errors import InputNotFoundError, InvalidInputError
-from facelivt.files import check_writable, write_text
+from facelivt.files import check_not_input, check_writable, cleanup_new_folders, write_text
 from facelivt.inference import align_folder
 
 def register(subparsers) -> None:
@@ -40,11 +40,17 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with cleanup_new_folders(args.out_dir, args.report):  # a run that fails before writing leaves no empty folder behind
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if not Path(args.in_dir).is_dir():
         raise InputNotFoundError(f"input folder not found: {args.in_dir}")
     if args.size < 16:
         raise InvalidInputError(f"--size must be at least 16, got {args.size}")
     resolve_device(args.device, option="--device")  # a device this machine lacks: refused before any work
+    check_not_input(args.out_dir, {"IN_DIR": args.in_dir}, inside_input=True)  # before the detector is loaded
     if args.report:
         check_writable(args.report)  # before the run, not after it
     detector = make_detector(args)

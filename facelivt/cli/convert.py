@@ -14,6 +14,7 @@ import torch
 
 from facelivt.cli.common import model_name_for
 from facelivt.errors import FaceLiVTError
+from facelivt.files import check_not_input, cleanup_new_folders
 from facelivt.models import load_model, save_weights
 
 OUTPUT_SUFFIX = ".safetensors"
@@ -32,7 +33,13 @@ def check_output_name(path: str | Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    with cleanup_new_folders(args.output):  # a run that fails before writing leaves no empty folder behind
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     out = check_output_name(args.output)
+    check_not_input(out, {"IN": args.input})  # also through a link: `convert w w --deploy` rewrote it in place
     name = model_name_for(args.model, args.input, None)
     model = load_model(name, args.input, deploy=args.deploy)
     save_weights(model, out)

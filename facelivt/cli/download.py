@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 
 from facelivt.cli.common import WEIGHTS_HELP
+from facelivt.files import check_not_input
 from facelivt.models import facelivt_home, fetch_weights
 
 
 def run(args: argparse.Namespace) -> int:
     home = Path(args.to) if args.to else facelivt_home()
+    check_not_input(home, {"NAME": args.names}, holds_input=True)  # a local NAME (refused anyway) kept in the cache
     for ref in args.names:
         cached = fetch_weights(ref, args.model, progress=not args.quiet, home=home)
         print(f"{ref}: {cached.path} ({cached.describe()}, sha256 {cached.record['sha256']})")

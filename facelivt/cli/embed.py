@@ -20,7 +20,7 @@ from facelivt.cli.common import (  # noqa: F401  (re-exported for one release; u
 )
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
-from facelivt.files import check_writable, write_bytes
+from facelivt.files import check_not_input, check_writable, cleanup_new_folders, write_bytes
 from facelivt.inference import embed_files, expand_inputs
 
 def register(subparsers) -> None:
@@ -39,10 +39,16 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with cleanup_new_folders(args.out):  # a run that fails before writing leaves no empty folder behind
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     files = expand_inputs(args.inputs)
     if not files:
         raise InvalidInputError("no input files found")
     out = Path(args.out)
+    check_not_input(out, {"--weights": args.weights, "image": files})  # `--weights w --out w` replaced the weights
     resolve_device(args.device, option="--device")  # a device this machine lacks: refused before any work
     check_writable(out)  # a folder in the way, no permission: say so before loading and embedding
     rec = make_recognizer(args)

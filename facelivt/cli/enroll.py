@@ -15,6 +15,7 @@ from facelivt.cli.common import (  # open_gallery: re-exported for one release; 
     print_several_faces,
 )
 from facelivt.errors import InputNotFoundError, InvalidInputError
+from facelivt.files import check_not_input
 from facelivt.inference import GalleryWriteError, embed_files, expand_inputs, list_files
 
 
@@ -71,6 +72,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise InvalidInputError("enroll takes one face per photo: --face all would put everyone in a group photo "
                                 "under one name; use --face largest or --face error")
     check_threshold_option(args)
+    # the gallery folder: not a photo folder (nor inside one: it would be read as an identity), nor the weights
+    check_not_input(args.gallery, {"photos": args.sources}, inside_input=True)
+    check_not_input(args.gallery, {"--weights": args.weights, "--calibrate": args.calibrate})
 
 
 def run(args: argparse.Namespace) -> int:

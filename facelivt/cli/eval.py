@@ -10,6 +10,7 @@ from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.evaluation import build_model, evaluate_sets, format_table
 from facelivt.evaluation.runner import check_sets
+from facelivt.files import check_not_input, cleanup_new_folders
 from facelivt.models.config import HEADS
 
 
@@ -43,12 +44,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with cleanup_new_folders(args.out):  # a run that fails before writing leaves no empty folder behind
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if not args.bin and args.ijb is None:
         raise InvalidInputError("nothing to evaluate: give --bin FILE.bin ... and/or --ijb DIR")
     if args.batch_size < 1:
         raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_threads(args.workers, "--workers")
     check_sets(args.bin, args.ijb, args.ijb_name)
+    check_not_input(args.out, {"--weights": args.weights, "--bin": args.bin, "--ijb": args.ijb})
     device = resolve_device(args.device, option="--device")
     name = model_name_for(args.model, args.weights, None, progress=not args.no_progress)
     model = build_model(

@@ -1,9 +1,15 @@
-"""``facelivt export``: the deploy form as ONNX / TorchScript / Core ML, checked against PyTorch on real crops."""
+"""``facelivt export``: the deploy form as ONNX / TorchScript / Core ML, checked against PyTorch on real crops.
+
+The output is named by its format (:data:`OUTPUT_SUFFIXES`): ``.onnx``; ``.pt``, ``.pth`` or ``.torchscript``
+(the names torch and its tools give a TorchScript archive); a ``.mlpackage`` folder. An output that is one
+of the inputs (the weights, the crops folder) is refused before any work.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from facelivt.cli.common import WEIGHTS_HELP, model_name_for
 from facelivt.cpu import check_threads
@@ -11,8 +17,10 @@ from facelivt.deploy.crops import load_crops
 from facelivt.deploy.export import export_model
 from facelivt.deploy.interface import parse_batch
 from facelivt.errors import InvalidInputError
-from facelivt.files import check_writable
+from facelivt.files import check_not_input, check_writable, cleanup_new_folders
 from facelivt.models import load_model, preprocess_of
+
+OUTPUT_SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".torchscript"), "coreml": (".mlpackage",)}
 
 
 def register(subparsers) -> None:
@@ -29,7 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--weights", metavar="WEIGHTS", help=WEIGHTS_HELP + "; without it the model keeps its random "
                    "initial weights (for trying the pipeline only)")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript", "coreml"), help="output format")
-    p.add_argument("--out", required=True, metavar="PATH", help="output file (.onnx, .pt, or a .mlpackage folder)")
+    p.add_argument("--out", required=True, metavar="PATH", help="output: FILE.onnx (onnx), FILE.pt, .pth or .torchscript (torchscript), DIR.mlpackage (coreml)")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size N")
     p.add_argument("--int8", action="store_true", help="ONNX only: int8 static quantisation (QDQ, per-channel)")
     p.add_argument("--data", metavar="DIR", help="aligned 112x112 crops for the checks and calibration "
@@ -44,13 +52,35 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def check_output_name(path: str | Path, fmt: str) -> Path:
+    """``path`` if its suffix is one of ``fmt``'s (:data:`OUTPUT_SUFFIXES`); otherwise an error before any work."""
+    path = Path(path)
+    allowed = OUTPUT_SUFFIXES[fmt]
+    if path.suffix.lower() not in allowed:
+        given = f"'{path.suffix}'" if path.suffix else "no suffix"
+        names = " or ".join(", ".join(allowed).rsplit(", ", 1))
+        raise InvalidInputError(
+            f"refusing to write {path}: --format {fmt} needs --out ending in {names} "
+            f"(it has {given}; other tools take a file by its suffix)"
+        )
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
+    with cleanup_new_folders(args.out):  # a run that fails before writing leaves no empty folder behind
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     parse_batch(args.batch)
     check_threads(args.threads, "--threads")
     if args.int8 and args.format != "onnx":
         raise InvalidInputError("--int8 is only available with --format onnx")
     if args.check_images < 1 or args.calib_images < 1:
         raise InvalidInputError("--check-images and --calib-images must be positive")
+    out = check_output_name(args.out, args.format)
+    # the weights or the crops as the output: refused before they are overwritten (a .mlpackage replaces its folder)
+    check_not_input(out, {"--weights": args.weights, "--data": args.data}, holds_input=args.format == "coreml")
     if args.format != "coreml":  # a folder in the way, no permission: say so before the export's work
         check_writable(args.out)
     if args.weights is None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from facelivt.errors import InvalidInputError
 from facelivt.evaluation import generate_pairs, make_bin, parse_pairs, write_pairs
-from facelivt.files import check_writable
+from facelivt.files import check_not_input, check_writable, cleanup_new_folders
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,10 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with cleanup_new_folders(args.out, args.pairs):  # a run that fails before writing leaves no empty folder behind
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.resize < 0:
         raise InvalidInputError(f"--resize must be >= 0, got {args.resize}")
     if not 1 <= args.quality <= 100:
         raise InvalidInputError(f"--quality must be in 1..100, got {args.quality}")
+    check_not_input(args.out, {"--images": args.images, "--pairs": args.pairs})
     check_writable(args.out)  # a folder in the way, no permission: before reading the images
     generated = None
     if args.generate_pairs is not None:

@@ -5,6 +5,7 @@ import argparse
 
 from facelivt.data.recordio import pack_image_folder
 from facelivt.errors import InvalidInputError
+from facelivt.files import check_not_input, cleanup_new_folders
 
 
 def register(subparsers) -> None:
@@ -23,8 +24,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with cleanup_new_folders(args.out):  # a run that fails before writing leaves no empty folder behind
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.size < 1:
         raise InvalidInputError(f"--size must be positive, got {args.size}")
+    check_not_input(args.out, {"--images": args.images}, inside_input=True)  # the output would be read as an identity
     stats = pack_image_folder(args.images, args.out, quality=args.quality, png=args.png, size=args.size)
     print(
         f"packed {stats['num_images']} images of {stats['num_classes']} identities into {args.out}"

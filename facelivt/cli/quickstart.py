@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facelivt.files import cleanup_new_folders
 from facelivt.quickstart import DEFAULT_CONFIG, QUICK_BUDGET_MINUTES, load_quickstart_config, run_quickstart
 
 
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
-    result = run_quickstart(config, say=_say if config.quickstart.progress else None)
+    with cleanup_new_folders(config.quickstart.out):  # a run refused before writing leaves no empty folder behind
+        result = run_quickstart(config, say=_say if config.quickstart.progress else None)
     s, v = result.summary, result.summary.verification
     _say("\n".join([
         f"held-out verification accuracy: teacher {100 * v['teacher'].accuracy:.2f}%, "

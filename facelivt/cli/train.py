@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from facelivt.files import cleanup_new_folders
 from facelivt.training import load_config, train, valid_keys
 
 
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
-    result = train(cfg)
+    with cleanup_new_folders(cfg.output):  # a run refused before writing leaves no empty run folder behind
+        result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         lines = [f"stopped: {result.stopped} after {result.steps}/{result.total_steps} steps ({result.elapsed_s / 60:.1f} min)"]
         if result.loss_history:

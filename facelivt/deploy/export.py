@@ -13,7 +13,6 @@ from this module for one release; import them from their modules (listed in ``__
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from facelivt.deploy.quantize import Int8Comparison, compare_int8, quantize_onnx
 from facelivt.deploy.sessions import onnx_fixed_batch, onnx_runner, onnx_session, run_batched, torchscript_runner
 from facelivt.deploy.torchscript import check_torchscript, export_torchscript
 from facelivt.errors import InvalidInputError
-from facelivt.files import atomic_dir, atomic_path
+from facelivt.files import atomic_dir, atomic_path, scratch_dir
 
 FORMATS = ("onnx", "torchscript", "coreml")
 
@@ -155,8 +154,8 @@ def _export_onnx(model: nn.Module, tmp: Path, req: _Request) -> ExportReport:
 
 def _export_int8(model: nn.Module, out: Path, req: _Request) -> ExportReport:
     """The fp32 ONNX model (checked against PyTorch), quantised into ``out`` and compared with the fp32 one."""
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
+    with scratch_dir(out) as tmp:  # beside the output, not under TMPDIR
+        fp32 = tmp / "fp32.onnx"
         export_onnx(model, fp32, batch=req.batch, exporter=req.exporter, opset=req.opset)
         report = ExportReport("onnx", str(out), 0, req.batch_text)
         if req.images is not None:

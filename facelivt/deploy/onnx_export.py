@@ -9,7 +9,6 @@ shape-free attention blocks. onnx is an optional dependency (``pip install facel
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from facelivt.deploy.onnx_graph import prepare_for_export
 from facelivt.deploy.parity import Parity, runner_parity
 from facelivt.deploy.sessions import onnx_fixed_batch, onnx_runner, onnx_session
 from facelivt.errors import InvalidInputError
-from facelivt.files import atomic_path
+from facelivt.files import atomic_path, scratch_dir
 from facelivt.models.preprocess import preprocess_of
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -51,25 +50,26 @@ def export_onnx(
         raise InvalidInputError(f"unknown exporter {exporter!r}; choose one of {EXPORTERS}")
     fixed = parse_batch(batch)
     size = interface.input_size(model, input_size)
-    proto = _to_onnx(prepare_for_export(model, size).cpu(), size, fixed, opset, exporter)
+    path = Path(path)
+    with scratch_dir(path) as scratch:  # beside the output, on its file system: not under TMPDIR
+        proto = _to_onnx(prepare_for_export(model, size).cpu(), size, fixed, opset, exporter, scratch / "model.onnx")
     for k, v in _metadata(model, size, fixed, metadata).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.checker.check_model(proto)
-    path = Path(path)
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp), format="protobuf")  # the format, not the temporary's suffix
     return path
 
 
-def _to_onnx(prepared: nn.Module, size: int, fixed: int | None, opset: int, exporter: str):
-    """The ``onnx.ModelProto`` of ``prepared`` from torch's ``exporter``, batch ``fixed`` (None: dynamic)."""
+def _to_onnx(prepared: nn.Module, size: int, fixed: int | None, opset: int, exporter: str, raw: Path):
+    """The ``onnx.ModelProto`` of ``prepared`` from torch's ``exporter``, batch ``fixed`` (None: dynamic),
+    written by torch to ``raw`` first."""
     import onnx
 
     example = torch.zeros(fixed or 2, 3, size, size)  # not 1: torch.export specialises size-1 dims
-    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        raw = Path(tmp) / "model.onnx"
         try:
             _export(prepared, example, raw, fixed, opset, exporter)
         except RuntimeError as exc:  # torch names an opset it cannot write as a RuntimeError

@@ -3,7 +3,6 @@ weights) calibrated on real face crops, and its comparison with the fp32 model (
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from facelivt.deploy.parity import compare_embeddings
 from facelivt.deploy.sessions import onnx_fixed_batch, onnx_runner, onnx_session, run_batched
 from facelivt.deploy.timing import measure_interleaved
 from facelivt.errors import InputNotFoundError, InvalidInputError
-from facelivt.files import atomic_path
+from facelivt.files import atomic_path, scratch_dir
 
 INT8_MIN_COSINE = 0.99
 # The compute-heavy ops; norms, GELU and the element-wise ops stay float (ORT runs them in float anyway).
@@ -68,8 +67,8 @@ def quantize_onnx_int8(
     session = onnx_session(fp32_path)
     fixed = onnx_fixed_batch(session)
     reader = CropsCalibrationReader(calibration, session.get_inputs()[0].name, batch=fixed or 1)
-    with tempfile.TemporaryDirectory() as tmp, atomic_path(out_path) as target:
-        pre = Path(tmp) / "pre.onnx"
+    with atomic_path(out_path) as target, scratch_dir(out_path) as tmp:  # beside the output, not under TMPDIR
+        pre = tmp / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
         quantize_static(
             str(pre),

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Optional, Sequence
 import yaml
 
 from facelivt.errors import FaceLiVTError
+from facelivt.files import check_not_input
 from facelivt.models import list_models
 from facelivt.training import Config
 from facelivt.training.config import apply_overrides, build_dataclass, config_from_dict, resolve_input_path
@@ -140,3 +141,5 @@ def validate(config: QuickstartConfig) -> None:
         raise FileNotFoundError(f"data folder not found: {cfg.data.root}")
     if not qs.out or (Path(qs.out).exists() and not Path(qs.out).is_dir()):
         raise QuickstartConfigError(f"the report folder must be a folder, got {qs.out!r}")
+    check_not_input(qs.out, {"data.root": cfg.data.root if cfg.data.type == "folder" else None,
+                             "quickstart.mtcnn_weights": qs.mtcnn_weights}, inside_input=True)

@@ -26,6 +26,7 @@ import yaml
 
 from facelivt.cpu import check_threads
 from facelivt.errors import InputNotFoundError, InvalidInputError
+from facelivt.files import check_not_input
 from facelivt.losses.distill import DISTILL_KINDS
 from facelivt.losses.margin import MARGINS
 from facelivt.models.config import HEADS
@@ -478,6 +479,10 @@ def validate_config(cfg: Config, need_data: bool = True) -> None:
     _check_eval(cfg)
     if not cfg.output:
         raise InvalidInputError("output (the run folder) must be set")
+    # not the data folder nor inside it (the run's folders would be read as identities); inputs not in the run folder
+    inputs = {"data.root": cfg.data.root, "model.weights": cfg.model.weights,
+              "distill.teacher_weights": cfg.distill.teacher_weights, "eval.bins": cfg.eval.bins}
+    check_not_input(cfg.output, inputs, inside_input=True, holds_input=True)
 
 
 def _check_model_data(cfg: Config, need_data: bool) -> None:
