@@ -16,9 +16,7 @@ Errors become :class:`facelivt.errors.OutputWriteError` naming the path (ENOSPC,
   written and fsynced before the first is renamed.
 - :func:`atomic_dir` for outputs that are folders (a Core ML ``.mlpackage``).
 - :func:`check_writable` to fail before long work when the output cannot be written at all.
-<<<<<<< HEAD
 - :func:`reserve_file` for files written in place through a memory map: every block allocated up front.
-=======
 - :func:`check_not_input` to refuse an output that is one of the command's inputs, before any work.
 - :func:`cleanup_new_folders` so that a run which fails before writing leaves no empty output folder.
 - :func:`scratch_dir` for intermediate files of a write (an ONNX graph before its checks): beside the
@@ -28,7 +26,6 @@ Temporaries are named ``.NAME.facelivt-PID-XXXXXXXX.tmp`` (files and folders ali
 writer's process. A process killed with ``kill -9`` cannot remove its own; the first write of a later
 process to that folder does (:func:`sweep_stale_temporaries`): those older than that process whose
 PID no longer runs.
->>>>>>> fix20-outputs
 """
 from __future__ import annotations
 
