@@ -18,12 +18,15 @@ from facelivt.inference.calibration import (
 from facelivt.inference.detector import AlignedFace, Face, FaceDetector, NoFaceError, SeveralFacesError
 from facelivt.inference.folders import AlignReport, EmbedRun, align_folder, embed_files, expand_inputs, list_files
 from facelivt.inference.gallery import Gallery, Match, faiss_available
+from facelivt.inference.gallery_check import GalleryProblem
 from facelivt.inference.gallery_store import (
+    GalleryCheck,
     GalleryError,
     GalleryExistsError,
     GalleryMismatchError,
     GalleryNotFoundError,
     GalleryWriteError,
+    check_gallery,
 )
 from facelivt.inference.images import ImageLoadError, ImageTooLargeError, LoadedImage, load_image, open_image
 from facelivt.inference.mtcnn import ONet, PNet, RNet, detect_faces, load_mtcnn_nets
@@ -48,10 +51,12 @@ __all__ = [
     "FaceDetector",
     "FaceRecognizer",
     "Gallery",
+    "GalleryCheck",
     "GalleryError",
     "GalleryExistsError",
     "GalleryMismatchError",
     "GalleryNotFoundError",
+    "GalleryProblem",
     "GalleryWriteError",
     "ImageLoadError",
     "ImageTooLargeError",
@@ -69,6 +74,7 @@ __all__ = [
     "align_folder",
     "best_accuracy_threshold",
     "calibrate_scores",
+    "check_gallery",
     "check_threshold",
     "detect_faces",
     "embed_files",

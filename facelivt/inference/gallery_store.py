@@ -8,6 +8,12 @@ Schema version 1 (``PRAGMA user_version``; ``PRAGMA application_id`` marks the f
 - ``embeddings(id, identity_id, vector, source, added)``: ``vector`` is the L2-normalised embedding
   as little-endian float32 bytes (4 x dim), ``source`` the photo it came from (or NULL).
 
+An identity's embeddings are deleted with it (``ON DELETE CASCADE``, in the schema since its first
+version: no gallery needs migrating) and every connection turns foreign keys on. Tools that leave them
+off (the ``sqlite3`` shell, Python's ``sqlite3``) can still leave embeddings without their identity:
+opening such a gallery raises a :class:`GalleryError` naming them, and :func:`check_gallery` (``facelivt
+gallery check GALLERY --repair``) removes them (see :mod:`facelivt.inference.gallery_check`).
+
 The journal is a write-ahead log (WAL): readers never block the writer nor each other, writers wait
 for each other (busy timeout), and each change is one ``BEGIN IMMEDIATE`` transaction. So enrolments
 from several processes at once all survive, ``identify`` runs while ``enroll`` writes, and a failed
@@ -33,6 +39,8 @@ import numpy as np
 
 from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, UnknownNameError
 from facelivt.inference.calibration import check_threshold
+from facelivt.inference.gallery_check import GalleryProblem, find_problems, orphans_text
+from facelivt.inference.gallery_check import repair as repair_rows
 
 log = logging.getLogger(__name__)
 
@@ -258,16 +266,45 @@ class GalleryStore:
             dim = meta["dim"]
             bad = con.execute("SELECT count(*) FROM embeddings WHERE length(vector) != ?", (4 * dim,)).fetchone()[0]
             if bad:
-                raise GalleryError(f"{self.path} is damaged: {bad} embeddings are not {dim} float32 values")
+                raise GalleryError(f"{self.path} is damaged: {bad} embeddings are not {dim} float32 values; "
+                                   f"{self._repair_hint()}")
             names = dict(con.execute("SELECT id, name FROM identities"))
             rows = con.execute("SELECT identity_id, vector FROM embeddings ORDER BY id").fetchall()
         owners = np.array([r[0] for r in rows], dtype=np.int64)
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").astype(np.float32).reshape(-1, dim)
         used, labels = np.unique(owners, return_inverse=True)  # identity ids ascending: enrolment order
+        self._check_owners(owners, used, names)
         if not np.isfinite(vectors).all() or (len(vectors) and (np.abs(vectors).sum(1) == 0).any()):
-            raise GalleryError(f"{self.path} is damaged: it holds NaN, infinite or all-zero embeddings")
+            raise GalleryError(f"{self.path} is damaged: it holds NaN, infinite or all-zero embeddings; "
+                               f"{self._repair_hint()}")
         self._version = version
         return Snapshot([names[int(i)] for i in used], vectors, labels.astype(np.int64).reshape(-1), meta, dim)
+
+    def _check_owners(self, owners: np.ndarray, used: np.ndarray, names: dict) -> None:
+        lost = [int(i) for i in used if int(i) not in names]
+        if lost:
+            count = int(np.isin(owners, lost).sum())
+            raise GalleryError(f"{self.path} is inconsistent: {orphans_text(count, lost)}; {self._repair_hint()}")
+
+    def _repair_hint(self) -> str:
+        return f"remove them with `facelivt gallery check {self.path.parent} --repair`"
+
+    def problems(self) -> list[GalleryProblem]:
+        """What is wrong in the gallery (see :mod:`facelivt.inference.gallery_check`), read in one transaction."""
+        with self._transaction(immediate=False) as con:
+            return find_problems(con, self._read_meta(con)["dim"])
+
+    def repair(self) -> list[GalleryProblem]:
+        """Delete the inconsistent rows in one transaction; returns what was removed (nothing from a
+        file SQLite finds damaged)."""
+        with self._transaction(immediate=True) as con:
+            return repair_rows(con, self._read_meta(con)["dim"])
+
+    def counts(self) -> tuple[int, int]:
+        """(identities, embeddings)."""
+        with self._transaction(immediate=False) as con:
+            return (con.execute("SELECT count(*) FROM identities").fetchone()[0],
+                    con.execute("SELECT count(*) FROM embeddings").fetchone()[0])
 
     def _read_meta(self, con: sqlite3.Connection) -> dict:
         meta = {}
@@ -341,3 +378,31 @@ class GalleryStore:
 
 def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+@dataclass(frozen=True)
+class GalleryCheck:
+    """What :func:`check_gallery` found: the gallery's size, what is wrong in it now (after a repair:
+    what could not be repaired) and what the repair removed."""
+
+    path: Path
+    identities: int
+    embeddings: int
+    problems: list[GalleryProblem]
+    repaired: list[GalleryProblem]
+
+
+def check_gallery(folder: str | os.PathLike, *, repair: bool = False) -> GalleryCheck:
+    """Check the gallery of ``folder`` for inconsistent rows (read-only); ``repair``: delete them, in
+    one transaction. A file that is not a gallery, or a damaged one, raises :class:`GalleryError`."""
+    path = Path(folder) / DB_NAME
+    store = GalleryStore.open(path)
+    if store is None:
+        raise GalleryNotFoundError(f"no gallery in {folder} ({DB_NAME} is missing or empty)")
+    try:
+        removed = store.repair() if repair else []
+        problems = store.problems()
+        identities, embeddings = store.counts()
+    finally:
+        store.close()
+    return GalleryCheck(path, identities, embeddings, problems, removed)

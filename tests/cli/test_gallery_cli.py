@@ -170,3 +170,49 @@ def test_damaged_galleries_and_bad_thresholds_are_refused(tmp_path, crops, weigh
         assert match in err and err.count("\n") == 1 and "Traceback" not in err, (cmd, err)
         assert {p: listing(p) for p in before} == before
     assert not (tmp_path / "new").exists()
+
+
+def _facelivt(*args) -> subprocess.CompletedProcess:
+    """`facelivt ARGS` as a real process running this worktree's code."""
+    return subprocess.run([sys.executable, "-m", "facelivt", *map(str, args)], capture_output=True, text=True,
+                          env=child_env(), timeout=300)
+
+
+def test_identity_deleted_by_the_sqlite3_tool_is_reported_and_repaired(tmp_path, crops, weights, capsys):
+    """Before: after `DELETE FROM identities` in the sqlite3 tool, identify and enroll died with a KeyError traceback."""
+    gallery = tmp_path / "g"
+    (a, fa), (b, fb), (c, fc) = list(crops.items())[:3]
+    for name, files in ((a, fa[:2]), (b, fb[:2])):
+        assert main(_enroll_cmd(gallery, name, files, weights)[3:]) == 0
+    con = sqlite3.connect(gallery / "gallery.sqlite")  # foreign keys are off, as in the sqlite3 tool
+    con.execute("DELETE FROM identities WHERE name = ?", (b,))
+    con.commit()
+    con.close()
+    capsys.readouterr()
+    common = ["--aligned", "--quiet", "--weights", str(weights)]
+    for cmd in (["identify", str(gallery), str(fa[0])], ["enroll", str(gallery), "--name", c, str(fc[0])]):
+        assert main([*cmd, *common]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert "2 embeddings belong to no identity" in err and f"facelivt gallery check {gallery} --repair" in err
+    check = _facelivt("gallery", "check", gallery)
+    assert check.returncode == 1, check
+    assert "problem: 2 embeddings belong to no identity" in check.stdout and "1 identities, 4 embeddings" in check.stdout
+    repair = _facelivt("gallery", "check", gallery, "--repair")
+    assert repair.returncode == 0, repair
+    assert "removed: 2 embeddings belong to no identity" in repair.stdout and "no problems" in repair.stdout
+    assert main(["identify", str(gallery), str(fa[0]), "--json", *common]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["matches"][0]["name"] == a
+    assert main([*_enroll_cmd(gallery, c, fc[:1], weights)[3:]]) == 0
+    with Gallery.open(gallery) as g:
+        assert g.names == [a, c] and g.num_embeddings == 3
+
+
+def test_gallery_check_refuses_what_is_not_a_gallery(tmp_path):
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "gallery.sqlite").write_bytes(os.urandom(4096))
+    for folder, match in ((tmp_path / "none", "no gallery in"), (tmp_path / "damaged", "damaged or not a facelivt")):
+        proc = _facelivt("gallery", "check", folder, "--repair")
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc
+        assert proc.stderr.startswith("facelivt gallery: error: ") and match in proc.stderr
+    assert not (tmp_path / "none").exists()

@@ -24,6 +24,7 @@ from facelivt.inference import (
     GalleryNotFoundError,
     GalleryWriteError,
     InvalidThresholdError,
+    check_gallery,
 )
 from facelivt.inference.gallery_store import APPLICATION_ID, SCHEMA_VERSION
 
@@ -268,3 +269,91 @@ def test_enrolment_on_a_full_disk_changes_nothing(leave):
         assert_unchanged(folder, before["gallery.sqlite"])
         with Gallery.open(folder) as g:
             assert g.names == [f"id{i}" for i in range(5)] and g.num_embeddings == 10
+
+
+def _three(folder):
+    """A gallery of identities a, b, c (2, 3 and 1 embeddings)."""
+    with Gallery.open(folder, create=True, dim=DIM, metadata=TOY_META) as g:
+        for i, (name, n) in enumerate((("a", 2), ("b", 3), ("c", 1))):
+            g.enroll_embeddings(name, unit_rows(n, DIM, i))
+
+
+def _sql(folder, *statements, foreign_keys: bool = False):
+    """Edit the database as the sqlite3 tool does (foreign keys off unless asked)."""
+    con = sqlite3.connect(folder / "gallery.sqlite")
+    con.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+    for statement in statements:
+        con.execute(*statement) if isinstance(statement, tuple) else con.execute(statement)
+    con.commit()
+    con.close()
+
+
+def test_an_identity_deleted_by_another_tool_is_named_and_repaired(tmp_path):
+    """Before: deleting an identity with the sqlite3 tool (foreign keys off) left its embeddings, and
+    every later open (identify, enroll) died with KeyError in snapshot."""
+    folder = tmp_path / "g"
+    _three(folder)
+    _sql(folder, "DELETE FROM identities WHERE name = 'b'")
+    for kwargs in ({}, {"create": True, "dim": DIM, "metadata": TOY_META}):  # identify, and enroll
+        with pytest.raises(GalleryError, match=r"inconsistent: 3 embeddings belong to no identity \(identity id 2 .*"
+                                               r"`facelivt gallery check .*g --repair`"):
+            Gallery.open(folder, **kwargs)
+    found = check_gallery(folder)
+    assert [(p.kind, p.count) for p in found.problems] == [("orphaned embeddings", 3)] and found.repaired == []
+    assert (found.identities, found.embeddings) == (2, 6)
+    fixed = check_gallery(folder, repair=True)
+    assert [(p.kind, p.count) for p in fixed.repaired] == [("orphaned embeddings", 3)] and fixed.problems == []
+    assert (fixed.identities, fixed.embeddings) == (2, 3)
+    with Gallery.open(folder) as g:
+        assert g.names == ["a", "c"] and g.num_embeddings == 3
+        assert np.allclose(g.embeddings_of("c"), unit_rows(1, DIM, 2), atol=1e-6)
+    assert check_gallery(folder).problems == []
+
+
+def test_the_schema_deletes_an_identitys_embeddings_with_it(tmp_path):
+    """With foreign keys on (facelivt's connections; the sqlite3 tool when asked), no row is left behind."""
+    folder = tmp_path / "g"
+    _three(folder)
+    _sql(folder, "DELETE FROM identities WHERE name = 'b'", foreign_keys=True)
+    with Gallery.open(folder) as g:
+        assert g.names == ["a", "c"] and g.num_embeddings == 3
+        g.remove("a")
+    con = sqlite3.connect(folder / "gallery.sqlite")
+    assert con.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 1
+    con.close()
+    assert check_gallery(folder).problems == []
+
+
+def test_check_finds_and_repair_removes_every_inconsistent_row(tmp_path):
+    folder = tmp_path / "g"
+    _three(folder)
+    nan = np.full(DIM, np.nan, "<f4").tobytes()
+    _sql(folder, "DELETE FROM identities WHERE name = 'a'",  # 2 orphans
+         "INSERT INTO identities(name, added) VALUES ('ghost', 'now')",  # no embedding
+         ("INSERT INTO embeddings(identity_id, vector, source, added) VALUES (3, ?, NULL, 'now')", (nan,)),
+         ("INSERT INTO embeddings(identity_id, vector, source, added) VALUES (3, ?, NULL, 'now')", (b"\0" * 8,)))
+    with pytest.raises(GalleryError, match="remove them with `facelivt gallery check"):
+        Gallery.open(folder)
+    found = check_gallery(folder)
+    assert {p.kind: p.count for p in found.problems} == {"orphaned embeddings": 2, "unusable embeddings": 2,
+                                                          "empty identities": 1}
+    assert "ghost" in str(found.problems[-1])
+    fixed = check_gallery(folder, repair=True)
+    assert {p.kind: p.count for p in fixed.repaired} == {"orphaned embeddings": 2, "unusable embeddings": 2,
+                                                          "empty identities": 1}
+    assert fixed.problems == [] and (fixed.identities, fixed.embeddings) == (2, 4)
+    with Gallery.open(folder) as g:
+        assert g.names == ["b", "c"] and g.num_embeddings == 4
+
+
+def test_check_refuses_what_is_not_a_gallery(tmp_path):
+    with pytest.raises(GalleryNotFoundError, match="no gallery in"):
+        check_gallery(tmp_path)
+    for case, (data, match) in _damaged(tmp_path).items():
+        folder = tmp_path / case.replace(" ", "_")
+        folder.mkdir()
+        (folder / "gallery.sqlite").write_bytes(data)
+        for repair in (False, True):
+            with pytest.raises(GalleryError, match=match):
+                check_gallery(folder, repair=repair)
+        assert_unchanged(folder, data)
