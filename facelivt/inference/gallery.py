@@ -321,6 +321,7 @@ class Gallery:
         dim: int | None = None,
         metadata: dict | None = None,
         backend: str = "auto",
+        readonly: bool = False,
     ) -> "Gallery":
         """The gallery of ``folder`` (its ``gallery.sqlite``), index built from the database.
 
@@ -328,10 +329,13 @@ class Gallery:
         embedding size ``dim`` with ``metadata`` when the folder holds none. ``dim`` and the keys
         ``model``, ``weights_fingerprint`` and ``flip`` of ``metadata``, when given, must agree with
         an existing gallery (:class:`GalleryMismatchError`). A damaged, foreign or newer file raises
-        :class:`GalleryError`, no gallery :class:`GalleryNotFoundError`.
+        :class:`GalleryError`, no gallery :class:`GalleryNotFoundError`. ``readonly``: to search it
+        only (it can then be read from a read-only folder; enrolling raises :class:`GalleryWriteError`).
         """
+        if create and readonly:
+            raise InvalidInputError("a gallery opened to create it cannot be read-only")
         wanted = _user_metadata(metadata or {}, "gallery metadata")
-        store = _open_store(Path(folder), create, dim, wanted)
+        store = _open_store(Path(folder), create, dim, wanted, readonly)
         try:
             snap = store.snapshot()
             check_comparable(snap.meta, snap.dim, wanted, dim, folder)
@@ -439,11 +443,11 @@ def check_comparable(have: dict, have_dim: int, want: dict, want_dim: int | None
         raise GalleryMismatchError(f"gallery {where} holds {have_dim}-d embeddings, the model gives {want_dim}-d")
 
 
-def _open_store(root: Path, create: bool, dim: int | None, metadata: dict) -> GalleryStore:
+def _open_store(root: Path, create: bool, dim: int | None, metadata: dict, readonly: bool = False) -> GalleryStore:
     if root.exists() and not root.is_dir():
         raise GalleryError(f"gallery path {root} exists and is not a folder")
     for attempt in range(3):
-        store = GalleryStore.open(root / DB_NAME)
+        store = GalleryStore.open(root / DB_NAME, readonly=readonly)
         if store is not None:
             return store
         try:

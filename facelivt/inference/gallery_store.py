@@ -18,7 +18,10 @@ The journal is a write-ahead log (WAL): readers never block the writer nor each 
 for each other (busy timeout), and each change is one ``BEGIN IMMEDIATE`` transaction. So enrolments
 from several processes at once all survive, ``identify`` runs while ``enroll`` writes, and a failed
 enrolment (disk full, killed process) leaves the gallery exactly as it was before it. WAL needs a
-local file system (not NFS/SMB). Every SQLite error becomes a :class:`GalleryError` (damaged, foreign
+local file system (not NFS/SMB). A gallery opened only to read (``readonly``: ``identify``, ``gallery
+check``) refuses writes (``query_only``); in a folder this process cannot write (a read-only mount,
+a folder of another user) it is opened with ``mode=ro``, and when there is no write-ahead log there
+either (SQLite could not create its files) ``immutable``: nobody can be writing it. Every SQLite error becomes a :class:`GalleryError` (damaged, foreign
 or newer file) or a :class:`GalleryWriteError` (could not write), both naming the file.
 """
 from __future__ import annotations
@@ -126,11 +129,13 @@ class Snapshot:
 
 
 class GalleryStore:
-    """One gallery database. Use :meth:`open` (existing) or :meth:`create` (new or existing)."""
+    """One gallery database. Use :meth:`open` (existing) or :meth:`create` (new or existing).
+    ``readonly``: for reading only (a write raises :class:`GalleryWriteError`)."""
 
-    def __init__(self, path: Path, timeout: float = BUSY_TIMEOUT) -> None:
+    def __init__(self, path: Path, timeout: float = BUSY_TIMEOUT, readonly: bool = False) -> None:
         self.path = Path(path)
         self.timeout = timeout
+        self.readonly = readonly
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
@@ -141,12 +146,28 @@ class GalleryStore:
     def _con(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():  # a connection is not carried across fork()
             with self.errors(writing=False):
-                self._conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None,
-                                             check_same_thread=False)
-                self._conn.execute("PRAGMA foreign_keys = ON")
-                self._conn.execute("PRAGMA synchronous = FULL")
+                self._conn = self._connect()
             self._pid = os.getpid()
         return self._conn
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection with foreign keys on. Read-only: ``query_only`` where the folder can be written
+        (SQLite then removes the log's files it made, at close), else ``mode=ro``, and ``immutable``
+        when there is no log either (SQLite could not create one)."""
+        target, uri = str(self.path), False
+        if self.readonly and not os.access(self.path.parent, os.W_OK):
+            target, uri = Path(os.path.abspath(self.path)).as_uri() + "?mode=ro", True
+            if not os.path.exists(f"{self.path}-wal"):
+                target += "&immutable=1"
+        con = sqlite3.connect(target, timeout=self.timeout, isolation_level=None, check_same_thread=False, uri=uri)
+        try:
+            con.execute("PRAGMA foreign_keys = ON")
+            con.execute("PRAGMA synchronous = FULL")
+            con.execute(f"PRAGMA query_only = {'ON' if self.readonly else 'OFF'}")
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def close(self) -> None:
         with self._lock:
@@ -167,6 +188,9 @@ class GalleryStore:
             if code.startswith("SQLITE_IOERR_SHM"):  # even reading needs the log's shared-memory file
                 reason = f"{exc}: no room for {self.path.name}-shm, the index of its write-ahead log (is the disk full?)"
                 raise GalleryWriteError(self.path, OSError(errno.ENOSPC, reason)) from exc
+            if primary == "SQLITE_CANTOPEN" and not self.readonly and not os.access(self.path.parent, os.W_OK):
+                reason = f"{exc}: its folder cannot be written (SQLite keeps the write-ahead log there)"
+                raise GalleryWriteError(self.path, OSError(errno.EACCES, reason)) from exc
             if writing or primary in ("SQLITE_FULL", "SQLITE_READONLY"):
                 raise GalleryWriteError(self.path, OSError(_ERRNO.get(primary, errno.EIO), str(exc))) from exc
             raise GalleryError(f"cannot read gallery {self.path}: {exc}") from exc
@@ -203,15 +227,16 @@ class GalleryStore:
         return "ours"
 
     def _wal(self) -> None:
-        mode = self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        with self.errors(writing=True):
+            mode = self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             log.warning("%s: the file system does not support a write-ahead log (journal mode %s)", self.path, mode)
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "GalleryStore | None":
+    def open(cls, path: str | os.PathLike, readonly: bool = False) -> "GalleryStore | None":
         """The gallery database at ``path``, validated; None when there is none (no file, or an empty
-        one left by a creation that never finished)."""
-        store = cls(Path(path))
+        one left by a creation that never finished). ``readonly``: only to read it."""
+        store = cls(Path(path), readonly=readonly)
         if not store.path.is_file():
             return None
         try:
@@ -220,7 +245,8 @@ class GalleryStore:
             if kind == "empty":
                 store.close()
                 return None
-            store._wal()
+            if not readonly:
+                store._wal()
         except BaseException:
             store.close()
             raise
@@ -396,7 +422,7 @@ def check_gallery(folder: str | os.PathLike, *, repair: bool = False) -> Gallery
     """Check the gallery of ``folder`` for inconsistent rows (read-only); ``repair``: delete them, in
     one transaction. A file that is not a gallery, or a damaged one, raises :class:`GalleryError`."""
     path = Path(folder) / DB_NAME
-    store = GalleryStore.open(path)
+    store = GalleryStore.open(path, readonly=not repair)
     if store is None:
         raise GalleryNotFoundError(f"no gallery in {folder} ({DB_NAME} is missing or empty)")
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from disk_helpers import fill, listing, tmpfs
-from gallery_helpers import HOLD_WRITE_LOCK, child_env, start_python, write_legacy_gallery
+from gallery_helpers import HOLD_WRITE_LOCK, child_env, read_only, start_python, write_legacy_gallery
 
 from facelivt.cli import main
 from facelivt.inference import Gallery
@@ -216,3 +216,23 @@ def test_gallery_check_refuses_what_is_not_a_gallery(tmp_path):
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc
         assert proc.stderr.startswith("facelivt gallery: error: ") and match in proc.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_identify_in_a_read_only_folder(tmp_path, crops, weights, capsys):
+    """Before: `facelivt identify` on a gallery in a read-only folder (a read-only mount: permission bits
+    do not stop root) failed: "cannot read gallery ...: unable to open database file"."""
+    gallery = tmp_path / "g"
+    (a, fa), (b, fb) = list(crops.items())[:2]
+    for name, files in ((a, fa[:1]), (b, fb[:1])):
+        assert main(_enroll_cmd(gallery, name, files, weights)[3:]) == 0
+    capsys.readouterr()
+    with read_only(gallery) as view:
+        before = listing(view)
+        assert main(["identify", str(view), str(fb[0]), "--aligned", "--quiet", "--json", "--weights", str(weights)]) == 0
+        assert json.loads(capsys.readouterr().out.splitlines()[0])["matches"][0]["name"] == b
+        check = _facelivt("gallery", "check", view)
+        assert check.returncode == 0 and "2 identities, 2 embeddings; no problems" in check.stdout, check
+        assert main(_enroll_cmd(view, "c", fa[1:2], weights)[3:]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"facelivt enroll: error: cannot write {view}/gallery.sqlite"), err
+        assert listing(view) == before

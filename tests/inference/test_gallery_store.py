@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 from disk_helpers import fill, listing, tmpfs
-from gallery_helpers import HOLD_WRITE_LOCK, TOY_META, start_python, unit_rows
+from gallery_helpers import HOLD_WRITE_LOCK, KEEP_OPEN, TOY_META, read_only, start_python, unit_rows
 
 from facelivt.errors import FaceLiVTError
 from facelivt.inference import (
@@ -357,3 +357,42 @@ def test_check_refuses_what_is_not_a_gallery(tmp_path):
             with pytest.raises(GalleryError, match=match):
                 check_gallery(folder, repair=repair)
         assert_unchanged(folder, data)
+
+
+def _enroll_one(folder) -> None:
+    with Gallery.open(folder) as g:
+        g.enroll_embeddings("new", _row(0, 0))
+
+
+@pytest.mark.parametrize("log", ["folded in", "still open"])
+def test_a_gallery_in_a_read_only_folder_is_searched(tmp_path, log):
+    """Before: with the write-ahead log folded in (no ``-wal`` file), opening it failed with "unable to
+    open database file" (SQLite wanted to create the log). With a log still open, its commits must be
+    read (opening it ``immutable`` would skip them)."""
+    folder = tmp_path / "g"
+    _three(folder)
+    with Gallery.open(folder, readonly=True) as g:  # read-only in a folder that can be written, too
+        with pytest.raises(GalleryWriteError, match="gallery.sqlite: .*read.?only"):
+            g.enroll_embeddings("new", _row(0, 0))
+    assert sorted(p.name for p in folder.iterdir()) == ["gallery.sqlite"]  # nothing left beside it
+    holder = start_python(KEEP_OPEN, folder / "gallery.sqlite", DIM) if log == "still open" else None
+    try:
+        if holder is not None:  # its commit is only in the log: a reader must see it
+            assert holder.stdout.readline().strip() == "committed"
+            assert (folder / "gallery.sqlite-wal").stat().st_size > 0
+        with read_only(folder) as view:
+            before = listing(view)
+            with Gallery.open(view, readonly=True) as g:
+                assert g.names == ["a", "b", "c"] + (["held"] if holder else [])
+                assert g.search(unit_rows(1, DIM, 2)[0], 1)[0][0].name == "c"
+                with pytest.raises(GalleryWriteError, match="gallery.sqlite: .*read.?only"):
+                    g.enroll_embeddings("new", _row(0, 0))
+            found = check_gallery(view)
+            assert found.problems == [] and found.identities == 3 + bool(holder)
+            with pytest.raises(GalleryWriteError, match="cannot write .*gallery.sqlite"):  # opened to write
+                _enroll_one(view)
+            assert listing(view) == before
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
