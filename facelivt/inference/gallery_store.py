@@ -41,6 +41,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, UnknownNameError
+from facelivt.files import new_path
 from facelivt.inference.calibration import check_threshold
 from facelivt.inference.gallery_check import GalleryProblem, find_problems, orphans_text
 from facelivt.inference.gallery_check import repair as repair_rows
@@ -54,6 +55,8 @@ APPLICATION_ID = 0x464C5654  # "FLVT"
 BUSY_TIMEOUT = 120.0
 #: 16 KiB pages hold seven 512-d embeddings each (4 KiB pages held one: the file was twice the data).
 PAGE_SIZE = 16384
+#: What linking a file fails with where the file system has no hard links (FAT).
+NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP)
 #: Keys of ``meta`` kept by the store itself (not part of a gallery's user metadata).
 RESERVED_KEYS = frozenset({"dim", "created", "imported_from"})
 
@@ -88,10 +91,15 @@ class GalleryExistsError(GalleryError, FileExistsError):
 
 
 class GalleryWriteError(OutputWriteError):
-    """A change could not be written (disk full, read-only, locked too long); nothing was changed."""
+    """A change could not be written (disk full, read-only, locked too long); nothing was changed
+    (``outcome`` says so)."""
+
+    def __init__(self, path, cause: OSError, outcome: str = "the gallery was not changed") -> None:
+        super().__init__(path, cause)
+        self.outcome = outcome
 
     def __str__(self) -> str:
-        return f"{self.args[1]}; the gallery was not changed"
+        return f"{self.args[1]}; {self.outcome}"
 
 
 def now() -> str:
@@ -228,9 +236,7 @@ class GalleryStore:
 
     def _wal(self) -> None:
         with self.errors(writing=True):
-            mode = self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            log.warning("%s: the file system does not support a write-ahead log (journal mode %s)", self.path, mode)
+            _check_wal(self.path, self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0])
 
     @classmethod
     def open(cls, path: str | os.PathLike, readonly: bool = False) -> "GalleryStore | None":
@@ -253,11 +259,25 @@ class GalleryStore:
         return store
 
     @classmethod
-    def create(cls, path: str | os.PathLike, meta: dict, rows: "Snapshot | None" = None) -> "tuple[GalleryStore, bool]":
-        """Set up a new gallery at ``path`` holding ``meta`` (with ``dim``) and ``rows``, in one
-        transaction; ``(store, True)``. When another process set it up first, that gallery is
-        kept and returned: ``(store, False)``."""
+    def create(cls, path: str | os.PathLike, meta: dict, rows: "Snapshot | None" = None,
+               sources: Sequence[str | None] | None = None) -> "tuple[GalleryStore, bool]":
+        """Set up a new gallery at ``path`` holding ``meta`` (with ``dim``) and ``rows`` (``sources``: one
+        per row); ``(store, True)``. It is built in a file beside ``path`` and linked into place whole
+        (:func:`facelivt.files.new_path`): a failure (a full disk) leaves nothing behind and no reader
+        sees a gallery half made. When another process made one first, that gallery is kept and
+        returned: ``(store, False)``. An empty file at ``path`` (a creation that never finished) is set
+        up in place, as is a new gallery on a file system without hard links."""
         store = cls(Path(path))
+        if not os.path.lexists(store.path):
+            try:
+                with new_path(store.path) as tmp:
+                    store._build(tmp, meta, rows, sources)
+                return store, True
+            except FileExistsError:
+                pass  # another process made it first: use theirs (below)
+            except OutputWriteError as exc:
+                if isinstance(exc, GalleryWriteError) or exc.errno not in NO_HARD_LINKS:
+                    raise GalleryWriteError(store.path, exc.cause, "no gallery was created") from exc
         try:
             with store.errors(writing=True):  # takes effect when the empty file is first written
                 store._con.execute(f"PRAGMA page_size = {PAGE_SIZE}")
@@ -265,18 +285,40 @@ class GalleryStore:
             with store._transaction(immediate=True) as con:
                 if store._kind(con) == "ours":
                     return store, False
-                for statement in _SCHEMA:
-                    con.execute(statement)
-                con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
-                                [(k, json.dumps(v, allow_nan=False)) for k, v in meta.items()])
-                if rows is not None:
-                    store._insert_rows(con, rows)
+                store._set_up(con, meta, rows, sources)
         except BaseException:
             store.close()
             raise
         return store, True
+
+    def _build(self, tmp: Path, meta: dict, rows: "Snapshot | None", sources) -> None:
+        """The whole new gallery in the file ``tmp``, then switched to a write-ahead log."""
+        try:
+            with self.errors(writing=True):
+                con = sqlite3.connect(str(tmp), isolation_level=None)
+                try:
+                    for pragma in (f"page_size = {PAGE_SIZE}", "synchronous = FULL", "foreign_keys = ON"):
+                        con.execute(f"PRAGMA {pragma}")
+                    con.execute("BEGIN IMMEDIATE")
+                    self._set_up(con, meta, rows, sources)
+                    con.execute("COMMIT")
+                    _check_wal(self.path, con.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+                finally:
+                    con.close()
+        finally:
+            for suffix in ("-journal", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{tmp}{suffix}")
+
+    def _set_up(self, con: sqlite3.Connection, meta: dict, rows: "Snapshot | None", sources) -> None:
+        for statement in _SCHEMA:
+            con.execute(statement)
+        con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                        [(k, json.dumps(v, allow_nan=False)) for k, v in meta.items()])
+        if rows is not None:
+            self._insert_rows(con, rows, sources)
 
     # ------------------------------------------------------------------ reading
     def changed(self) -> bool:
@@ -400,6 +442,11 @@ class GalleryStore:
             con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
                             [(k, json.dumps(v, allow_nan=False)) for k, v in meta.items()])
             self._insert_rows(con, rows)
+
+
+def _check_wal(path: Path, mode: str) -> None:
+    if str(mode).lower() != "wal":
+        log.warning("%s: the file system does not support a write-ahead log (journal mode %s)", path, mode)
 
 
 def _blob(vector: np.ndarray) -> bytes:

@@ -236,3 +236,21 @@ def test_identify_in_a_read_only_folder(tmp_path, crops, weights, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"facelivt enroll: error: cannot write {view}/gallery.sqlite"), err
         assert listing(view) == before
+
+
+@pytest.mark.parametrize("leave", [0, 48_000])
+def test_enroll_into_a_new_gallery_on_a_full_disk_leaves_nothing(crops, weights, capsys, leave):
+    """Before: it said "the gallery was not changed" but left a new empty gallery on the full disk
+    (gallery.sqlite, and its log's files; with 0 bytes left an empty gallery.sqlite)."""
+    name, files = next(iter(crops.items()))
+    with tmpfs("600k") as mnt:
+        fill(mnt, leave)
+        rc = main(_enroll_cmd(mnt / "g", name, files[:3], weights)[3:])
+        (mnt / ".filler").unlink()
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert err.startswith(f"facelivt enroll: error: cannot write {mnt}/g") and "full" in err, err
+        assert list(mnt.iterdir()) == []  # not even the folder it made
+        assert main(_enroll_cmd(mnt / "g", name, files[:3], weights)[3:]) == 0  # with room, it is made
+        with Gallery.open(mnt / "g") as g:
+            assert g.names == [name] and g.num_embeddings == 3

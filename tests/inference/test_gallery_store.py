@@ -3,6 +3,7 @@ writes, a killed or disk-full enrolment changes nothing, damaged / foreign / new
 thresholds are refused with a message naming the file."""
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import os
 import signal
@@ -15,7 +16,7 @@ import pytest
 from disk_helpers import fill, listing, tmpfs
 from gallery_helpers import HOLD_WRITE_LOCK, KEEP_OPEN, TOY_META, read_only, start_python, unit_rows
 
-from facelivt.errors import FaceLiVTError
+from facelivt.errors import FaceLiVTError, OutputWriteError
 from facelivt.inference import (
     Gallery,
     GalleryError,
@@ -396,3 +397,60 @@ def test_a_gallery_in_a_read_only_folder_is_searched(tmp_path, log):
         if holder is not None:
             holder.kill()
             holder.wait()
+
+
+@pytest.mark.parametrize("leave", [0, 40_000, 150_000])
+def test_a_new_gallery_that_does_not_fit_leaves_nothing(leave):
+    """Before: `enroll` into a new gallery on a full disk said "the gallery was not changed" but left a new
+    empty gallery (database + 155 kB log) on the full disk. 0 bytes left: nothing fits; 40 kB: the
+    schema does; 150 kB: the schema and some embeddings do, not the 200 (400 kB)."""
+    with tmpfs("1m") as mnt:
+        (mnt / "kept").mkdir()
+        (mnt / "kept" / "notes.txt").write_text("mine")
+        fill(mnt, leave)
+        for folder in (mnt / "new" / "g", mnt / "kept"):  # folders it makes go, folders that were there stay
+            with pytest.raises(OutputWriteError, match=r"cannot write .*(full|No space)") as info:
+                with Gallery.open(folder, create=True, dim=512, metadata=TOY_META) as g:
+                    g.enroll_embeddings("big", unit_rows(200, 512, 0))
+            assert not isinstance(info.value, GalleryWriteError) or "no gallery was created" in str(info.value)
+        (mnt / ".filler").unlink()
+        assert listing(mnt) == {"kept/notes.txt": b"mine"} and sorted(p.name for p in mnt.iterdir()) == ["kept"]
+        with Gallery.open(mnt / "new" / "g", create=True, dim=512, metadata=TOY_META) as g:  # room now
+            g.enroll_embeddings("big", unit_rows(200, 512, 0))
+        with Gallery.open(mnt / "new" / "g") as g:
+            assert g.names == ["big"] and g.num_embeddings == 200
+
+
+def test_a_new_gallery_is_made_by_its_first_enrolment(tmp_path):
+    folder = tmp_path / "new" / "g"
+    first = Gallery.open(folder, create=True, dim=DIM, metadata=TOY_META)
+    assert first.path == folder and len(first) == 0 and not (tmp_path / "new").exists()
+    with pytest.raises(GalleryNotFoundError):
+        Gallery.open(folder)
+    with Gallery.open(folder, create=True, dim=DIM, metadata=TOY_META) as second:  # another process, say
+        second.enroll_embeddings("x", _row(0, 0))
+        assert first.names == ["x"]  # the first uses the gallery made meanwhile
+        first.enroll_embeddings("y", _row(0, 1))
+        assert second.names == ["x", "y"]
+    first.close()
+    other = Gallery.open(tmp_path / "h", create=True, dim=DIM, metadata=dict(TOY_META, weights_fingerprint="beef"))
+    with Gallery.open(tmp_path / "h", create=True, dim=DIM, metadata=TOY_META) as g:
+        g.enroll_embeddings("x", _row(0, 0))
+    with pytest.raises(GalleryMismatchError, match="weights_fingerprint"):
+        other.enroll_embeddings("z", _row(0, 2))
+    with Gallery.open(tmp_path / "h") as g:
+        assert g.names == ["x"]
+
+
+def test_a_file_system_without_hard_links_makes_the_gallery_in_place(tmp_path, monkeypatch):
+    """A new gallery is linked into place; where links fail as on FAT, it is made in place instead."""
+    def no_links(src, dst, *args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "link", no_links)
+    with Gallery.open(tmp_path / "g", create=True, dim=DIM, metadata=TOY_META) as g:
+        g.enroll_embeddings("x", _row(0, 0))
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["gallery.sqlite"]  # no temporary left
+    with Gallery.open(tmp_path / "g") as g:
+        assert g.names == ["x"] and g.metadata["model"] == "toy"
