@@ -17,7 +17,7 @@ from facelivt.inference.calibration import (
 )
 from facelivt.inference.detector import AlignedFace, Face, FaceDetector, NoFaceError, SeveralFacesError
 from facelivt.inference.folders import AlignReport, EmbedRun, align_folder, embed_files, expand_inputs, list_files
-from facelivt.inference.gallery import Gallery, Match, faiss_available
+from facelivt.inference.gallery import Gallery, Match, faiss_available, photo_sha256
 from facelivt.inference.gallery_check import GalleryProblem
 from facelivt.inference.gallery_store import (
     GalleryCheck,
@@ -85,6 +85,7 @@ __all__ = [
     "load_mtcnn_nets",
     "locate_mtcnn_weights",
     "open_image",
+    "photo_sha256",
     "read_pairs_list",
     "threshold_at_far",
 ]

@@ -16,6 +16,7 @@ to ``*.imported`` (see :mod:`facelivt.inference.gallery_legacy`).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -182,49 +183,70 @@ class Gallery:
         return l2_normalize(e)
 
     def enroll_embeddings(
-        self, name: str, embeddings: np.ndarray, *, sources: Sequence[str | os.PathLike] | None = None
-    ) -> None:
-        """Add embeddings (n x dim or dim) to identity ``name`` (created if new). A gallery backed by a
-        folder writes them at once, in one transaction; ``sources`` (one per embedding: the photos)
-        are recorded with them."""
+        self, name: str, embeddings: np.ndarray, *, sources: Sequence[str | os.PathLike] | None = None,
+        hashes: Sequence[str | None] | None = None,
+    ) -> int:
+        """Add embeddings (n x dim or dim) to identity ``name`` (created if new); returns how many were
+        added. A gallery backed by a folder writes them at once, in one transaction; ``sources`` (one
+        per embedding: the photos) are recorded with them, and so are ``hashes`` (their
+        :func:`photo_sha256`), by which photos ``name`` already has are skipped (see :meth:`enrolled`)."""
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError(f"identity name must be a non-empty string, got {name!r}")
         e = self._check_embeddings(embeddings)
         if len(e) == 0:
             raise InvalidInputError(f"no embeddings given for {name!r}")
         src = None if sources is None else [str(p) for p in sources]
+        if hashes is not None and len(hashes) != len(e):
+            raise InvalidInputError(f"{len(e)} embeddings but {len(hashes)} hashes")
         if self._pending is not None:
             self._adopt()  # another process may have made it meanwhile
         if self._pending is not None:
-            self._create(name, e, src)
-            return
+            return self._create(name, e, src, hashes)
         if self._store is not None:
-            current = self._store.add(name, e, src)
-            if not current or self._outdated:  # others wrote too: the next read reloads everything
+            current, added = self._store.add(name, e, src, hashes)
+            if not current or self._outdated or added < len(e):  # others wrote too: the next read reloads
                 self._outdated = True
-                return
+                return added
         self._add_to_index(name, e)
+        return len(e)
 
-    def _create(self, name: str, e: np.ndarray, sources: list[str] | None) -> None:
+    def enrolled(self, name: str, hashes: Sequence[str | None],
+                 sources: Sequence[str | os.PathLike | None] | None = None) -> list[bool]:
+        """Whether each photo (its :func:`photo_sha256` in ``hashes``; ``sources``: its path) is enrolled
+        for ``name`` in the gallery's folder already: one with the same content, or, among embeddings
+        recorded without a hash (by an older facelivt), one from the same path. A gallery in memory
+        records no photos: all False."""
+        if self._pending is not None:
+            self._adopt()
+        if self._store is None:
+            return [False] * len(hashes)
+        paths = [None if p is None else str(p) for p in sources] if sources is not None else [None] * len(hashes)
+        return self._store.enrolled(name, list(hashes), paths)
+
+    def _create(self, name: str, e: np.ndarray, sources: list[str] | None, hashes) -> int:
         """Make the gallery of the pending folder holding this first enrolment (or, when another process
-        made it meanwhile, add to theirs). A failure leaves nothing behind, not even a folder made for it."""
+        made it meanwhile, add to theirs); returns how many embeddings were added. A failure leaves
+        nothing behind, not even a folder made for it."""
         root = self._pending
         made = _make_folders(root)
         rows = Snapshot([name], e, np.zeros(len(e), np.int64), {}, self.dim)
+        meta = _new_meta(self.dim, self.metadata)
         try:
-            store, created = GalleryStore.create(root / DB_NAME, _new_meta(self.dim, self.metadata), rows, sources)
+            store, created = GalleryStore.create(root / DB_NAME, meta, rows, sources, hashes)
         except BaseException:
             _remove_folders(made)
             raise
+        added = len(e)
         try:
             if not created:
                 snap = store.snapshot()
                 check_comparable(snap.meta, snap.dim, self.metadata, self.dim, root)
-                store.add(name, e, sources)
+                added = store.add(name, e, sources, hashes)[1]
         except BaseException:
             store.close()
             raise
         self._store, self._pending, self._outdated = store, None, True  # the next read loads it
+        return added
 
     def _adopt(self) -> None:
         """Use the gallery another process made in the pending folder, if there is one now."""
@@ -584,6 +606,19 @@ def _save_store(root: Path, rows: Snapshot, meta: dict, overwrite: bool) -> Gall
         raise exists
     store.replace(rows, meta)
     return store
+
+
+def photo_sha256(path: str | os.PathLike) -> str | None:
+    """The sha256 of a photo file's bytes (hex), by which a gallery knows the photos it has; None when
+    the file cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def build_gallery(items: Iterable[tuple[str, np.ndarray]], dim: int = 512, **kwargs: Any) -> Gallery:

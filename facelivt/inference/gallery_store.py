@@ -5,8 +5,11 @@ Schema version 1 (``PRAGMA user_version``; ``PRAGMA application_id`` marks the f
 - ``meta(key, value)``: JSON values: ``dim`` (embedding size), ``created``, and the gallery's metadata
   (``model``, ``weights_fingerprint``, ``flip``, ``threshold``, ``threshold_source``, ...).
 - ``identities(id, name UNIQUE, added)``: ``name`` is always text.
-- ``embeddings(id, identity_id, vector, source, added)``: ``vector`` is the L2-normalised embedding
-  as little-endian float32 bytes (4 x dim), ``source`` the photo it came from (or NULL).
+- ``embeddings(id, identity_id, vector, source, added, sha256)``: ``vector`` is the L2-normalised
+  embedding as little-endian float32 bytes (4 x dim), ``source`` the photo it came from (or NULL),
+  ``sha256`` the hex digest of that photo's bytes (or NULL), by which an enrolment run again skips the
+  photos it has. Galleries made before that column get it (``ALTER TABLE ... ADD COLUMN``, still schema
+  1: older facelivt versions read and write them as before) at the first enrolment that records one.
 
 An identity's embeddings are deleted with it (``ON DELETE CASCADE``, in the schema since its first
 version: no gallery needs migrating) and every connection turns foreign keys on. Tools that leave them
@@ -21,8 +24,9 @@ enrolment (disk full, killed process) leaves the gallery exactly as it was befor
 local file system (not NFS/SMB). A gallery opened only to read (``readonly``: ``identify``, ``gallery
 check``) refuses writes (``query_only``); in a folder this process cannot write (a read-only mount,
 a folder of another user) it is opened with ``mode=ro``, and when there is no write-ahead log there
-either (SQLite could not create its files) ``immutable``: nobody can be writing it. Every SQLite error becomes a :class:`GalleryError` (damaged, foreign
-or newer file) or a :class:`GalleryWriteError` (could not write), both naming the file.
+either (SQLite could not create its files) ``immutable``: nobody can be writing it. Every SQLite
+error becomes a :class:`GalleryError` (damaged, foreign or newer file) or a :class:`GalleryWriteError`
+(could not write), both naming the file.
 """
 from __future__ import annotations
 
@@ -66,7 +70,7 @@ _SCHEMA = (
     "name TEXT NOT NULL UNIQUE CHECK (typeof(name) = 'text' AND length(trim(name)) > 0), added TEXT NOT NULL)",
     "CREATE TABLE embeddings (id INTEGER PRIMARY KEY AUTOINCREMENT, "
     "identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE, "
-    "vector BLOB NOT NULL CHECK (typeof(vector) = 'blob'), source TEXT, added TEXT NOT NULL)",
+    "vector BLOB NOT NULL CHECK (typeof(vector) = 'blob'), source TEXT, added TEXT NOT NULL, sha256 TEXT)",
     "CREATE INDEX embeddings_by_identity ON embeddings(identity_id)",
 )
 _TABLES = {"meta", "identities", "embeddings"}
@@ -260,18 +264,19 @@ class GalleryStore:
 
     @classmethod
     def create(cls, path: str | os.PathLike, meta: dict, rows: "Snapshot | None" = None,
-               sources: Sequence[str | None] | None = None) -> "tuple[GalleryStore, bool]":
-        """Set up a new gallery at ``path`` holding ``meta`` (with ``dim``) and ``rows`` (``sources``: one
-        per row); ``(store, True)``. It is built in a file beside ``path`` and linked into place whole
-        (:func:`facelivt.files.new_path`): a failure (a full disk) leaves nothing behind and no reader
-        sees a gallery half made. When another process made one first, that gallery is kept and
+               sources: Sequence[str | None] | None = None,
+               hashes: Sequence[str | None] | None = None) -> "tuple[GalleryStore, bool]":
+        """Set up a new gallery at ``path`` holding ``meta`` (with ``dim``) and ``rows`` (``sources``,
+        ``hashes``: one per row); ``(store, True)``. It is built in a file beside ``path`` and linked
+        into place whole (:func:`facelivt.files.new_path`): a failure (a full disk) leaves nothing
+        behind and no reader sees a gallery half made. When another process made one first, that gallery is kept and
         returned: ``(store, False)``. An empty file at ``path`` (a creation that never finished) is set
         up in place, as is a new gallery on a file system without hard links."""
         store = cls(Path(path))
         if not os.path.lexists(store.path):
             try:
                 with new_path(store.path) as tmp:
-                    store._build(tmp, meta, rows, sources)
+                    store._build(tmp, meta, rows, sources, hashes)
                 return store, True
             except FileExistsError:
                 pass  # another process made it first: use theirs (below)
@@ -285,13 +290,13 @@ class GalleryStore:
             with store._transaction(immediate=True) as con:
                 if store._kind(con) == "ours":
                     return store, False
-                store._set_up(con, meta, rows, sources)
+                store._set_up(con, meta, rows, sources, hashes)
         except BaseException:
             store.close()
             raise
         return store, True
 
-    def _build(self, tmp: Path, meta: dict, rows: "Snapshot | None", sources) -> None:
+    def _build(self, tmp: Path, meta: dict, rows: "Snapshot | None", sources, hashes) -> None:
         """The whole new gallery in the file ``tmp``, then switched to a write-ahead log."""
         try:
             with self.errors(writing=True):
@@ -300,7 +305,7 @@ class GalleryStore:
                     for pragma in (f"page_size = {PAGE_SIZE}", "synchronous = FULL", "foreign_keys = ON"):
                         con.execute(f"PRAGMA {pragma}")
                     con.execute("BEGIN IMMEDIATE")
-                    self._set_up(con, meta, rows, sources)
+                    self._set_up(con, meta, rows, sources, hashes)
                     con.execute("COMMIT")
                     _check_wal(self.path, con.execute("PRAGMA journal_mode = WAL").fetchone()[0])
                 finally:
@@ -310,7 +315,7 @@ class GalleryStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{tmp}{suffix}")
 
-    def _set_up(self, con: sqlite3.Connection, meta: dict, rows: "Snapshot | None", sources) -> None:
+    def _set_up(self, con: sqlite3.Connection, meta: dict, rows: "Snapshot | None", sources, hashes) -> None:
         for statement in _SCHEMA:
             con.execute(statement)
         con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -318,7 +323,7 @@ class GalleryStore:
         con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
                         [(k, json.dumps(v, allow_nan=False)) for k, v in meta.items()])
         if rows is not None:
-            self._insert_rows(con, rows, sources)
+            self._insert_rows(con, rows, sources, hashes)
 
     # ------------------------------------------------------------------ reading
     def changed(self) -> bool:
@@ -391,28 +396,39 @@ class GalleryStore:
     def _fresh(self, con: sqlite3.Connection) -> bool:
         return con.execute("PRAGMA data_version").fetchone()[0] == self._version
 
-    def _insert_rows(self, con: sqlite3.Connection, rows: Snapshot, sources: Sequence[str | None] | None = None) -> None:
+    def _insert_rows(self, con: sqlite3.Connection, rows: Snapshot, sources: Sequence[str | None] | None = None,
+                     hashes: Sequence[str | None] | None = None) -> None:
+        _check_lengths(len(rows.vectors), sources, hashes)
         stamp = now()
         ids = [con.execute("INSERT INTO identities(name, added) VALUES (?, ?)", (n, stamp)).lastrowid for n in rows.names]
-        src = sources if sources is not None else [None] * len(rows.vectors)
-        con.executemany("INSERT INTO embeddings(identity_id, vector, source, added) VALUES (?, ?, ?, ?)",
-                        [(ids[int(lab)], _blob(v), s, stamp) for v, lab, s in zip(rows.vectors, rows.labels, src)])
+        _insert(con, [ids[int(lab)] for lab in rows.labels], rows.vectors, sources, hashes, stamp)
 
-    def add(self, name: str, vectors: np.ndarray, sources: Sequence[str | None] | None = None) -> bool:
-        """Add ``vectors`` (normalised, n x dim) to identity ``name`` in one transaction. Returns whether
-        the caller's view was current (no other process had committed since its last read)."""
-        src = list(sources) if sources is not None else [None] * len(vectors)
-        if len(src) != len(vectors):
-            raise InvalidInputError(f"{len(vectors)} embeddings but {len(src)} sources")
+    def add(self, name: str, vectors: np.ndarray, sources: Sequence[str | None] | None = None,
+            hashes: Sequence[str | None] | None = None) -> tuple[bool, int]:
+        """Add ``vectors`` (normalised, n x dim) to identity ``name`` in one transaction. With ``hashes``
+        (one per row: its photo's sha256) the rows whose photo ``name`` already has are skipped (see
+        :meth:`enrolled`). Returns whether the caller's view was current (no other process had
+        committed since its last read) and how many rows were added."""
+        _check_lengths(len(vectors), sources, hashes)
         stamp = now()
         with self._transaction(immediate=True) as con:
             fresh = self._fresh(con)
             row = con.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
             ident = row[0] if row else con.execute(
                 "INSERT INTO identities(name, added) VALUES (?, ?)", (name, stamp)).lastrowid
-            con.executemany("INSERT INTO embeddings(identity_id, vector, source, added) VALUES (?, ?, ?, ?)",
-                            [(ident, _blob(v), None if s is None else str(s), stamp) for v, s in zip(vectors, src)])
-        return fresh
+            keep = list(range(len(vectors)))
+            if hashes is not None and row is not None:
+                src = sources if sources is not None else [None] * len(vectors)
+                keep = [i for i, known in enumerate(_known(con, ident, hashes, src)) if not known]
+            _insert(con, [ident] * len(keep), vectors[keep], _pick(sources, keep), _pick(hashes, keep), stamp)
+        return fresh, len(keep)
+
+    def enrolled(self, name: str, hashes: Sequence[str | None], sources: Sequence[str | None]) -> list[bool]:
+        """Whether each photo is enrolled for ``name`` already: a row with the same ``hashes`` entry, or,
+        among the rows recorded without one (by an older facelivt), one with the same ``sources`` path."""
+        with self._transaction(immediate=False) as con:
+            row = con.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+            return _known(con, row[0], hashes, sources) if row else [False] * len(hashes)
 
     def remove(self, name: str) -> bool:
         """Delete identity ``name`` and its embeddings; KeyError when it is not there."""
@@ -442,6 +458,45 @@ class GalleryStore:
             con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
                             [(k, json.dumps(v, allow_nan=False)) for k, v in meta.items()])
             self._insert_rows(con, rows)
+
+
+def _insert(con: sqlite3.Connection, owners: Sequence[int], vectors: np.ndarray, sources, hashes, stamp: str) -> None:
+    """Embedding rows (``sources``, ``hashes``: one per row, or None)."""
+    n = len(owners)
+    src = [None if x is None else str(x) for x in sources] if sources is not None else [None] * n
+    rows = [(o, _blob(v), x, stamp) for o, v, x in zip(owners, vectors, src)]
+    if hashes is None:
+        con.executemany("INSERT INTO embeddings(identity_id, vector, source, added) VALUES (?, ?, ?, ?)", rows)
+        return
+    if not _has_sha256(con):
+        con.execute("ALTER TABLE embeddings ADD COLUMN sha256 TEXT")
+    con.executemany("INSERT INTO embeddings(identity_id, vector, source, added, sha256) VALUES (?, ?, ?, ?, ?)",
+                    [(*r, h) for r, h in zip(rows, hashes)])
+
+
+def _check_lengths(n: int, sources, hashes) -> None:
+    for given, what in ((sources, "sources"), (hashes, "hashes")):
+        if given is not None and len(given) != n:
+            raise InvalidInputError(f"{n} embeddings but {len(given)} {what}")
+
+
+def _pick(items, keep: list[int]):
+    return None if items is None else [items[i] for i in keep]
+
+
+def _has_sha256(con: sqlite3.Connection) -> bool:
+    return any(r[1] == "sha256" for r in con.execute("PRAGMA table_info(embeddings)"))
+
+
+def _known(con: sqlite3.Connection, ident: int, hashes: Sequence[str | None],
+           sources: Sequence[str | None]) -> list[bool]:
+    """Whether identity ``ident`` has each photo: by content, or by path for rows recorded without it."""
+    column = "sha256" if _has_sha256(con) else "NULL"
+    rows = con.execute(f"SELECT {column}, source FROM embeddings WHERE identity_id = ?", (ident,)).fetchall()
+    digests = {h for h, _ in rows if h is not None}
+    paths = {src for h, src in rows if h is None and src is not None}
+    return [(h is not None and h in digests) or (src is not None and str(src) in paths)
+            for h, src in zip(hashes, sources)]
 
 
 def _check_wal(path: Path, mode: str) -> None:

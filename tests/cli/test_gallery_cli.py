@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +181,8 @@ def _facelivt(*args) -> subprocess.CompletedProcess:
 
 
 def test_identity_deleted_by_the_sqlite3_tool_is_reported_and_repaired(tmp_path, crops, weights, capsys):
-    """Before: after `DELETE FROM identities` in the sqlite3 tool, identify and enroll died with a KeyError traceback."""
+    """Before: after `DELETE FROM identities` in the sqlite3 tool, identify and enroll died with a KeyError
+    traceback."""
     gallery = tmp_path / "g"
     (a, fa), (b, fb), (c, fc) = list(crops.items())[:3]
     for name, files in ((a, fa[:2]), (b, fb[:2])):
@@ -197,7 +200,8 @@ def test_identity_deleted_by_the_sqlite3_tool_is_reported_and_repaired(tmp_path,
         assert "2 embeddings belong to no identity" in err and f"facelivt gallery check {gallery} --repair" in err
     check = _facelivt("gallery", "check", gallery)
     assert check.returncode == 1, check
-    assert "problem: 2 embeddings belong to no identity" in check.stdout and "1 identities, 4 embeddings" in check.stdout
+    assert "problem: 2 embeddings belong to no identity" in check.stdout
+    assert "1 identities, 4 embeddings" in check.stdout
     repair = _facelivt("gallery", "check", gallery, "--repair")
     assert repair.returncode == 0, repair
     assert "removed: 2 embeddings belong to no identity" in repair.stdout and "no problems" in repair.stdout
@@ -228,13 +232,15 @@ def test_identify_in_a_read_only_folder(tmp_path, crops, weights, capsys):
     capsys.readouterr()
     with read_only(gallery) as view:
         before = listing(view)
-        assert main(["identify", str(view), str(fb[0]), "--aligned", "--quiet", "--json", "--weights", str(weights)]) == 0
+        common = ["--aligned", "--quiet", "--weights", str(weights)]
+        assert main(["identify", str(view), str(fb[0]), "--json", *common]) == 0
         assert json.loads(capsys.readouterr().out.splitlines()[0])["matches"][0]["name"] == b
         check = _facelivt("gallery", "check", view)
         assert check.returncode == 0 and "2 identities, 2 embeddings; no problems" in check.stdout, check
         assert main(_enroll_cmd(view, "c", fa[1:2], weights)[3:]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and err.startswith(f"facelivt enroll: error: cannot write {view}/gallery.sqlite"), err
+        assert err.count("\n") == 1, err
+        assert err.startswith(f"facelivt enroll: error: cannot write {view}/gallery.sqlite"), err
         assert listing(view) == before
 
 
@@ -254,3 +260,36 @@ def test_enroll_into_a_new_gallery_on_a_full_disk_leaves_nothing(crops, weights,
         assert main(_enroll_cmd(mnt / "g", name, files[:3], weights)[3:]) == 0  # with room, it is made
         with Gallery.open(mnt / "g") as g:
             assert g.names == [name] and g.num_embeddings == 3
+
+
+def test_enroll_run_again_after_a_kill_adds_only_what_is_missing(tmp_path, crops, weights, capsys):
+    """Before: running an enroll killed half way again duplicated the identities it had kept (identity
+    7201: 60 = 2 x 30 embeddings)."""
+    root, gallery = tmp_path / "root", tmp_path / "g"
+    people = dict(list(crops.items())[:3])
+    for name, files in people.items():
+        (root / name).mkdir(parents=True)
+        for f in files[:6]:
+            shutil.copy(f, root / name / f.name)
+    proc = subprocess.Popen([sys.executable, "-m", "facelivt", "enroll", str(gallery), str(root), "--aligned",
+                             "--quiet", "--weights", str(weights), "--threads", "1"], env=child_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (gallery / "gallery.sqlite").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # the gallery appears with its first identity
+    finally:
+        proc.kill()
+        proc.wait()
+    with Gallery.open(gallery, readonly=True) as g:
+        kept = g.num_embeddings
+        assert kept > 0 and all(len(g.embeddings_of(n)) == 6 for n in g.names)
+    capsys.readouterr()
+    assert main(["enroll", str(gallery), str(root), "--aligned", "--quiet", "--weights", str(weights)]) == 0
+    out = capsys.readouterr().out
+    assert f"enrolled {18 - kept} images" in out and f"skipped {kept} photos it already had" in out, out
+    with Gallery.open(gallery) as g:
+        assert sorted(g.names) == sorted(people) and {len(g.embeddings_of(n)) for n in g.names} == {6}
+    assert main(["enroll", str(gallery), "--name", next(iter(people)), str(root / next(iter(people))),
+                 "--aligned", "--quiet", "--weights", str(weights)]) == 0  # all there: nothing to add, no error
+    assert "enrolled 0 images of 0 identities; skipped 6 photos" in capsys.readouterr().out

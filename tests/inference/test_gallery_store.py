@@ -454,3 +454,40 @@ def test_a_file_system_without_hard_links_makes_the_gallery_in_place(tmp_path, m
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["gallery.sqlite"]  # no temporary left
     with Gallery.open(tmp_path / "g") as g:
         assert g.names == ["x"] and g.metadata["model"] == "toy"
+
+
+def test_photos_an_identity_has_are_skipped(tmp_path):
+    """Before: enrolling the same photos again added them again (an enrolment run twice: 2 x 30 embeddings)."""
+    folder, rows, digests = tmp_path / "g", unit_rows(3, DIM, 0), ["1" * 64, "2" * 64, "3" * 64]
+    with Gallery.open(folder, create=True, dim=DIM, metadata=TOY_META) as g:
+        assert g.enroll_embeddings("a", rows[:2], sources=["a1.jpg", "a2.jpg"], hashes=digests[:2]) == 2
+        assert g.enrolled("a", digests + ["4" * 64]) == [True, True, False, False]
+        assert g.enrolled("b", digests) == [False] * 3  # another identity's photos are its own
+        with Gallery.open(folder) as other:  # another process, between this one's look and its write
+            assert other.enroll_embeddings("a", rows[2:], hashes=digests[2:]) == 1
+        assert g.enroll_embeddings("a", rows, sources=["x.jpg"] * 3, hashes=digests) == 0
+        assert g.enroll_embeddings("b", rows[:1], hashes=digests[:1]) == 1
+        assert g.num_embeddings == 4 and len(g.embeddings_of("a")) == 3
+    con = sqlite3.connect(folder / "gallery.sqlite")
+    assert con.execute("SELECT source, sha256 FROM embeddings ORDER BY id").fetchall() == [
+        ("a1.jpg", digests[0]), ("a2.jpg", digests[1]), (None, digests[2]), (None, digests[0])]
+    con.close()
+
+
+def test_a_gallery_made_before_photo_hashes_gets_them(tmp_path):
+    """Embeddings recorded without a hash are known by their photo's path; the column comes with the
+    first enrolment that records one, and the gallery stays schema 1 (older versions use it as before)."""
+    folder = tmp_path / "g"
+    with Gallery.open(folder, create=True, dim=DIM, metadata=TOY_META) as g:
+        g.enroll_embeddings("a", unit_rows(2, DIM, 0), sources=["p/a1.jpg", "p/a2.jpg"])
+    _sql(folder, "ALTER TABLE embeddings DROP COLUMN sha256")  # the table as galleries had it before
+    with Gallery.open(folder) as g:
+        assert g.enrolled("a", [None, "1" * 64, "2" * 64], ["p/a1.jpg", "p/a2.jpg", "p/a3.jpg"]) == [True, True, False]
+        assert g.enroll_embeddings("a", unit_rows(2, DIM, 1), sources=["p/a2.jpg", "p/a3.jpg"],
+                                   hashes=["2" * 64, "3" * 64]) == 1
+        assert g.enrolled("a", ["3" * 64], ["elsewhere/a3.jpg"]) == [True]  # moved, same content
+        assert g.num_embeddings == 3
+    con = sqlite3.connect(folder / "gallery.sqlite")
+    assert con.execute("SELECT sha256 FROM embeddings ORDER BY id").fetchall() == [(None,), (None,), ("3" * 64,)]
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    con.close()
