@@ -55,8 +55,8 @@ def _search_loop(folder, seconds: float, out) -> None:
             continue
         with g:
             n = len(g)
-            if n:
-                assert len(g.search(np.ones(DIM), 3)[0]) == min(3, n)
+            if n:  # others may commit between len() and search(): identities only come
+                assert min(3, n) <= len(g.search(np.ones(DIM), 3)[0]) <= 3
         seen.append(n)
     out.put(seen)
 
