@@ -15,6 +15,7 @@ Errors become :class:`facelivt.errors.OutputWriteError` naming the path (ENOSPC,
 - :func:`atomic_paths` for files that belong together (a RecordIO ``.rec`` and its ``.idx``): all are
   written and fsynced before the first is renamed.
 - :func:`atomic_dir` for outputs that are folders (a Core ML ``.mlpackage``).
+- :func:`new_path` for a file that must not replace one (the first of several writers wins).
 - :func:`check_writable` to fail before long work when the output cannot be written at all.
 - :func:`reserve_file` for files written in place through a memory map: every block allocated up front.
 - :func:`check_not_input` to refuse an output that is one of the command's inputs, before any work.
@@ -262,6 +263,35 @@ def atomic_paths(*paths: str | os.PathLike, mode: int | None = None) -> Iterator
         raise
     for folder in dict.fromkeys(t.parent for t in targets):
         fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def new_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Like :func:`atomic_path` for a file that must not exist yet: on success the temporary is fsynced
+    and hard-linked to ``path``, never replacing a file there. ``FileExistsError`` when one appeared
+    meanwhile (another writer made it first). The temporary is removed in every case, so a failure
+    leaves nothing behind; a file system without hard links fails with :class:`OutputWriteError`."""
+    target = Path(path)
+    _check_target(target)
+    tmp = _new_temp(target)
+    try:
+        try:
+            yield tmp
+            os.chmod(tmp, _default_mode())
+            _fsync_file(tmp)
+            os.link(tmp, target)
+        except FileExistsError as exc:
+            if exc.filename2 == str(target):  # from the link: another writer's file is there
+                raise
+            raise _write_error([target], [tmp], exc) from exc
+        except OSError as exc:
+            error = _write_error([target], [tmp], exc)
+            if error is exc:
+                raise
+            raise error from exc
+    finally:
+        _remove_quietly(tmp)
+    fsync_dir(target.parent)
 
 
 def _fsync_tree(root: Path) -> None:

@@ -1,13 +1,18 @@
-"""Helpers for the gallery tests: the old two-file format, a process holding the write lock."""
+"""Helpers for the gallery tests: the old two-file format, a process holding the write lock or keeping
+a commit in the write-ahead log, a read-only view of a folder."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,3 +71,41 @@ def start_python(code: str, *args: str) -> subprocess.Popen:
     """A child Python running ``code`` with ``args`` (stdin and stdout are pipes, text mode)."""
     return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+
+
+#: A process that commits one more identity and keeps the gallery open (its commit stays in the
+#: write-ahead log, which SQLite folds into the database only when the last connection closes)
+#: until a line arrives on stdin.
+KEEP_OPEN = r"""
+import sqlite3, sys
+import numpy as np
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+dim = int(sys.argv[2])
+con.execute("BEGIN IMMEDIATE")
+cur = con.execute("INSERT INTO identities(name, added) VALUES ('held', 'now')")
+con.execute("INSERT INTO embeddings(identity_id, vector, source, added) VALUES (?, ?, NULL, 'now')",
+            (cur.lastrowid, np.full(dim, dim ** -0.5, '<f4').tobytes()))
+con.execute("COMMIT")
+print("committed", flush=True)
+sys.stdin.readline()
+"""
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[Path]:
+    """``folder`` seen through a read-only bind mount (permission bits do not stop root; a read-only
+    mount does). Needs root, as the full-disk tests do: skipped with the reason where it is refused."""
+    view = Path(tempfile.mkdtemp(prefix="facelivt-ro-"))
+    for cmd in (["mount", "--bind", str(folder), str(view)], ["mount", "-o", "remount,bind,ro", str(view)]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            subprocess.run(["umount", str(view)], capture_output=True)
+            view.rmdir()
+            pytest.skip(f"cannot mount a read-only view of {folder}: {proc.stderr.strip() or 'not root'}")
+    try:
+        assert not os.access(view, os.W_OK)
+        yield view
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)
+        with contextlib.suppress(OSError):
+            view.rmdir()

@@ -116,12 +116,14 @@ def check_threshold_option(args: argparse.Namespace) -> None:
         args.threshold = check_threshold(args.threshold, "--threshold")
 
 
-def open_gallery(args: argparse.Namespace, must_exist: bool, threshold: float | None = None) -> FaceRecognizer:
+def open_gallery(args: argparse.Namespace, must_exist: bool, threshold: float | None = None,
+                 readonly: bool = False) -> FaceRecognizer:
     """A recognizer using the gallery of ``args.gallery`` (an old two-file gallery is imported first);
-    without a gallery there, its in-memory gallery is empty (or, with ``must_exist``, an error)."""
+    without a gallery there, its in-memory gallery is empty (or, with ``must_exist``, an error).
+    ``readonly``: the command only searches it (a read-only folder will do)."""
     apply_threads(args)
     try:
-        gallery = Gallery.open(args.gallery)
+        gallery = Gallery.open(args.gallery, readonly=readonly)
     except GalleryNotFoundError:
         if must_exist:
             raise GalleryNotFoundError(f"no gallery in {args.gallery} (create one with `facelivt enroll`)") from None

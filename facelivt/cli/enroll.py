@@ -16,7 +16,7 @@ from facelivt.cli.common import (  # open_gallery: re-exported for one release; 
 )
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import check_not_input
-from facelivt.inference import GalleryWriteError, embed_files, expand_inputs, list_files
+from facelivt.inference import GalleryWriteError, embed_files, expand_inputs, list_files, photo_sha256
 
 
 def register(subparsers) -> None:
@@ -27,7 +27,8 @@ def register(subparsers) -> None:
                     "GALLERY/gallery.sqlite). One identity: `enroll GALLERY --name NAME IMAGE_OR_FOLDER...`; many: "
                     "`enroll GALLERY ROOT...` where each subfolder of ROOT is an identity named after it. Each "
                     "identity is written in one transaction, so several enroll processes can share a gallery. "
-                    "Unusable images are reported and skipped.",
+                    "Unusable images are reported and skipped, and so are photos the identity already has (same "
+                    "content): running an interrupted enroll again adds only what is missing.",
     )
     p.add_argument("gallery", help="gallery folder (holds gallery.sqlite; an old gallery.json + "
                                    "embeddings.safetensors there is imported once)")
@@ -87,24 +88,32 @@ def run(args: argparse.Namespace) -> int:
                                 progress=not args.quiet)
             print(f"threshold {cal.threshold:.4f} ({cal.rule}, accuracy {100 * cal.accuracy:.2f}% "
                   f"on {cal.num_pairs} pairs)")
-        added, enrolled = enroll_groups(rec, groups, args)
+        added, enrolled, skipped = enroll_groups(rec, groups, args)
         if args.threshold is not None or args.calibrate is not None:
             rec.gallery.update_metadata(threshold=rec.threshold, threshold_source=rec.threshold_source)
-        print(f"enrolled {added} images of {enrolled} identities; gallery {args.gallery} now holds "
+        known = f"; skipped {skipped} photos it already had" if skipped else ""
+        print(f"enrolled {added} images of {enrolled} identities{known}; gallery {args.gallery} now holds "
               f"{len(rec.gallery)} identities ({rec.gallery.num_embeddings} images)")
     finally:
         rec.gallery.close()
     return 0
 
 
-def enroll_groups(rec, groups: list[tuple[str, list[Path]]], args: argparse.Namespace) -> tuple[int, int]:
-    """Embed and enroll each identity (one transaction each; the gallery is created at the first).
-    Returns (images, identities) enrolled."""
+def enroll_groups(rec, groups: list[tuple[str, list[Path]]], args: argparse.Namespace) -> tuple[int, int, int]:
+    """Embed and enroll each identity (one transaction each; the gallery is made by the first). Photos
+    the identity has already (by content) are skipped. Returns the images and identities enrolled,
+    and the photos skipped."""
     failures, several, empty, done = [], [], [], []
-    added = 0
+    added = skipped = 0
+    if rec.gallery.path is None:  # nothing is written before the first enrolment
+        rec.open_gallery(args.gallery, create=True)
     outer = tqdm(groups, desc="enroll", unit="identity", disable=args.quiet or len(groups) == 1)
     for name, files in outer:
-        result = embed_files(rec, files, aligned=args.aligned, progress=not args.quiet and len(groups) == 1,
+        todo, known = new_photos(rec.gallery, name, files)
+        skipped += known
+        if known and not todo:
+            continue
+        result = embed_files(rec, list(todo), aligned=args.aligned, progress=not args.quiet and len(groups) == 1,
                              face=args.face)
         failures.extend(result.failures)
         several.extend(result.several_faces)
@@ -112,19 +121,32 @@ def enroll_groups(rec, groups: list[tuple[str, list[Path]]], args: argparse.Name
             empty.append(name)
             continue
         try:
-            if rec.gallery.path is None:
-                rec.open_gallery(args.gallery, create=True)
-            rec.gallery.enroll_embeddings(name, result.embeddings, sources=result.paths)
+            count = rec.gallery.enroll_embeddings(name, result.embeddings, sources=result.paths,
+                                                  hashes=[todo[p] for p in result.paths])
         except GalleryWriteError:
             if done:
                 print(f"enrolled before the error, and kept ({len(done)}): {', '.join(done[:20])}", file=sys.stderr)
             raise
-        done.append(name)
-        added += len(result.paths)
+        skipped += len(result.paths) - count  # enrolled by another process meanwhile
+        added += count
+        done += [name] if count else []
     print_failures(failures)
     print_several_faces(several, args.face)
     if empty:
         print(f"identities with no usable image, not enrolled ({len(empty)}): {', '.join(empty[:20])}", file=sys.stderr)
-    if added == 0:
+    if added == 0 and skipped == 0:
         raise InvalidInputError("no image could be enrolled; the gallery was not changed")
-    return added, len(done)
+    return added, len(done), skipped
+
+
+def new_photos(gallery, name: str, files: list[Path]) -> tuple[dict[Path, str | None], int]:
+    """The photos of ``name`` the gallery does not have yet (by content: a photo given twice counts
+    once), with their sha256, and how many of ``files`` were left out."""
+    hashes = [photo_sha256(f) for f in files]
+    todo, seen = {}, set()
+    for path, digest, known in zip(files, hashes, gallery.enrolled(name, hashes, files)):
+        if known or (digest is not None and digest in seen):
+            continue
+        seen.add(digest)
+        todo[path] = digest
+    return todo, len(files) - len(todo)

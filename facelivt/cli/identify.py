@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     files = expand_inputs(args.images)
     if not files:
         raise InvalidInputError("no input files found")
-    rec = open_gallery(args, must_exist=True, threshold=args.threshold)
+    rec = open_gallery(args, must_exist=True, threshold=args.threshold, readonly=True)
     if not args.json:
         print(f"threshold {rec.threshold:.4f} ({rec.threshold_source})", file=sys.stderr)
     try:

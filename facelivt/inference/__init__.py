@@ -18,13 +18,16 @@ from facelivt.inference.calibration import (
 )
 from facelivt.inference.detector import AlignedFace, Face, FaceDetector, NoFaceError, SeveralFacesError
 from facelivt.inference.folders import AlignReport, EmbedRun, align_folder, embed_files, expand_inputs, list_files
-from facelivt.inference.gallery import Gallery, Match, faiss_available
+from facelivt.inference.gallery import Gallery, Match, faiss_available, photo_sha256
+from facelivt.inference.gallery_check import GalleryProblem
 from facelivt.inference.gallery_store import (
+    GalleryCheck,
     GalleryError,
     GalleryExistsError,
     GalleryMismatchError,
     GalleryNotFoundError,
     GalleryWriteError,
+    check_gallery,
 )
 from facelivt.inference.images import LoadedImage, load_image, open_image
 from facelivt.inference.mtcnn import ONet, PNet, RNet, detect_faces, load_mtcnn_nets
@@ -49,10 +52,12 @@ __all__ = [
     "FaceDetector",
     "FaceRecognizer",
     "Gallery",
+    "GalleryCheck",
     "GalleryError",
     "GalleryExistsError",
     "GalleryMismatchError",
     "GalleryNotFoundError",
+    "GalleryProblem",
     "GalleryWriteError",
     "ImageLoadError",
     "ImageTooLargeError",
@@ -70,6 +75,7 @@ __all__ = [
     "align_folder",
     "best_accuracy_threshold",
     "calibrate_scores",
+    "check_gallery",
     "check_threshold",
     "detect_faces",
     "embed_files",
@@ -80,6 +86,7 @@ __all__ = [
     "load_mtcnn_nets",
     "locate_mtcnn_weights",
     "open_image",
+    "photo_sha256",
     "read_pairs_list",
     "threshold_at_far",
 ]

@@ -8,12 +8,15 @@ both give the same result. 100k identities x 512 floats is 200 MB and a query ta
 ``Gallery(dim)`` lives in memory. ``Gallery.open(folder)`` is backed by ``folder/gallery.sqlite``
 (see :mod:`facelivt.inference.gallery_store`): the search index is built from the database when it
 is opened and rebuilt when another process has committed changes; every enrolment or removal is
-written at once, in one transaction. An old two-file gallery (``gallery.json`` +
+written at once, in one transaction. ``Gallery.open(folder, create=True)`` makes a new gallery with
+its first enrolment, in the same transaction: an enrolment that fails (a full disk) leaves no
+gallery, and no folder it made, behind. An old two-file gallery (``gallery.json`` +
 ``embeddings.safetensors``) in the folder is imported on the first open and its files are renamed
 to ``*.imported`` (see :mod:`facelivt.inference.gallery_legacy`).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -116,6 +119,7 @@ class Gallery:
         self.backend = "faiss" if backend == "faiss" or (backend == "auto" and faiss is not None) else "numpy"
         self.metadata: dict = _user_metadata(metadata or {}, "gallery metadata")
         self._store: GalleryStore | None = None
+        self._pending: Path | None = None  # the folder where the first enrolment makes the gallery
         self._outdated = False  # the database holds changes the index does not have yet
         self._names: list[str] = []
         self._ids: dict[str, int] = {}
@@ -131,7 +135,7 @@ class Gallery:
     @property
     def path(self) -> Path | None:
         """The gallery folder, or None for a gallery in memory."""
-        return None if self._store is None else self._store.path.parent
+        return self._pending if self._store is None else self._store.path.parent
 
     @property
     def names(self) -> list[str]:
@@ -179,22 +183,84 @@ class Gallery:
         return l2_normalize(e)
 
     def enroll_embeddings(
-        self, name: str, embeddings: np.ndarray, *, sources: Sequence[str | os.PathLike] | None = None
-    ) -> None:
-        """Add embeddings (n x dim or dim) to identity ``name`` (created if new). A gallery backed by a
-        folder writes them at once, in one transaction; ``sources`` (one per embedding: the photos)
-        are recorded with them."""
+        self, name: str, embeddings: np.ndarray, *, sources: Sequence[str | os.PathLike] | None = None,
+        hashes: Sequence[str | None] | None = None,
+    ) -> int:
+        """Add embeddings (n x dim or dim) to identity ``name`` (created if new); returns how many were
+        added. A gallery backed by a folder writes them at once, in one transaction; ``sources`` (one
+        per embedding: the photos) are recorded with them, and so are ``hashes`` (their
+        :func:`photo_sha256`), by which photos ``name`` already has are skipped (see :meth:`enrolled`)."""
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError(f"identity name must be a non-empty string, got {name!r}")
         e = self._check_embeddings(embeddings)
         if len(e) == 0:
             raise InvalidInputError(f"no embeddings given for {name!r}")
+        src = None if sources is None else [str(p) for p in sources]
+        if hashes is not None and len(hashes) != len(e):
+            raise InvalidInputError(f"{len(e)} embeddings but {len(hashes)} hashes")
+        if self._pending is not None:
+            self._adopt()  # another process may have made it meanwhile
+        if self._pending is not None:
+            return self._create(name, e, src, hashes)
         if self._store is not None:
-            current = self._store.add(name, e, None if sources is None else [str(p) for p in sources])
-            if not current or self._outdated:  # others wrote too: the next read reloads everything
+            current, added = self._store.add(name, e, src, hashes)
+            if not current or self._outdated or added < len(e):  # others wrote too: the next read reloads
                 self._outdated = True
-                return
+                return added
         self._add_to_index(name, e)
+        return len(e)
+
+    def enrolled(self, name: str, hashes: Sequence[str | None],
+                 sources: Sequence[str | os.PathLike | None] | None = None) -> list[bool]:
+        """Whether each photo (its :func:`photo_sha256` in ``hashes``; ``sources``: its path) is enrolled
+        for ``name`` in the gallery's folder already: one with the same content, or, among embeddings
+        recorded without a hash (by an older facelivt), one from the same path. A gallery in memory
+        records no photos: all False."""
+        if self._pending is not None:
+            self._adopt()
+        if self._store is None:
+            return [False] * len(hashes)
+        paths = [None if p is None else str(p) for p in sources] if sources is not None else [None] * len(hashes)
+        return self._store.enrolled(name, list(hashes), paths)
+
+    def _create(self, name: str, e: np.ndarray, sources: list[str] | None, hashes) -> int:
+        """Make the gallery of the pending folder holding this first enrolment (or, when another process
+        made it meanwhile, add to theirs); returns how many embeddings were added. A failure leaves
+        nothing behind, not even a folder made for it."""
+        root = self._pending
+        made = _make_folders(root)
+        rows = Snapshot([name], e, np.zeros(len(e), np.int64), {}, self.dim)
+        meta = _new_meta(self.dim, self.metadata)
+        try:
+            store, created = GalleryStore.create(root / DB_NAME, meta, rows, sources, hashes)
+        except BaseException:
+            _remove_folders(made)
+            raise
+        added = len(e)
+        try:
+            if not created:
+                snap = store.snapshot()
+                check_comparable(snap.meta, snap.dim, self.metadata, self.dim, root)
+                added = store.add(name, e, sources, hashes)[1]
+        except BaseException:
+            store.close()
+            raise
+        self._store, self._pending, self._outdated = store, None, True  # the next read loads it
+        return added
+
+    def _adopt(self) -> None:
+        """Use the gallery another process made in the pending folder, if there is one now."""
+        store = GalleryStore.open(self._pending / DB_NAME)
+        if store is None:
+            return
+        try:
+            snap = store.snapshot()
+            check_comparable(snap.meta, snap.dim, self.metadata, self.dim, self._pending)
+        except BaseException:
+            store.close()
+            raise
+        self._store, self._pending = store, None
+        self._load(snap)
 
     def _add_to_index(self, name: str, e: np.ndarray) -> None:
         if name in self._ids:
@@ -321,6 +387,7 @@ class Gallery:
         dim: int | None = None,
         metadata: dict | None = None,
         backend: str = "auto",
+        readonly: bool = False,
     ) -> "Gallery":
         """The gallery of ``folder`` (its ``gallery.sqlite``), index built from the database.
 
@@ -328,10 +395,17 @@ class Gallery:
         embedding size ``dim`` with ``metadata`` when the folder holds none. ``dim`` and the keys
         ``model``, ``weights_fingerprint`` and ``flip`` of ``metadata``, when given, must agree with
         an existing gallery (:class:`GalleryMismatchError`). A damaged, foreign or newer file raises
-        :class:`GalleryError`, no gallery :class:`GalleryNotFoundError`.
+        :class:`GalleryError`, no gallery :class:`GalleryNotFoundError`. ``readonly``: to search it
+        only (it can then be read from a read-only folder; enrolling raises :class:`GalleryWriteError`).
         """
+        if create and readonly:
+            raise InvalidInputError("a gallery opened to create it cannot be read-only")
         wanted = _user_metadata(metadata or {}, "gallery metadata")
-        store = _open_store(Path(folder), create, dim, wanted)
+        store = _open_store(Path(folder), create, dim, wanted, readonly)
+        if store is None:  # none there yet: the first enrolment makes it
+            gallery = cls(dim, metadata=wanted, backend=backend)
+            gallery._pending = Path(folder)
+            return gallery
         try:
             snap = store.snapshot()
             check_comparable(snap.meta, snap.dim, wanted, dim, folder)
@@ -350,6 +424,8 @@ class Gallery:
 
     def refresh(self) -> None:
         """Rebuild the index if another process changed the database since it was read (cheap otherwise)."""
+        if self._pending is not None:
+            self._adopt()
         if self._store is not None and (self._outdated or self._store.changed()):
             self._load(self._store.snapshot())
 
@@ -388,13 +464,14 @@ class Gallery:
         rows = Snapshot(list(self._names), self._vectors.view(), self._labels.view(), {}, self.dim)
         store = _save_store(root, rows, _new_meta(self.dim, meta), overwrite)
         if self._store is None:
-            self._store = store  # the next read reloads from the database: the index matches it
+            self._store, self._pending = store, None  # the next read reloads from the database
         else:
             store.close()
         return root
 
     def close(self) -> None:
         """Close the database (the gallery stays readable in memory, no longer backed by the folder)."""
+        self._pending = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -439,11 +516,14 @@ def check_comparable(have: dict, have_dim: int, want: dict, want_dim: int | None
         raise GalleryMismatchError(f"gallery {where} holds {have_dim}-d embeddings, the model gives {want_dim}-d")
 
 
-def _open_store(root: Path, create: bool, dim: int | None, metadata: dict) -> GalleryStore:
+def _open_store(root: Path, create: bool, dim: int | None, metadata: dict,
+                readonly: bool = False) -> GalleryStore | None:
+    """The gallery database of ``root`` (an old two-file gallery imported first); None where there is
+    none and ``create`` (the first enrolment makes it)."""
     if root.exists() and not root.is_dir():
         raise GalleryError(f"gallery path {root} exists and is not a folder")
     for attempt in range(3):
-        store = GalleryStore.open(root / DB_NAME)
+        store = GalleryStore.open(root / DB_NAME, readonly=readonly)
         if store is not None:
             return store
         try:
@@ -462,16 +542,31 @@ def _open_store(root: Path, create: bool, dim: int | None, metadata: dict) -> Ga
             raise GalleryNotFoundError(f"no gallery in {root} ({DB_NAME} is missing or empty)")
         if dim is None:
             raise InvalidInputError("a new gallery needs its embedding size (dim)")
-        _make_folder(root)
-        return GalleryStore.create(root / DB_NAME, _new_meta(dim, metadata))[0]
+        return None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _make_folder(root: Path) -> None:
+def _make_folders(root: Path) -> list[Path]:
+    """Make ``root`` and its missing parents; returns the folders made, deepest first."""
+    made, folder = [], root
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_folders(made)
         raise OutputWriteError(root, exc) from exc
+    return made
+
+
+def _remove_folders(made: list[Path]) -> None:
+    """Remove the folders :func:`_make_folders` made, deepest first, as long as they are empty."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:  # something is in it now (another process's gallery): keep it and its parents
+            return
 
 
 def _import(root: Path, legacy: LegacyGallery) -> GalleryStore:
@@ -494,19 +589,36 @@ def _save_store(root: Path, rows: Snapshot, meta: dict, overwrite: bool) -> Gall
         raise GalleryError(f"gallery path {root} exists and is not a folder")
     exists = GalleryExistsError(f"{root} already holds a gallery: open it with Gallery.open(folder) to add to it, "
                                 "or save(folder, overwrite=True) to replace it")
-    _make_folder(root)
-    store = GalleryStore.open(root / DB_NAME)
-    if store is None:
-        if not overwrite and read_legacy(root) is not None:
-            raise exists
-        store, created = GalleryStore.create(root / DB_NAME, meta, rows)
-        if created:
-            return store
+    made = _make_folders(root)
+    try:
+        store = GalleryStore.open(root / DB_NAME)
+        if store is None:
+            if not overwrite and read_legacy(root) is not None:
+                raise exists
+            store, created = GalleryStore.create(root / DB_NAME, meta, rows)
+            if created:
+                return store
+    except BaseException:
+        _remove_folders(made)
+        raise
     if not overwrite:
         store.close()
         raise exists
     store.replace(rows, meta)
     return store
+
+
+def photo_sha256(path: str | os.PathLike) -> str | None:
+    """The sha256 of a photo file's bytes (hex), by which a gallery knows the photos it has; None when
+    the file cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def build_gallery(items: Iterable[tuple[str, np.ndarray]], dim: int = 512, **kwargs: Any) -> Gallery:

@@ -5,15 +5,28 @@ Schema version 1 (``PRAGMA user_version``; ``PRAGMA application_id`` marks the f
 - ``meta(key, value)``: JSON values: ``dim`` (embedding size), ``created``, and the gallery's metadata
   (``model``, ``weights_fingerprint``, ``flip``, ``threshold``, ``threshold_source``, ...).
 - ``identities(id, name UNIQUE, added)``: ``name`` is always text.
-- ``embeddings(id, identity_id, vector, source, added)``: ``vector`` is the L2-normalised embedding
-  as little-endian float32 bytes (4 x dim), ``source`` the photo it came from (or NULL).
+- ``embeddings(id, identity_id, vector, source, added, sha256)``: ``vector`` is the L2-normalised
+  embedding as little-endian float32 bytes (4 x dim), ``source`` the photo it came from (or NULL),
+  ``sha256`` the hex digest of that photo's bytes (or NULL), by which an enrolment run again skips the
+  photos it has. Galleries made before that column get it (``ALTER TABLE ... ADD COLUMN``, still schema
+  1: older facelivt versions read and write them as before) at the first enrolment that records one.
+
+An identity's embeddings are deleted with it (``ON DELETE CASCADE``, in the schema since its first
+version: no gallery needs migrating) and every connection turns foreign keys on. Tools that leave them
+off (the ``sqlite3`` shell, Python's ``sqlite3``) can still leave embeddings without their identity:
+opening such a gallery raises a :class:`GalleryError` naming them, and :func:`check_gallery` (``facelivt
+gallery check GALLERY --repair``) removes them (see :mod:`facelivt.inference.gallery_check`).
 
 The journal is a write-ahead log (WAL): readers never block the writer nor each other, writers wait
 for each other (busy timeout), and each change is one ``BEGIN IMMEDIATE`` transaction. So enrolments
 from several processes at once all survive, ``identify`` runs while ``enroll`` writes, and a failed
 enrolment (disk full, killed process) leaves the gallery exactly as it was before it. WAL needs a
-local file system (not NFS/SMB). Every SQLite error becomes a :class:`GalleryError` (damaged, foreign
-or newer file) or a :class:`GalleryWriteError` (could not write), both naming the file.
+local file system (not NFS/SMB). A gallery opened only to read (``readonly``: ``identify``, ``gallery
+check``) refuses writes (``query_only``); in a folder this process cannot write (a read-only mount,
+a folder of another user) it is opened with ``mode=ro``, and when there is no write-ahead log there
+either (SQLite could not create its files) ``immutable``: nobody can be writing it. Every SQLite
+error becomes a :class:`GalleryError` (damaged, foreign or newer file) or a :class:`GalleryWriteError`
+(could not write), both naming the file.
 """
 from __future__ import annotations
 
@@ -32,7 +45,10 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, UnknownNameError
+from facelivt.files import new_path
 from facelivt.inference.calibration import check_threshold
+from facelivt.inference.gallery_check import GalleryProblem, find_problems, orphans_text
+from facelivt.inference.gallery_check import repair as repair_rows
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +59,8 @@ APPLICATION_ID = 0x464C5654  # "FLVT"
 BUSY_TIMEOUT = 120.0
 #: 16 KiB pages hold seven 512-d embeddings each (4 KiB pages held one: the file was twice the data).
 PAGE_SIZE = 16384
+#: What linking a file fails with where the file system has no hard links (FAT).
+NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP)
 #: Keys of ``meta`` kept by the store itself (not part of a gallery's user metadata).
 RESERVED_KEYS = frozenset({"dim", "created", "imported_from"})
 
@@ -52,7 +70,7 @@ _SCHEMA = (
     "name TEXT NOT NULL UNIQUE CHECK (typeof(name) = 'text' AND length(trim(name)) > 0), added TEXT NOT NULL)",
     "CREATE TABLE embeddings (id INTEGER PRIMARY KEY AUTOINCREMENT, "
     "identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE, "
-    "vector BLOB NOT NULL CHECK (typeof(vector) = 'blob'), source TEXT, added TEXT NOT NULL)",
+    "vector BLOB NOT NULL CHECK (typeof(vector) = 'blob'), source TEXT, added TEXT NOT NULL, sha256 TEXT)",
     "CREATE INDEX embeddings_by_identity ON embeddings(identity_id)",
 )
 _TABLES = {"meta", "identities", "embeddings"}
@@ -77,10 +95,15 @@ class GalleryExistsError(GalleryError, FileExistsError):
 
 
 class GalleryWriteError(OutputWriteError):
-    """A change could not be written (disk full, read-only, locked too long); nothing was changed."""
+    """A change could not be written (disk full, read-only, locked too long); nothing was changed
+    (``outcome`` says so)."""
+
+    def __init__(self, path, cause: OSError, outcome: str = "the gallery was not changed") -> None:
+        super().__init__(path, cause)
+        self.outcome = outcome
 
     def __str__(self) -> str:
-        return f"{self.args[1]}; the gallery was not changed"
+        return f"{self.args[1]}; {self.outcome}"
 
 
 def now() -> str:
@@ -118,11 +141,13 @@ class Snapshot:
 
 
 class GalleryStore:
-    """One gallery database. Use :meth:`open` (existing) or :meth:`create` (new or existing)."""
+    """One gallery database. Use :meth:`open` (existing) or :meth:`create` (new or existing).
+    ``readonly``: for reading only (a write raises :class:`GalleryWriteError`)."""
 
-    def __init__(self, path: Path, timeout: float = BUSY_TIMEOUT) -> None:
+    def __init__(self, path: Path, timeout: float = BUSY_TIMEOUT, readonly: bool = False) -> None:
         self.path = Path(path)
         self.timeout = timeout
+        self.readonly = readonly
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
@@ -133,12 +158,28 @@ class GalleryStore:
     def _con(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():  # a connection is not carried across fork()
             with self.errors(writing=False):
-                self._conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None,
-                                             check_same_thread=False)
-                self._conn.execute("PRAGMA foreign_keys = ON")
-                self._conn.execute("PRAGMA synchronous = FULL")
+                self._conn = self._connect()
             self._pid = os.getpid()
         return self._conn
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection with foreign keys on. Read-only: ``query_only`` where the folder can be written
+        (SQLite then removes the log's files it made, at close), else ``mode=ro``, and ``immutable``
+        when there is no log either (SQLite could not create one)."""
+        target, uri = str(self.path), False
+        if self.readonly and not os.access(self.path.parent, os.W_OK):
+            target, uri = Path(os.path.abspath(self.path)).as_uri() + "?mode=ro", True
+            if not os.path.exists(f"{self.path}-wal"):
+                target += "&immutable=1"
+        con = sqlite3.connect(target, timeout=self.timeout, isolation_level=None, check_same_thread=False, uri=uri)
+        try:
+            con.execute("PRAGMA foreign_keys = ON")
+            con.execute("PRAGMA synchronous = FULL")
+            con.execute(f"PRAGMA query_only = {'ON' if self.readonly else 'OFF'}")
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def close(self) -> None:
         with self._lock:
@@ -159,6 +200,9 @@ class GalleryStore:
             if code.startswith("SQLITE_IOERR_SHM"):  # even reading needs the log's shared-memory file
                 reason = f"{exc}: no room for {self.path.name}-shm, the index of its write-ahead log (is the disk full?)"
                 raise GalleryWriteError(self.path, OSError(errno.ENOSPC, reason)) from exc
+            if primary == "SQLITE_CANTOPEN" and not self.readonly and not os.access(self.path.parent, os.W_OK):
+                reason = f"{exc}: its folder cannot be written (SQLite keeps the write-ahead log there)"
+                raise GalleryWriteError(self.path, OSError(errno.EACCES, reason)) from exc
             if writing or primary in ("SQLITE_FULL", "SQLITE_READONLY"):
                 raise GalleryWriteError(self.path, OSError(_ERRNO.get(primary, errno.EIO), str(exc))) from exc
             raise GalleryError(f"cannot read gallery {self.path}: {exc}") from exc
@@ -195,15 +239,14 @@ class GalleryStore:
         return "ours"
 
     def _wal(self) -> None:
-        mode = self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            log.warning("%s: the file system does not support a write-ahead log (journal mode %s)", self.path, mode)
+        with self.errors(writing=True):
+            _check_wal(self.path, self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0])
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "GalleryStore | None":
+    def open(cls, path: str | os.PathLike, readonly: bool = False) -> "GalleryStore | None":
         """The gallery database at ``path``, validated; None when there is none (no file, or an empty
-        one left by a creation that never finished)."""
-        store = cls(Path(path))
+        one left by a creation that never finished). ``readonly``: only to read it."""
+        store = cls(Path(path), readonly=readonly)
         if not store.path.is_file():
             return None
         try:
@@ -212,18 +255,34 @@ class GalleryStore:
             if kind == "empty":
                 store.close()
                 return None
-            store._wal()
+            if not readonly:
+                store._wal()
         except BaseException:
             store.close()
             raise
         return store
 
     @classmethod
-    def create(cls, path: str | os.PathLike, meta: dict, rows: "Snapshot | None" = None) -> "tuple[GalleryStore, bool]":
-        """Set up a new gallery at ``path`` holding ``meta`` (with ``dim``) and ``rows``, in one
-        transaction; ``(store, True)``. When another process set it up first, that gallery is
-        kept and returned: ``(store, False)``."""
+    def create(cls, path: str | os.PathLike, meta: dict, rows: "Snapshot | None" = None,
+               sources: Sequence[str | None] | None = None,
+               hashes: Sequence[str | None] | None = None) -> "tuple[GalleryStore, bool]":
+        """Set up a new gallery at ``path`` holding ``meta`` (with ``dim``) and ``rows`` (``sources``,
+        ``hashes``: one per row); ``(store, True)``. It is built in a file beside ``path`` and linked
+        into place whole (:func:`facelivt.files.new_path`): a failure (a full disk) leaves nothing
+        behind and no reader sees a gallery half made. When another process made one first, that gallery is kept and
+        returned: ``(store, False)``. An empty file at ``path`` (a creation that never finished) is set
+        up in place, as is a new gallery on a file system without hard links."""
         store = cls(Path(path))
+        if not os.path.lexists(store.path):
+            try:
+                with new_path(store.path) as tmp:
+                    store._build(tmp, meta, rows, sources, hashes)
+                return store, True
+            except FileExistsError:
+                pass  # another process made it first: use theirs (below)
+            except OutputWriteError as exc:
+                if isinstance(exc, GalleryWriteError) or exc.errno not in NO_HARD_LINKS:
+                    raise GalleryWriteError(store.path, exc.cause, "no gallery was created") from exc
         try:
             with store.errors(writing=True):  # takes effect when the empty file is first written
                 store._con.execute(f"PRAGMA page_size = {PAGE_SIZE}")
@@ -231,18 +290,40 @@ class GalleryStore:
             with store._transaction(immediate=True) as con:
                 if store._kind(con) == "ours":
                     return store, False
-                for statement in _SCHEMA:
-                    con.execute(statement)
-                con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
-                                [(k, json.dumps(v, allow_nan=False)) for k, v in meta.items()])
-                if rows is not None:
-                    store._insert_rows(con, rows)
+                store._set_up(con, meta, rows, sources, hashes)
         except BaseException:
             store.close()
             raise
         return store, True
+
+    def _build(self, tmp: Path, meta: dict, rows: "Snapshot | None", sources, hashes) -> None:
+        """The whole new gallery in the file ``tmp``, then switched to a write-ahead log."""
+        try:
+            with self.errors(writing=True):
+                con = sqlite3.connect(str(tmp), isolation_level=None)
+                try:
+                    for pragma in (f"page_size = {PAGE_SIZE}", "synchronous = FULL", "foreign_keys = ON"):
+                        con.execute(f"PRAGMA {pragma}")
+                    con.execute("BEGIN IMMEDIATE")
+                    self._set_up(con, meta, rows, sources, hashes)
+                    con.execute("COMMIT")
+                    _check_wal(self.path, con.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+                finally:
+                    con.close()
+        finally:
+            for suffix in ("-journal", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{tmp}{suffix}")
+
+    def _set_up(self, con: sqlite3.Connection, meta: dict, rows: "Snapshot | None", sources, hashes) -> None:
+        for statement in _SCHEMA:
+            con.execute(statement)
+        con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                        [(k, json.dumps(v, allow_nan=False)) for k, v in meta.items()])
+        if rows is not None:
+            self._insert_rows(con, rows, sources, hashes)
 
     # ------------------------------------------------------------------ reading
     def changed(self) -> bool:
@@ -258,16 +339,45 @@ class GalleryStore:
             dim = meta["dim"]
             bad = con.execute("SELECT count(*) FROM embeddings WHERE length(vector) != ?", (4 * dim,)).fetchone()[0]
             if bad:
-                raise GalleryError(f"{self.path} is damaged: {bad} embeddings are not {dim} float32 values")
+                raise GalleryError(f"{self.path} is damaged: {bad} embeddings are not {dim} float32 values; "
+                                   f"{self._repair_hint()}")
             names = dict(con.execute("SELECT id, name FROM identities"))
             rows = con.execute("SELECT identity_id, vector FROM embeddings ORDER BY id").fetchall()
         owners = np.array([r[0] for r in rows], dtype=np.int64)
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").astype(np.float32).reshape(-1, dim)
         used, labels = np.unique(owners, return_inverse=True)  # identity ids ascending: enrolment order
+        self._check_owners(owners, used, names)
         if not np.isfinite(vectors).all() or (len(vectors) and (np.abs(vectors).sum(1) == 0).any()):
-            raise GalleryError(f"{self.path} is damaged: it holds NaN, infinite or all-zero embeddings")
+            raise GalleryError(f"{self.path} is damaged: it holds NaN, infinite or all-zero embeddings; "
+                               f"{self._repair_hint()}")
         self._version = version
         return Snapshot([names[int(i)] for i in used], vectors, labels.astype(np.int64).reshape(-1), meta, dim)
+
+    def _check_owners(self, owners: np.ndarray, used: np.ndarray, names: dict) -> None:
+        lost = [int(i) for i in used if int(i) not in names]
+        if lost:
+            count = int(np.isin(owners, lost).sum())
+            raise GalleryError(f"{self.path} is inconsistent: {orphans_text(count, lost)}; {self._repair_hint()}")
+
+    def _repair_hint(self) -> str:
+        return f"remove them with `facelivt gallery check {self.path.parent} --repair`"
+
+    def problems(self) -> list[GalleryProblem]:
+        """What is wrong in the gallery (see :mod:`facelivt.inference.gallery_check`), read in one transaction."""
+        with self._transaction(immediate=False) as con:
+            return find_problems(con, self._read_meta(con)["dim"])
+
+    def repair(self) -> list[GalleryProblem]:
+        """Delete the inconsistent rows in one transaction; returns what was removed (nothing from a
+        file SQLite finds damaged)."""
+        with self._transaction(immediate=True) as con:
+            return repair_rows(con, self._read_meta(con)["dim"])
+
+    def counts(self) -> tuple[int, int]:
+        """(identities, embeddings)."""
+        with self._transaction(immediate=False) as con:
+            return (con.execute("SELECT count(*) FROM identities").fetchone()[0],
+                    con.execute("SELECT count(*) FROM embeddings").fetchone()[0])
 
     def _read_meta(self, con: sqlite3.Connection) -> dict:
         meta = {}
@@ -286,28 +396,39 @@ class GalleryStore:
     def _fresh(self, con: sqlite3.Connection) -> bool:
         return con.execute("PRAGMA data_version").fetchone()[0] == self._version
 
-    def _insert_rows(self, con: sqlite3.Connection, rows: Snapshot, sources: Sequence[str | None] | None = None) -> None:
+    def _insert_rows(self, con: sqlite3.Connection, rows: Snapshot, sources: Sequence[str | None] | None = None,
+                     hashes: Sequence[str | None] | None = None) -> None:
+        _check_lengths(len(rows.vectors), sources, hashes)
         stamp = now()
         ids = [con.execute("INSERT INTO identities(name, added) VALUES (?, ?)", (n, stamp)).lastrowid for n in rows.names]
-        src = sources if sources is not None else [None] * len(rows.vectors)
-        con.executemany("INSERT INTO embeddings(identity_id, vector, source, added) VALUES (?, ?, ?, ?)",
-                        [(ids[int(lab)], _blob(v), s, stamp) for v, lab, s in zip(rows.vectors, rows.labels, src)])
+        _insert(con, [ids[int(lab)] for lab in rows.labels], rows.vectors, sources, hashes, stamp)
 
-    def add(self, name: str, vectors: np.ndarray, sources: Sequence[str | None] | None = None) -> bool:
-        """Add ``vectors`` (normalised, n x dim) to identity ``name`` in one transaction. Returns whether
-        the caller's view was current (no other process had committed since its last read)."""
-        src = list(sources) if sources is not None else [None] * len(vectors)
-        if len(src) != len(vectors):
-            raise InvalidInputError(f"{len(vectors)} embeddings but {len(src)} sources")
+    def add(self, name: str, vectors: np.ndarray, sources: Sequence[str | None] | None = None,
+            hashes: Sequence[str | None] | None = None) -> tuple[bool, int]:
+        """Add ``vectors`` (normalised, n x dim) to identity ``name`` in one transaction. With ``hashes``
+        (one per row: its photo's sha256) the rows whose photo ``name`` already has are skipped (see
+        :meth:`enrolled`). Returns whether the caller's view was current (no other process had
+        committed since its last read) and how many rows were added."""
+        _check_lengths(len(vectors), sources, hashes)
         stamp = now()
         with self._transaction(immediate=True) as con:
             fresh = self._fresh(con)
             row = con.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
             ident = row[0] if row else con.execute(
                 "INSERT INTO identities(name, added) VALUES (?, ?)", (name, stamp)).lastrowid
-            con.executemany("INSERT INTO embeddings(identity_id, vector, source, added) VALUES (?, ?, ?, ?)",
-                            [(ident, _blob(v), None if s is None else str(s), stamp) for v, s in zip(vectors, src)])
-        return fresh
+            keep = list(range(len(vectors)))
+            if hashes is not None and row is not None:
+                src = sources if sources is not None else [None] * len(vectors)
+                keep = [i for i, known in enumerate(_known(con, ident, hashes, src)) if not known]
+            _insert(con, [ident] * len(keep), vectors[keep], _pick(sources, keep), _pick(hashes, keep), stamp)
+        return fresh, len(keep)
+
+    def enrolled(self, name: str, hashes: Sequence[str | None], sources: Sequence[str | None]) -> list[bool]:
+        """Whether each photo is enrolled for ``name`` already: a row with the same ``hashes`` entry, or,
+        among the rows recorded without one (by an older facelivt), one with the same ``sources`` path."""
+        with self._transaction(immediate=False) as con:
+            row = con.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+            return _known(con, row[0], hashes, sources) if row else [False] * len(hashes)
 
     def remove(self, name: str) -> bool:
         """Delete identity ``name`` and its embeddings; KeyError when it is not there."""
@@ -339,5 +460,77 @@ class GalleryStore:
             self._insert_rows(con, rows)
 
 
+def _insert(con: sqlite3.Connection, owners: Sequence[int], vectors: np.ndarray, sources, hashes, stamp: str) -> None:
+    """Embedding rows (``sources``, ``hashes``: one per row, or None)."""
+    n = len(owners)
+    src = [None if x is None else str(x) for x in sources] if sources is not None else [None] * n
+    rows = [(o, _blob(v), x, stamp) for o, v, x in zip(owners, vectors, src)]
+    if hashes is None:
+        con.executemany("INSERT INTO embeddings(identity_id, vector, source, added) VALUES (?, ?, ?, ?)", rows)
+        return
+    if not _has_sha256(con):
+        con.execute("ALTER TABLE embeddings ADD COLUMN sha256 TEXT")
+    con.executemany("INSERT INTO embeddings(identity_id, vector, source, added, sha256) VALUES (?, ?, ?, ?, ?)",
+                    [(*r, h) for r, h in zip(rows, hashes)])
+
+
+def _check_lengths(n: int, sources, hashes) -> None:
+    for given, what in ((sources, "sources"), (hashes, "hashes")):
+        if given is not None and len(given) != n:
+            raise InvalidInputError(f"{n} embeddings but {len(given)} {what}")
+
+
+def _pick(items, keep: list[int]):
+    return None if items is None else [items[i] for i in keep]
+
+
+def _has_sha256(con: sqlite3.Connection) -> bool:
+    return any(r[1] == "sha256" for r in con.execute("PRAGMA table_info(embeddings)"))
+
+
+def _known(con: sqlite3.Connection, ident: int, hashes: Sequence[str | None],
+           sources: Sequence[str | None]) -> list[bool]:
+    """Whether identity ``ident`` has each photo: by content, or by path for rows recorded without it."""
+    column = "sha256" if _has_sha256(con) else "NULL"
+    rows = con.execute(f"SELECT {column}, source FROM embeddings WHERE identity_id = ?", (ident,)).fetchall()
+    digests = {h for h, _ in rows if h is not None}
+    paths = {src for h, src in rows if h is None and src is not None}
+    return [(h is not None and h in digests) or (src is not None and str(src) in paths)
+            for h, src in zip(hashes, sources)]
+
+
+def _check_wal(path: Path, mode: str) -> None:
+    if str(mode).lower() != "wal":
+        log.warning("%s: the file system does not support a write-ahead log (journal mode %s)", path, mode)
+
+
 def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+@dataclass(frozen=True)
+class GalleryCheck:
+    """What :func:`check_gallery` found: the gallery's size, what is wrong in it now (after a repair:
+    what could not be repaired) and what the repair removed."""
+
+    path: Path
+    identities: int
+    embeddings: int
+    problems: list[GalleryProblem]
+    repaired: list[GalleryProblem]
+
+
+def check_gallery(folder: str | os.PathLike, *, repair: bool = False) -> GalleryCheck:
+    """Check the gallery of ``folder`` for inconsistent rows (read-only); ``repair``: delete them, in
+    one transaction. A file that is not a gallery, or a damaged one, raises :class:`GalleryError`."""
+    path = Path(folder) / DB_NAME
+    store = GalleryStore.open(path, readonly=not repair)
+    if store is None:
+        raise GalleryNotFoundError(f"no gallery in {folder} ({DB_NAME} is missing or empty)")
+    try:
+        removed = store.repair() if repair else []
+        problems = store.problems()
+        identities, embeddings = store.counts()
+    finally:
+        store.close()
+    return GalleryCheck(path, identities, embeddings, problems, removed)

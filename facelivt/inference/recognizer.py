@@ -477,14 +477,17 @@ class FaceRecognizer:
         emb = self.embed(image, aligned=aligned, face=face)
         return [Match(m.name, m.score, m.score >= self.threshold) for m in self.gallery.search(emb[0], k)[0]]
 
-    def open_gallery(self, folder: str | os.PathLike, *, create: bool = False, check: bool = True) -> Gallery:
+    def open_gallery(self, folder: str | os.PathLike, *, create: bool = False, check: bool = True,
+                     readonly: bool = False) -> Gallery:
         """Use the gallery of ``folder`` (a new one when ``create`` and there is none): its embeddings
         must come from this model, weights and flip setting unless ``check`` is False (then only an
-        existing gallery is opened). Enrolments are written to it at once (see :class:`Gallery`)."""
+        existing gallery is opened). Enrolments are written to it at once (see :class:`Gallery`);
+        ``readonly``: only to identify (the folder may then be read-only)."""
         if check:
-            gallery = Gallery.open(folder, create=create, dim=self.embedding_size, metadata=self.gallery_metadata())
+            gallery = Gallery.open(folder, create=create, dim=self.embedding_size, metadata=self.gallery_metadata(),
+                                   readonly=readonly)
         else:
-            gallery = Gallery.open(folder)
+            gallery = Gallery.open(folder, readonly=readonly)
         return self.use_gallery(gallery, check=check)
 
     def use_gallery(self, gallery: Gallery, *, check: bool = True) -> Gallery:
@@ -504,9 +507,9 @@ class FaceRecognizer:
         self.gallery.metadata.update(threshold=self.threshold, threshold_source=self.threshold_source)
         return self.gallery.save(folder, overwrite=overwrite)
 
-    def load_gallery(self, folder: str | os.PathLike, *, check: bool = True) -> Gallery:
+    def load_gallery(self, folder: str | os.PathLike, *, check: bool = True, readonly: bool = False) -> Gallery:
         """Open the existing gallery of ``folder`` (see :meth:`open_gallery`)."""
-        return self.open_gallery(folder, check=check)
+        return self.open_gallery(folder, check=check, readonly=readonly)
 
 
 def _warn_largest(name: str, found: int) -> None:
