@@ -32,7 +32,7 @@ from facelivt.inference.calibration import Calibration, calibrate_scores, check_
 from facelivt.inference.detector import FaceDetector, Select, SeveralFacesError
 from facelivt.inference.gallery import Gallery, Match, check_comparable
 from facelivt.inference.images import ImageSource, load_image
-from facelivt.models import DEFAULT_PRETRAINED, PRETRAINED, list_pretrained, load_model, preprocess_of
+from facelivt.models import DEFAULT_PRETRAINED, PRETRAINED, check_model_name, list_pretrained, load_model, preprocess_of
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ class FaceRecognizer:
     def _load(self, name: str, weights, pretrained: bool, deploy: bool, progress: bool, overrides: dict) -> None:
         """Load model ``name``: ``weights`` (a file, pretrained name or remote reference), else its
         published pretrained weights (``pretrained``), else random weights with a warning."""
+        check_model_name(name)
         if weights is None and pretrained:
             if name not in PRETRAINED:
                 raise InvalidInputError(

@@ -54,6 +54,7 @@ from facelivt.files import atomic_paths, write_json
 from facelivt.models.checkpoint_io import SAFETENSORS, CheckpointReadError, UnsafeCheckpointError, safe_torch_load, sniff_format
 from facelivt.models.config import V2_VARIANTS, VARIANTS
 from facelivt.models.pretrained import PRETRAINED, PretrainedWeights, list_pretrained
+from facelivt.models.registry import check_model_name
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
 from facelivt.models.weights import fit_state_dict, read_safetensors, serialise_safetensors
 
@@ -262,6 +263,8 @@ def fetch_weights(
     ref = ref if isinstance(ref, WeightsRef) else parse_weights_ref(ref)
     if ref.kind == "file":
         raise InvalidInputError(f"{ref.text} is a local file: load it directly, it needs no fetching")
+    if variant is not None:
+        check_model_name(variant)  # before the table, the cache or the network is asked
     if ref.entry is not None and variant is not None and variant != ref.entry.variant:
         raise CheckpointMismatchError(f"pretrained weights {ref.text!r} are for {ref.entry.variant!r}, not {variant!r}")
     home = Path(home) if home else facelivt_home()

@@ -15,7 +15,7 @@ from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import write_bytes
 from facelivt.models.checkpoint_io import SAFETENSORS, safe_torch_load, sniff_format
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
-from facelivt.models.registry import build_model
+from facelivt.models.registry import build_model, check_model_name
 from facelivt.models.reparam import reparameterize_model
 
 
@@ -106,6 +106,7 @@ def fit_state_dict(
     """Build ``name`` in the form ``meta`` says (train, or deploy with its options; the saved model
     options unless ``overrides`` change them) and load ``state_dict`` into it with a strict key and
     shape match (released layouts are converted first). Returns the model in eval mode."""
+    check_model_name(name)  # an unknown name is that, whatever the weights hold
     if meta.get("model") and meta["model"] != name:
         raise CheckpointMismatchError(f"{what} holds weights of {meta['model']!r}, not {name!r}")
     # Options the weights were trained with (e.g. head="gdc"), unless the caller overrides them.

@@ -30,6 +30,7 @@ from facelivt.losses.margin import MARGINS
 from facelivt.models.config import HEADS
 from facelivt.models.hub import is_reference
 from facelivt.models.pretrained import pretrained_weights
+from facelivt.models.registry import check_model_name
 
 AMP_MODES = ("auto", "none", "bf16", "fp16")
 CACHE_MODES = ("none", "memory", "disk")
@@ -480,6 +481,7 @@ def validate_config(cfg: Config, need_data: bool = True) -> None:
 
 
 def _check_model_data(cfg: Config, need_data: bool) -> None:
+    check_model_name(cfg.model.name)  # first: the other model.* checks and the weights assume a known model
     _choice(cfg.model.head, HEADS, "model.head")
     if cfg.model.pretrained:
         if cfg.model.weights:

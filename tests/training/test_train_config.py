@@ -102,6 +102,7 @@ def test_unknown_key_in_file_is_named(tmp_path):
         ("distill.kind=huber", "distill.kind must be one of"),
         ("train.batch_size=10", "divisible"),
         ("model.head=avg", "model.head"),
+        ("model.name=facelivt_xxl", "unknown model 'facelivt_xxl'; available models: edgeface_xs, "),
         ("eval.heldout_pairs=10", "held_out_fraction"),
     ],
 )

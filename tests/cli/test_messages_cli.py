@@ -1,0 +1,37 @@
+"""Messages that say what is wrong (issue 20): each case run as a real ``facelivt`` process."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from disk_helpers import assert_clean_failure, run_cli
+from facelivt import create_model
+from facelivt.models import list_models, save_weights
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+CELEBA = SHARED / "data" / "celeba_subset"
+
+
+@pytest.fixture(scope="module")
+def weights_s(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("w") / "w.safetensors"
+    save_weights(create_model("facelivt_s").eval(), path)
+    return path
+
+
+def error_line(proc) -> str:
+    """The one error line of a failed run."""
+    assert_clean_failure(proc)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_embed_with_an_unknown_model_says_it_is_unknown(weights_s, tmp_path):
+    photo = next(p for p in sorted(CELEBA.rglob("*.jpg")))
+    proc = run_cli("embed", str(photo), "--model", "facelivt_xxl", "--weights", str(weights_s),
+                   "--out", str(tmp_path / "e.safetensors"), "--quiet")
+    assert error_line(proc) == (f"facelivt embed: error: unknown model 'facelivt_xxl'; available models: "
+                                f"{', '.join(list_models())}")
+    assert not (tmp_path / "e.safetensors").exists()
