@@ -35,3 +35,23 @@ def test_embed_with_an_unknown_model_says_it_is_unknown(weights_s, tmp_path):
     assert error_line(proc) == (f"facelivt embed: error: unknown model 'facelivt_xxl'; available models: "
                                 f"{', '.join(list_models())}")
     assert not (tmp_path / "e.safetensors").exists()
+
+
+@pytest.fixture(scope="module")
+def binset(tmp_path_factory) -> Path:
+    """A real .bin verification set of four aligned faces (two pairs)."""
+    from facelivt.evaluation.binset import write_bin
+
+    faces = sorted((SHARED / "data" / "celeba_subset_112").rglob("*.jpg"))[:4]
+    return write_bin(tmp_path_factory.mktemp("bin") / "lfw.bin", [p.read_bytes() for p in faces], [True, False])
+
+
+def test_a_bin_set_given_as_weights_is_named_as_one(binset, tmp_path):
+    photo = next(p for p in sorted(CELEBA.rglob("*.jpg")))
+    for args in (["embed", str(photo), "--weights", str(binset), "--out", str(tmp_path / "e.safetensors"), "--quiet"],
+                 ["convert", str(binset), str(tmp_path / "o.safetensors"), "--model", "facelivt_s"]):
+        line = error_line(run_cli(*args))
+        assert line == (f"facelivt {args[0]}: error: {binset} is not a weights file or checkpoint: it looks like a .bin "
+                        "verification set (a pickle of encoded face images and pair labels; `facelivt eval --bin` "
+                        "reads those)")
+    assert not list(tmp_path.iterdir())
