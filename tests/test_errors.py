@@ -56,3 +56,17 @@ def test_export_with_an_opset_torch_cannot_write(tmp_path):
     with pytest.raises(InvalidInputError, match="opset 3"):
         export_onnx(model, tmp_path / "m.onnx", input_size=16, opset=3)
     assert not list(tmp_path.iterdir())
+
+
+def test_check_input_file_tells_a_folder_from_nothing(tmp_path):
+    from facelivt.errors import check_input_file
+
+    (tmp_path / "w.safetensors").write_bytes(b"x")
+    (tmp_path / "d.safetensors").mkdir()
+    assert check_input_file(str(tmp_path / "w.safetensors"), "weights file") == tmp_path / "w.safetensors"
+    with pytest.raises(InvalidInputError) as info:
+        check_input_file(tmp_path / "d.safetensors", "weights file")
+    assert str(info.value) == f"{tmp_path / 'd.safetensors'} is a folder, not a weights file"
+    with pytest.raises(InputNotFoundError) as info:
+        check_input_file(tmp_path / "n.safetensors", "weights file")
+    assert str(info.value) == f"weights file not found: {tmp_path / 'n.safetensors'}"

@@ -49,7 +49,7 @@ from filelock import FileLock
 from huggingface_hub import errors as hf_errors
 from tqdm import tqdm
 
-from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError, OutputWriteError
+from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError, OutputWriteError, check_input_file
 from facelivt.files import atomic_paths, write_json
 from facelivt.models.checkpoint_io import SAFETENSORS, CheckpointReadError, UnsafeCheckpointError, safe_torch_load, sniff_format
 from facelivt.models.config import V2_VARIANTS, VARIANTS
@@ -187,7 +187,7 @@ def parse_weights_ref(ref: str | os.PathLike) -> WeightsRef:
     if text.startswith(("http://", "https://")):
         return _parse_url(text)
     if os.sep in text or "." in Path(text).name or Path(text).exists():
-        raise InputNotFoundError(f"weights file not found: {text}")
+        check_input_file(text, "weights file")  # raises: nothing there, or a folder
     raise InvalidInputError(
         f"{text!r} is neither a weights file nor a pretrained name ({', '.join(list_pretrained())}) nor a "
         "remote reference (hf://owner/repo/file, https://...)"

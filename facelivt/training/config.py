@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import yaml
 
-from facelivt.errors import InputNotFoundError, InvalidInputError
+from facelivt.errors import InvalidInputError, check_input_file
 from facelivt.losses.distill import DISTILL_KINDS
 from facelivt.losses.margin import MARGINS
 from facelivt.models.config import HEADS
@@ -404,9 +404,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     data: dict[str, Any] = {}
     search: list[Path] = []
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise InputNotFoundError(f"config file not found: {path}")
+        path = check_input_file(path, "config file")
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:

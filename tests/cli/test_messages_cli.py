@@ -55,3 +55,23 @@ def test_a_bin_set_given_as_weights_is_named_as_one(binset, tmp_path):
                         "verification set (a pickle of encoded face images and pair labels; `facelivt eval --bin` "
                         "reads those)")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_folder_given_for_a_file_is_called_a_folder(tmp_path):
+    """--weights, --bin and the training config named as folders: 'is a folder', not 'not found'."""
+    for name in ("w.safetensors", "lfw.bin", "train.yaml"):
+        (tmp_path / name).mkdir()
+    photo = next(p for p in sorted(CELEBA.rglob("*.jpg")))
+    cases = [
+        (["embed", str(photo), "--weights", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "e.safetensors"),
+          "--quiet"], "w.safetensors", "weights file"),
+        (["convert", str(tmp_path / "w.safetensors"), str(tmp_path / "o.safetensors"), "--model", "facelivt_s"],
+         "w.safetensors", "weights file"),
+        (["eval", "--model", "facelivt_s", "--bin", str(tmp_path / "lfw.bin"), "--no-progress"], "lfw.bin",
+         "verification set"),
+        (["train", str(tmp_path / "train.yaml")], "train.yaml", "config file"),
+    ]
+    for args, name, what in cases:
+        line = error_line(run_cli(*args, cwd=tmp_path))
+        assert line == f"facelivt {args[0]}: error: {tmp_path / name} is a folder, not a {what}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lfw.bin", "train.yaml", "w.safetensors"]
