@@ -75,3 +75,14 @@ def test_a_folder_given_for_a_file_is_called_a_folder(tmp_path):
         line = error_line(run_cli(*args, cwd=tmp_path))
         assert line == f"facelivt {args[0]}: error: {tmp_path / name} is a folder, not a {what}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lfw.bin", "train.yaml", "w.safetensors"]
+
+
+def test_identify_with_another_flip_setting_says_what_to_pass(weights_s, tmp_path):
+    face = sorted((SHARED / "data" / "celeba_subset_112").rglob("*.jpg"))[0]
+    common = [str(face), "--weights", str(weights_s), "--aligned", "--quiet"]
+    gallery = tmp_path / "g"
+    assert run_cli("enroll", str(gallery), "--name", "a", *common).returncode == 0
+    line = error_line(run_cli("identify", str(gallery), *common, "--no-flip"))
+    assert line.startswith(f"facelivt identify: error: gallery {gallery} was enrolled with flip "), line
+    assert line.endswith("not comparable; drop --no-flip (flip=True) to use this gallery"), line
+    assert "different models" not in line
