@@ -287,3 +287,27 @@ def test_label_cache(tmp_path, handmade_set):
     np.savez(cache, labels=lab, signature=sig)
     again = RecordIODataset(root, max_bad_fraction=0.5, label_cache=cache)
     assert again.labels.tolist() == first.labels.tolist() == [labels[k] for k in range(1, 7)]
+
+
+def test_a_file_that_is_no_label_cache_is_named_and_left_alone(tmp_path, handmade_set, caplog):
+    """A garbage label_cache (text, a damaged zip, another .npz, the set's own .idx by a typo): one
+    logged warning saying it is unreadable and how to have it rebuilt; the labels come from the
+    headers; the file is not overwritten; no Python warning, no numpy 'allow_pickle' advice."""
+    root, _, labels, _ = handmade_set
+    other = tmp_path / "other.npz"
+    np.savez(other, foo=np.zeros(3))
+    (tmp_path / "text.npz").write_text("garbage\n")
+    (tmp_path / "zip.npz").write_bytes(b"PK\x03\x04" + bytes(40))
+    for cache in (tmp_path / "text.npz", tmp_path / "zip.npz", other, next(root.glob("*.idx"))):
+        before = cache.read_bytes()
+        caplog.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with caplog.at_level("WARNING", logger="facelivt"):
+                ds = RecordIODataset(root, max_bad_fraction=0.5, label_cache=cache)
+        assert ds.labels.tolist() == [labels[k] for k in range(1, 7)]
+        assert cache.read_bytes() == before, cache
+        messages = [r.getMessage() for r in caplog.records if r.name == "facelivt.data.recordio"]
+        assert len(messages) == 1 and messages[0].startswith(f"label cache {cache} is unreadable ("), messages
+        assert messages[0].endswith("delete it (or choose another label_cache path) to have the cache rebuilt")
+        assert "allow_pickle" not in messages[0]
