@@ -24,6 +24,15 @@ OutputFormat = Literal["same", "jpg", "png"]
 _KEEP_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
+def failure_reason(exc: BaseException, source: str | os.PathLike) -> str:
+    """What went wrong with ``source``, without its name: an error about one image says which
+    ("img/x.png: no face found", "image not found: img/x.png"), a list of failures names it itself."""
+    text, name = str(exc), str(source)
+    if text.startswith(f"{name}: "):
+        return text[len(name) + 2 :]
+    return text[: -len(name) - 2] if text.endswith(f": {name}") else text
+
+
 def list_files(root: str | os.PathLike) -> list[Path]:
     """Every regular file under ``root`` (recursive, sorted), skipping hidden files and folders."""
     root = Path(root)
@@ -167,7 +176,7 @@ def _align_one(detector: FaceDetector, path: Path, rel: Path, dst: Path, select:
         report.no_face.append(str(rel))
         return False
     except (ImageLoadError, OSError) as exc:
-        report.unreadable.append((str(rel), str(exc)))
+        report.unreadable.append((str(rel), failure_reason(exc, path)))
         return False
     if crops[0].source is not None and crops[0].source.downscaled:
         report.downscaled.append(str(rel))
@@ -185,8 +194,8 @@ def _align_one(detector: FaceDetector, path: Path, rel: Path, dst: Path, select:
 @dataclass
 class EmbedRun:
     """Outcome of :func:`embed_files`: embeddings (N x D), row ``i`` from file ``paths[i]`` (face
-    ``faces[i]``, 0 being the largest), the failures, and the photos that held several faces (with
-    the count)."""
+    ``faces[i]``, 0 being the largest), the failures (file, reason), and the photos that held several
+    faces (with the count)."""
 
     embeddings: np.ndarray
     paths: list[Path]
@@ -210,7 +219,7 @@ def embed_files(
     rows, paths, faces, failures, several = [], [], [], [], []
     for r in sorted(recognizer.iter_faces(files, aligned=aligned, face=face, progress=progress), key=lambda r: r.index):
         if r.error is not None:
-            failures.append((files[r.index], str(r.error)))
+            failures.append((files[r.index], failure_reason(r.error, files[r.index])))
             if isinstance(r.error, SeveralFacesError):
                 several.append((files[r.index], r.error.found))
             continue

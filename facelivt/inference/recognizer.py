@@ -216,9 +216,10 @@ class FaceRecognizer:
     def _aligned_crop(self, image: ImageSource) -> np.ndarray:
         crop = load_image(image)
         if crop.shape[:2] != (self.input_size, self.input_size):
+            name = image if isinstance(image, (str, os.PathLike)) else "array"
             raise InvalidInputError(
-                f"aligned input must be {self.input_size}x{self.input_size}, got {crop.shape[1]}x{crop.shape[0]} "
-                f"({image if isinstance(image, (str, os.PathLike)) else 'array'}); leave aligned=False to detect and align"
+                f"{name}: aligned input must be {self.input_size}x{self.input_size}, got {crop.shape[1]}x{crop.shape[0]}; "
+                "leave out --aligned (aligned=False) to detect and align"
             )
         return crop
 

@@ -1,6 +1,7 @@
 """Messages that say what is wrong (issue 20): each case run as a real ``facelivt`` process."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,39 @@ def test_identify_with_another_flip_setting_says_what_to_pass(weights_s, tmp_pat
     assert line.startswith(f"facelivt identify: error: gallery {gallery} was enrolled with flip "), line
     assert line.endswith("not comparable; drop --no-flip (flip=True) to use this gallery"), line
     assert "different models" not in line
+
+
+@pytest.fixture(scope="module")
+def problem_photos(tmp_path_factory, mtcnn_reference) -> Path:
+    """img/ with one face, a photo without a face, a text file under a .jpg name and a truncated JPEG."""
+    root = tmp_path_factory.mktemp("problems") / "img"
+    root.mkdir()
+    one = next(k for k in sorted(mtcnn_reference) if len(mtcnn_reference[k]) == 1)
+    none = next(k for k in sorted(mtcnn_reference) if len(mtcnn_reference[k]) == 0)
+    shutil.copy(CELEBA / one, root / "face.jpg")
+    shutil.copy(CELEBA / none, root / "none.jpg")
+    (root / "text.jpg").write_text("not an image")
+    (root / "cut.jpg").write_bytes((CELEBA / one).read_bytes()[:500])
+    return root
+
+
+def test_each_skipped_file_is_named_once(problem_photos, weights_s, tmp_path):
+    """'img/x.png: no face found', not 'img/x.png: img/x.png: no face found'."""
+    bad = {"none.jpg": "no face found", "text.jpg": "not an image file", "cut.jpg": "cannot open image"}
+    model = ["--weights", str(weights_s), "--quiet"]
+    embed = run_cli("embed", str(problem_photos), "--out", str(tmp_path / "e.safetensors"), *model)
+    assert embed.returncode == 0, embed.stderr
+    enroll = run_cli("enroll", str(tmp_path / "g"), "--name", "a", str(problem_photos / "face.jpg"), *model)
+    assert enroll.returncode == 0, enroll.stderr
+    identify = run_cli("identify", str(tmp_path / "g"), str(problem_photos), *model)
+    assert identify.returncode == 0, identify.stderr
+    for proc in (embed, identify):
+        for name, reason in bad.items():
+            lines = [line for line in proc.stderr.splitlines() if name in line]
+            assert len(lines) == 1 and lines[0].startswith(f"  {problem_photos / name}: {reason}"), proc.stderr
+            assert lines[0].count(name) == 1, lines[0]
+    align = run_cli("align", str(problem_photos), str(tmp_path / "out"), "--quiet")
+    assert align.returncode == 0, align.stderr
+    for name in ("text.jpg", "cut.jpg"):
+        lines = [line for line in align.stderr.splitlines() if name in line]
+        assert len(lines) == 1 and lines[0].startswith(f"  {name}: {bad[name]}") and lines[0].count(name) == 1, align.stderr
