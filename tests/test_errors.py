@@ -13,6 +13,7 @@ from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError
 from facelivt.inference.gallery import Gallery
 from facelivt.models import create_model
 from facelivt.training.config import apply_overrides, load_config
+from log_helpers import logs_warning
 
 
 def test_unknown_model_name():
@@ -36,9 +37,9 @@ def test_unknown_gallery_identity():
     assert isinstance(info.value, KeyError)
 
 
-def test_too_many_bad_samples_is_a_user_error():
+def test_too_many_bad_samples_is_a_user_error(caplog):
     tracker = BadSampleTracker(4, max_bad_fraction=0.0, min_reads=1, name="toy")
-    with pytest.raises(TooManyBadSamplesError, match="corrupt") as info, pytest.warns(RuntimeWarning):
+    with pytest.raises(TooManyBadSamplesError, match="corrupt") as info, logs_warning(caplog, "toy: skipping bad sample"):
         tracker.mark_bad(0, "sample 0", "broken")
     assert isinstance(info.value, RuntimeError) and isinstance(info.value, FaceLiVTError)
 

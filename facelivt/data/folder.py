@@ -1,17 +1,19 @@
 """Image-folder data set: ``root/<identity>/<image>``."""
 from __future__ import annotations
 
+import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Iterable, Union
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from .imaging import BadSampleTracker, DecodeError, Transform, check_index, ensure_rgb, image_to_sample, resolve_transform
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".gif", ".tif", ".tiff", ".webp")
 
@@ -48,7 +50,7 @@ def scan_image_folder(
         samples.extend((str(f), label) for f in files)
     if empty:
         shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
-        warnings.warn(f"{root}: {len(empty)} identity folder(s) without images left out: {shown}", RuntimeWarning)
+        log.warning("%s: %d identity folder(s) without images left out: %s", root, len(empty), shown)
     if not samples:
         raise InvalidInputError(
             f"no images found under {root}: expected root/<identity>/<image> with extensions {', '.join(exts)}"
@@ -61,6 +63,8 @@ def load_image(path: PathLike, size: int = 112) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return ensure_rgb(np.asarray(im.convert("RGB")), size)
+    except UnidentifiedImageError:  # PIL's message repeats the path
+        raise DecodeError(f"cannot read image {path}: not an image file (or a format PIL cannot read)") from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL raises all of these on bad files
         raise DecodeError(f"cannot read image {path}: {exc}") from None
 

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 import struct
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Sequence, Union
@@ -459,7 +458,7 @@ def _pack_records(writer: RecordIOWriter, samples, num_classes: int, images_dir,
         try:
             image = load_image(path, size)
         except DecodeError as exc:
-            warnings.warn(f"pack: skipping unreadable image: {exc}", RuntimeWarning, stacklevel=3)
+            log.warning("pack: skipping unreadable image: %s", exc)
             skipped += 1
             continue
         writer.write(key, pack_header(float(label)) + encode_image(image, png=png, quality=quality))
@@ -471,12 +470,8 @@ def _pack_records(writer: RecordIOWriter, samples, num_classes: int, images_dir,
     if num_images == 0:
         raise InvalidInputError(f"no readable images under {images_dir}")
     if num_images + 1 + num_classes > 2**24:
-        warnings.warn(
-            "pack: more than 2^24 records; the header and identity records store keys as float32 "
-            "(as insightface does), so keys above 16,777,216 may be rounded",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        log.warning("pack: more than 2^24 records; the header and identity records store keys as float32 "
+                    "(as insightface does), so keys above 16,777,216 may be rounded")
     previous_end = 1
     for c in range(num_classes):
         if starts[c] < 0:  # every image of this identity was unreadable: empty range

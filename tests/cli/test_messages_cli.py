@@ -123,3 +123,38 @@ def test_each_skipped_file_is_named_once(problem_photos, weights_s, tmp_path):
     for name in ("text.jpg", "cut.jpg"):
         lines = [line for line in align.stderr.splitlines() if name in line]
         assert len(lines) == 1 and lines[0].startswith(f"  {name}: {bad[name]}") and lines[0].count(name) == 1, align.stderr
+
+
+def _warnings_are_log_lines(stderr: str) -> list[str]:
+    """The ``warning: ...`` lines; no Python warning (with its source line) in between."""
+    assert "Warning:" not in stderr and "warnings.warn" not in stderr and ".py:" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith("warning: ")]
+
+
+def test_skipped_records_are_logged_warnings(tmp_path):
+    """pack and train say what they skip as 'warning: ...' lines, not as Python warnings with a source line."""
+    faces = tmp_path / "faces"
+    for ident in ("7201", "7202"):
+        (faces / ident).mkdir(parents=True)
+        for src in sorted((SHARED / "data" / "celeba_subset_112" / ident).glob("*.jpg"))[:3]:
+            shutil.copy(src, faces / ident / src.name)
+    (faces / "7201" / "broken.jpg").write_text("not an image")
+    (faces / "nobody").mkdir()
+    pack = run_cli("pack", "--images", str(faces), "--out", str(tmp_path / "rec"))
+    assert pack.returncode == 0, pack.stderr
+    assert _warnings_are_log_lines(pack.stderr) == [
+        f"warning: {faces}: 1 identity folder(s) without images left out: nobody",
+        f"warning: pack: skipping unreadable image: cannot read image {faces / '7201' / 'broken.jpg'}: "
+        "not an image file (or a format PIL cannot read)",
+    ]
+    rec = tmp_path / "rec" / "train.rec"
+    offset = int((tmp_path / "rec" / "train.idx").read_text().splitlines()[2].split()[1])  # key 2
+    data = bytearray(rec.read_bytes())
+    data[offset + 8 + 24 + 2 : offset + 8 + 24 + 200] = bytes(198)  # its JPEG bytes, framing kept
+    rec.write_bytes(bytes(data))
+    train = run_cli("train", str(Path(__file__).resolve().parents[2] / "configs" / "synthetic_tiny.yaml"),
+                    f"output={tmp_path / 'run'}", "data.type=recordio", f"data.root={tmp_path / 'rec'}",
+                    "train.epochs=1", "train.batch_size=2", "train.progress=false", "data.max_bad_fraction=0.5")
+    assert train.returncode == 0, train.stderr
+    lines = _warnings_are_log_lines(train.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"warning: RecordIO {tmp_path / 'rec'}: skipping bad sample key 2: "), lines
