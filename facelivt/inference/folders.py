@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import write_bytes
 from facelivt.inference.detector import FaceDetector, NoFaceError, Select, SeveralFacesError
 from facelivt.inference.images import ImageLoadError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from facelivt.inference.recognizer import FaceRecognizer
@@ -34,16 +37,33 @@ def failure_reason(exc: BaseException, source: str | os.PathLike) -> str:
 
 
 def list_files(root: str | os.PathLike) -> list[Path]:
-    """Every regular file under ``root`` (recursive, sorted), skipping hidden files and folders."""
+    """Every file under ``root`` (recursive, sorted: a folder's files, then its subfolders), skipping
+    hidden files and folders. Symbolic links to folders are followed, as ``facelivt enroll`` follows
+    a linked identity folder; a link back to a folder it lies in (a loop) is not, with a warning."""
     root = Path(root)
     if not root.exists():
         raise InputNotFoundError(f"folder not found: {root}")
     if not root.is_dir():
         raise InvalidInputError(f"not a folder: {root}")
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    out: list[Path] = []
+    stack = [(root, frozenset({os.path.realpath(root)}))]  # (folder, real paths of it and of the folders walked to it)
+    while stack:
+        folder, chain = stack.pop()
+        inside = os.path.realpath(folder)
+        try:
+            entries = sorted((e for e in os.scandir(folder) if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as exc:
+            log.warning("cannot list %s (%s): its files are left out", folder, exc.strerror or exc)
+            continue
+        out.extend(Path(e.path) for e in entries if not e.is_dir())
+        subfolders = []
+        for e in (e for e in entries if e.is_dir()):
+            real = os.path.realpath(e.path)
+            if real in chain or inside == real or inside.startswith(real.rstrip(os.sep) + os.sep):
+                log.warning("%s links back to %s, a folder it lies in: not followed (a loop)", e.path, real)
+                continue
+            subfolders.append((Path(e.path), chain | {real}))
+        stack.extend(reversed(subfolders))
     return out
 
 

@@ -158,3 +158,29 @@ def test_skipped_records_are_logged_warnings(tmp_path):
     assert train.returncode == 0, train.stderr
     lines = _warnings_are_log_lines(train.stderr)
     assert len(lines) == 1 and lines[0].startswith(f"warning: RecordIO {tmp_path / 'rec'}: skipping bad sample key 2: "), lines
+
+
+def test_embed_and_enroll_both_follow_a_linked_identity_folder(weights_s, tmp_path):
+    """`embed ROOT` takes the photos of a symlinked identity folder, as `enroll ROOT` does; a loop is not followed."""
+    import json
+
+    from safetensors import safe_open
+
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere" / "bob"
+    (root / "alice").mkdir(parents=True)
+    elsewhere.mkdir(parents=True)
+    faces = sorted((SHARED / "data" / "celeba_subset_112" / "7201").glob("*.jpg"))[:2]
+    shutil.copy(faces[0], root / "alice" / "1.jpg")
+    shutil.copy(faces[1], elsewhere / "1.jpg")
+    (root / "bob").symlink_to(elsewhere, target_is_directory=True)
+    (root / "alice" / "loop").symlink_to(root, target_is_directory=True)
+    model = ["--weights", str(weights_s), "--aligned", "--quiet"]
+    embed = run_cli("embed", str(root), "--out", str(tmp_path / "e.safetensors"), *model)
+    assert embed.returncode == 0, embed.stderr
+    with safe_open(str(tmp_path / "e.safetensors"), framework="np") as f:
+        paths = json.loads(f.metadata()["paths"])
+    assert paths == [str(root / "alice" / "1.jpg"), str(root / "bob" / "1.jpg")]
+    assert f"warning: {root / 'alice' / 'loop'} links back to {root}" in embed.stderr
+    enroll = run_cli("enroll", str(tmp_path / "g"), str(root), *model)
+    assert enroll.returncode == 0, enroll.stderr
+    assert "enrolled 2 images of 2 identities" in enroll.stdout
