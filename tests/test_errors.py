@@ -9,7 +9,7 @@ from torch import nn
 from facelivt.data.imaging import BadSampleTracker, TooManyBadSamplesError
 from facelivt.deploy.counting import count_macs
 from facelivt.deploy.onnx_export import export_onnx
-from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError, UnknownNameError
+from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError, UnknownNameError, check_input_file
 from facelivt.inference.gallery import Gallery
 from facelivt.models import create_model
 from facelivt.training.config import apply_overrides, load_config
@@ -60,8 +60,6 @@ def test_export_with_an_opset_torch_cannot_write(tmp_path):
 
 
 def test_check_input_file_tells_a_folder_from_nothing(tmp_path):
-    from facelivt.errors import check_input_file
-
     (tmp_path / "w.safetensors").write_bytes(b"x")
     (tmp_path / "d.safetensors").mkdir()
     assert check_input_file(str(tmp_path / "w.safetensors"), "weights file") == tmp_path / "w.safetensors"

@@ -1,13 +1,16 @@
 """Messages that say what is wrong (issue 20): each case run as a real ``facelivt`` process."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+from safetensors import safe_open
 
 from disk_helpers import assert_clean_failure, run_cli
 from facelivt import create_model
+from facelivt.evaluation.binset import write_bin
 from facelivt.models import list_models, save_weights
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
@@ -41,8 +44,6 @@ def test_embed_with_an_unknown_model_says_it_is_unknown(weights_s, tmp_path):
 @pytest.fixture(scope="module")
 def binset(tmp_path_factory) -> Path:
     """A real .bin verification set of four aligned faces (two pairs)."""
-    from facelivt.evaluation.binset import write_bin
-
     faces = sorted((SHARED / "data" / "celeba_subset_112").rglob("*.jpg"))[:4]
     return write_bin(tmp_path_factory.mktemp("bin") / "lfw.bin", [p.read_bytes() for p in faces], [True, False])
 
@@ -162,10 +163,6 @@ def test_skipped_records_are_logged_warnings(tmp_path):
 
 def test_embed_and_enroll_both_follow_a_linked_identity_folder(weights_s, tmp_path):
     """`embed ROOT` takes the photos of a symlinked identity folder, as `enroll ROOT` does; a loop is not followed."""
-    import json
-
-    from safetensors import safe_open
-
     root, elsewhere = tmp_path / "root", tmp_path / "elsewhere" / "bob"
     (root / "alice").mkdir(parents=True)
     elsewhere.mkdir(parents=True)

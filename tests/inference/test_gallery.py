@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facelivt.inference.gallery import Gallery, faiss_available, l2_normalize
+from facelivt.inference.gallery import Gallery, GalleryMismatchError, faiss_available, l2_normalize
 
 BACKENDS = ["numpy"] + (["faiss"] if faiss_available() else [])
 
@@ -151,8 +151,6 @@ def test_many_identities_stay_fast():
 
 
 def test_a_flip_mismatch_names_the_flip_setting_and_what_to_pass(tmp_path):
-    from facelivt.inference.gallery import GalleryMismatchError
-
     meta = {"model": "facelivt_s", "weights_fingerprint": "f00d"}
     for gallery_flip, run_flip, enrolled, run, advice in (
         (True, False, "with flip", "without flip (--no-flip)", "drop --no-flip (flip=True)"),

@@ -5,7 +5,10 @@ import pytest
 import torch
 
 import facelivt
-from facelivt.models import CheckpointMismatchError, load_model, save_weights
+from facelivt.errors import InvalidInputError
+from facelivt.inference import FaceRecognizer
+from facelivt.models import CheckpointMismatchError, list_models, load_model, save_weights
+from facelivt.models.weights import fit_state_dict, read_checkpoint
 
 
 def test_safetensors_round_trip_train_and_deploy(tmp_path, randomized):
@@ -77,11 +80,6 @@ def test_hubconf_local(tmp_path, randomized):
 
 def test_an_unknown_model_is_named_before_the_weights_are_looked_at(tmp_path):
     """--model facelivt_xxl with weights of facelivt_s: the model is unknown (with the list), not a mismatch."""
-    from facelivt.errors import InvalidInputError
-    from facelivt.inference import FaceRecognizer
-    from facelivt.models import list_models
-    from facelivt.models.weights import fit_state_dict, read_checkpoint
-
     save_weights(facelivt.create_model("facelivt_s"), tmp_path / "w.safetensors")
     unknown = f"unknown model 'facelivt_xxl'; available models: {', '.join(list_models())}"
     state, meta = read_checkpoint(tmp_path / "w.safetensors")
