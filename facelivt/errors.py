@@ -7,6 +7,9 @@ Subclasses also derive from the built-in exception they refine (``ValueError``,
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class FaceLiVTError(Exception):
     """Base class of every error caused by the user's input, files or environment."""
@@ -45,3 +48,14 @@ class OutputWriteError(FaceLiVTError, OSError):
 
     def __str__(self) -> str:  # OSError's default adds "[Errno N]"
         return self.args[1]
+
+
+def check_input_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` when it names a file to read; a folder there raises :class:`InvalidInputError` ("PATH is a
+    folder, not a WHAT"), nothing there :class:`InputNotFoundError` ("WHAT not found: PATH")."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder, not a {what}")
+    if not path.is_file():
+        raise InputNotFoundError(f"{what} not found: {path}")
+    return path

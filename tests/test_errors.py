@@ -9,10 +9,11 @@ from torch import nn
 from facelivt.data.imaging import BadSampleTracker, TooManyBadSamplesError
 from facelivt.deploy.counting import count_macs
 from facelivt.deploy.onnx_export import export_onnx
-from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError, UnknownNameError
+from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError, UnknownNameError, check_input_file
 from facelivt.inference.gallery import Gallery
 from facelivt.models import create_model
 from facelivt.training.config import apply_overrides, load_config
+from log_helpers import logs_warning
 
 
 def test_unknown_model_name():
@@ -36,9 +37,9 @@ def test_unknown_gallery_identity():
     assert isinstance(info.value, KeyError)
 
 
-def test_too_many_bad_samples_is_a_user_error():
+def test_too_many_bad_samples_is_a_user_error(caplog):
     tracker = BadSampleTracker(4, max_bad_fraction=0.0, min_reads=1, name="toy")
-    with pytest.raises(TooManyBadSamplesError, match="corrupt") as info, pytest.warns(RuntimeWarning):
+    with pytest.raises(TooManyBadSamplesError, match="corrupt") as info, logs_warning(caplog, "toy: skipping bad sample"):
         tracker.mark_bad(0, "sample 0", "broken")
     assert isinstance(info.value, RuntimeError) and isinstance(info.value, FaceLiVTError)
 
@@ -56,3 +57,15 @@ def test_export_with_an_opset_torch_cannot_write(tmp_path):
     with pytest.raises(InvalidInputError, match="opset 3"):
         export_onnx(model, tmp_path / "m.onnx", input_size=16, opset=3)
     assert not list(tmp_path.iterdir())
+
+
+def test_check_input_file_tells_a_folder_from_nothing(tmp_path):
+    (tmp_path / "w.safetensors").write_bytes(b"x")
+    (tmp_path / "d.safetensors").mkdir()
+    assert check_input_file(str(tmp_path / "w.safetensors"), "weights file") == tmp_path / "w.safetensors"
+    with pytest.raises(InvalidInputError) as info:
+        check_input_file(tmp_path / "d.safetensors", "weights file")
+    assert str(info.value) == f"{tmp_path / 'd.safetensors'} is a folder, not a weights file"
+    with pytest.raises(InputNotFoundError) as info:
+        check_input_file(tmp_path / "n.safetensors", "weights file")
+    assert str(info.value) == f"weights file not found: {tmp_path / 'n.safetensors'}"

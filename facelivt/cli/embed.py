@@ -32,7 +32,7 @@ def register(subparsers) -> None:
                     "metadata lists the image path ('paths') and face index ('faces', 0 = largest) of each row. "
                     "With --face all every face is a row. Unusable images are reported and skipped.",
     )
-    p.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively, following links to folders)")
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="output file")
     add_model_args(p)
     p.set_defaults(func=run)

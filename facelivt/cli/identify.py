@@ -7,7 +7,7 @@ import sys
 
 from facelivt.cli.common import add_model_args, check_threshold_option, open_gallery, print_failures, print_several_faces
 from facelivt.errors import InvalidInputError
-from facelivt.inference import expand_inputs
+from facelivt.inference import expand_inputs, failure_reason
 
 
 def register(subparsers) -> None:
@@ -53,7 +53,7 @@ def identify_files(rec, files, args: argparse.Namespace) -> tuple[list, list]:
     failures, several = [], []
     for r in rec.iter_faces(files, aligned=args.aligned, face=args.face, progress=not args.quiet and len(files) > 1):
         if r.error is not None:
-            failures.append((files[r.index], str(r.error)))
+            failures.append((files[r.index], failure_reason(r.error, files[r.index])))
             continue
         if r.found > 1:
             several.append((files[r.index], r.found))

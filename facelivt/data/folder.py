@@ -1,8 +1,8 @@
 """Image-folder data set: ``root/<identity>/<image>``."""
 from __future__ import annotations
 
+import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -12,6 +12,8 @@ import torch
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from .decode import ImageLoadError
 from .imaging import BadSampleTracker, Transform, check_index, decode_image, image_to_sample, resolve_transform
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".gif", ".tif", ".tiff", ".webp")
 
@@ -48,7 +50,7 @@ def scan_image_folder(
         samples.extend((str(f), label) for f in files)
     if empty:
         shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
-        warnings.warn(f"{root}: {len(empty)} identity folder(s) without images left out: {shown}", RuntimeWarning)
+        log.warning("%s: %d identity folder(s) without images left out: %s", root, len(empty), shown)
     if not samples:
         raise InvalidInputError(
             f"no images found under {root}: expected root/<identity>/<image> with extensions {', '.join(exts)}"

@@ -2,7 +2,7 @@
 RGB/112 conversion, the train augmentation and the bookkeeping of undecodable samples."""
 from __future__ import annotations
 
-import warnings
+import logging
 from typing import Callable, Union
 
 import cv2
@@ -12,6 +12,8 @@ import torch
 from facelivt.errors import FaceLiVTError, InvalidInputError
 from .decode import ImageSource, decode_rgb
 from .transforms import INPUT_SIZE, to_tensor
+
+log = logging.getLogger(__name__)
 
 Transform = Union[None, str, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -159,7 +161,7 @@ class BadSampleTracker:
     def mark_bad(self, index: int, what: str, reason: str) -> None:
         if index not in self.bad:
             self.bad.add(index)
-            warnings.warn(f"{self.name}: skipping bad sample {what}: {reason}", RuntimeWarning, stacklevel=3)
+            log.warning("%s: skipping bad sample %s: %s", self.name, what, reason)
         self.mark_good(index)  # counts as seen
         self.check()
 

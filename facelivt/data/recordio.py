@@ -19,9 +19,10 @@ records (labels ``[start, end)`` = the image keys of that identity).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import struct
-import warnings
+import zipfile
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -45,6 +46,9 @@ from facelivt.files import atomic_open, atomic_paths
 from .decode import ImageLoadError
 from .folder import UNREADABLE, load_image, scan_image_folder
 from .transforms import INPUT_SIZE
+
+log = logging.getLogger(__name__)
+_UNREADABLE = object()  # a label_cache file that is no label cache: left as it is
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -454,7 +458,7 @@ def _pack_records(writer: RecordIOWriter, samples, num_classes: int, images_dir,
         try:
             image = load_image(path, size)
         except UNREADABLE as exc:
-            warnings.warn(f"pack: skipping unreadable image: {exc}", RuntimeWarning, stacklevel=3)
+            log.warning("pack: skipping unreadable image: %s", exc)
             skipped += 1
             continue
         writer.write(key, pack_header(float(label)) + encode_image(image, png=png, quality=quality))
@@ -466,12 +470,8 @@ def _pack_records(writer: RecordIOWriter, samples, num_classes: int, images_dir,
     if num_images == 0:
         raise InvalidInputError(f"no readable images under {images_dir}")
     if num_images + 1 + num_classes > 2**24:
-        warnings.warn(
-            "pack: more than 2^24 records; the header and identity records store keys as float32 "
-            "(as insightface does), so keys above 16,777,216 may be rounded",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        log.warning("pack: more than 2^24 records; the header and identity records store keys as float32 "
+                    "(as insightface does), so keys above 16,777,216 may be rounded")
     previous_end = 1
     for c in range(num_classes):
         if starts[c] < 0:  # every image of this identity was unreadable: empty range
@@ -580,28 +580,50 @@ class RecordIODataset(torch.utils.data.Dataset):
         return np.array([st.st_size, st.st_mtime_ns, len(self.image_keys), int(self.image_keys[0])], dtype=np.int64)
 
     def _cached_labels(self) -> np.ndarray:
-        """Labels from ``label_cache`` when it matches this ``.rec`` (size, mtime, count),
-        else read from the headers (and saved to ``label_cache`` when given)."""
+        """Labels from ``label_cache`` when it matches this ``.rec`` (size, mtime, count), else read
+        from the headers and saved to ``label_cache`` when given. A file there that is no label cache
+        (not a ``.npz`` with labels and signature) is left as it is, with a warning: it may be
+        anything a typo pointed at."""
         if self.label_cache is None:
             return self._read_labels()
         signature = self._cache_signature()
-        if self.label_cache.is_file():
-            try:
-                with np.load(self.label_cache, allow_pickle=False) as cached:
-                    if np.array_equal(cached["signature"], signature):
-                        labels = cached["labels"].astype(np.int64)
-                        for i in np.flatnonzero(labels < 0):
-                            self.tracker.mark_bad(int(i), f"key {int(self.image_keys[i])}", "unreadable header (cached)")
-                        return labels
-            except (OSError, KeyError, ValueError) as exc:
-                warnings.warn(f"ignoring unreadable label cache {self.label_cache}: {exc}", RuntimeWarning)
+        cached = self._load_label_cache(signature) if self.label_cache.is_file() else None
+        if isinstance(cached, np.ndarray):
+            for i in np.flatnonzero(cached < 0):
+                self.tracker.mark_bad(int(i), f"key {int(self.image_keys[i])}", "unreadable header (cached)")
+            return cached
         labels = self._read_labels()
+        if cached is _UNREADABLE:
+            return labels
         try:
             with atomic_open(self.label_cache, "wb") as f:  # a reader never sees half a cache
                 np.savez(f, labels=labels, signature=signature)
         except OSError as exc:
-            warnings.warn(f"cannot write label cache {self.label_cache}: {exc}", RuntimeWarning)
+            log.warning("cannot write label cache %s: %s", self.label_cache, exc)
         return labels
+
+    def _load_label_cache(self, signature: np.ndarray) -> np.ndarray | None | object:
+        """The cached labels when the cache matches ``signature``; None for a label cache of another
+        state of the ``.rec`` (rewritten); :data:`_UNREADABLE` for a file that is no label cache."""
+        try:
+            with open(self.label_cache, "rb") as f:  # closed also when numpy fails on it
+                cached = np.load(f, allow_pickle=False)
+                if not isinstance(cached, np.lib.npyio.NpzFile):
+                    reason = "a .npy array, not a .npz label cache"
+                elif not {"labels", "signature"} <= set(cached.files):
+                    reason = f"a .npz holding {', '.join(cached.files) or 'nothing'}, not labels and signature"
+                elif not np.array_equal(cached["signature"], signature):
+                    return None
+                else:
+                    return cached["labels"].astype(np.int64)
+        except OSError as exc:
+            reason = f"cannot read it: {exc.strerror or exc}"
+        except (ValueError, EOFError, zipfile.BadZipFile):  # numpy's pickle refusal, a damaged archive
+            reason = "not a .npz file, or a damaged one"
+        log.warning("label cache %s is unreadable (%s): the labels are read from the .rec headers and the file is "
+                    "left as it is; delete it (or choose another label_cache path) to have the cache rebuilt",
+                    self.label_cache, reason)
+        return _UNREADABLE
 
     def _read_labels(self) -> np.ndarray:
         n = len(self.image_keys)

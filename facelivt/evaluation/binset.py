@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facelivt.data.decode import decode_rgb
-from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError
+from facelivt.errors import FaceLiVTError, InvalidInputError, check_input_file
 from facelivt.files import atomic_open
 
 # Opcodes that cannot import, call or build anything but the admitted builtin containers.
@@ -218,9 +218,7 @@ def decode_image(data: bytes, size: int | None = 112, what: str = "image") -> np
 
 def read_bin(path: str | Path) -> BinSet:
     """Read a ``.bin`` verification set safely (see module docstring); images stay encoded."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(f"verification set not found: {path}")
+    path = check_input_file(path, "verification set")
     data = path.read_bytes()
     if not data:
         raise InvalidInputError(f"{path} is empty")

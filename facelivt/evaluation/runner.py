@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facelivt.errors import InputNotFoundError, InvalidInputError
+from facelivt.errors import InputNotFoundError, InvalidInputError, check_input_file
 from facelivt.evaluation.binset import read_bin
 from facelivt.evaluation.embed import embed_batches, resolve_device
 from facelivt.evaluation.ijb import evaluate_scores, ijb_scores
@@ -92,8 +92,7 @@ def check_sets(bins: Sequence[str | Path] = (), ijb: str | Path | None = None, i
     if dup:
         raise InvalidInputError(f"several sets would be reported under the same name: {', '.join(dup)}")
     for b in bins:
-        if not Path(b).is_file():
-            raise InputNotFoundError(f"verification set not found: {b}")
+        check_input_file(b, "verification set")
     if ijb is not None:
         if not ijb_name or not ijb_name.replace("-", "").replace("_", "").isalnum():
             raise InvalidInputError(f"--ijb-name must be a plain name such as IJBB or IJBC, got {ijb_name!r}")

@@ -17,7 +17,7 @@ from facelivt.inference.calibration import (
     threshold_at_far,
 )
 from facelivt.inference.detector import AlignedFace, Face, FaceDetector, NoFaceError, SeveralFacesError
-from facelivt.inference.folders import AlignReport, EmbedRun, align_folder, embed_files, expand_inputs, list_files
+from facelivt.inference.folders import AlignReport, EmbedRun, align_folder, embed_files, expand_inputs, failure_reason, list_files
 from facelivt.inference.gallery import Gallery, Match, faiss_available, photo_sha256
 from facelivt.inference.gallery_check import GalleryProblem
 from facelivt.inference.gallery_store import (
@@ -80,6 +80,7 @@ __all__ = [
     "detect_faces",
     "embed_files",
     "expand_inputs",
+    "failure_reason",
     "faiss_available",
     "list_files",
     "load_image",

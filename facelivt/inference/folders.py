@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from facelivt.files import write_bytes
 from facelivt.inference.detector import FaceDetector, NoFaceError, Select, SeveralFacesError
 from facelivt.data.decode import ImageLoadError
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from facelivt.inference.recognizer import FaceRecognizer
 
@@ -24,17 +27,43 @@ OutputFormat = Literal["same", "jpg", "png"]
 _KEEP_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
+def failure_reason(exc: BaseException, source: str | os.PathLike) -> str:
+    """What went wrong with ``source``, without its name: an error about one image says which
+    ("img/x.png: no face found", "image not found: img/x.png"), a list of failures names it itself."""
+    text, name = str(exc), str(source)
+    if text.startswith(f"{name}: "):
+        return text[len(name) + 2 :]
+    return text[: -len(name) - 2] if text.endswith(f": {name}") else text
+
+
 def list_files(root: str | os.PathLike) -> list[Path]:
-    """Every regular file under ``root`` (recursive, sorted), skipping hidden files and folders."""
+    """Every file under ``root`` (recursive, sorted: a folder's files, then its subfolders), skipping
+    hidden files and folders. Symbolic links to folders are followed, as ``facelivt enroll`` follows
+    a linked identity folder; a link back to a folder it lies in (a loop) is not, with a warning."""
     root = Path(root)
     if not root.exists():
         raise InputNotFoundError(f"folder not found: {root}")
     if not root.is_dir():
         raise InvalidInputError(f"not a folder: {root}")
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    out: list[Path] = []
+    stack = [(root, frozenset({os.path.realpath(root)}))]  # (folder, real paths of it and of the folders walked to it)
+    while stack:
+        folder, chain = stack.pop()
+        inside = os.path.realpath(folder)
+        try:
+            entries = sorted((e for e in os.scandir(folder) if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as exc:
+            log.warning("cannot list %s (%s): its files are left out", folder, exc.strerror or exc)
+            continue
+        out.extend(Path(e.path) for e in entries if not e.is_dir())
+        subfolders = []
+        for e in (e for e in entries if e.is_dir()):
+            real = os.path.realpath(e.path)
+            if real in chain or inside == real or inside.startswith(real.rstrip(os.sep) + os.sep):
+                log.warning("%s links back to %s, a folder it lies in: not followed (a loop)", e.path, real)
+                continue
+            subfolders.append((Path(e.path), chain | {real}))
+        stack.extend(reversed(subfolders))
     return out
 
 
@@ -167,7 +196,7 @@ def _align_one(detector: FaceDetector, path: Path, rel: Path, dst: Path, select:
         report.no_face.append(str(rel))
         return False
     except (ImageLoadError, OSError) as exc:
-        report.unreadable.append((str(rel), str(exc)))
+        report.unreadable.append((str(rel), failure_reason(exc, path)))
         return False
     if crops[0].source is not None and crops[0].source.downscaled:
         report.downscaled.append(str(rel))
@@ -185,8 +214,8 @@ def _align_one(detector: FaceDetector, path: Path, rel: Path, dst: Path, select:
 @dataclass
 class EmbedRun:
     """Outcome of :func:`embed_files`: embeddings (N x D), row ``i`` from file ``paths[i]`` (face
-    ``faces[i]``, 0 being the largest), the failures, and the photos that held several faces (with
-    the count)."""
+    ``faces[i]``, 0 being the largest), the failures (file, reason), and the photos that held several
+    faces (with the count)."""
 
     embeddings: np.ndarray
     paths: list[Path]
@@ -210,7 +239,7 @@ def embed_files(
     rows, paths, faces, failures, several = [], [], [], [], []
     for r in sorted(recognizer.iter_faces(files, aligned=aligned, face=face, progress=progress), key=lambda r: r.index):
         if r.error is not None:
-            failures.append((files[r.index], str(r.error)))
+            failures.append((files[r.index], failure_reason(r.error, files[r.index])))
             if isinstance(r.error, SeveralFacesError):
                 several.append((files[r.index], r.error.found))
             continue

@@ -508,12 +508,23 @@ def check_comparable(have: dict, have_dim: int, want: dict, want_dim: int | None
     """Refuse a gallery whose model, weights, flip setting or embedding size differ from the wanted ones."""
     for key in COMPARABLE_KEYS:
         if key in have and key in want and have[key] != want[key]:
+            if key == "flip":
+                raise GalleryMismatchError(_flip_mismatch(bool(have[key]), where))
             raise GalleryMismatchError(
                 f"gallery {where} was built with {key}={have[key]!r} but this recognizer has {want[key]!r}: "
-                "embeddings from different models are not comparable"
+                f"embeddings from different {'models' if key == 'model' else 'weights'} are not comparable"
             )
     if want_dim is not None and have_dim != int(want_dim):
         raise GalleryMismatchError(f"gallery {where} holds {have_dim}-d embeddings, the model gives {want_dim}-d")
+
+
+def _flip_mismatch(gallery_flip: bool, where: object) -> str:
+    """The flip setting of the gallery and of this run differ: say which is which and what to pass."""
+    on = "with flip (each embedding adds the one of the mirrored crop)"
+    off = "without flip (--no-flip)"
+    do = "drop --no-flip (flip=True)" if gallery_flip else "pass --no-flip (flip=False)"
+    return (f"gallery {where} was enrolled {on if gallery_flip else off} but this run embeds {off if gallery_flip else on}: "
+            f"their embeddings are not comparable; {do} to use this gallery")
 
 
 def _open_store(root: Path, create: bool, dim: int | None, metadata: dict,

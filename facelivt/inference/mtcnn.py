@@ -21,6 +21,7 @@ from torch import nn
 
 from facelivt.errors import InvalidInputError
 from facelivt.inference.weights import NET_NAMES, locate_mtcnn_weights
+from facelivt.models.checkpoint_io import safe_torch_load
 
 _CELL = 12
 _STRIDE = 2
@@ -124,10 +125,7 @@ def load_mtcnn_nets(folder: str | os.PathLike | None = None) -> tuple[PNet, RNet
     nets = (PNet(), RNet(), ONet())
     for name, net in zip(NET_NAMES, nets):
         path = Path(root) / f"{name}.pt"
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupt file, pickle refused, ...
-            raise InvalidInputError(f"cannot read MTCNN weights {path}: {exc}") from exc
+        state = safe_torch_load(path, what="MTCNN weights file")  # code in the pickle: refused, never run
         if not isinstance(state, dict):
             raise InvalidInputError(f"MTCNN weights {path} are not a state_dict")
         try:

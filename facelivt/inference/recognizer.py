@@ -26,14 +26,14 @@ from tqdm import tqdm
 
 from facelivt.data.decode import ImageSource
 from facelivt.devices import resolve_device
-from facelivt.errors import InputNotFoundError, InvalidInputError
+from facelivt.errors import InvalidInputError
 from facelivt.evaluation.binset import read_bin
 from facelivt.evaluation.embed import embed_images, embedding_dim
 from facelivt.inference.calibration import Calibration, calibrate_scores, check_threshold, read_pairs_list
 from facelivt.inference.detector import FaceDetector, Select, SeveralFacesError
 from facelivt.inference.gallery import Gallery, Match, check_comparable
 from facelivt.inference.images import load_image
-from facelivt.models import DEFAULT_PRETRAINED, PRETRAINED, list_pretrained, load_model, preprocess_of
+from facelivt.models import DEFAULT_PRETRAINED, PRETRAINED, check_model_name, list_pretrained, load_model, preprocess_of
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,7 @@ class FaceRecognizer:
     def _load(self, name: str, weights, pretrained: bool, deploy: bool, progress: bool, overrides: dict) -> None:
         """Load model ``name``: ``weights`` (a file, pretrained name or remote reference), else its
         published pretrained weights (``pretrained``), else random weights with a warning."""
+        check_model_name(name)
         if weights is None and pretrained:
             if name not in PRETRAINED:
                 raise InvalidInputError(
@@ -216,9 +217,10 @@ class FaceRecognizer:
     def _aligned_crop(self, image: ImageSource) -> np.ndarray:
         crop = load_image(image)
         if crop.shape[:2] != (self.input_size, self.input_size):
+            name = image if isinstance(image, (str, os.PathLike)) else "array"
             raise InvalidInputError(
-                f"aligned input must be {self.input_size}x{self.input_size}, got {crop.shape[1]}x{crop.shape[0]} "
-                f"({image if isinstance(image, (str, os.PathLike)) else 'array'}); leave aligned=False to detect and align"
+                f"{name}: aligned input must be {self.input_size}x{self.input_size}, got {crop.shape[1]}x{crop.shape[0]}; "
+                "leave out --aligned (aligned=False) to detect and align"
             )
         return crop
 

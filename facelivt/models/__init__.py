@@ -3,7 +3,7 @@ from facelivt.models.config import V2_VARIANTS, VARIANTS, FaceLiVTConfig, FaceLi
 from facelivt.models.facelivt import FaceLiVT
 from facelivt.models.facelivtv2 import FaceLiVTv2
 from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess, preprocess_of
-from facelivt.models.registry import build_model, list_models, register_model
+from facelivt.models.registry import build_model, check_model_name, list_models, register_model
 from facelivt.models.reparam import count_batchnorm, reparameterize_model
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "V2_VARIANTS",
     "VARIANTS",
     "build_model",
+    "check_model_name",
     "count_batchnorm",
     "list_models",
     "preprocess_of",

@@ -9,7 +9,8 @@
 :func:`safe_torch_load` is ``torch.load(weights_only=True)`` whose refusal of a pickle that asks
 to import or call something reads as a refusal (naming what it asks for), instead of torch's advice
 to re-run with ``weights_only=False``, which would run that code. Both the model weights
-(:mod:`facelivt.models.weights`) and the training checkpoints use it.
+(:mod:`facelivt.models.weights`) and the training checkpoints use it. A file it cannot read that
+starts as a ``.bin`` verification set does (:func:`looks_like_binset`) is named as one.
 """
 from __future__ import annotations
 
@@ -131,6 +132,39 @@ def _detail(exc: Exception) -> str:
     return text.split(". ")[0][:200] or type(exc).__name__
 
 
+# The opcodes before the first image of an insightface ``.bin`` set: ``([image bytes, ...], [bools])``.
+_BINSET_PRELUDE = frozenset({"PROTO", "FRAME", "MARK", "EMPTY_LIST", "EMPTY_TUPLE", "PUT", "BINPUT",
+                             "LONG_BINPUT", "MEMOIZE"})
+_BINSET_BYTES = frozenset({"BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "BINSTRING", "SHORT_BINSTRING"})
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG
+
+
+def looks_like_binset(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts as a ``.bin`` verification set does: a pickle of lists whose first item
+    is an encoded JPEG or PNG image (read, never run; a torch checkpoint starts with a number)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4 << 20)
+        for op, arg, _pos in pickletools.genops(io.BytesIO(head)):
+            if op.name in _BINSET_BYTES:  # pickletools gives Python 2's str as latin-1 text
+                data = arg.encode("latin-1") if isinstance(arg, str) else bytes(arg)
+                return data.startswith(_IMAGE_MAGIC)
+            if op.name not in _BINSET_PRELUDE:
+                return False
+    except Exception:  # not a pickle, or the first image lies beyond the bytes read
+        pass
+    return False
+
+
+def _unreadable(path: Path, what: str, exc: Exception) -> FaceLiVTError:
+    """The error for a torch file that cannot be read: a ``.bin`` set is named as one, else corrupt."""
+    if looks_like_binset(path):
+        return WeightsFormatError(
+            f"{path} is not a weights file or checkpoint: it looks like a .bin verification set (a pickle of "
+            "encoded face images and pair labels; `facelivt eval --bin` reads those)")
+    return CheckpointReadError(f"cannot read {what} {path}: corrupt or truncated? ({_detail(exc)})")
+
+
 def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", mmap: bool = False) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with errors for people.
 
@@ -154,8 +188,8 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", mmap: boo
                 f"refusing to load {path} as unsafe: it is not a plain-tensor {what} ({asks}); "
                 "facelivt never unpickles arbitrary objects"
             ) from None
-        raise CheckpointReadError(f"cannot read {what} {path}: corrupt or truncated? ({_detail(exc)})") from None
+        raise _unreadable(path, what, exc) from None
     except OSError:
         raise
     except Exception as exc:  # zip, EOF and struct errors of a damaged file
-        raise CheckpointReadError(f"cannot read {what} {path}: corrupt or truncated? ({_detail(exc)})") from None
+        raise _unreadable(path, what, exc) from None

@@ -23,7 +23,7 @@ from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.models.hub import CachedWeights, fetch_weights, is_reference, parse_weights_ref, released_variant
 from facelivt.models.pretrained import pretrained_weights
-from facelivt.models.registry import build_model
+from facelivt.models.registry import build_model, check_model_name
 from facelivt.models.released import is_released_layout
 from facelivt.models.reparam import reparameterize_model
 from facelivt.models.weights import fit_state_dict, read_checkpoint
@@ -54,6 +54,7 @@ def weights_variant(weights: Reference, *, progress: bool = True) -> str | None:
 
 def pretrained_reference(name: str, pretrained: bool | Reference) -> Reference:
     """What ``pretrained=`` asks for: ``True`` is the published weights of ``name``."""
+    check_model_name(name)
     if pretrained is True:
         return pretrained_weights(name).name
     if pretrained is False or pretrained is None:
@@ -91,6 +92,7 @@ def load_model(
     name or a remote reference (fetched once, then read from the cache). ``pretrained=True`` is
     ``weights=<the published weights of name>``. ``device`` is checked first (:func:`resolve_device`).
     """
+    check_model_name(name)  # before the weights are fetched or read
     device = resolve_device(device)
     if pretrained and weights is not None:
         raise InvalidInputError("give either weights or pretrained, not both")

@@ -49,11 +49,12 @@ from filelock import FileLock
 from huggingface_hub import errors as hf_errors
 from tqdm import tqdm
 
-from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError, OutputWriteError
+from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, check_input_file
 from facelivt.files import atomic_paths, write_json
 from facelivt.models.checkpoint_io import SAFETENSORS, CheckpointReadError, UnsafeCheckpointError, safe_torch_load, sniff_format
 from facelivt.models.config import V2_VARIANTS, VARIANTS
 from facelivt.models.pretrained import PRETRAINED, PretrainedWeights, list_pretrained
+from facelivt.models.registry import check_model_name
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
 from facelivt.models.weights import fit_state_dict, read_safetensors, serialise_safetensors
 
@@ -186,7 +187,7 @@ def parse_weights_ref(ref: str | os.PathLike) -> WeightsRef:
     if text.startswith(("http://", "https://")):
         return _parse_url(text)
     if os.sep in text or "." in Path(text).name or Path(text).exists():
-        raise InputNotFoundError(f"weights file not found: {text}")
+        check_input_file(text, "weights file")  # raises: nothing there, or a folder
     raise InvalidInputError(
         f"{text!r} is neither a weights file nor a pretrained name ({', '.join(list_pretrained())}) nor a "
         "remote reference (hf://owner/repo/file, https://...)"
@@ -262,6 +263,8 @@ def fetch_weights(
     ref = ref if isinstance(ref, WeightsRef) else parse_weights_ref(ref)
     if ref.kind == "file":
         raise InvalidInputError(f"{ref.text} is a local file: load it directly, it needs no fetching")
+    if variant is not None:
+        check_model_name(variant)  # before the table, the cache or the network is asked
     if ref.entry is not None and variant is not None and variant != ref.entry.variant:
         raise CheckpointMismatchError(f"pretrained weights {ref.text!r} are for {ref.entry.variant!r}, not {variant!r}")
     home = Path(home) if home else facelivt_home()

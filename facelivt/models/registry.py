@@ -48,14 +48,20 @@ def list_models(pretrained: bool = False) -> list[str]:
     return sorted(n for n in _REGISTRY if not pretrained or n in PRETRAINED)
 
 
+def check_model_name(name: str) -> str:
+    """``name`` when it is a registered model; else :class:`InvalidInputError` listing the models.
+    Checked first wherever a model name is taken, before any weights are looked at."""
+    if name not in _REGISTRY:
+        raise InvalidInputError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
+    return name
+
+
 def build_model(name: str, **overrides) -> nn.Module:
     """Build a model in train form. FaceLiVT variants accept ``num_heads``, ``embedding_size``, ``head``
     ("gap" or "gdc") and ``input_size`` overrides; FaceLiVTv2 variants ``num_heads`` (default 4),
     ``embedding_size`` and ``input_size`` (their head is always the GDConv one, "gdc").
     The model carries its input preprocessing as ``model.preprocess`` (:class:`facelivt.models.preprocess.Preprocess`)."""
-    if name not in _REGISTRY:
-        raise InvalidInputError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
-    model = _REGISTRY[name](**overrides)
+    model = _REGISTRY[check_model_name(name)](**overrides)
     model.model_name = name
     model.model_overrides = dict(overrides)
     size = getattr(getattr(model, "cfg", None), "input_size", None) or overrides.get("input_size")

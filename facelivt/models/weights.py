@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
-from facelivt.errors import InputNotFoundError, InvalidInputError
+from facelivt.errors import InvalidInputError, check_input_file
 from facelivt.files import write_bytes
 from facelivt.models.checkpoint_io import SAFETENSORS, safe_torch_load, sniff_format
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
-from facelivt.models.registry import build_model
+from facelivt.models.registry import build_model, check_model_name
 from facelivt.models.reparam import reparameterize_model
 
 
@@ -71,9 +70,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     The format is told by the file's content, not its name (see :func:`sniff_format`): a
     safetensors file named ``.pt`` loads as safetensors and a torch checkpoint named
     ``.safetensors`` as a torch checkpoint; a file that is neither gets a message saying so."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(f"weights file not found: {path}")
+    path = check_input_file(path, "weights file")
     if sniff_format(path) == SAFETENSORS:
         return read_safetensors(path)
     obj = safe_torch_load(path, what="checkpoint")
@@ -106,6 +103,7 @@ def fit_state_dict(
     """Build ``name`` in the form ``meta`` says (train, or deploy with its options; the saved model
     options unless ``overrides`` change them) and load ``state_dict`` into it with a strict key and
     shape match (released layouts are converted first). Returns the model in eval mode."""
+    check_model_name(name)  # an unknown name is that, whatever the weights hold
     if meta.get("model") and meta["model"] != name:
         raise CheckpointMismatchError(f"{what} holds weights of {meta['model']!r}, not {name!r}")
     # Options the weights were trained with (e.g. head="gdc"), unless the caller overrides them.

@@ -25,13 +25,14 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import yaml
 
 from facelivt.cpu import check_threads
-from facelivt.errors import InputNotFoundError, InvalidInputError
+from facelivt.errors import InvalidInputError, check_input_file
 from facelivt.files import check_not_input
 from facelivt.losses.distill import DISTILL_KINDS
 from facelivt.losses.margin import MARGINS
 from facelivt.models.config import HEADS
 from facelivt.models.hub import is_reference
 from facelivt.models.pretrained import pretrained_weights
+from facelivt.models.registry import check_model_name
 
 AMP_MODES = ("auto", "none", "bf16", "fp16")
 CACHE_MODES = ("none", "memory", "disk")
@@ -405,9 +406,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     data: dict[str, Any] = {}
     search: list[Path] = []
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise InputNotFoundError(f"config file not found: {path}")
+        path = check_input_file(path, "config file")
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
@@ -486,6 +485,7 @@ def validate_config(cfg: Config, need_data: bool = True) -> None:
 
 
 def _check_model_data(cfg: Config, need_data: bool) -> None:
+    check_model_name(cfg.model.name)  # first: the other model.* checks and the weights assume a known model
     _choice(cfg.model.head, HEADS, "model.head")
     if cfg.model.pretrained:
         if cfg.model.weights:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from facelivt.data import DistributedResumableSampler, build_dataset, build_loader, split_identities
-from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError
+from facelivt.errors import FaceLiVTError, InvalidInputError, check_input_file
 from facelivt.evaluation import evaluate_bin
 from facelivt.files import write_json, write_text
 from facelivt.models import reparameterize_model, save_weights
@@ -218,8 +218,7 @@ class Trainer:
         if self.best_key is not None and self.best_key not in known:
             raise InvalidInputError(f"eval.best_metric={self.best_key!r} is none of the evaluated sets: {', '.join(known) or 'none'}")
         for b in cfg.eval.bins:
-            if not Path(b).is_file():
-                raise InputNotFoundError(f"verification set not found: {b}")
+            check_input_file(b, "verification set")
 
     # ------------------------------------------------------------------ bad records
     def _note_bad(self, micro_batches: list) -> None:

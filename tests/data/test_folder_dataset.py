@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from facelivt.data import ImageFolderDataset, to_uint8
+from log_helpers import logs_warning
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 ORL = SHARED / "data" / "orl_faces"
@@ -36,8 +37,8 @@ def folder(tmp_path):
     return root
 
 
-def test_layout_and_items(folder):
-    with pytest.warns(RuntimeWarning, match="empty"):
+def test_layout_and_items(folder, caplog):
+    with logs_warning(caplog, "empty"):
         ds = ImageFolderDataset(folder)
     assert ds.classes == ["alice", "bob", "carol"] and ds.num_classes == 3
     assert [Path(p).name for p, _ in ds.samples] == ["a.png", "b.PNG", "c.png", "d.jpg", "e.png", "f.jpg"]
@@ -55,20 +56,20 @@ def test_layout_and_items(folder):
     assert float(resized.min()) >= -1.0 and float(resized.max()) <= 1.0
 
 
-def test_unreadable_file_is_skipped(folder):
-    with pytest.warns(RuntimeWarning):
+def test_unreadable_file_is_skipped(folder, caplog):
+    with logs_warning(caplog, "without images"):
         ds = ImageFolderDataset(folder, max_bad_fraction=0.5)
-    with pytest.warns(RuntimeWarning, match="f.jpg"):
+    with logs_warning(caplog, "skipping bad sample .*f.jpg"):
         x, y = ds[5]  # broken -> wraps to index 0
     assert y == 0 and ds.bad_records == 1
-    with pytest.warns(RuntimeWarning):
+    with logs_warning(caplog, "without images"):
         strict = ImageFolderDataset(folder, max_bad_fraction=0.0, min_reads=1)
-    with pytest.warns(RuntimeWarning, match="f.jpg"), pytest.raises(RuntimeError, match="max_bad_fraction"):
+    with logs_warning(caplog, "f.jpg"), pytest.raises(RuntimeError, match="max_bad_fraction"):
         strict[5]
 
 
-def test_extensions_and_errors(folder, tmp_path):
-    with pytest.warns(RuntimeWarning):
+def test_extensions_and_errors(folder, tmp_path, caplog):
+    with logs_warning(caplog, "without images"):
         ds = ImageFolderDataset(folder, extensions=[".jpg"])
     assert ds.classes == ["bob", "carol"]
     with pytest.raises(FileNotFoundError, match="not found"):

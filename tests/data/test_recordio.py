@@ -13,6 +13,7 @@ import torch
 import recordio_handmade as hand
 from facelivt.data import RecordIODataset, RecordIOReader, RecordIOWriter, pack_header, unpack_payload
 from facelivt.data.recordio import RecordIOError, frame_record, split_payload
+from log_helpers import logs_no_warning, logs_warning
 
 MAGIC = struct.pack("<I", 0xCED7230A)
 
@@ -136,7 +137,7 @@ def test_pack_header_matches_mxnet_layout():
         pack_header([])
 
 
-def test_dataset_header_layout_and_skipping(handmade_set):
+def test_dataset_header_layout_and_skipping(handmade_set, caplog):
     root, images, labels, _ = handmade_set
     ds = RecordIODataset(root, max_bad_fraction=0.5)
     assert len(ds) == 6  # keys 1..6; identity records 7..9 are not images
@@ -148,34 +149,33 @@ def test_dataset_header_layout_and_skipping(handmade_set):
     x, y = ds[1]  # the multi-part JPEG
     assert y == 0 and (x - expected_tensor(images[2])).abs().mean() < 0.03
     assert ds.bad_records == 0
-    with pytest.warns(RuntimeWarning, match="key 4"):
+    with logs_warning(caplog, "skipping bad sample key 4"):
         x, y = ds[3]  # corrupt -> the next record (key 5)
     assert y == 2 and torch.allclose(x, expected_tensor(images[5]))
     assert ds.bad_records == 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # warned once per key: no second warning
+    with logs_no_warning(caplog):  # warned once per key: no second warning
         x2, _ = ds[3]
     assert torch.equal(x, x2) and ds.bad_records == 1
     with pytest.raises(IndexError):
         ds[6]
 
 
-def test_dataset_stops_when_too_many_bad(handmade_set):
+def test_dataset_stops_when_too_many_bad(handmade_set, caplog):
     root, *_ = handmade_set
     ds = RecordIODataset(root, max_bad_fraction=0.1, min_reads=3)
     ds[0], ds[1]
-    with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match="max_bad_fraction"):
+    with logs_warning(caplog, "key 4"), pytest.raises(RuntimeError, match="max_bad_fraction"):
         ds[3]  # 1 bad of 3 seen > 10 %
     # below min_reads nothing is decided yet
     ds = RecordIODataset(root, max_bad_fraction=0.1, min_reads=100)
-    with pytest.warns(RuntimeWarning):
+    with logs_warning(caplog, "key 4"):
         ds[3]  # reads index 3 (bad) and 4
     ds[0], ds[1], ds[2]  # 1 of 5 bad, but min(100, 6) = 6 distinct reads not reached
     with pytest.raises(RuntimeError, match="max_bad_fraction"):
         ds[5]  # the sixth distinct read reaches the threshold
 
 
-def test_corrupt_framing_is_skipped(tmp_path):
+def test_corrupt_framing_is_skipped(tmp_path, caplog):
     root = tmp_path / "noheader"
     root.mkdir()
     imgs = [make_image(10 + k) for k in range(4)]
@@ -187,9 +187,9 @@ def test_corrupt_framing_is_skipped(tmp_path):
     reader = RecordIOReader(root / "train.rec", root / "train.idx")
     with pytest.raises(RecordIOError, match="bad magic"):
         reader.read(1)
-    with pytest.warns(RuntimeWarning, match="key 1"), pytest.raises(RuntimeError, match="corrupt"):
+    with logs_warning(caplog, "key 1"), pytest.raises(RuntimeError, match="corrupt"):
         RecordIODataset(root)  # 1 of 4 headers unreadable > 1 %
-    with pytest.warns(RuntimeWarning, match="key 1"):
+    with logs_warning(caplog, "key 1"):
         ds = RecordIODataset(root, max_bad_fraction=0.3)
     assert len(ds) == 4  # no header record: every key is an image
     assert ds.labels.tolist() == [0, -1, 0, 1] and ds.bad_records == 1
@@ -230,9 +230,7 @@ def test_multi_worker_loading(handmade_set):
     root, _, labels, _ = handmade_set
     ds = RecordIODataset(root, max_bad_fraction=0.5)
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, shuffle=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the corrupt key 4 in a worker
-        got = torch.cat([y for _, y in loader]).tolist()
+    got = torch.cat([y for _, y in loader]).tolist()
     assert got == [0, 0, 1, 2, 2, 2]  # index 3 (corrupt) replaced by the next record
 
 
@@ -287,3 +285,27 @@ def test_label_cache(tmp_path, handmade_set):
     np.savez(cache, labels=lab, signature=sig)
     again = RecordIODataset(root, max_bad_fraction=0.5, label_cache=cache)
     assert again.labels.tolist() == first.labels.tolist() == [labels[k] for k in range(1, 7)]
+
+
+def test_a_file_that_is_no_label_cache_is_named_and_left_alone(tmp_path, handmade_set, caplog):
+    """A garbage label_cache (text, a damaged zip, another .npz, the set's own .idx by a typo): one
+    logged warning saying it is unreadable and how to have it rebuilt; the labels come from the
+    headers; the file is not overwritten; no Python warning, no numpy 'allow_pickle' advice."""
+    root, _, labels, _ = handmade_set
+    other = tmp_path / "other.npz"
+    np.savez(other, foo=np.zeros(3))
+    (tmp_path / "text.npz").write_text("garbage\n")
+    (tmp_path / "zip.npz").write_bytes(b"PK\x03\x04" + bytes(40))
+    for cache in (tmp_path / "text.npz", tmp_path / "zip.npz", other, next(root.glob("*.idx"))):
+        before = cache.read_bytes()
+        caplog.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with caplog.at_level("WARNING", logger="facelivt"):
+                ds = RecordIODataset(root, max_bad_fraction=0.5, label_cache=cache)
+        assert ds.labels.tolist() == [labels[k] for k in range(1, 7)]
+        assert cache.read_bytes() == before, cache
+        messages = [r.getMessage() for r in caplog.records if r.name == "facelivt.data.recordio"]
+        assert len(messages) == 1 and messages[0].startswith(f"label cache {cache} is unreadable ("), messages
+        assert messages[0].endswith("delete it (or choose another label_cache path) to have the cache rebuilt")
+        assert "allow_pickle" not in messages[0]

@@ -11,6 +11,7 @@ from PIL import Image
 import recordio_handmade as hand
 from facelivt.cli import main
 from facelivt.data import RecordIODataset, SyntheticIdentities, pack_image_folder
+from log_helpers import logs_warning
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 CELEBA = SHARED / "data" / "celeba_subset_112"
@@ -79,7 +80,7 @@ def test_pack_cli_round_trip(faces, tmp_path, png, capsys):
             assert diff.mean() < 3.0  # JPEG quality 95 re-encode
 
 
-def test_pack_library_resizes_and_converts(tmp_path):
+def test_pack_library_resizes_and_converts(tmp_path, caplog):
     src = tmp_path / "src"
     syn = SyntheticIdentities(2, 2, seed=3)
     for i in range(4):
@@ -90,7 +91,7 @@ def test_pack_library_resizes_and_converts(tmp_path):
             img = img.convert("L").resize((92, 112))  # grey, not square
         img.save(d / f"{i}.png")
     (src / "person1" / "broken.jpg").write_bytes(b"not an image")
-    with pytest.warns(RuntimeWarning, match="broken.jpg"):
+    with logs_warning(caplog, "broken.jpg"):
         stats = pack_image_folder(src, tmp_path / "out", png=True)
     assert stats == {"num_images": 4, "num_classes": 2, "skipped": 1}
     ds = RecordIODataset(tmp_path / "out")
@@ -100,11 +101,11 @@ def test_pack_library_resizes_and_converts(tmp_path):
     assert np.abs(to_uint8(ds[2][0]).astype(int) - syn.image(2).astype(int)).max() <= 1
 
 
-def test_pack_cli_errors(tmp_path, capsys):
+def test_pack_cli_errors(tmp_path, capsys, caplog):
     assert main(["pack", "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "image folder not found" in capsys.readouterr().err
     (tmp_path / "empty" / "a").mkdir(parents=True)
-    with pytest.warns(RuntimeWarning, match="without images"):
+    with logs_warning(caplog, "without images"):
         assert main(["pack", "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "no images found" in capsys.readouterr().err
     assert main(["pack", "--images", str(tmp_path), "--out", str(tmp_path / "o"), "--quality", "0"]) == 2

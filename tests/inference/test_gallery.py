@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facelivt.inference.gallery import Gallery, faiss_available, l2_normalize
+from facelivt.inference.gallery import Gallery, GalleryMismatchError, faiss_available, l2_normalize
 
 BACKENDS = ["numpy"] + (["faiss"] if faiss_available() else [])
 
@@ -148,3 +148,24 @@ def test_many_identities_stay_fast():
     elapsed = time.perf_counter() - t0
     assert [r[0].name for r in res] == [f"id{i}" for i in range(50)]
     assert elapsed < 20.0
+
+
+def test_a_flip_mismatch_names_the_flip_setting_and_what_to_pass(tmp_path):
+    meta = {"model": "facelivt_s", "weights_fingerprint": "f00d"}
+    for gallery_flip, run_flip, enrolled, run, advice in (
+        (True, False, "with flip", "without flip (--no-flip)", "drop --no-flip (flip=True)"),
+        (False, True, "without flip (--no-flip)", "with flip", "pass --no-flip (flip=False)"),
+    ):
+        folder = tmp_path / f"g{gallery_flip}"
+        with Gallery.open(folder, create=True, dim=8, metadata=dict(meta, flip=gallery_flip)) as g:
+            g.enroll_embeddings("a", np.ones(8, dtype=np.float32))
+        with pytest.raises(GalleryMismatchError) as info:
+            Gallery.open(folder, dim=8, metadata=dict(meta, flip=run_flip))
+        msg = str(info.value)
+        assert msg.startswith(f"gallery {folder} was enrolled {enrolled}") and f"this run embeds {run}" in msg, msg
+        assert msg.endswith(f"not comparable; {advice} to use this gallery"), msg
+        assert "different models" not in msg
+    with pytest.raises(GalleryMismatchError, match="different weights are not comparable"):
+        Gallery.open(tmp_path / "gTrue", dim=8, metadata=dict(meta, flip=True, weights_fingerprint="beef"))
+    with pytest.raises(GalleryMismatchError, match="model='facelivt_s'.*different models are not comparable"):
+        Gallery.open(tmp_path / "gTrue", dim=8, metadata=dict(meta, flip=True, model="facelivt_m"))

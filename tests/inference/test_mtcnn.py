@@ -1,10 +1,18 @@
 """MTCNN: network shapes, NMS and box helpers, and agreement with the reference detections."""
 from __future__ import annotations
 
+import os
+import pickle
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from disk_helpers import assert_clean_failure, run_cli
+from facelivt.inference.weights import installed_weights_dir
+from facelivt.models.checkpoint_io import UnsafeCheckpointError
 
 from facelivt.inference.mtcnn import (
     ONet,
@@ -126,3 +134,38 @@ def test_detection_rate_on_celeba_sample(reference):
         rgb = np.array(Image.open(CELEBA / key).convert("RGB"))
         found += len(detect_faces(nets, torch.from_numpy(rgb).permute(2, 0, 1).float()).scores) > 0
     assert found / len(keys) >= 0.97
+
+
+class Planted:
+    """Runs ``touch <marker>`` when unpickled by an ordinary unpickler."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_planted_mtcnn_weights_are_refused_and_never_run(tmp_path):
+    """A pnet.pt whose pickle asks to run code: refused as unsafe in one line, nothing of it runs."""
+    marker, weights, photos = tmp_path / "ran", tmp_path / "mtcnn", tmp_path / "in"
+    weights.mkdir()
+    photos.mkdir()
+    for name in ("rnet", "onet"):
+        shutil.copy(installed_weights_dir() / f"{name}.pt", weights / f"{name}.pt")
+    torch.save({"conv1.weight": torch.zeros(10, 3, 3, 3), "extra": Planted(marker)}, weights / "pnet.pt")
+    shutil.copy(CELEBA / "7201" / sorted(os.listdir(CELEBA / "7201"))[0], photos / "a.jpg")
+    pickle.loads(pickle.dumps(Planted(marker)))  # the payload is real: an ordinary unpickler runs it
+    assert marker.exists()
+    marker.unlink()
+
+    with pytest.raises(UnsafeCheckpointError, match="as unsafe"):
+        load_mtcnn_nets(weights)
+    proc = run_cli("align", str(photos), str(tmp_path / "out"), "--quiet", "--mtcnn-weights", str(weights))
+    assert_clean_failure(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"facelivt align: error: refusing to load {weights / 'pnet.pt'} as unsafe: it is not a "
+                     f"plain-tensor MTCNN weights file (it asks to run code: {os.system.__module__}.system); "
+                     "facelivt never unpickles arbitrary objects"], proc.stderr
+    assert "weights_only" not in proc.stderr
+    assert not marker.exists()

@@ -9,6 +9,7 @@ import torch
 
 import facelivt
 from facelivt.errors import FaceLiVTError
+from facelivt.evaluation.binset import read_bin
 from facelivt.models import load_model, save_weights
 from facelivt.models.checkpoint_io import (
     SAFETENSORS,
@@ -113,3 +114,29 @@ def test_damaged_torch_files(files, tmp_path):
         cut.write_bytes((files / name).read_bytes()[:keep])
         with pytest.raises(CheckpointReadError, match=rf"cannot read checkpoint {cut}: corrupt or truncated\? \(.+\)"):
             safe_torch_load(cut)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_verification_bin_given_as_weights_is_named_as_one(files, tmp_path, shared_dir, protocol):
+    """A .bin set is a plain pickle too: it is named as a verification set, not 'Unsupported operand 149'."""
+    faces = sorted((shared_dir / "data" / "celeba_subset_112").rglob("*.jpg"))[:4]
+    assert len(faces) == 4
+    images = [p.read_bytes() for p in faces]
+    if protocol == 2:  # Python 2's str: no _codecs global
+        payload = b"\x80\x02](" + b"".join(b"T" + len(b).to_bytes(4, "little") + b for b in images) + b"e](\x88\x89e\x86."
+    else:
+        payload = pickle.dumps((images, [True, False]), protocol=protocol)
+    path = tmp_path / "lfw.bin"
+    path.write_bytes(payload)
+    bs = read_bin(path)  # a genuine verification set
+    assert bs.images == images and bs.issame.tolist() == [True, False]
+    expected = (f"{path} is not a weights file or checkpoint: it looks like a .bin verification set (a pickle of "
+                "encoded face images and pair labels; `facelivt eval --bin` reads those)")
+    for call in (lambda: safe_torch_load(path), lambda: load_model("facelivt_s", path)):
+        with pytest.raises(WeightsFormatError) as err:
+            call()
+        assert str(err.value) == expected
+    cut = tmp_path / "cut.pt"  # a damaged checkpoint is still called damaged
+    cut.write_bytes((files / "legacy.pt").read_bytes()[:4000])
+    with pytest.raises(CheckpointReadError, match="corrupt or truncated"):
+        safe_torch_load(cut)

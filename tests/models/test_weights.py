@@ -5,7 +5,10 @@ import pytest
 import torch
 
 import facelivt
-from facelivt.models import CheckpointMismatchError, load_model, save_weights
+from facelivt.errors import InvalidInputError
+from facelivt.inference import FaceRecognizer
+from facelivt.models import CheckpointMismatchError, list_models, load_model, save_weights
+from facelivt.models.weights import fit_state_dict, read_checkpoint
 
 
 def test_safetensors_round_trip_train_and_deploy(tmp_path, randomized):
@@ -73,3 +76,25 @@ def test_hubconf_local(tmp_path, randomized):
     x = torch.randn(1, 3, 112, 112)
     with torch.no_grad():
         assert torch.allclose(hub.eval()(x), model(x), atol=1e-6)
+
+
+def test_an_unknown_model_is_named_before_the_weights_are_looked_at(tmp_path):
+    """--model facelivt_xxl with weights of facelivt_s: the model is unknown (with the list), not a mismatch."""
+    save_weights(facelivt.create_model("facelivt_s"), tmp_path / "w.safetensors")
+    unknown = f"unknown model 'facelivt_xxl'; available models: {', '.join(list_models())}"
+    state, meta = read_checkpoint(tmp_path / "w.safetensors")
+    assert meta["model"] == "facelivt_s"
+    calls = [
+        lambda: fit_state_dict("facelivt_xxl", state, meta, "w.safetensors"),
+        lambda: load_model("facelivt_xxl", tmp_path / "w.safetensors"),
+        lambda: load_model("facelivt_xxl", tmp_path / "missing.safetensors"),
+        lambda: load_model("facelivt_xxl", "facelivt_s"),  # a pretrained name: nothing is fetched
+        lambda: load_model("facelivt_xxl", "hf://someone/repo/w.pt"),
+        lambda: load_model("facelivt_xxl", pretrained=True),
+        lambda: facelivt.create_model("facelivt_xxl", pretrained=True),
+        lambda: FaceRecognizer("facelivt_xxl"),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidInputError) as err:
+            call()
+        assert str(err.value) == unknown

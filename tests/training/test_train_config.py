@@ -105,6 +105,7 @@ def test_unknown_key_in_file_is_named(tmp_path):
         ("distill.kind=huber", "distill.kind must be one of"),
         ("train.batch_size=10", "divisible"),
         ("model.head=avg", "model.head"),
+        ("model.name=facelivt_xxl", "unknown model 'facelivt_xxl'; available models: edgeface_xs, "),
         ("eval.heldout_pairs=10", "held_out_fraction"),
         ("train.num_threads=100000", r"train.num_threads must be an integer from 1 to \d+ \(4 x the \d+ CPU cores"),
         ("data.num_workers=100000", r"data.num_workers must be an integer from 0 to \d+ \(4 x the \d+ CPU cores"),

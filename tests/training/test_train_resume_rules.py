@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import warnings
 
 import cv2
 import pytest
@@ -16,6 +15,7 @@ from facelivt.data import ImageFolderDataset, SyntheticIdentities
 from facelivt.training import poly_lr, train
 from facelivt.training.engine import ResumeMismatchError
 
+from log_helpers import logs_warning
 from train_helpers import CONFIGS, TinyNet, last_state, quick_config
 
 
@@ -86,13 +86,13 @@ def _faces_with_bad_files(root, bad=(6, 21)):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_bad_records_are_counted_in_result_json_and_the_log(tmp_path, workers):
+def test_bad_records_are_counted_in_result_json_and_the_log(tmp_path, workers, caplog):
     data = _faces_with_bad_files(tmp_path / "faces")
     out = tmp_path / "run"
     cfg = quick_config(out, epochs=1)
     cfg.data.num_workers = workers
     # with workers the warnings come from the worker processes, and each knows only its own records
-    warned = pytest.warns(RuntimeWarning, match="skipping bad sample") if workers == 0 else contextlib.nullcontext()
+    warned = logs_warning(caplog, "skipping bad sample") if workers == 0 else contextlib.nullcontext()
     with warned:
         result = train(cfg, dataset=data, model=TinyNet(dim=16))
     assert result.bad_records == 2
@@ -102,8 +102,6 @@ def test_bad_records_are_counted_in_result_json_and_the_log(tmp_path, workers):
     assert [e for e in events if e["event"] == "train"][-1]["bad_records"] == 2
     # a resumed run keeps the count (the same records, not counted twice)
     cfg.train.epochs = 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        again = train(cfg, dataset=_faces_with_bad_files(tmp_path / "faces"), model=TinyNet(dim=16))
+    again = train(cfg, dataset=_faces_with_bad_files(tmp_path / "faces"), model=TinyNet(dim=16))
     assert again.steps == 8 and again.bad_records == 2
     assert json.loads((out / "result.json").read_text())["bad_records"] == 2
