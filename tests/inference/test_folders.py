@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from facelivt.inference import NoFaceError, failure_reason, list_files, load_image
-from facelivt.inference.images import ImageLoadError
+from facelivt.inference import ImageLoadError
 
 
 def test_failure_reason_leaves_out_the_file_name(tmp_path):
