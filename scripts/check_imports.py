@@ -3,8 +3,9 @@
     python scripts/check_imports.py            # report; exit 1 if a cycle or a hidden import is found
     python scripts/check_imports.py --graph    # also print every module's in-package imports
 
-Every import forms the graph, module-level or inside a function (an import hidden in a function is still
-a dependency; only those under ``if TYPE_CHECKING:`` are skipped).
+Every import forms the graph, module-level, inside a function or under ``if TYPE_CHECKING:`` (an import
+hidden in a function is still a dependency, and one made for annotations only still ties the two modules'
+designs together: a cycle through it is a cycle).
 An import of a package (``facelivt.deploy``) points at its ``__init__``; ``from pkg import name``
 points at ``pkg.name`` when that is a module, else at ``pkg``. Imports inside functions are listed
 separately: the only ones allowed are of optional third-party dependencies, never of facelivt itself.
@@ -54,12 +55,6 @@ def targets(node: ast.AST, current: str, is_package: bool, modules: dict[str, Pa
     return [t for t in out if t == PACKAGE or t.startswith(PACKAGE + ".")]
 
 
-def is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
 def scan(path: Path, name: str, modules: dict[str, Path]):
     tree = ast.parse(path.read_text(encoding="utf-8"))
     is_package = path.name == "__init__.py"
@@ -67,8 +62,6 @@ def scan(path: Path, name: str, modules: dict[str, Path]):
 
     def walk(body, in_function: bool):
         for node in body:
-            if isinstance(node, ast.If) and is_type_checking(node):
-                continue
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 found = targets(node, name, is_package, modules)
                 if in_function:

@@ -1,4 +1,5 @@
-"""The package's import hygiene (docs/architecture.md): no cycle, no in-package import inside a function,
+"""The package's import hygiene (docs/architecture.md): no cycle (also through imports under
+``if TYPE_CHECKING:``), no in-package import inside a function,
 and no library package importing an application or a higher layer."""
 from __future__ import annotations
 
@@ -66,3 +67,22 @@ def test_the_check_finds_a_planted_cycle(tmp_path):
         check_imports.ROOT = old
     assert cycles == [["facelivt.a", "facelivt.b"]]
     assert hidden == {"facelivt.b": [(2, "facelivt.a")]}
+
+
+def test_the_check_counts_imports_made_for_annotations_only(tmp_path):
+    """An import under ``if TYPE_CHECKING:`` is a dependency too: a cycle through it is reported."""
+    pkg = tmp_path / "facelivt"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from facelivt import b\n")
+    (pkg / "b.py").write_text("import typing\nif typing.TYPE_CHECKING:\n    from facelivt.a import x\n")
+    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from facelivt import d\n")
+    (pkg / "d.py").write_text("from facelivt.c import y\n")
+    old = check_imports.ROOT
+    check_imports.ROOT = tmp_path
+    try:
+        _, cycles, hidden = check_imports.analyse()
+    finally:
+        check_imports.ROOT = old
+    assert cycles == [["facelivt.a", "facelivt.b"], ["facelivt.c", "facelivt.d"]]
+    assert hidden == {}

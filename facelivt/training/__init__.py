@@ -36,7 +36,7 @@ from .reshard import reshard_state
 from .resume import ResumeMismatchError
 from .schedule import PolyWarmupScheduler, poly_lr
 from .teacher import TeacherCache, TeacherTargets, build_teacher
-from .trainer import Trainer, TrainResult, train
+from .trainer import RunState, Trainer, TrainResult, train
 
 __all__ = [
     "CheckpointManager",
@@ -57,6 +57,7 @@ __all__ = [
     "PairVerification",
     "PolyWarmupScheduler",
     "ResumeMismatchError",
+    "RunState",
     "StepRunner",
     "StepStats",
     "TeacherCache",

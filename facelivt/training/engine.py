@@ -23,7 +23,7 @@ from facelivt.models.registry import model_config
 
 from .config import AMP_MODES, Config
 from .distributed import DistEnv, any_true
-from .resume import ResumeMismatchError, load_trainable_state, trainable_state  # noqa: F401 (ResumeMismatchError: re-exported)
+from .resume import check_fits
 from .schedule import PolyWarmupScheduler
 from .teacher import TeacherTargets, build_teacher
 
@@ -314,13 +314,31 @@ class StepRunner:
             return f"the updated weights (largest |w| {largest:.3g}) give a {loss} loss"
         return None
 
-    # -- state (what it holds: :mod:`.resume`)
+    # -- state: this object's part of a checkpoint
     def state_dict(self) -> dict[str, Any]:
-        return trainable_state(self)
+        """Model, Partial FC shard, AdamW, schedule and loss scaler."""
+        return {
+            "model": self.model.state_dict(),
+            "partial_fc": self.partial_fc.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint (:func:`facelivt.training.resume.load_trainable_state`)."""
-        load_trainable_state(self, state)
+        """Restore :meth:`state_dict` (:class:`~facelivt.training.resume.ResumeMismatchError` when the
+        model or Partial FC does not fit); the optimizer keeps this run's settings (lr schedule, weight
+        decay, betas, eps), the checkpoint gives its moments and step counts."""
+        for module, key, what in ((self.model, "model", "model"), (self.partial_fc, "partial_fc", "Partial FC")):
+            check_fits(module.state_dict(), state[key], what)
+            module.load_state_dict(state[key])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["initial_lr"] = lr
+            group.update(self.hyper)
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
 
 def _nan_loss_at(losses: Callable[..., tuple], at: int) -> Callable[..., tuple]:

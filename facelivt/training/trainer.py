@@ -6,6 +6,7 @@ checkpoint and ``last.json`` whole), and never checkpoints a state that is not f
 (:meth:`facelivt.training.engine.StepRunner.state_problem`)."""
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -25,14 +26,14 @@ from facelivt.files import write_json, write_text
 from facelivt.models import reparameterize_model, save_weights
 
 from .batches import FlipSampler, TrainView, dataset_labels
-from .checkpoint import CheckpointManager
+from .checkpoint import CheckpointManager, rng_state, set_rng_state
 from .config import Config, validate_config
 from .distributed import DistEnv, any_true, broadcast_object, cleanup, init_distributed, union
 from .engine import DivergedError, NonFiniteLossError, StepRunner, StepStats, build_step_runner
 from .heldout import HeldoutPairs
 from .lock import OutputInUseError, OutputLock
 from .logging import Progress, RunLogger, plain
-from .resume import restore_run, resume, run_state, seek
+from .resume import check_epoch_length, check_resume, seek
 from .schedule import lower_lr
 from .teacher import data_key, warn_flip_mismatch
 
@@ -58,6 +59,34 @@ class TrainResult:
     num_classes: int = 0
     bad_records: int = 0  # distinct unreadable records met so far (skipped, a neighbour used instead)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunState:
+    """Where the loop stands, the part of a checkpoint the trainer owns besides the step runner's
+    (:meth:`Trainer.state_dict`)."""
+
+    global_step: int = 0  # optimiser steps done
+    loss_history: list[float] = field(default_factory=list)  # loss of every optimiser step (resumed parts included)
+    best: Optional[dict] = None  # best verification so far: {"metric", "value", "step"}
+    elapsed_s: float = 0.0  # training time so far (what train.max_minutes counts)
+    finished: bool = False  # reached the end of the run
+    bad: set[int] = field(default_factory=set)  # indices (into the base data set) of unreadable records met
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any], total_steps: int) -> "RunState":
+        """The loop's part of a checkpoint's ``state``, for a run of ``total_steps``."""
+        step = int(state["global_step"])
+        bad = state.get("bad_records")
+        return cls(
+            global_step=step,
+            loss_history=[float(v) for v in state["loss_history"].tolist()],
+            best=state.get("best"),
+            elapsed_s=float(state.get("elapsed_s", 0.0)),
+            # a finished run whose train.epochs / max_steps were raised goes on to the new end
+            finished=bool(state.get("finished", False)) and step >= total_steps,
+            bad={int(i) for i in bad.tolist()} if torch.is_tensor(bad) else set(),
+        )
 
 
 def _dataset_spec(cfg: Config) -> dict[str, Any]:
@@ -157,16 +186,11 @@ class Trainer:
             cache_key=data_key(self.view.indices, self.view.labels),
         )
         env = self.env
-        self.ckpt = CheckpointManager(self.out / "checkpoints", env.rank, env.world_size, any_failed=lambda flag: any_true(env, flag))
-        self.global_step = 0
-        self.loss_history: list[float] = []
-        self.best: Optional[dict] = None
-        self.elapsed_s = 0.0
-        self.finished = False
+        self.ckpt = CheckpointManager(self.out / "checkpoints", env.rank, env.world_size, any_failed=functools.partial(any_true, env))
+        self.run_state = RunState()
         self.last_saved_step: Optional[int] = None
         self.checkpoint_lr: Optional[float] = None  # optim.lr of the run that wrote the last checkpoint
         self.changed_settings: dict[str, tuple[Any, Any]] = {}
-        self._bad: set[int] = set()  # indices (into the base data set) of unreadable records met
         self._clock = time.monotonic()
         self._window: list[StepStats] = []
         self._window_start = time.monotonic()
@@ -226,38 +250,82 @@ class Trainer:
             if len(batch) > 4 and bool(torch.as_tensor(batch[4]).any()):
                 flags = torch.as_tensor(batch[4]).bool()
                 for i in torch.as_tensor(batch[2])[flags].tolist():
-                    self._bad.add(int(self.view.indices[int(i)]))
+                    self.run_state.bad.add(int(self.view.indices[int(i)]))
 
     def bad_records(self) -> int:
         """Distinct unreadable records met so far by every rank, its workers and the verification
         (collective under torch.distributed: call on every rank)."""
         tracker = getattr(self.base, "tracker", None)
         if tracker is not None:
-            self._bad.update(int(i) for i in getattr(tracker, "bad", ()))
-        self._bad = union(self.env, self._bad)
-        return len(self._bad)
+            self.run_state.bad.update(int(i) for i in getattr(tracker, "bad", ()))
+        self.run_state.bad = union(self.env, self.run_state.bad)
+        return len(self.run_state.bad)
 
-    # ------------------------------------------------------------------ state (what it holds: :mod:`.resume`)
+    # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """This rank's checkpoint (:func:`facelivt.training.resume.run_state`)."""
-        return run_state(self)
+        """This rank's checkpoint: the step runner's state plus the loop's :class:`RunState` (position,
+        history, best result, clock, bad records), the data set's size, RNG states and config.
+        Collective under torch.distributed (:meth:`bad_records`): call on every rank."""
+        self.bad_records()
+        run, per_epoch = self.run_state, self.steps_per_epoch
+        state = self.runner.state_dict()
+        state.update(
+            {
+                "global_step": run.global_step,
+                "epoch": run.global_step // per_epoch,
+                "step_in_epoch": run.global_step % per_epoch,
+                "steps_per_epoch": per_epoch,
+                # position in the epoch's order over all ranks (the same for any number of processes)
+                "samples_in_epoch": (run.global_step % per_epoch) * self.cfg.train.batch_size,
+                "num_classes": self.view.num_classes,
+                "train_images": len(self.view),
+                "bad_records": torch.tensor(sorted(run.bad), dtype=torch.int64),
+                "loss_history": torch.tensor(run.loss_history, dtype=torch.float64),
+                "best": run.best,
+                "elapsed_s": run.elapsed_s,
+                "finished": run.finished,
+                "rng": rng_state(),
+                "config": self.cfg.to_dict(),
+            }
+        )
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a checkpoint (:func:`facelivt.training.resume.restore_run`)."""
-        restore_run(self, state)
+        """Continue from :meth:`state_dict`'s ``state`` (same epoch length required); the bad records
+        already met stay counted."""
+        check_epoch_length(state, self.steps_per_epoch)
+        self.runner.load_state_dict(state)
+        restored = RunState.from_checkpoint(state, self.total_steps)
+        restored.bad |= self.run_state.bad
+        self.run_state = restored
+        set_rng_state(state["rng"])
 
     def maybe_resume(self) -> Optional[Path]:
-        """Continue from the checkpoint ``train.resume`` names (:func:`facelivt.training.resume.resume`)."""
-        return resume(self)
+        """Continue from the checkpoint ``train.resume`` names (``auto``: the last one, if any),
+        refusing one of another model or data set; the folder resumed from, or None for a fresh start."""
+        mode = self.cfg.train.resume
+        folder = None if mode == "never" else self.ckpt.resolve(None if mode == "auto" else mode)
+        if folder is None:
+            return None
+        state = self.ckpt.load(folder)
+        self.changed_settings = check_resume(state, self.cfg.to_dict(), self.view.num_classes, len(self.view), folder)
+        if self.changed_settings and self.env.is_main:
+            log.info("resuming %s with changed settings: %s", folder,
+                     ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in self.changed_settings.items()))
+        self.load_state_dict(state)
+        self.last_saved_step = self.run_state.global_step
+        self.checkpoint_lr = float(state.get("config", {}).get("optim", {}).get("lr", self.cfg.optim.lr))
+        return folder
 
     def save(self) -> Path:
         """Checkpoint the current state, after checking on every rank that it is finite."""
         problem = self.runner.state_problem()
+        step = self.run_state.global_step
         if any_true(self.env, problem is not None):
-            raise DivergedError(f"the state after optimiser step {self.global_step - 1} was not checkpointed: "
+            raise DivergedError(f"the state after optimiser step {step - 1} was not checkpointed: "
                                 f"{problem or 'another process holds non-finite values'}")
-        folder = self.ckpt.save(self.state_dict(), self.global_step, {"epoch": self.global_step / self.steps_per_epoch, "finished": self.finished})
-        self.last_saved_step = self.global_step
+        folder = self.ckpt.save(self.state_dict(), step, {"epoch": step / self.steps_per_epoch, "finished": self.run_state.finished})
+        self.last_saved_step = step
         self.checkpoint_lr = self.cfg.optim.lr
         return folder
 
@@ -314,23 +382,23 @@ class Trainer:
     def _after_eval(self, results: dict[str, dict], logger: RunLogger, progress: Progress) -> bool:
         """Log results; True when they are the best so far."""
         summary = {k: {m: v[m] for m in ("accuracy", "accuracy_std", "auc", "eer") if m in v} for k, v in results.items()}
-        logger.log("eval", self.global_step, **summary)
+        logger.log("eval", self.run_state.global_step, **summary)
         text = ", ".join(f"{k} {v['accuracy'] * 100:.2f}%" for k, v in results.items())
-        progress.write(f"step {self.global_step}: verification {text}")
+        progress.write(f"step {self.run_state.global_step}: verification {text}")
         if self.best_key is None or self.best_key not in results:
             return False
         value = float(results[self.best_key]["accuracy"])
-        if self.best is None or value > float(self.best["value"]):
-            self.best = {"metric": self.best_key, "value": value, "step": self.global_step}
+        if self.run_state.best is None or value > float(self.run_state.best["value"]):
+            self.run_state.best = {"metric": self.best_key, "value": value, "step": self.run_state.global_step}
             return True
         return False
 
     def _mark_best(self) -> None:
-        assert self.best is not None
-        best = self.best
+        best, step = self.run_state.best, self.run_state.global_step
+        assert best is not None
         def write() -> None:
-            self.ckpt.mark_best(self.global_step, best["metric"], best["value"])
-            save_weights(self.runner.model, self.out / "best.safetensors", {"step": str(self.global_step), "accuracy": str(best["value"]), "metric": best["metric"]})
+            self.ckpt.mark_best(step, best["metric"], best["value"])
+            save_weights(self.runner.model, self.out / "best.safetensors", {"step": str(step), "accuracy": str(best["value"]), "metric": best["metric"]})
 
         self._main_only("write best.safetensors", write)
 
@@ -340,7 +408,7 @@ class Trainer:
         weights, deploy = self.out / "model.safetensors", self.out / "model_deploy.safetensors"
 
         def write() -> None:
-            meta = {"step": str(self.global_step), "num_classes": str(self.view.num_classes)}
+            meta = {"step": str(self.run_state.global_step), "num_classes": str(self.view.num_classes)}
             model = self.runner.model
             save_weights(model, weights, meta)
             was_training = model.training
@@ -355,14 +423,14 @@ class Trainer:
     def _tick(self) -> None:
         """Add the time since the last tick to ``elapsed_s`` (what the time budget counts)."""
         now = time.monotonic()
-        self.elapsed_s += now - self._clock
+        self.run_state.elapsed_s += now - self._clock
         self._clock = now
 
     def _time_up(self) -> bool:
         budget = self.cfg.train.max_minutes
         if budget is None:
             return False
-        spent = self.elapsed_s + (time.monotonic() - self._clock)
+        spent = self.run_state.elapsed_s + (time.monotonic() - self._clock)
         return any_true(self.env, spent >= budget * 60.0)
 
     def _report(self, stats: StepStats, logger: RunLogger, progress: Progress) -> None:
@@ -376,11 +444,12 @@ class Trainer:
         elapsed_window = max(time.monotonic() - self._window_start, 1e-9)
         postfix["img/s"] = round(sum(s.images for s in window) * self.env.world_size / elapsed_window, 1)
         progress.update(1, **postfix)
-        if self.global_step % self.cfg.train.log_every_steps == 0 or self.global_step == self.total_steps:
+        step = self.run_state.global_step
+        if step % self.cfg.train.log_every_steps == 0 or step == self.total_steps:
             logger.log(
                 "train",
-                self.global_step,
-                epoch=self.global_step / self.steps_per_epoch,
+                step,
+                epoch=step / self.steps_per_epoch,
                 loss=float(np.mean([s.loss for s in window])),
                 loss_cls=float(np.mean([s.loss_cls for s in window])),
                 loss_dis=float(np.mean([s.loss_dis for s in window])),
@@ -393,7 +462,7 @@ class Trainer:
 
     def _after_step(self, logger: RunLogger, progress: Progress) -> None:
         """Verification and checkpoints due after this step."""
-        cfg, step = self.cfg, self.global_step
+        cfg, step = self.cfg, self.run_state.global_step
         epoch_end = step % self.steps_per_epoch == 0
         every = cfg.eval.every_steps
         improved = False
@@ -408,24 +477,24 @@ class Trainer:
 
     def _epochs(self, logger: RunLogger, progress: Progress) -> str:
         """Train to ``total_steps``: ``completed``, or ``time_budget`` when ``train.max_minutes`` ran out."""
-        t = self.cfg.train
-        while self.global_step < self.total_steps:
+        t, run = self.cfg.train, self.run_state
+        while run.global_step < self.total_steps:
             if self._time_up():
                 return "time_budget"
-            in_epoch = seek(self.sampler, self.global_step, self.steps_per_epoch, t.batch_size)
+            in_epoch = seek(self.sampler, run.global_step, self.steps_per_epoch, t.batch_size)
             batches = iter(self.loader)
             for _ in range(in_epoch, self.steps_per_epoch):
-                if self.global_step >= self.total_steps:
+                if run.global_step >= self.total_steps:
                     break
                 if self._time_up():
                     return "time_budget"
                 micro = [next(batches) for _ in range(t.accumulate)]
                 self._note_bad(micro)
-                stats = self.runner.step(micro, self.global_step)
-                self.global_step += 1
-                self.loss_history.append(stats.loss)
+                stats = self.runner.step(micro, run.global_step)
+                run.global_step += 1
+                run.loss_history.append(stats.loss)
                 self._report(stats, logger, progress)
-                if self.global_step >= self.total_steps:
+                if run.global_step >= self.total_steps:
                     break
                 self._after_step(logger, progress)
             del batches
@@ -435,13 +504,14 @@ class Trainer:
         """The end: final verification, checkpoint, export."""
         self._tick()
         if stopped == "completed":
-            self.finished = True
+            self.run_state.finished = True
         final_metrics: dict[str, dict] = {}
         improved = False
         if self.has_eval and not already:
             final_metrics = self.evaluate()
             improved = broadcast_object(self.env, self._after_eval(final_metrics, logger, progress))
-        if self.last_saved_step != self.global_step or improved or (self.finished and not already):
+        run = self.run_state
+        if self.last_saved_step != run.global_step or improved or (run.finished and not already):
             self.save()
         if improved:
             self._mark_best()
@@ -452,7 +522,7 @@ class Trainer:
         env = self.env
         logger.log(
             "start",
-            self.global_step,
+            self.run_state.global_step,
             resumed_from=str(resumed_from) if resumed_from else None,
             total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch,
@@ -479,9 +549,9 @@ class Trainer:
         try:
             resumed_from = self.maybe_resume()
             self._main_only("write config.yaml", lambda: write_text(self.out / "config.yaml", cfg.to_yaml()))
-            already = self.global_step >= self.total_steps
+            already = self.run_state.global_step >= self.total_steps
             self._start_event(logger, resumed_from)
-            progress = Progress(self.total_steps, self.global_step, self.show_progress, messages=env.is_main)
+            progress = Progress(self.total_steps, self.run_state.global_step, self.show_progress, messages=env.is_main)
             self._clock = self._window_start = time.monotonic()
             try:
                 stopped = "already_finished" if already else self._epochs(logger, progress)
@@ -489,7 +559,7 @@ class Trainer:
             except NonFiniteLossError as exc:
                 error = type(exc)(self._stop_advice(exc))
                 try:
-                    logger.log("error", self.global_step, message=str(error))
+                    logger.log("error", self.run_state.global_step, message=str(error))
                 except OSError as log_error:  # e.g. a full disk: the divergence is the error to report
                     log.warning("%s", log_error)
                 raise error from None
@@ -497,8 +567,8 @@ class Trainer:
                 progress.close()
             self._tick()
             result = self._result(stopped, final_metrics, weights, deploy)
-            logger.log("end", self.global_step, stopped=stopped, elapsed_s=self.elapsed_s, metrics=final_metrics,
-                       best=self.best, bad_records=result.bad_records)
+            logger.log("end", result.steps, stopped=stopped, elapsed_s=result.elapsed_s, metrics=final_metrics,
+                       best=result.best, bad_records=result.bad_records)
             self._main_only("write result.json", lambda: write_json(self.out / "result.json", plain(self._summary(result))))
         finally:
             logger.close()
@@ -511,15 +581,15 @@ class Trainer:
             output_dir=self.out,
             weights=weights,
             deploy_weights=deploy,
-            best_weights=(self.out / "best.safetensors") if self.best is not None else None,
+            best_weights=(self.out / "best.safetensors") if self.run_state.best is not None else None,
             last_checkpoint=self.ckpt.resolve(),
             metrics=metrics,
-            best=self.best,
-            loss_history=list(self.loss_history),
-            steps=self.global_step,
+            best=self.run_state.best,
+            loss_history=list(self.run_state.loss_history),
+            steps=self.run_state.global_step,
             total_steps=self.total_steps,
             stopped=stopped,
-            elapsed_s=self.elapsed_s,
+            elapsed_s=self.run_state.elapsed_s,
             num_classes=self.view.num_classes,
             bad_records=self.bad_records(),
         )

@@ -31,7 +31,7 @@ def main() -> int:
 
         def save_then_stop(self):
             folder = save(self)
-            if self.global_step == args.stop_after:
+            if self.run_state.global_step == args.stop_after:
                 raise Stop
             return folder
 

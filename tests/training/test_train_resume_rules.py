@@ -12,8 +12,7 @@ from torch import nn
 
 from facelivt.cli import main
 from facelivt.data import ImageFolderDataset, SyntheticIdentities
-from facelivt.training import poly_lr, train
-from facelivt.training.engine import ResumeMismatchError
+from facelivt.training import ResumeMismatchError, poly_lr, train
 
 from log_helpers import logs_warning
 from train_helpers import CONFIGS, TinyNet, last_state, quick_config
