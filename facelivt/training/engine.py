@@ -13,9 +13,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from facelivt.errors import FaceLiVTError, InvalidInputError
-from facelivt.evaluation.embed import embedding_dim
 from facelivt.losses import DistillationLoss, PartialFC, margin_loss
 from facelivt.models import create_model, load_model
+from facelivt.models.embed import embedding_dim
 from facelivt.models.layers import set_linear_1x1
 from facelivt.models.registry import model_config
 from facelivt.precision import autocast_factory, resolve_amp, resolve_channels_last
