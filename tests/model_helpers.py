@@ -37,3 +37,20 @@ def randomize_model(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.ls.copy_(0.5 + torch.rand(m.ls.shape, generator=g))
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
     return model
+
+
+class TinyEmbedder(nn.Module):
+    """A small, deterministic, left-right asymmetric embedder (pool to 4x4, linear to 16)."""
+
+    def __init__(self, dim: int = 16, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.bn = nn.BatchNorm1d(48)
+        self.fc = nn.Linear(48, dim)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.randn(dim, 48, generator=g))
+            self.fc.bias.copy_(torch.randn(dim, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.bn(self.pool(x).flatten(1)))

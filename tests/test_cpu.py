@@ -12,7 +12,7 @@ import torch
 from facelivt.cpu import (
     APPROX_AVX2_ENV, MEASURED, ONEDNN_ISAS, CpuCapability, cpu_capability, cpu_defaults, cpu_flags, onednn_isa, ort_isa,
 )
-from facelivt.training.engine import resolve_amp, resolve_channels_last
+from facelivt.precision import resolve_amp, resolve_channels_last
 
 BACKENDS_CPU = ("onnxruntime", "torchscript", "compile", "eager")
 

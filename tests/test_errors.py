@@ -12,7 +12,8 @@ from facelivt.deploy.onnx_export import export_onnx
 from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError, UnknownNameError, check_input_file
 from facelivt.inference.gallery import Gallery
 from facelivt.models import create_model
-from facelivt.training.config import apply_overrides, load_config
+from facelivt.settings import apply_overrides
+from facelivt.training.config import Config, load_config
 from log_helpers import logs_warning
 
 
@@ -24,7 +25,7 @@ def test_unknown_model_name():
 
 def test_config_mistakes(tmp_path):
     with pytest.raises(FaceLiVTError, match="not of the form key=value"):
-        apply_overrides({}, ["optim.lr"])
+        apply_overrides({}, ["optim.lr"], Config)
     with pytest.raises(InputNotFoundError) as info:
         load_config(tmp_path / "missing.yaml")
     assert isinstance(info.value, FileNotFoundError)

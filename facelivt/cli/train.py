@@ -8,7 +8,8 @@ import os
 import sys
 
 from facelivt.files import cleanup_new_folders
-from facelivt.training import load_config, train, valid_keys
+from facelivt.settings import valid_keys
+from facelivt.training import Config, load_config, train
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.list_keys:
-        print("\n".join(valid_keys()))
+        print("\n".join(valid_keys(Config)))
         return 0
     cfg = load_config(args.config, args.overrides)
     if args.print_config:

@@ -3,8 +3,8 @@ the standard 10-fold LFW-style protocol (flip-sum embeddings), TAR at FAR, AUC, 
 
 The metric functions (:mod:`facelivt.evaluation.metrics`) take numpy arrays and need no torch.
 """
+from facelivt.devices import resolve_device
 from facelivt.evaluation.binset import BinSet, NotAPickleError, UnsafePickleError, decode_image, load_bin, read_bin, safe_loads, write_bin
-from facelivt.evaluation.embed import embed_batches, embed_images, resolve_device
 from facelivt.evaluation.ijb import (
     IJBMeta,
     evaluate_ijb,
@@ -45,9 +45,7 @@ __all__ = [
     "check_sets",
     "decode_image",
     "eer",
-    "embed_batches",
     "embed_bin",
-    "embed_images",
     "evaluate_bin",
     "evaluate_distances",
     "evaluate_embeddings",

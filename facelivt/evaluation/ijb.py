@@ -26,8 +26,8 @@ from torch import nn
 from facelivt.data.align import align_face
 from facelivt.data.decode import decode_rgb
 from facelivt.errors import InputNotFoundError, InvalidInputError
-from facelivt.evaluation.embed import embed_batches
 from facelivt.evaluation.metrics import IJB_FARS, auc, eer, l2_normalize, roc_curve, tar_at_far
+from facelivt.models.embed import embed_batches
 
 
 @dataclass

@@ -9,14 +9,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from facelivt.devices import resolve_device
 from facelivt.errors import InputNotFoundError, InvalidInputError, check_input_file
 from facelivt.evaluation.binset import read_bin
-from facelivt.evaluation.embed import embed_batches, resolve_device
 from facelivt.evaluation.ijb import evaluate_scores, ijb_scores
 from facelivt.evaluation.metrics import evaluate_embeddings, pair_distances, roc_curve
 from facelivt.evaluation.report import results_json, roc_png, write_outputs
 from facelivt.files import check_writable
 from facelivt.models import create_model, load_model, reparameterize_model
+from facelivt.models.embed import embed_batches
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from facelivt.data.decode import ImageSource
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.evaluation.binset import read_bin
-from facelivt.evaluation.embed import embed_images, embedding_dim
 from facelivt.inference.calibration import Calibration, calibrate_scores, check_threshold, read_pairs_list
 from facelivt.inference.detector import FaceDetector, Select, SeveralFacesError
 from facelivt.inference.gallery import Gallery, Match, check_comparable
 from facelivt.inference.images import load_image
 from facelivt.models import DEFAULT_PRETRAINED, PRETRAINED, check_model_name, list_pretrained, load_model, preprocess_of
+from facelivt.models.embed import embed_images, embedding_dim
 
 log = logging.getLogger(__name__)
 
@@ -383,9 +383,7 @@ class FaceRecognizer:
         for r in (ra, rb):
             if r.error is not None:
                 raise r.error
-        ea, eb = (r.embeddings.astype(np.float64) for r in (ra, rb))
-        ea, eb = (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in (ea, eb))
-        scores = ea @ eb.T
+        scores = ra.embeddings.astype(np.float64) @ rb.embeddings.astype(np.float64).T  # unit vectors (embed_aligned)
         i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
         score = float(scores[i, j])
         return Comparison(score, score >= self.threshold, self.threshold, ra.faces[i], rb.faces[j], ra.found, rb.found)

@@ -1,5 +1,6 @@
 """FaceLiVT model library: layers, network, registry, reparameterization, released-checkpoint layout."""
 from facelivt.models.config import V2_VARIANTS, VARIANTS, FaceLiVTConfig, FaceLiVTv2Config
+from facelivt.models.embed import embed_batches, embed_images, embedding_dim
 from facelivt.models.facelivt import FaceLiVT
 from facelivt.models.facelivtv2 import FaceLiVTv2
 from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess, preprocess_of
@@ -18,6 +19,9 @@ __all__ = [
     "build_model",
     "check_model_name",
     "count_batchnorm",
+    "embed_batches",
+    "embed_images",
+    "embedding_dim",
     "list_models",
     "preprocess_of",
     "register_model",

@@ -1,9 +1,9 @@
 """The quickstart's config: one YAML file (default: ``quickstart.yaml`` beside this module).
 
-Its training sections are a :class:`facelivt.training.Config`, parsed by the machinery of
-``facelivt train``; the ``quickstart`` section (plan and report) is :class:`QuickstartSettings`,
-parsed the same way; ``quick`` lists the overrides of the CI-sized run. Overrides are dotted
-``key=value`` strings, ``quickstart.*`` for the quickstart's own keys.
+Its training sections are a :class:`facelivt.training.Config`, read as ``facelivt train`` reads
+a config; the ``quickstart`` section (plan and report) is :class:`QuickstartSettings`; both are
+parsed by :mod:`facelivt.settings`. ``quick`` lists the overrides of the CI-sized run. Overrides
+are dotted ``key=value`` strings, ``quickstart.*`` for the quickstart's own keys.
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import yaml
 from facelivt.errors import FaceLiVTError
 from facelivt.files import check_not_input
 from facelivt.models import list_models
-from facelivt.training import Config
-from facelivt.training.config import apply_overrides, build_dataclass, config_from_dict, resolve_input_path
+from facelivt.models.hub import is_reference
+from facelivt.settings import apply_overrides, build_dataclass, read_yaml, resolve_input_path
+from facelivt.training import Config, config_from_dict
 
 DEFAULT_CONFIG = Path(__file__).with_name("quickstart.yaml")
 QUICK_BUDGET_MINUTES = 0.5
@@ -74,18 +75,6 @@ class QuickstartConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise QuickstartConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise QuickstartConfigError(f"config file {path} must hold a mapping at the top level")
-    return data
-
-
 def _settings(data: dict[str, Any], overrides: Sequence[str]) -> QuickstartSettings:
     mine = [o[len("quickstart."):] for o in overrides if o.startswith("quickstart.")]
     section = apply_overrides(copy.deepcopy(data.get("quickstart") or {}), mine, QuickstartSettings)
@@ -107,17 +96,17 @@ def load_quickstart_config(path: str | Path | None = None, overrides: Sequence[s
     """The file (default :data:`DEFAULT_CONFIG`), then the ``quick`` overrides when the budget makes
     this the CI-sized run, then ``overrides``; validated."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
-    data = _read(path)
+    data = read_yaml(path)
     quick = [str(q) for q in data.pop("quick", None) or []]
     with _user_errors():
         if _settings(data, overrides).tiny:
             overrides = [*quick, *overrides]
         qs = _settings(data, overrides)
         training = {k: v for k, v in data.items() if k != "quickstart"}
-        cfg = config_from_dict(apply_overrides(training, [o for o in overrides if not o.startswith("quickstart.")]))
+        cfg = config_from_dict(apply_overrides(training, [o for o in overrides if not o.startswith("quickstart.")], Config))
     search = [path.resolve().parent.parent, path.resolve().parent]
-    cfg.data.root = resolve_input_path(cfg.data.root, search)
-    qs.mtcnn_weights = resolve_input_path(qs.mtcnn_weights, search)
+    cfg.data.root = resolve_input_path(cfg.data.root, search, keep=is_reference)
+    qs.mtcnn_weights = resolve_input_path(qs.mtcnn_weights, search, keep=is_reference)
     config = QuickstartConfig(cfg, qs, quick)
     validate(config)
     return config

@@ -22,8 +22,8 @@ from facelivt.deploy.optimize import optimize_for_inference
 from facelivt.errors import InvalidInputError
 from facelivt.files import write_json
 from facelivt.models import create_model, reparameterize_model
+from facelivt.precision import resolve_channels_last
 from facelivt.training import HeldoutPairs
-from facelivt.training.engine import resolve_channels_last
 
 from .checks import Candidate, DeployCheck, LatencyRow, OnnxCheck, Verification, benchmark, deploy_verification, export_and_check, reparameterize_and_check, verify
 from .config import QuickstartConfig, load_quickstart_config

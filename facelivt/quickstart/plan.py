@@ -87,7 +87,7 @@ def base_plan(config: QuickstartConfig) -> Plan:
 def time_train_step(name: str, head: str, batch: int, repeats: int = 2, seed: int = 0, channels_last: bool = False) -> float:
     """Fastest of ``repeats`` timed forward + backward + AdamW steps of ``name`` at ``batch`` on random
     images (after one untimed step): the first steps are slower than the steady state. ``channels_last``:
-    in the layout the trainer will use (``facelivt.training.engine.resolve_channels_last``)."""
+    in the layout the trainer will use (``facelivt.precision.resolve_channels_last``)."""
     torch.manual_seed(seed)
     model = create_model(name, head=head).train()
     x = torch.randn(batch, 3, 112, 112)

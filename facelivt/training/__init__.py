@@ -22,10 +22,8 @@ from .config import (
     ModelConfig,
     OptimConfig,
     TrainSection,
-    apply_overrides,
     config_from_dict,
     load_config,
-    valid_keys,
     validate_config,
 )
 from .distributed import DistEnv, init_distributed
@@ -65,7 +63,6 @@ __all__ = [
     "TrainResult",
     "TrainSection",
     "Trainer",
-    "apply_overrides",
     "atomic_torch_save",
     "build_pairs",
     "build_step_runner",
@@ -79,6 +76,5 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "train",
-    "valid_keys",
     "validate_config",
 ]

@@ -1,4 +1,4 @@
-"""Training configuration: nested dataclasses read from YAML, with typed ``key=value`` overrides.
+"""Training configuration: the schema (nested dataclasses), its checks, and how a run reads it.
 
 A config file is plain data (see ``configs/*.yaml``)::
 
@@ -7,20 +7,19 @@ A config file is plain data (see ``configs/*.yaml``)::
     data: {type: folder, root: ../shared/data/celeba_subset_112, held_out_fraction: 0.2}
     optim: {lr: 6.0e-3}
 
-Every key of a section must be a field of that section's dataclass; an unknown key is an
-error that lists the valid ones. Overrides use dotted keys (``optim.lr=0.001``,
-``model.name=facelivt_m``, ``output=runs/x``); their values are parsed as YAML and then
-converted to the field's type (``6e-3`` is accepted for a float, ``none``/``null`` for an
-optional field, ``a,b`` or ``[a, b]`` for a list).
+It is read by :mod:`facelivt.settings`, the parser of every config: every key of a section must be
+a field of that section's dataclass (an unknown key is an error that lists the valid ones), and
+overrides use dotted keys (``optim.lr=0.001``, ``model.name=facelivt_m``, ``output=runs/x``) whose
+values are converted to the field's type (``6e-3`` is accepted for a float, ``none``/``null`` for an
+optional field, ``a,b`` or ``[a, b]`` for a list). This module adds what the values mean: ranges,
+choices, where relative input paths are found, and which changes a resumed run reports.
 """
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
@@ -33,8 +32,8 @@ from facelivt.models.config import HEADS
 from facelivt.models.hub import is_reference
 from facelivt.models.pretrained import pretrained_weights
 from facelivt.models.registry import check_model_name
-
-AMP_MODES = ("auto", "none", "bf16", "fp16")
+from facelivt.precision import AMP_MODES
+from facelivt.settings import apply_overrides, build_dataclass, flatten, read_yaml, resolve_input_path
 CACHE_MODES = ("none", "memory", "disk")
 CACHE_DTYPES = ("float16", "float32")
 DATA_TYPES = ("recordio", "folder", "synthetic")
@@ -180,221 +179,21 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-# ----------------------------------------------------------------------------- typing helpers
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _is_section(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (Union, getattr(types, "UnionType", Union)):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0], True
-    return tp, False
-
-
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Convert ``value`` (from YAML or an override) to the field type ``tp``; InvalidInputError naming ``key``."""
-    inner, optional = _unwrap_optional(tp)
-    empty = ("none", "null", "~", "", "auto") if inner is bool else ("none", "null", "~", "")  # an optional bool's None is "auto"
-    if value is None or (optional and isinstance(value, str) and value.strip().lower() in empty):
-        if optional:
-            return None
-        raise InvalidInputError(f"config key {key!r} may not be empty (null)")
-    if typing.get_origin(inner) in (list, Sequence, tuple):
-        return _coerce_list(value, inner, key)
-    if inner is Any:
-        return value
-    convert = _SCALARS.get(inner)
-    if convert is None:
-        raise TypeError(f"unsupported config field type {tp!r} for {key!r}")  # pragma: no cover
-    return convert(value, key)
-
-
-def _coerce_list(value: Any, tp: Any, key: str) -> list:
-    (item_tp,) = typing.get_args(tp)[:1] or (Any,)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            value = yaml.safe_load(text)
-        else:
-            value = [v.strip() for v in text.split(",") if v.strip()] if text else []
-    if not isinstance(value, (list, tuple)):
-        raise InvalidInputError(f"config key {key!r} needs a list, got {value!r}")
-    return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-
-
-def _coerce_bool(value: Any, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, str)) and str(value).strip().lower() in _TRUE | _FALSE:
-        return str(value).strip().lower() in _TRUE
-    raise InvalidInputError(f"config key {key!r} needs true or false, got {value!r}")
-
-
-def _coerce_int(value: Any, key: str) -> int:
-    if isinstance(value, bool):
-        raise InvalidInputError(f"config key {key!r} needs an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise InvalidInputError(f"config key {key!r} needs an integer, got {value!r}")
-
-
-def _coerce_float(value: Any, key: str) -> float:
-    if isinstance(value, bool):
-        raise InvalidInputError(f"config key {key!r} needs a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise InvalidInputError(f"config key {key!r} needs a number, got {value!r}")
-
-
-def _coerce_str(value: Any, key: str) -> str:
-    if isinstance(value, (dict, list)):
-        raise InvalidInputError(f"config key {key!r} needs a string, got {value!r}")
-    if isinstance(value, bool):  # YAML turns a bare yes/no into a bool
-        return "true" if value else "false"
-    return str(value)
-
-
-_SCALARS = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str}
-
-
-def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
-    """Every dotted key a config accepts (sections expanded)."""
-    keys: list[str] = []
-    for name, tp in _hints(cls).items():
-        if _is_section(tp):
-            keys.extend(valid_keys(tp, f"{prefix}{name}."))
-        else:
-            keys.append(f"{prefix}{name}")
-    return keys
-
-
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise InvalidInputError(f"config section {where or 'top level'!r} must be a mapping, got {type(data).__name__}")
-    hints = _hints(cls)
-    unknown = sorted(set(data) - set(hints))
-    if unknown:
-        prefix = f"{where}." if where else ""
-        valid = ", ".join(f"{prefix}{k}" for k in valid_keys(cls))
-        raise InvalidInputError(f"unknown config key(s) {', '.join(prefix + str(k) for k in unknown)}; valid keys: {valid}")
-    kwargs = {}
-    for name, tp in hints.items():
-        if name not in data:
-            continue
-        key = f"{where}.{name}" if where else name
-        value = data[name]
-        if _is_section(tp):
-            kwargs[name] = _build(tp, value if value is not None else {}, key)
-        else:
-            kwargs[name] = _coerce(value, tp, key)
-    return cls(**kwargs)
-
-
-def build_dataclass(cls: type, data: Mapping[str, Any] | None, where: str = "") -> Any:
-    """``cls`` (any dataclass schema like :class:`Config`, e.g. an application's own section) from a
-    nested mapping, with the same typing and unknown-key errors as a training config."""
-    return _build(cls, data or {}, where)
-
-
 def config_from_dict(data: Mapping[str, Any] | None) -> Config:
     """Build and validate a :class:`Config` from a nested mapping (missing keys keep their defaults)."""
-    cfg = _build(Config, data or {}, "")
+    cfg = build_dataclass(Config, data)
     validate_config(cfg, need_data=False)
     return cfg
 
 
-def parse_override(text: str) -> tuple[str, str]:
-    """``"a.b=value"`` -> ``("a.b", "value")``."""
-    if "=" not in text:
-        raise InvalidInputError(f"override {text!r} is not of the form key=value (e.g. optim.lr=0.001)")
-    key, value = text.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise InvalidInputError(f"override {text!r} has an empty key")
-    return key, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str], schema: type = Config) -> dict[str, Any]:
-    """Set dotted ``key=value`` overrides on a nested dict, typed by the fields of ``schema``."""
-    keys = valid_keys(schema)
-    for text in overrides:
-        key, raw = parse_override(text)
-        if key not in keys:
-            raise InvalidInputError(f"unknown config key {key!r} in override {text!r}; valid keys: {', '.join(keys)}")
-        parts = key.split(".")
-        cls: Any = schema
-        for part in parts[:-1]:
-            cls = _hints(cls)[part]
-        tp = _hints(cls)[parts[-1]]
-        inner, _ = _unwrap_optional(tp)
-        value: Any
-        if inner is str:
-            value = raw  # keep the text as given (no YAML re-interpretation of e.g. 1e-5 or yes)
-            if _unwrap_optional(tp)[1] and raw.strip().lower() in ("none", "null", "~"):
-                value = None
-        else:
-            try:
-                value = yaml.safe_load(raw) if raw.strip() else None
-            except yaml.YAMLError:
-                value = raw
-        node = data
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = _coerce(value, tp, key)
-    return data
-
-
-def resolve_input_path(path: str | None, search: Sequence[Path]) -> str | None:
-    """A relative input path is taken from the current directory when it exists there, else from the
-    first of ``search`` (e.g. the repository holding the config file) where it exists; unchanged otherwise."""
-    if path is None:
-        return None
-    p = Path(path).expanduser()
-    if is_reference(path):  # a pretrained name, hf:// or https:// reference: not a path
-        return path
-    if p.is_absolute() or p.exists():
-        return str(p)
-    for base in search:
-        candidate = base / p
-        if candidate.exists():
-            return str(candidate.resolve())
-    return str(p)
-
-
 def _resolve_paths(cfg: Config, search: Sequence[Path]) -> None:
-    cfg.data.root = resolve_input_path(cfg.data.root, search)
-    cfg.model.weights = resolve_input_path(cfg.model.weights, search)
-    cfg.distill.teacher_weights = resolve_input_path(cfg.distill.teacher_weights, search)
-    cfg.eval.bins = [resolve_input_path(b, search) or b for b in cfg.eval.bins]
+    def resolve(path: str | None) -> str | None:
+        return resolve_input_path(path, search, keep=is_reference)
+
+    cfg.data.root = resolve(cfg.data.root)
+    cfg.model.weights = resolve(cfg.model.weights)
+    cfg.distill.teacher_weights = resolve(cfg.distill.teacher_weights)
+    cfg.eval.bins = [resolve(b) or b for b in cfg.eval.bins]
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
@@ -407,20 +206,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     search: list[Path] = []
     if path is not None:
         path = check_input_file(path, "config file")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise InvalidInputError(f"config file {path} is not valid YAML: {exc}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise InvalidInputError(f"config file {path} must hold a mapping at the top level, got {type(loaded).__name__}")
-        data = loaded
-        search = [path.resolve().parent.parent, path.resolve().parent]
+        data = read_yaml(path)
+        search = [Path(path).resolve().parent.parent, Path(path).resolve().parent]
     # validate the file's keys before overriding (clear message for typos in the file)
-    _build(Config, data, "")
-    data = apply_overrides(data, overrides)
-    cfg = _build(Config, data, "")
+    build_dataclass(Config, data)
+    cfg = build_dataclass(Config, apply_overrides(data, overrides, Config))
     _resolve_paths(cfg, search)
     validate_config(cfg)
     return cfg
@@ -441,18 +231,6 @@ STATE_KEYS = (
 )
 # Keys that may differ on every resume without being worth a mention.
 _RUN_KEYS = ("output", "train.resume")
-
-
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -4,24 +4,23 @@ throughput benchmark alike."""
 from __future__ import annotations
 
 import math
-import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from facelivt.cpu import CpuDefaults, machine_defaults
 from facelivt.errors import FaceLiVTError, InvalidInputError
-from facelivt.evaluation.embed import embedding_dim
 from facelivt.losses import DistillationLoss, PartialFC, margin_loss
 from facelivt.models import create_model, load_model
+from facelivt.models.embed import embedding_dim
 from facelivt.models.layers import set_linear_1x1
 from facelivt.models.registry import model_config
+from facelivt.precision import autocast_factory, resolve_amp, resolve_channels_last
 
-from .config import AMP_MODES, Config
+from .config import Config
 from .distributed import DistEnv, any_true
 from .resume import check_fits
 from .schedule import PolyWarmupScheduler
@@ -44,46 +43,6 @@ class StepStats:
     lr: float
     grad_norm: float
     images: int  # images of this process in the step
-
-
-def resolve_amp(amp: str, device: torch.device, cpu: CpuDefaults | None = None) -> Optional[torch.dtype]:
-    """``train.amp`` -> autocast dtype (None = full precision). ``auto`` on a CPU follows ``cpu``
-    (default: this machine's :func:`facelivt.cpu.machine_defaults`): bf16 only with native bf16."""
-    if amp == "none":
-        return None
-    if amp == "auto":
-        if device.type == "cpu":
-            return torch.bfloat16 if (cpu or machine_defaults()).amp == "bf16" else None
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        if device.type not in ("cuda", "cpu"):
-            raise InvalidInputError(f"train.amp=fp16 runs on CUDA (or a CPU); not on {device.type}: use bf16 or none")
-        if device.type == "cpu":
-            # Same path as on a GPU (float16 autocast + loss scaling), but most CPUs only emulate float16
-            warnings.warn("train.amp=fp16 on a CPU is emulated (slow) unless it has AMX-FP16; bf16 or none are the fast choices there",
-                          stacklevel=2)
-        return torch.float16
-    raise InvalidInputError(f"train.amp must be {', '.join(AMP_MODES[:-1])} or {AMP_MODES[-1]}; got {amp!r}")
-
-
-def resolve_channels_last(value: Optional[bool], device: torch.device, cpu: CpuDefaults | None = None) -> bool:
-    """``model.channels_last``: as set, or (None, auto) channels-last on CUDA and, on a CPU, as ``cpu``
-    (default: this machine's :func:`facelivt.cpu.machine_defaults`) says for training."""
-    if value is not None:
-        return bool(value)
-    if device.type == "cpu":
-        return (cpu or machine_defaults()).train_channels_last
-    return True
-
-
-def autocast_factory(device: torch.device, dtype: Optional[torch.dtype]) -> Callable[[], ContextManager]:
-    if dtype is None:
-        return nullcontext
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def build_model(cfg: Config) -> nn.Module:

@@ -12,8 +12,9 @@ from tqdm import tqdm
 
 from facelivt.data.transforms import to_uint8
 from facelivt.errors import InvalidInputError
-from facelivt.evaluation import embed_images, evaluate_embeddings, pair_distances, roc_curve
+from facelivt.evaluation import evaluate_embeddings, pair_distances, roc_curve
 from facelivt.evaluation.metrics import BIN_FARS
+from facelivt.models.embed import embed_images
 
 
 def build_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from facelivt.cli import main
-from facelivt.evaluation import embed_images, ijb_scores, read_ijb_meta, score_template_pairs, template_features
+from facelivt.evaluation import ijb_scores, read_ijb_meta, score_template_pairs, template_features
 from facelivt.evaluation.ijb import evaluate_scores, load_aligned
+from facelivt.models.embed import embed_images
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 N_IDS, PER_ID = 6, 4

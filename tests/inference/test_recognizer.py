@@ -77,6 +77,14 @@ def test_flip_sum(detector, one_face_photo):
     assert not np.allclose(plain.embed_aligned(crop)[0], want, atol=1e-3)
 
 
+def test_a_score_is_the_dot_product_of_the_unit_embeddings(toy, people):
+    """The embeddings are normalised once (embed_aligned); compare takes their dot product in float64."""
+    a, b = (toy.align(p)[0] for p in next(iter(people.values())))
+    ea, eb = toy.embed_aligned(np.stack([a, b])).astype(np.float64)
+    cmp = toy.compare(a, b, aligned=True)
+    assert cmp.score == float(ea @ eb) and 0.0 < cmp.score < 1.0
+
+
 def test_synthetic_identity_enroll_identify(toy, people, tmp_path):
     """Enrolled identities are found again from another photo of the same face, and survive a round trip."""
     toy.gallery = toy._new_gallery()

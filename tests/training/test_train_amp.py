@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from facelivt.cpu import machine_defaults
+from facelivt.precision import resolve_amp
 from facelivt.training import NonFiniteLossError, train
-from facelivt.training.engine import resolve_amp
 
 from train_helpers import TinyNet, last_state, nan_at_step, overflow_at_call, quick_config, state_equal
 

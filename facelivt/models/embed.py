@@ -2,7 +2,8 @@
 
 The one embedding loop of the package (evaluation, held-out checks, the quickstart and
 :class:`facelivt.inference.FaceRecognizer` all embed through it), and the one probe of a model's
-embedding dimension (:func:`embedding_dim`).
+embedding dimension (:func:`embedding_dim`, also used by training). It lives beside
+:class:`~facelivt.models.preprocess.Preprocess`, which turns the images into the model's input.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from facelivt.data.transforms import hflip
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess, preprocess_of
@@ -62,7 +62,7 @@ def embed_batches(
             if x.shape[0] == 0:
                 continue
             n = x.shape[0]
-            e = model(torch.cat([x, hflip(x)]) if flip else x)
+            e = model(torch.cat([x, torch.flip(x, dims=[-1])]) if flip else x)  # the images and their mirror images
             if e.ndim != 2 or e.shape[0] != (2 * n if flip else n):
                 raise RuntimeError(f"model returned shape {tuple(e.shape)} for a batch of {e.shape[0]} images; expected N x D")
             if flip:
