@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from facelivt.cpu import check_threads
-from facelivt.deploy.benchmark import BenchConfig, run_bench, save_result, to_markdown
+from facelivt.deploy.bench_report import save_result, to_markdown
+from facelivt.deploy.benchmark import BenchConfig, run_bench
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 
