@@ -139,7 +139,7 @@ def test_round_trip_through_yaml_and_dict():
 
 def test_valid_keys_cover_sections():
     keys = valid_keys()
-    assert "output" in keys and "optim.lr" in keys and "distill.cache" in keys and "debug.nan_at_step" in keys
+    assert "output" in keys and "optim.lr" in keys and "distill.cache" in keys and "eval.every_steps" in keys
     assert not any(k in ("model", "optim") for k in keys)
 
 
