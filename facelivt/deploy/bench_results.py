@@ -185,7 +185,7 @@ class BenchResult:
 
 
 def evaluate_goals(result: BenchResult) -> list[Goal]:
-    """The issue's performance goals, each with ``met`` and by how much (ratio of latencies)."""
+    """The performance goals (FaceLiVT-S faster than EdgeFace-XS; Table III's ordering), each with ``met`` and by how much (ratio of latencies)."""
     return _speed_goals(result.tables.get("peers", [])) + _ordering_goals(result.tables.get("table3", []))
 
 

@@ -1,4 +1,4 @@
-"""The benchmark tables of issue 5 (layer 3 of :mod:`facelivt.deploy`): seed Tables III and IV, and the peers.
+"""The benchmark tables (layer 3 of :mod:`facelivt.deploy`): seed Tables III and IV, and the peers.
 
 ``run_bench`` builds every table in one run on the current machine: PyTorch eager (deploy form) and
 ONNX Runtime (the graph of :func:`facelivt.deploy.onnx_export.export_onnx`, dynamic batch), CPU with a
