@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the README's "CPU notes" tables for one capability (see facelivt/cpu.py):
+# Regenerate the tables of docs/cpu_notes.md for one capability (see facelivt/cpu.py):
 #
 #   benchmarks/isa_tables.sh native [OUT]   # the CPU as it is (AVX-512 on the reference machine)
 #   benchmarks/isa_tables.sh avx2   [OUT]   # the AVX2 kernels of torch, oneDNN and MKL on the same CPU

@@ -283,7 +283,7 @@ def cpu_defaults(cap: CpuCapability) -> CpuDefaults:
     - training layout: channels-last if its faster step (1x1 ConvBNs as ``F.linear`` or as convolutions)
       beat NCHW's; the 1x1 ConvBNs as ``F.linear`` if that step beat the one with convolutions;
     - ``amp``: bfloat16 autocast only with native bf16 (AVX512-BF16 / AMX at oneDNN's ISA: 1.15-1.3x
-      faster than float32 for FaceLiVT-S, README); elsewhere bf16 is emulated and slower than float32;
+      faster than float32 for FaceLiVT-S, docs/cpu_notes.md); elsewhere bf16 is emulated and slower than float32;
     - 1x1 conv as ``F.linear``: where it beat the convolution at batch 1 (eager, channels-last);
     - inference layout: channels-last if its best eager row beat NCHW over batch 1 and 32;
     - backend order: ONNX Runtime before TorchScript if it was faster over batch 1 and 32, then

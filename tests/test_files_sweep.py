@@ -1,5 +1,5 @@
 """facelivt.files: temporaries a writer killed with SIGKILL left behind are removed by the next write
-to their folder (issue 20), and nothing else is.
+to their folder, and nothing else is.
 
 Every writer here is a real process: one that opens an atomic write and is killed in the middle of it,
 then another that writes to the same folder."""

@@ -7,10 +7,7 @@ import sys
 from pathlib import Path
 
 from facelivt.cli.common import SHOW as _SHOW
-from facelivt.cli.common import (  # noqa: F401  (add_detector_args: re-exported for one release; use facelivt.cli.common)
-    add_detector_args,
-    make_detector,
-)
+from facelivt.cli.common import add_detector_args, make_detector
 from facelivt.devices import resolve_device
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import check_not_input, check_writable, cleanup_new_folders, write_text

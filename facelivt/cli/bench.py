@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from facelivt.cpu import check_threads
-from facelivt.deploy.benchmark import BenchConfig, run_bench, save_result, to_markdown
+from facelivt.deploy.bench_report import save_result, to_markdown
+from facelivt.deploy.benchmark import PEER_TABLE_MODELS, BenchConfig, run_bench
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime (default 2)")
     p.add_argument("--device", default="cpu", help="'cpu' (default), 'cuda' or 'cuda:N' (eager on the GPU, ORT with CUDA if available)")
     p.add_argument("--tables", default="table3,table4,peers", help="comma-separated subset of table3,table4,peers")
-    p.add_argument("--models", default=None, help="comma-separated models of the peer table (default: the five of issue 5 and FaceLiVTv2-XS, -S)")
+    p.add_argument("--models", default=None, help=f"comma-separated models of the peer table (default: {','.join(PEER_TABLE_MODELS)})")
     p.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (default 1,32; quick: 1,4)")
     p.add_argument("--runs", type=int, default=None, help="timed runs at batch 1 (default 30; quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs at batch 1 (default 10; quick 1)")

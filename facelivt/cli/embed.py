@@ -1,8 +1,5 @@
-"""``facelivt embed``: face embeddings of images or folders into a safetensors file.
-
-The model options shared by ``verify``, ``enroll`` and ``identify`` now live in
-:mod:`facelivt.cli.common`; importing them from here still works for one release (deprecated).
-"""
+"""``facelivt embed``: face embeddings of images or folders into a safetensors file (the model options
+it shares with ``verify``, ``enroll`` and ``identify`` are :mod:`facelivt.cli.common`'s)."""
 from __future__ import annotations
 
 import argparse
@@ -11,13 +8,7 @@ from pathlib import Path
 
 from safetensors.numpy import save
 
-from facelivt.cli.common import (  # noqa: F401  (re-exported for one release; use facelivt.cli.common)
-    add_model_args,
-    check_threshold_option,
-    make_recognizer,
-    print_failures,
-    print_several_faces,
-)
+from facelivt.cli.common import add_model_args, make_recognizer, print_failures, print_several_faces
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.files import check_not_input, check_writable, cleanup_new_folders, write_bytes

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from facelivt.cli.common import (  # open_gallery: re-exported for one release; use facelivt.cli.common
+from facelivt.cli.common import (
     add_model_args,
     check_threshold_option,
     open_gallery,

@@ -107,11 +107,11 @@ def _run(args: argparse.Namespace) -> int:
                   f"{sum(report.graph['ops'].values())} ops")
     if report.int8:
         q = report.int8
-        print(f"int8: {q['int8_bytes'] / 1e6:.2f} MB (fp32 {q['fp32_bytes'] / 1e6:.2f} MB); cosine vs fp32 on "
-              f"{q['images']} held-out crops: min {q['min_cosine']:.5f}, mean {q['mean_cosine']:.5f}"
-              + ("" if q["meets_target"] else "  (below the 0.99 target)"))
-        threads = f"{q['threads']} threads" if q["threads"] else "default threads"
-        for s in q["speed"]:
-            print(f"int8 speed (ONNX Runtime, {threads}, batch {s['batch']}): {s['int8_ms']:.2f} ms vs fp32 "
-                  f"{s['fp32_ms']:.2f} ms ({s['speedup']:.2f}x)")
+        print(f"int8: {q.int8_bytes / 1e6:.2f} MB (fp32 {q.fp32_bytes / 1e6:.2f} MB); cosine vs fp32 on "
+              f"{q.images} held-out crops: min {q.min_cosine:.5f}, mean {q.mean_cosine:.5f}"
+              + ("" if q.meets_target else "  (below the 0.99 target)"))
+        threads = f"{q.threads} threads" if q.threads else "default threads"
+        for s in q.speed:
+            print(f"int8 speed (ONNX Runtime, {threads}, batch {s.batch}): {s.int8_ms:.2f} ms vs fp32 "
+                  f"{s.fp32_ms:.2f} ms ({s.speedup:.2f}x)")
     return 0

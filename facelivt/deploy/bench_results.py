@@ -3,7 +3,7 @@ typed table rows, the goals and :class:`BenchResult` with its JSON form.
 
 A row has its identity (Table III: ``form``/``label``; Table IV: ``heads``; peers: ``model``), its
 size (``params_m``, ``macs_m``) and one :class:`LatencyCell` per measured :class:`Column` (a runtime
-at a batch size), in measurement order. ``bench.json`` keeps the flat layout of earlier releases
+at a batch size), in measurement order. ``bench.json`` has a flat layout
 (``"ort_b32_ms"``, ``"ort_b32_ratio"``, ...): :meth:`BenchRow.to_dict` writes it and
 :func:`row_from_dict` reads it back.
 """
@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Mapping
-
-from facelivt.deploy.legacy import KeyAccess
 
 REFERENCE = "facelivt_s"
 RUNTIME_LABELS = {"eager": "PyTorch eager", "opt": "PyTorch optimize_for_inference", "ort": "ONNX Runtime"}
@@ -67,9 +65,9 @@ class LatencyCell:
 
 
 @dataclass(kw_only=True)
-class BenchRow(KeyAccess):
-    """A table row; the subclasses add the identity fields. ``row["ort_b32_ms"]`` (the old dict's keys)
-    still works for one release; read ``row.latency[Column("ort", 32)].ms`` instead."""
+class BenchRow:
+    """A table row; the subclasses add the identity fields. A latency is ``row.latency[Column("ort", 32)].ms``
+    (or ``row.ms(Column("ort", 32))``); the flat keys (``"ort_b32_ms"``) are only ``bench.json``'s."""
 
     params_m: float | None = None
     macs_m: float | None = None
@@ -90,9 +88,6 @@ class BenchRow(KeyAccess):
         for col, cell in self.latency.items():
             out.update(cell.to_dict(col.key))
         return out
-
-    def legacy_keys(self) -> dict[str, Any]:
-        return self.to_dict()
 
 
 @dataclass(kw_only=True)
@@ -145,7 +140,7 @@ def _cell(parts: dict[str, Any]) -> LatencyCell:
 
 
 @dataclass
-class SpeedGoal(KeyAccess):
+class SpeedGoal:
     """FaceLiVT-S faster than EdgeFace-XS in one column."""
 
     goal: str
@@ -156,7 +151,7 @@ class SpeedGoal(KeyAccess):
 
 
 @dataclass
-class OrderingGoal(KeyAccess):
+class OrderingGoal:
     """Table III's ordering full < w/o residual rep. < w/o fused BN in one column."""
 
     goal: str
@@ -190,7 +185,7 @@ class BenchResult:
 
 
 def evaluate_goals(result: BenchResult) -> list[Goal]:
-    """The issue's performance goals, each with ``met`` and by how much (ratio of latencies)."""
+    """The performance goals (FaceLiVT-S faster than EdgeFace-XS; Table III's ordering), each with ``met`` and by how much (ratio of latencies)."""
     return _speed_goals(result.tables.get("peers", [])) + _ordering_goals(result.tables.get("table3", []))
 
 

@@ -1,14 +1,10 @@
-"""The benchmark tables of issue 5 (layer 3 of :mod:`facelivt.deploy`): seed Tables III and IV, and the peers.
+"""The benchmark tables (layer 3 of :mod:`facelivt.deploy`): seed Tables III and IV, and the peers.
 
 ``run_bench`` builds every table in one run on the current machine: PyTorch eager (deploy form) and
 ONNX Runtime (the graph of :func:`facelivt.deploy.onnx_export.export_onnx`, dynamic batch), CPU with a
 stated number of threads, plus CUDA when present. Candidates are timed with
 :func:`facelivt.deploy.timing.measure_interleaved`; the rows are :mod:`facelivt.deploy.bench_results`,
 the markdown and the files :mod:`facelivt.deploy.bench_report`.
-
-Deprecated re-exports (one release): the timing helpers (``measure``, ``LatencyStats``, ...), the runners
-(``eager_runner``, ``ort_runner``), the results and the report are importable from here as before;
-import them from their modules.
 """
 from __future__ import annotations
 
@@ -24,10 +20,8 @@ import torch
 from torch import nn
 
 from facelivt.cpu import check_threads, cpu_capability
-from facelivt.deploy.bench_report import save_result, throughput_note, to_markdown
 from facelivt.deploy.bench_results import (
     REFERENCE,
-    RUNTIME_LABELS,
     RUNTIMES,
     BenchResult,
     BenchRow,
@@ -42,7 +36,7 @@ from facelivt.deploy.counting import count_macs, count_params
 from facelivt.deploy.onnx_export import export_onnx
 from facelivt.deploy.optimize import optimize_for_inference
 from facelivt.deploy.sessions import available_providers, eager_runner, onnxruntime_version, ort_runner
-from facelivt.deploy.timing import CLOCKS, LatencyStats, measure, measure_interleaved, measure_latency
+from facelivt.deploy.timing import CLOCKS, LatencyStats, measure_interleaved
 from facelivt.errors import InvalidInputError
 from facelivt.models import create_model, list_models, preprocess_of, reparameterize_model  # facelivt.models registers the peers
 
@@ -52,9 +46,6 @@ TABLES = ("table3", "table4", "peers")
 __all__ = [
     "PEER_TABLE_MODELS", "TABLES", "BenchConfig", "run_bench", "build_table3", "build_table4", "build_peers",
     "cpu_model", "environment", "column_label", "measure_at_batch",
-    # deprecated re-exports (one release): facelivt.deploy.timing, .sessions, .bench_results, .bench_report
-    "CLOCKS", "LatencyStats", "measure", "measure_interleaved", "measure_latency", "eager_runner", "ort_runner",
-    "REFERENCE", "RUNTIME_LABELS", "BenchResult", "evaluate_goals", "save_result", "throughput_note", "to_markdown",
 ]
 
 

@@ -5,10 +5,6 @@ PyTorch on real crops and reports on it (:class:`ExportReport`).
 
 Every file is written atomically (:mod:`facelivt.files`): a failed export (a full disk, a parity
 check that fails) leaves an earlier file of that name as it was and no partial file behind.
-
-Deprecated re-exports: the names that lived here before the formats had modules of their own
-(``export_onnx``, ``onnx_session``, ``compare_embeddings``, ``parse_batch``, ...) are still importable
-from this module for one release; import them from their modules (listed in ``__all__`` below).
 """
 from __future__ import annotations
 
@@ -20,28 +16,17 @@ import torch
 from torch import nn
 
 from facelivt.deploy.coreml import check_coreml_spec, export_coreml
-from facelivt.deploy.interface import INPUT_NAME, OUTPUT_NAME, batch_text, parse_batch
-from facelivt.deploy.onnx_export import EXPORTERS, check_onnx, export_onnx
-from facelivt.deploy.parity import FP32_MIN_COSINE, Parity, compare_embeddings, pytorch_embeddings, require_parity as _require
+from facelivt.deploy.interface import batch_text, parse_batch
+from facelivt.deploy.onnx_export import check_onnx, export_onnx
+from facelivt.deploy.parity import FP32_MIN_COSINE, Parity, require_parity as _require
 from facelivt.deploy.quantize import Int8Comparison, compare_int8, quantize_onnx_int8
-from facelivt.deploy.sessions import onnx_fixed_batch, onnx_runner, onnx_session, run_batched, torchscript_runner
 from facelivt.deploy.torchscript import check_torchscript, export_torchscript
 from facelivt.errors import InvalidInputError
 from facelivt.files import atomic_dir, atomic_path, scratch_dir
 
 FORMATS = ("onnx", "torchscript", "coreml")
 
-__all__ = [
-    "FORMATS", "ExportReport", "export_model",
-    # deprecated re-exports (one release): facelivt.deploy.interface
-    "INPUT_NAME", "OUTPUT_NAME", "parse_batch",
-    # facelivt.deploy.parity
-    "FP32_MIN_COSINE", "Parity", "compare_embeddings", "pytorch_embeddings",
-    # facelivt.deploy.sessions
-    "onnx_fixed_batch", "onnx_runner", "onnx_session", "run_batched", "torchscript_runner",
-    # facelivt.deploy.onnx_export, facelivt.deploy.torchscript
-    "EXPORTERS", "check_onnx", "export_onnx", "check_torchscript", "export_torchscript",
-]
+__all__ = ["FORMATS", "ExportReport", "export_model"]
 
 
 @dataclass

@@ -12,8 +12,9 @@ to ``reparameterize()``); the walker is :func:`facelivt.models.export_form.expor
   L2-normalisation without Expand), and PReLU (MobileFaceNet) becomes ``a*x + (1-a)*relu(x)``
   (ORT's PRelu kernel is slow and leaves the blocked conv layout), so the peers get the same care.
 
-The export-form classes are re-exported here for older imports. ``graph_ops`` / ``optimized_graph``
-count the nodes before and after ONNX Runtime's graph optimisations
+The export-form classes live beside their blocks (:mod:`facelivt.models.layers`,
+:mod:`facelivt.models.export_form`, :mod:`facelivt.models.peers.edgeface`). ``graph_ops`` /
+``optimized_graph`` count the nodes before and after ONNX Runtime's graph optimisations
 (``SessionOptions.optimized_model_filepath``).
 """
 from __future__ import annotations
@@ -22,23 +23,14 @@ import collections
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 
 from facelivt.deploy.sessions import onnx_session
 from facelivt.files import write_bytes
-from facelivt.models.export_form import ExportPReLU, export_form_model
-from facelivt.models.layers import MHLA, MHSA, ExportMHLA, ExportMHSA
-from facelivt.models.peers.edgeface import ExportSDTA, SDTABlock
+from facelivt.models.export_form import export_form_model
 
-__all__ = ["ExportMHLA", "ExportMHSA", "ExportPReLU", "ExportSDTA", "export_converters", "graph_ops", "optimized_graph", "prepare_for_export"]
-
-
-def export_converters() -> list[tuple[type, Callable[[nn.Module, tuple[int, int]], nn.Module]]]:
-    """``(module class, converter(module, (H, W)) -> module)`` pairs. Deprecated: each block has an
-    ``export_form`` method now, walked by :func:`facelivt.models.export_form.export_form_model`."""
-    return [(MHLA, ExportMHLA), (MHSA, ExportMHSA), (nn.PReLU, ExportPReLU), (SDTABlock, ExportSDTA)]
+__all__ = ["graph_ops", "optimized_graph", "prepare_for_export"]
 
 
 def prepare_for_export(model: nn.Module, input_size: int = 112) -> nn.Module:

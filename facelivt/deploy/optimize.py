@@ -14,9 +14,8 @@ Starts from the deploy form (reparameterized, eval mode, channels-last) and then
   fails, unless the measurements there say otherwise: see ``facelivt.cpu.MEASURED``); on other devices
   TorchScript first.
 
-The returned module computes the same function as the input model in eval mode (float32 round-off).
-``OnnxRuntimeModule`` lives in :mod:`facelivt.deploy.sessions` now; importing it from here is
-deprecated (kept for one release).
+The returned module computes the same function as the input model in eval mode (float32 round-off);
+the ``"onnxruntime"`` backend returns a :class:`facelivt.deploy.sessions.OnnxRuntimeModule`.
 """
 from __future__ import annotations
 
@@ -34,7 +33,7 @@ from facelivt.errors import InvalidInputError, UnavailableError
 from facelivt.models.preprocess import preprocess_of
 from facelivt.models.reparam import reparameterize_model
 
-__all__ = ["BACKENDS", "InferenceModule", "OnnxRuntimeModule", "optimize_for_inference"]
+__all__ = ["BACKENDS", "InferenceModule", "optimize_for_inference"]
 
 BACKENDS = ("auto", "onnxruntime", "torchscript", "compile", "eager")
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facelivt.deploy.legacy import KeyAccess
 from facelivt.deploy.parity import compare_embeddings
 from facelivt.deploy.sessions import onnx_fixed_batch, onnx_runner, onnx_session, run_batched
 from facelivt.deploy.timing import measure_interleaved
@@ -86,7 +85,7 @@ def quantize_onnx_int8(
 
 
 @dataclass
-class Int8Speed(KeyAccess):
+class Int8Speed:
     """ONNX Runtime latency of the int8 and the fp32 model at one batch size (medians, interleaved)."""
 
     batch: int
@@ -96,10 +95,8 @@ class Int8Speed(KeyAccess):
 
 
 @dataclass
-class Int8Comparison(KeyAccess):
-    """The int8 model against its fp32 source: sizes, embedding agreement and speed.
-
-    ``comparison["min_cosine"]`` etc. (the keys of the dict it used to be) still work for one release."""
+class Int8Comparison:
+    """The int8 model against its fp32 source: sizes, embedding agreement and speed."""
 
     fp32_bytes: int
     int8_bytes: int

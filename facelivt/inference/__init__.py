@@ -38,7 +38,7 @@ from facelivt.inference.recognizer import (
     FaceRecognizer,
     PhotoFaces,
 )
-from facelivt.inference.weights import ENV_VAR as MTCNN_WEIGHTS_ENV, MTCNNWeightsNotFoundError, locate_mtcnn_weights
+from facelivt.inference.mtcnn_weights import ENV_VAR as MTCNN_WEIGHTS_ENV, MTCNNWeightsNotFoundError, locate_mtcnn_weights
 
 __all__ = [
     "AlignReport",

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facelivt.errors import InvalidInputError
-from facelivt.inference.weights import NET_NAMES, locate_mtcnn_weights
+from facelivt.inference.mtcnn_weights import NET_NAMES, locate_mtcnn_weights
 from facelivt.models.checkpoint_io import safe_torch_load
 
 _CELL = 12

@@ -21,7 +21,7 @@ WEIGHTS_LICENCE = "CC-BY-SA-4.0"
 #: What photo commands and ``FaceRecognizer`` use when no model or weights are given. FaceLiVTv2-S: of
 #: the released models it has the best published accuracy per cost (IJB-C 95.99 at TAR@FAR=1e-4 with
 #: 4.6 M parameters and 179 M MACs, above FaceLiVT-M's 95.7 at 9.7 M / 386 M; v2-M gains 0.4 point for
-#: 1.5x the parameters), and it runs in about the time of EdgeFace-XS on a 2-core CPU (README: CPU notes).
+#: 1.5x the parameters), and it runs in about the time of EdgeFace-XS on a 2-core CPU (docs/cpu_notes.md).
 DEFAULT_PRETRAINED = "facelivtv2_s"
 
 PAPER = "FaceLiVT paper (ICIP 2025), authors' figures"

@@ -15,7 +15,6 @@ from .checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint_fi
 from .config import (
     Config,
     DataConfig,
-    DebugConfig,
     DistillConfig,
     EvalConfig,
     LossConfig,
@@ -40,7 +39,6 @@ __all__ = [
     "CheckpointManager",
     "Config",
     "DataConfig",
-    "DebugConfig",
     "DistEnv",
     "DistillConfig",
     "DivergedError",

@@ -152,14 +152,6 @@ class EvalConfig:
 
 
 @dataclass
-class DebugConfig:
-    """Fault injection (deprecated: kept for one release; tests patch
-    :meth:`facelivt.training.StepRunner.losses` instead, see ``tests/training/train_helpers.py``)."""
-
-    nan_at_step: Optional[int] = None  # make the loss NaN at this optimiser step (0-based)
-
-
-@dataclass
 class Config:
     output: str = "runs/facelivt"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -169,7 +161,6 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    debug: DebugConfig = field(default_factory=DebugConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML / JSON / weights_only-safe)."""

@@ -109,7 +109,6 @@ class StepRunner:
         distill: DistillationLoss | None = None,
         targets: TeacherTargets | None = None,
         channels_last: bool = False,
-        nan_at_step: int | None = None,
         hyper: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
@@ -126,8 +125,6 @@ class StepRunner:
         self.distill = distill
         self.targets = targets
         self.channels_last = channels_last
-        if nan_at_step is not None:  # ``debug.nan_at_step`` (deprecated): a wrapper, not a branch of the step
-            self.losses = _nan_loss_at(self.losses, int(nan_at_step))  # type: ignore[method-assign]
         self.hyper = dict(hyper or {})  # AdamW settings of this run (re-applied over a checkpoint's)
         self._last_batch: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         # foreach norms run as one kernel per dtype/device group: faster on CPU and CUDA, absent elsewhere
@@ -300,17 +297,6 @@ class StepRunner:
             self.scaler.load_state_dict(state["scaler"])
 
 
-def _nan_loss_at(losses: Callable[..., tuple], at: int) -> Callable[..., tuple]:
-    """``losses`` whose total becomes NaN at optimiser step ``at`` (``debug.nan_at_step``; deprecated,
-    tests patch :meth:`StepRunner.losses` instead)."""
-
-    def poisoned(x, y, idx, flip, step_index):
-        loss, loss_cls, loss_dis = losses(x, y, idx, flip, step_index)
-        return (loss * float("nan") if step_index == at else loss), loss_cls, loss_dis
-
-    return poisoned
-
-
 def build_step_runner(
     cfg: Config,
     env: DistEnv,
@@ -349,8 +335,7 @@ def build_step_runner(
     return StepRunner(
         model, _forward_module(cfg, env, model), pfc, optimizer, scheduler, env,
         amp_dtype=amp_dtype, accumulate=cfg.train.accumulate, clip_grad_norm=o.clip_grad_norm,
-        distill=distill, targets=targets, channels_last=channels_last,
-        nan_at_step=cfg.debug.nan_at_step, hyper=hyper,
+        distill=distill, targets=targets, channels_last=channels_last, hyper=hyper,
     )
 
 

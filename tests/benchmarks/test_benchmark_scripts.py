@@ -72,7 +72,7 @@ def _cells(line: str) -> list[str]:
 
 
 def test_latency_script_prints_its_table(tmp_path):
-    # (adapted for issues 14 and 15: an ONNX Runtime row always, and the peer's rows in the same rounds)
+    # an ONNX Runtime row always, and the peer's rows in the same rounds
     out = _run("latency.py", "--models", "facelivt_s", "--batches", "1", "--runs", "2", "--warmup", "1", "--backend", "eager",
                "--out", str(tmp_path / "lat.json"))
     assert out.startswith("CPU capability: CPU ")

@@ -1,4 +1,4 @@
-"""``facelivt convert`` (issue 12): output named by its format, inputs read by content, planted pickles
+"""``facelivt convert``: output named by its format, inputs read by content, planted pickles
 refused as unsafe, atomic output with the usual mode, a full disk reported in one line."""
 from __future__ import annotations
 

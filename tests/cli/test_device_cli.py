@@ -1,4 +1,4 @@
-"""Every command with a device option refuses a device this machine lacks with one clear line (issue 12).
+"""Every command with a device option refuses a device this machine lacks with one clear line.
 
 On a CPU-only build (or without a GPU) the device asked for is ``cuda``; where CUDA works, a GPU index
 past the last one. Before, ``embed``, ``verify`` and ``align`` died with torch's ``AssertionError:

@@ -1,4 +1,4 @@
-"""An output that is one of the command's inputs is refused before any work (issue 20), for every command
+"""An output that is one of the command's inputs is refused before any work, for every command
 that writes: the same path, a symlink to it, a hard link, a path through ``..``; an output folder inside
 an input folder that the command reads whole; an input inside the output folder of a command that owns
 that folder. Every file and folder the command was given is unchanged afterwards. The three commands of

@@ -1,5 +1,5 @@
 """A run refused before it wrote anything leaves no empty output folder behind, and removes only the
-folders it created (issue 20). Each command runs as a real process.
+folders it created. Each command runs as a real process.
 
 Before: ``eval --out new/eval`` with an unreadable set, ``train output=runs/x`` with no images and
 ``pack --out new/rec`` on a full disk each left their (empty) output folders."""

@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from facelivt.cli import main
+from facelivt.training import StepRunner
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "configs" / "synthetic_tiny.yaml")
@@ -37,9 +38,16 @@ def test_bad_value_and_missing_file(capsys, tmp_path):
     assert "config file not found" in capsys.readouterr().err
 
 
-def test_nan_loss_stops_with_a_clear_message(capsys, tmp_path):
+def test_nan_loss_stops_with_a_clear_message(capsys, tmp_path, monkeypatch):
+    losses = StepRunner.losses
+
+    def nan_at_step_3(self, x, y, idx, flip, step_index):  # the total loss of optimiser step 3 becomes NaN
+        loss, loss_cls, loss_dis = losses(self, x, y, idx, flip, step_index)
+        return (loss * float("nan") if step_index == 3 else loss), loss_cls, loss_dis
+
+    monkeypatch.setattr(StepRunner, "losses", nan_at_step_3)
     out = tmp_path / "nan"
-    rc = main(["train", TINY, f"output={out}", "train.progress=false", "debug.nan_at_step=3"])
+    rc = main(["train", TINY, f"output={out}", "train.progress=false"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "the loss became nan at optimiser step 3" in err and "last good checkpoint" in err

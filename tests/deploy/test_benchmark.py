@@ -6,18 +6,10 @@ import time
 
 import pytest
 
-from facelivt.deploy.benchmark import (
-    BenchConfig,
-    BenchResult,
-    LatencyStats,
-    evaluate_goals,
-    measure,
-    measure_interleaved,
-    measure_latency,
-    run_bench,
-    save_result,
-    to_markdown,
-)
+from facelivt.deploy.bench_report import save_result, to_markdown
+from facelivt.deploy.bench_results import BenchResult, Column, evaluate_goals
+from facelivt.deploy.benchmark import BenchConfig, run_bench
+from facelivt.deploy.timing import LatencyStats, measure, measure_interleaved, measure_latency
 
 
 def test_measure_latency_times_the_call():
@@ -70,29 +62,29 @@ def _row(model, e1, o1):
 
 def test_goals_say_by_how_much():
     result = BenchResult({}, {}, {"peers": [_row("facelivt_s", 10.0, 8.0), _row("edgeface_xs", 12.0, 6.0)]})
-    goals = {g["goal"]: g for g in evaluate_goals(result)}
+    goals = {g.goal: g for g in evaluate_goals(result)}
     eager = next(g for k, g in goals.items() if "PyTorch eager, batch 1" in k)
     ort = next(g for k, g in goals.items() if "ONNX Runtime, batch 1" in k)
-    assert eager["met"] and eager["edgeface_over_facelivt"] == pytest.approx(1.2)
-    assert not ort["met"] and ort["edgeface_over_facelivt"] == pytest.approx(0.75)
+    assert eager.met and eager.edgeface_over_facelivt == pytest.approx(1.2)
+    assert not ort.met and ort.edgeface_over_facelivt == pytest.approx(0.75)
     t3 = [{"form": f, "eager_b1_ms": v} for f, v in (("full", 1.0), ("no_residual", 1.1), ("no_fused_bn", 1.05))]
     goals = evaluate_goals(BenchResult({}, {}, {"table3": t3}))
-    assert len(goals) == 1 and not goals[0]["met"]
+    assert len(goals) == 1 and not goals[0].met
 
 
 def test_quick_bench_runs_and_saves(tmp_path):
     cfg = BenchConfig.quick_config(models=("facelivt_s", "mobilefacenet"), batch_sizes=(1, 2), tables=("table4", "peers"))
     result = run_bench(cfg)
-    assert [r["heads"] for r in result.tables["table4"]] == [8, 16]
+    assert [r.heads for r in result.tables["table4"]] == [8, 16]
     he8, he16 = result.tables["table4"]
-    assert he8["params_m"] == pytest.approx(4.088, abs=0.002) and he16["params_m"] == pytest.approx(5.056, abs=0.002)
-    assert he16["eager_b1_ratio"] == pytest.approx(1.0)
-    peers = {r["model"]: r for r in result.tables["peers"]}
+    assert he8.params_m == pytest.approx(4.088, abs=0.002) and he16.params_m == pytest.approx(5.056, abs=0.002)
+    assert he16.latency[Column("eager", 1)].ratio == pytest.approx(1.0)
+    peers = {r.model: r for r in result.tables["peers"]}
     assert set(peers) == {"facelivt_s", "mobilefacenet"}
     for r in peers.values():
-        for col in ("eager_b1_ms", "eager_b2_ms", "ort_b1_ms", "ort_b2_ms"):
-            assert r[col] > 0
-        assert r["ort_b2_img_s"] == pytest.approx(2e3 / r["ort_b2_ms"])
+        for col in (Column("eager", 1), Column("eager", 2), Column("ort", 1), Column("ort", 2)):
+            assert r.ms(col) > 0
+        assert r.latency[Column("ort", 2)].img_s == pytest.approx(2e3 / r.ms(Column("ort", 2)))
     assert result.environment["threads"] == 2 and result.environment["torch"]
     md, js = save_result(result, tmp_path / "out")
     text = md.read_text()
@@ -116,6 +108,6 @@ def test_optimized_column_without_onnx():
     cfg = BenchConfig.quick_config(models=("facelivt_s",), tables=("peers",), onnx=False, optimized=True, batch_sizes=(1,))
     result = run_bench(cfg)
     row = result.tables["peers"][0]
-    assert row["opt_b1_ms"] > 0 and row["eager_b1_ms"] > 0 and "ort_b1_ms" not in row
+    assert row.ms(Column("opt", 1)) > 0 and row.ms(Column("eager", 1)) > 0 and Column("ort", 1) not in row.latency
     assert "PyTorch optimize_for_inference b1 (ms)" in to_markdown(result)
-    assert all("optimize_for_inference" not in g["goal"] for g in result.goals)
+    assert all("optimize_for_inference" not in g.goal for g in result.goals)

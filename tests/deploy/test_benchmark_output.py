@@ -8,7 +8,9 @@ import pytest
 
 from disk_helpers import fill, listing, tmpfs
 from facelivt.cpu import cpu_capability
-from facelivt.deploy.benchmark import BenchConfig, BenchResult, environment, save_result, to_markdown
+from facelivt.deploy.bench_report import save_result, to_markdown
+from facelivt.deploy.bench_results import BenchResult
+from facelivt.deploy.benchmark import BenchConfig, environment
 from facelivt.errors import OutputWriteError
 
 

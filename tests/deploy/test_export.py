@@ -7,18 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from facelivt.deploy.export import (
-    FP32_MIN_COSINE,
-    check_onnx,
-    compare_embeddings,
-    export_model,
-    export_onnx,
-    onnx_runner,
-    onnx_session,
-    parse_batch,
-    pytorch_embeddings,
-    run_batched,
-)
+from facelivt.deploy.export import export_model
+from facelivt.deploy.interface import parse_batch
+from facelivt.deploy.onnx_export import check_onnx, export_onnx
+from facelivt.deploy.parity import FP32_MIN_COSINE, compare_embeddings, pytorch_embeddings, require_parity
+from facelivt.deploy.sessions import onnx_runner, onnx_session, run_batched
 
 
 def test_compare_embeddings_and_batch_parsing():
@@ -68,13 +61,11 @@ def test_onnx_fixed_batch(tmp_path, reference_deploy, check_crops):
 
 
 def test_parity_failure_is_reported(dynamic_export, check_crops):
-    from facelivt.deploy.export import _require
-
     other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 112 * 112, 512)).eval()
     parity = check_onnx(other, dynamic_export[0], check_crops[:4])
     assert not parity.passed()
     with pytest.raises(RuntimeError, match="does not match PyTorch"):
-        _require(parity, FP32_MIN_COSINE, "ONNX Runtime")
+        require_parity(parity, FP32_MIN_COSINE, "ONNX Runtime")
 
 
 def test_torchscript_round_trip(tmp_path, reference_deploy, check_crops):
@@ -167,10 +158,10 @@ def test_int8_keeps_the_verification_accuracy_of_trained_weights(tmp_path, train
     report = export_model(trained_deploy, "onnx", out, images=faces.images[:16], int8=True, calibration=faces.calibration)
     q = report.int8
     # it is int8: a third of the size, QDQ pairs around the compute ops, and timed
-    assert q["int8_bytes"] < 0.35 * q["fp32_bytes"] and q["images"] == 16
+    assert q.int8_bytes < 0.35 * q.fp32_bytes and q.images == 16
     ops = graph_ops(out)
     assert ops["QuantizeLinear"] > 40 and ops["DequantizeLinear"] > 40
-    assert [s["batch"] for s in q["speed"]] == [1] and q["speed"][0]["int8_ms"] > 0 and q["speed"][0]["fp32_ms"] > 0
+    assert [s.batch for s in q.speed] == [1] and q.speed[0].int8_ms > 0 and q.speed[0].fp32_ms > 0
 
     d32 = pair_distances(pytorch_embeddings(trained_deploy, faces.images)[faces.rows])
     d8 = pair_distances(run_batched(onnx_runner(onnx_session(out)), faces.images.numpy(), None)[faces.rows])

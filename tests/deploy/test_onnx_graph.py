@@ -5,8 +5,11 @@ import pytest
 import torch
 
 import facelivt
-from facelivt.deploy.onnx_graph import ExportMHLA, ExportMHSA, ExportPReLU, ExportSDTA, graph_ops, optimized_graph, prepare_for_export
-from facelivt.models.layers import MHLA
+from facelivt.deploy.onnx_export import export_onnx
+from facelivt.deploy.onnx_graph import graph_ops, optimized_graph, prepare_for_export
+from facelivt.models.export_form import ExportPReLU
+from facelivt.models.layers import MHLA, ExportMHLA, ExportMHSA
+from facelivt.models.peers.edgeface import ExportSDTA
 from model_helpers import randomize_model
 
 
@@ -48,8 +51,6 @@ def test_export_form_counts_like_the_deploy_form():
 
 
 def test_dynamic_batch_graph_has_no_shape_arithmetic(tmp_path, reference_deploy):
-    from facelivt.deploy.export import export_onnx
-
     path = export_onnx(reference_deploy, tmp_path / "s.onnx", batch="dynamic")
     ops = graph_ops(path)
     for op in ("Shape", "Gather", "Concat", "Expand", "InstanceNormalization"):

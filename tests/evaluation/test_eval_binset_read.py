@@ -1,4 +1,4 @@
-"""A .bin that is no pickle, or a cut-short one, is named for what it is (issue 12).
+"""A .bin that is no pickle, or a cut-short one, is named for what it is.
 
 Before, a text file given as ``.bin`` was reported as 'the pickle asks for an object (opcode OBJ)'
 (its letters read as pickle opcodes), as if it were a malicious pickle.

@@ -12,7 +12,7 @@ from PIL import Image
 
 from facelivt.data.align import similarity_transform, template, transform_points
 from facelivt.inference import Face, FaceDetector, MTCNNWeightsNotFoundError, NoFaceError, locate_mtcnn_weights
-from facelivt.inference.weights import ENV_VAR, installed_weights_dir
+from facelivt.inference.mtcnn_weights import ENV_VAR, installed_weights_dir
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CELEBA = DATA / "celeba_subset"
@@ -223,7 +223,7 @@ def test_weights_errors(tmp_path, monkeypatch):
     with pytest.raises(MTCNNWeightsNotFoundError, match=ENV_VAR):
         locate_mtcnn_weights()
     monkeypatch.delenv(ENV_VAR)
-    monkeypatch.setattr("facelivt.inference.weights.installed_weights_dir", lambda: None)
+    monkeypatch.setattr("facelivt.inference.mtcnn_weights.installed_weights_dir", lambda: None)
     with pytest.raises(MTCNNWeightsNotFoundError, match="pip install --no-deps facenet-pytorch==2.6.0"):
         locate_mtcnn_weights()
     # corrupt files are a clear error too

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from disk_helpers import assert_clean_failure, run_cli
-from facelivt.inference.weights import installed_weights_dir
+from facelivt.inference.mtcnn_weights import installed_weights_dir
 from facelivt.models.checkpoint_io import UnsafeCheckpointError
 
 from facelivt.inference.mtcnn import (

@@ -1,4 +1,4 @@
-"""Weight files are read by content, not by name; pickles that ask to run code are refused as unsafe (issue 12)."""
+"""Weight files are read by content, not by name; pickles that ask to run code are refused as unsafe."""
 from __future__ import annotations
 
 import os

@@ -63,7 +63,7 @@ def test_input_and_device_errors(tiny_model):
     if torch.cuda.is_available():
         assert resolve_device("cuda").type == "cuda"
     else:
-        with pytest.raises(RuntimeError, match="CUDA was asked for"):  # issue 12: says why and what to use
+        with pytest.raises(RuntimeError, match="CUDA was asked for"):  # says why and what to use
             resolve_device("cuda")
 
 

@@ -1,4 +1,4 @@
-"""Peer models (issue 5): EdgeFace-XS and MobileFaceNet, registered beside FaceLiVT."""
+"""Peer models: EdgeFace-XS and MobileFaceNet, registered beside FaceLiVT."""
 from __future__ import annotations
 
 import pytest

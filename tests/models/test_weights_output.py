@@ -1,4 +1,4 @@
-"""save_weights creates its safetensors file like any other output: mode 0o666 less the umask (issue 12)."""
+"""save_weights creates its safetensors file like any other output: mode 0o666 less the umask."""
 from __future__ import annotations
 
 import os

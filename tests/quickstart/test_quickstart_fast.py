@@ -136,7 +136,7 @@ def test_saved_weights_load_and_match(run):
 
 
 def test_onnx_file_runs_in_onnxruntime(run):
-    from facelivt.deploy.export import onnx_runner, onnx_session
+    from facelivt.deploy.sessions import onnx_runner, onnx_session
 
     out, _ = run
     session = onnx_session(out / "facelivt_s_kd.onnx", threads=1)

@@ -1,4 +1,4 @@
-"""A planted training checkpoint (a pickle whose __reduce__ runs code) is refused as unsafe, never run (issue 12).
+"""A planted training checkpoint (a pickle whose __reduce__ runs code) is refused as unsafe, never run.
 
 Before, resuming from it printed torch's 'Weights only load failed ... Re-running torch.load with
 weights_only set to False will likely succeed' advice, i.e. a hint to run the planted code.

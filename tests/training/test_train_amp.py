@@ -32,7 +32,7 @@ def quiet_train(cfg, **kw):
 
 def test_amp_modes_resolve_per_device():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    # (adapted for issue 15: auto on a CPU is bf16 where it has native bf16; tests/test_cpu.py covers the rule)
+    # auto on a CPU is bf16 where it has native bf16 (tests/test_cpu.py covers the rule)
     assert resolve_amp("auto", cpu) is (torch.bfloat16 if machine_defaults().amp == "bf16" else None)
     assert resolve_amp("none", cuda) is None
     assert resolve_amp("bf16", cpu) is torch.bfloat16

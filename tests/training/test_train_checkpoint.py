@@ -111,5 +111,5 @@ def test_checkpoint_refuses_arbitrary_pickles(tmp_path):
 
     with open(tmp_path / "evil.pt", "wb") as f:
         torch.save({"format": "facelivt-train-checkpoint", "x": Evil()}, f, pickle_module=pickle)
-    with pytest.raises(ValueError, match="refusing to load .* as unsafe"):  # issue 12 (was "cannot read checkpoint")
+    with pytest.raises(ValueError, match="refusing to load .* as unsafe"):
         load_checkpoint_file(tmp_path / "evil.pt")

@@ -87,7 +87,7 @@ def test_round_trip_through_yaml_and_dict():
 
 
 def test_channels_last_is_auto_by_default_and_can_be_forced():
-    # issue 15: the layout is chosen per CPU unless set (facelivt.cpu.cpu_defaults; tests/test_cpu.py)
+    # the layout is chosen per CPU unless set (facelivt.cpu.cpu_defaults; tests/test_cpu.py)
     assert Config().model.channels_last is None
     for text, want in (("auto", None), ("true", True), ("false", False), ("null", None)):
         assert config_from_dict(apply_overrides({}, [f"model.channels_last={text}"], Config)).model.channels_last is want

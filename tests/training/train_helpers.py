@@ -72,8 +72,8 @@ _LOSSES = StepRunner.losses
 
 
 def nan_at_step(monkeypatch, step: int) -> None:
-    """The total loss of optimiser step ``step`` (0-based) becomes NaN: the fault ``debug.nan_at_step``
-    injects, by patching :meth:`StepRunner.losses` (a later call replaces an earlier one)."""
+    """The total loss of optimiser step ``step`` (0-based) becomes NaN, by patching
+    :meth:`StepRunner.losses` (a later call replaces an earlier one)."""
 
     def poisoned(self, x, y, idx, flip, step_index):
         loss, loss_cls, loss_dis = _LOSSES(self, x, y, idx, flip, step_index)

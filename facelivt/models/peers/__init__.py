@@ -1,4 +1,4 @@
-"""Peer face-recognition models, for comparison only (issue 5): registered as ``edgeface_xs`` and
+"""Peer face-recognition models, for comparison only: registered as ``edgeface_xs`` and
 ``mobilefacenet`` in the model registry, so ``create_model``/``load_model``/``reparameterize_model``
 and the counters work on them as on FaceLiVT."""
 from facelivt.models.peers.edgeface import EdgeFace, edgeface_xs
