@@ -33,6 +33,8 @@ def failure_reason(exc: BaseException, source: str | os.PathLike) -> str:
     text, name = str(exc), str(source)
     if text.startswith(f"{name}: "):
         return text[len(name) + 2 :]
+    if text.startswith(f"{name} "):  # "img/x.png could not be decoded: ..." (the image decoder's wording)
+        return text[len(name) + 1 :]
     return text[: -len(name) - 2] if text.endswith(f": {name}") else text
 
 

@@ -106,7 +106,7 @@ def problem_photos(tmp_path_factory, mtcnn_reference) -> Path:
 
 def test_each_skipped_file_is_named_once(problem_photos, weights_s, tmp_path):
     """'img/x.png: no face found', not 'img/x.png: img/x.png: no face found'."""
-    bad = {"none.jpg": "no face found", "text.jpg": "not an image file", "cut.jpg": "cannot open image"}
+    bad = {"none.jpg": "no face found", "text.jpg": "could not be decoded: not an image", "cut.jpg": "could not be opened"}
     model = ["--weights", str(weights_s), "--quiet"]
     embed = run_cli("embed", str(problem_photos), "--out", str(tmp_path / "e.safetensors"), *model)
     assert embed.returncode == 0, embed.stderr
