@@ -145,8 +145,8 @@ def test_skipped_records_are_logged_warnings(tmp_path):
     assert pack.returncode == 0, pack.stderr
     assert _warnings_are_log_lines(pack.stderr) == [
         f"warning: {faces}: 1 identity folder(s) without images left out: nobody",
-        f"warning: pack: skipping unreadable image: cannot read image {faces / '7201' / 'broken.jpg'}: "
-        "not an image file (or a format PIL cannot read)",
+        f"warning: pack: skipping unreadable image: {faces / '7201' / 'broken.jpg'} could not be decoded: "
+        "not an image (or a format Pillow cannot read)",
     ]
     rec = tmp_path / "rec" / "train.rec"
     offset = int((tmp_path / "rec" / "train.idx").read_text().splitlines()[2].split()[1])  # key 2
