@@ -4,12 +4,15 @@ every mode Pillow opens, composite transparency over white, and refuse images ab
 from their header, before decoding them."""
 from __future__ import annotations
 
+import logging
+
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from log_helpers import logs_warning
 from PIL import Image
 
 from facelivt.data import ImageFolderDataset, RecordIODataset, RecordIOWriter, pack_header, pack_image_folder
@@ -167,7 +170,7 @@ def test_huge_images_are_refused_from_the_header(bombs, which):
             assert time.perf_counter() - start < 1.0  # the header only: decoding would take many seconds
 
 
-def test_huge_images_are_skipped_or_refused_on_every_path(bombs, tmp_path):
+def test_huge_images_are_skipped_or_refused_on_every_path(bombs, tmp_path, caplog):
     """Folders and RecordIO skip them as bad samples; make-bin and a .bin pair refuse them with one error."""
     root = tmp_path / "faces"
     (root / "x").mkdir(parents=True)
@@ -175,20 +178,22 @@ def test_huge_images_are_skipped_or_refused_on_every_path(bombs, tmp_path):
     for name, path in bombs.items():
         (root / "x" / f"{name}.png").symlink_to(path)
     folder = ImageFolderDataset(root, max_bad_fraction=1.0)
-    with pytest.warns(RuntimeWarning) as caught:
+    with caplog.at_level(logging.WARNING, logger="facelivt"):
+        caplog.clear()
         _, label = folder[1]  # a.png, big.png, bomb.png: big is skipped, bomb too, then a.png
     assert label == 0 and folder.bad_records == 2
-    said = " ".join(str(w.message) for w in caught)
+    said = " ".join(r.getMessage() for r in caplog.records)
     assert "big.png: 12000x12000 = 144.0 MP exceeds the limit of 80.0 MP" in said
     assert "bomb.png: too large to decode safely, above the limit of 80.0 MP" in said
-    with pytest.warns(RuntimeWarning, match="skipping unreadable image"):
+    with logs_warning(caplog, "skipping unreadable image"):
         stats = pack_image_folder(root, tmp_path / "packed")
     assert stats["num_images"] == 1 and stats["skipped"] == 2
     records = RecordIODataset(write_raw_rec(tmp_path / "rec", [p.read_bytes() for p in bombs.values()] + [(root / "x" / "a.png").read_bytes()]),
                               max_bad_fraction=1.0)
-    with pytest.warns(RuntimeWarning) as caught:
+    with caplog.at_level(logging.WARNING, logger="facelivt"):
+        caplog.clear()
         x, label = records[0]
-    assert [str(w.message).split(": ")[1] for w in caught] == ["skipping bad sample key 1", "skipping bad sample key 2"]
+    assert [r.getMessage().split(": ")[1] for r in caplog.records] == ["skipping bad sample key 1", "skipping bad sample key 2"]
     assert label == 2 and records.bad_records == 2
     for name in bombs:
         with pytest.raises(ImageTooLargeError, match=f"{name}\\.png"):

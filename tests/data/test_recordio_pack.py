@@ -108,5 +108,5 @@ def test_pack_cli_errors(tmp_path, capsys, caplog):
     with logs_warning(caplog, "without images"):
         assert main(["pack", "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "no images found" in capsys.readouterr().err
-    assert main(["pack", "--images", str(tmp_path), "--out", str(tmp_path / "o"), "--quality", "0"]) == 2
+    assert main(["pack", "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--quality", "0"]) == 2
     assert "quality" in capsys.readouterr().err
