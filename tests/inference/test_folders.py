@@ -14,8 +14,8 @@ def test_failure_reason_leaves_out_the_file_name(tmp_path):
     text.write_text("not an image")
     with pytest.raises(ImageLoadError) as err:
         load_image(text)
-    assert str(err.value).startswith(f"{text}: ")  # alone, the error names its file
-    assert failure_reason(err.value, text) == "not an image file (or a format PIL cannot read)"
+    assert str(err.value).startswith(f"{text} ")  # alone, the error names its file
+    assert failure_reason(err.value, text) == "could not be decoded: not an image (or a format Pillow cannot read)"
     with pytest.raises(FileNotFoundError) as err:
         load_image(tmp_path / "gone.jpg")
     assert failure_reason(err.value, tmp_path / "gone.jpg") == "image not found"
