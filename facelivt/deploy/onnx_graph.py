@@ -1,9 +1,10 @@
 """Export forms as the exporters use them, and tools to look at the graph ONNX Runtime runs.
 
-``prepare_for_export(model)`` returns a copy of a (deploy-form) model in which every block whose
-eager forward reads tensor shapes at run time is replaced by its export form, an equivalent module
-built for a fixed map size (float32 round-off). The blocks own those forms (``export_form()`` next
-to ``reparameterize()``); the walker is :func:`facelivt.models.export_form.export_form_model`:
+The exporters (:mod:`~facelivt.deploy.onnx_export`, :mod:`~facelivt.deploy.torchscript`,
+:mod:`~facelivt.deploy.coreml`) call :func:`facelivt.models.export_form.export_form_model`: a copy of a
+(deploy-form) model in which every block whose eager forward reads tensor shapes at run time is
+replaced by its export form, an equivalent module built for a fixed map size (float32 round-off).
+The blocks own those forms (``export_form()`` next to ``reparameterize()``):
 
 - FaceLiVT's MHLA becomes ``ExportMHLA`` (LayerNormalization over (C, H, W), heads first so each
   head's token MLP is one MatMul, constant reshapes with the batch as -1);
@@ -28,23 +29,17 @@ from torch import nn
 
 from facelivt.deploy.sessions import onnx_session
 from facelivt.files import write_bytes
-from facelivt.models.export_form import ExportPReLU, export_form_model
+from facelivt.models.export_form import ExportPReLU
 from facelivt.models.layers import MHLA, MHSA, ExportMHLA, ExportMHSA
 from facelivt.models.peers.edgeface import ExportSDTA, SDTABlock
 
-__all__ = ["ExportMHLA", "ExportMHSA", "ExportPReLU", "ExportSDTA", "export_converters", "graph_ops", "optimized_graph", "prepare_for_export"]
+__all__ = ["ExportMHLA", "ExportMHSA", "ExportPReLU", "ExportSDTA", "export_converters", "graph_ops", "optimized_graph"]
 
 
 def export_converters() -> list[tuple[type, Callable[[nn.Module, tuple[int, int]], nn.Module]]]:
     """``(module class, converter(module, (H, W)) -> module)`` pairs. Deprecated: each block has an
     ``export_form`` method now, walked by :func:`facelivt.models.export_form.export_form_model`."""
     return [(MHLA, ExportMHLA), (MHSA, ExportMHSA), (nn.PReLU, ExportPReLU), (SDTABlock, ExportSDTA)]
-
-
-def prepare_for_export(model: nn.Module, input_size: int = 112) -> nn.Module:
-    """A copy of ``model`` (eval mode) with every shape-reading block replaced by its export form
-    (:func:`facelivt.models.export_form.export_form_model`); valid at ``input_size`` only, any batch."""
-    return export_form_model(model, input_size)
 
 
 def graph_ops(path_or_model) -> dict[str, int]:
