@@ -16,7 +16,7 @@ from facelivt.cli.common import (  # open_gallery: re-exported for one release; 
 )
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import check_not_input
-from facelivt.inference import GalleryWriteError, embed_files, expand_inputs, list_files
+from facelivt.inference import Gallery, GalleryWriteError, embed_files, expand_inputs, list_files
 
 
 def register(subparsers) -> None:
@@ -113,7 +113,7 @@ def enroll_groups(rec, groups: list[tuple[str, list[Path]]], args: argparse.Name
             continue
         try:
             if rec.gallery.path is None:
-                rec.open_gallery(args.gallery, create=True)
+                Gallery.open_for(rec, args.gallery, create=True)
             rec.gallery.enroll_embeddings(name, result.embeddings, sources=result.paths)
         except GalleryWriteError:
             if done:
