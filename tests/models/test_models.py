@@ -28,13 +28,13 @@ import facelivt
 from facelivt.deploy.counting import complexity, count_macs
 from facelivt.deploy.onnx_export import check_onnx, export_onnx
 from facelivt.deploy.parity import FP32_MIN_COSINE
-from facelivt.models import count_batchnorm, export_form_model, list_models, register_model, registry
+from facelivt.models import count_batchnorm, export_form_model, list_models, preprocess_of, register_model, registry
 from facelivt.models.config import FaceLiVTConfig
 from facelivt.models.export_form import FOREIGN_EXPORT_FORMS
 from facelivt.models.facelivt import FaceLiVT
 from facelivt.models.facelivtv2 import FaceLiVTv2, GDConvHead, LiteMHLA, LiteMHLAFolded
 from facelivt.models.layers import FFN, MHLA, MHSA, RepConv, Residual
-from facelivt.models.released import RELEASED_NAMES
+from facelivt.models.released import RELEASED_NAMES, convert_released_state_dict
 from model_helpers import randomize_model
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
@@ -91,7 +91,7 @@ def check_builds(f: Forms, images: torch.Tensor) -> None:
     and the structure its configuration asks for."""
     model = f.train
     assert model.model_name == f.name
-    size = facelivt.models.preprocess_of(model).input_size
+    size = preprocess_of(model).input_size
     assert size == model.preprocess.input_size == images.shape[-1]
     with torch.no_grad():
         out = model(images[:2])
@@ -274,7 +274,7 @@ def test_released_layout_round_trip(name, tmp_path):
     path = RELEASED_FILES[name]
     ref = torch.load(path, map_location="cpu", weights_only=True)
     model = facelivt.create_model(name).eval()
-    model.load_state_dict(facelivt.models.convert_released_state_dict(ref["state_dict"], name))
+    model.load_state_dict(convert_released_state_dict(ref["state_dict"], name))
     with torch.no_grad():
         assert (model(ref["input"]) - ref["output"]).abs().max() < 1e-5
         assert (facelivt.reparameterize_model(model)(ref["input"]) - ref["output_deploy"]).abs().max() < 1e-5
