@@ -21,6 +21,11 @@ def test_the_released_v2_variants_and_their_fixed_settings():
         assert cfg.reference_counts is not None
 
 
+def test_every_variant_maps_112x112_crops_to_512_d_embeddings():
+    for cfg in (*VARIANTS.values(), *V2_VARIANTS.values()):
+        assert (cfg.input_size, cfg.embedding_size) == (112, 512)
+
+
 @pytest.mark.parametrize("name", ["facelivt_s", "facelivtv2_xs"])
 def test_unknown_override_is_refused(name):
     with pytest.raises(ValueError, match="num_heads"):
