@@ -132,7 +132,7 @@ def open_gallery(args: argparse.Namespace, must_exist: bool, threshold: float | 
         model = choose_model(args, gallery.metadata.get("model") if gallery is not None else None)
         rec = make_recognizer(args, model=model, threshold=threshold)
         if gallery is not None:
-            rec.use_gallery(gallery)
+            gallery.attach(rec)
     except BaseException:
         if gallery is not None:
             gallery.close()

@@ -16,7 +16,7 @@ from facelivt.cli.common import (
 )
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import check_not_input
-from facelivt.inference import GalleryWriteError, embed_files, expand_inputs, list_files, photo_sha256
+from facelivt.inference import Gallery, GalleryWriteError, embed_files, expand_inputs, list_files, photo_sha256
 
 
 def register(subparsers) -> None:
@@ -106,7 +106,7 @@ def enroll_groups(rec, groups: list[tuple[str, list[Path]]], args: argparse.Name
     failures, several, empty, done = [], [], [], []
     added = skipped = 0
     if rec.gallery.path is None:  # nothing is written before the first enrolment
-        rec.open_gallery(args.gallery, create=True)
+        Gallery.open_for(rec, args.gallery, create=True)
     outer = tqdm(groups, desc="enroll", unit="identity", disable=args.quiet or len(groups) == 1)
     for name, files in outer:
         todo, known = new_photos(rec.gallery, name, files)

@@ -14,12 +14,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from facelivt.deploy import interface
 from facelivt.deploy.interface import INPUT_NAME, OUTPUT_NAME, parse_batch
-from facelivt.deploy.onnx_graph import prepare_for_export
 from facelivt.deploy.sessions import trace
 from facelivt.errors import InputNotFoundError, InvalidInputError, UnavailableError
 from facelivt.files import atomic_dir
+from facelivt.models.export_form import export_form_model
 from facelivt.models.preprocess import preprocess_of
 
 MAX_DYNAMIC_BATCH = 256
@@ -52,8 +51,8 @@ def export_coreml(model: nn.Module, path: str | os.PathLike, *, batch: str | int
     if path.suffix != ".mlpackage":
         raise InvalidInputError(f"a Core ML ML Program is a .mlpackage folder; got {path.name!r}")
     fixed = parse_batch(batch)
-    size = interface.input_size(model, input_size)
-    prepared = prepare_for_export(model, size).cpu()
+    size = preprocess_of(model, input_size).input_size
+    prepared = export_form_model(model, size).cpu()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = trace(prepared, torch.zeros(fixed or 1, 3, size, size))

@@ -17,7 +17,7 @@ from torch import nn
 
 from facelivt.deploy.coreml import check_coreml_spec, export_coreml
 from facelivt.deploy.interface import batch_text, parse_batch
-from facelivt.deploy.onnx_export import check_onnx, export_onnx
+from facelivt.deploy.onnx_export import check_onnx, write_onnx
 from facelivt.deploy.parity import FP32_MIN_COSINE, Parity, require_parity as _require
 from facelivt.deploy.quantize import Int8Comparison, compare_int8, quantize_onnx_int8
 from facelivt.deploy.torchscript import check_torchscript, export_torchscript
@@ -130,7 +130,7 @@ def _export_torchscript(model: nn.Module, tmp: Path, req: _Request) -> ExportRep
 
 
 def _export_onnx(model: nn.Module, tmp: Path, req: _Request) -> ExportReport:
-    export_onnx(model, tmp, batch=req.batch, exporter=req.exporter, opset=req.opset)
+    write_onnx(model, tmp, batch=req.batch, exporter=req.exporter, opset=req.opset)  # into export_model's temporary
     report = ExportReport("onnx", str(tmp), _size(tmp), req.batch_text)
     if req.images is not None:
         report.parity = _require(check_onnx(model, tmp, req.images, req.threads), req.min_cosine, "ONNX Runtime")
@@ -141,7 +141,7 @@ def _export_int8(model: nn.Module, out: Path, req: _Request) -> ExportReport:
     """The fp32 ONNX model (checked against PyTorch), quantised into ``out`` and compared with the fp32 one."""
     with scratch_dir(out) as tmp:  # beside the output, not under TMPDIR
         fp32 = tmp / "fp32.onnx"
-        export_onnx(model, fp32, batch=req.batch, exporter=req.exporter, opset=req.opset)
+        write_onnx(model, fp32, batch=req.batch, exporter=req.exporter, opset=req.opset)
         report = ExportReport("onnx", str(out), 0, req.batch_text)
         if req.images is not None:
             report.parity = _require(check_onnx(model, fp32, req.images, req.threads), req.min_cosine, "ONNX Runtime (fp32, before quantisation)")

@@ -6,10 +6,8 @@ is asked for.
 """
 from __future__ import annotations
 
-from torch import nn
-
 from facelivt.errors import InvalidInputError
-from facelivt.models.preprocess import DEFAULT_PREPROCESS, preprocess_of
+from facelivt.models.preprocess import DEFAULT_PREPROCESS
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "embedding"
@@ -32,10 +30,3 @@ def parse_batch(batch: str | int | None) -> int | None:
 def batch_text(fixed: int | None) -> str:
     """How a parsed batch is written in reports and metadata: ``"dynamic"`` or the number."""
     return "dynamic" if fixed is None else str(fixed)
-
-
-def input_size(model: nn.Module, size: int | None = None) -> int:
-    """``size`` when given, else the input side of the model's preprocessing (``model.preprocess``)."""
-    if size is not None:
-        return size
-    return preprocess_of(model).input_size

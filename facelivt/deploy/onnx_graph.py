@@ -1,9 +1,10 @@
 """Export forms as the exporters use them, and tools to look at the graph ONNX Runtime runs.
 
-``prepare_for_export(model)`` returns a copy of a (deploy-form) model in which every block whose
-eager forward reads tensor shapes at run time is replaced by its export form, an equivalent module
-built for a fixed map size (float32 round-off). The blocks own those forms (``export_form()`` next
-to ``reparameterize()``); the walker is :func:`facelivt.models.export_form.export_form_model`:
+The exporters (:mod:`~facelivt.deploy.onnx_export`, :mod:`~facelivt.deploy.torchscript`,
+:mod:`~facelivt.deploy.coreml`) call :func:`facelivt.models.export_form.export_form_model`: a copy of a
+(deploy-form) model in which every block whose eager forward reads tensor shapes at run time is
+replaced by its export form, an equivalent module built for a fixed map size (float32 round-off).
+The blocks own those forms (``export_form()`` next to ``reparameterize()``):
 
 - FaceLiVT's MHLA becomes ``ExportMHLA`` (LayerNormalization over (C, H, W), heads first so each
   head's token MLP is one MatMul, constant reshapes with the batch as -1);
@@ -24,19 +25,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from torch import nn
-
 from facelivt.deploy.sessions import onnx_session
 from facelivt.files import write_bytes
-from facelivt.models.export_form import export_form_model
 
-__all__ = ["graph_ops", "optimized_graph", "prepare_for_export"]
-
-
-def prepare_for_export(model: nn.Module, input_size: int = 112) -> nn.Module:
-    """A copy of ``model`` (eval mode) with every shape-reading block replaced by its export form
-    (:func:`facelivt.models.export_form.export_form_model`); valid at ``input_size`` only, any batch."""
-    return export_form_model(model, input_size)
+__all__ = ["graph_ops", "optimized_graph"]
 
 
 def graph_ops(path_or_model) -> dict[str, int]:

@@ -9,21 +9,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from facelivt.deploy import interface
 from facelivt.deploy.interface import parse_batch
-from facelivt.deploy.onnx_graph import prepare_for_export
 from facelivt.deploy.parity import Parity, runner_parity
 from facelivt.deploy.sessions import torchscript_runner, trace_frozen
 from facelivt.files import write_bytes
+from facelivt.models.export_form import export_form_model
+from facelivt.models.preprocess import preprocess_of
 
 
 def export_torchscript(model: nn.Module, path: str | os.PathLike, *, batch: str | int | None = "dynamic", input_size: int | None = None) -> Path:
     """Trace + freeze the export form. The traced graph has no shape-dependent ops, so it runs at any
     batch size; ``batch`` only sets the example batch used for tracing."""
     fixed = parse_batch(batch)
-    size = interface.input_size(model, input_size)
+    size = preprocess_of(model, input_size).input_size
     path = Path(path)
-    prepared = prepare_for_export(model, size).cpu()
+    prepared = export_form_model(model, size).cpu()
     frozen = trace_frozen(prepared, torch.zeros(fixed or 2, 3, size, size))
     # Serialised in memory, then written atomically: torch.jit.save to a full disk aborts the process
     # (an uncaught c10::Error) instead of raising.

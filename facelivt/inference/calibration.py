@@ -23,6 +23,9 @@ from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError
 _TRUE = {"1", "true", "yes", "same", "match"}
 _FALSE = {"0", "false", "no", "different", "diff", "mismatch"}
 
+#: The ``threshold_source`` of a recognizer's default threshold: nobody calibrated it for its weights
+#: (a gallery's saved threshold replaces it).
+UNCALIBRATED = "uncalibrated default: calibrate on labelled pairs for real use"
 #: The lowest threshold accepted, just above -1 (every cosine score reaches -1).
 MIN_THRESHOLD = float(np.nextafter(-1.0, 0.0))
 

@@ -13,6 +13,12 @@ its first enrolment, in the same transaction: an enrolment that fails (a full di
 gallery, and no folder it made, behind. An old two-file gallery (``gallery.json`` +
 ``embeddings.safetensors``) in the folder is imported on the first open and its files are renamed
 to ``*.imported`` (see :mod:`facelivt.inference.gallery_legacy`).
+
+A recognizer (:class:`~facelivt.inference.recognizer.FaceRecognizer`) enrols into and searches
+``recognizer.gallery``; the gallery's lifecycle is here: :meth:`Gallery.open_for` opens a folder's
+gallery for a recognizer (checked against the model that made its embeddings), :meth:`Gallery.attach`
+gives a recognizer a gallery, and :meth:`Gallery.save` records the recognizer's threshold with it.
+This module does not import the recognizer: :class:`GalleryUser` is what it needs of one.
 """
 from __future__ import annotations
 
@@ -21,11 +27,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
 import numpy as np
 
 from facelivt.errors import InvalidInputError, OutputWriteError, UnavailableError, UnknownNameError
+from facelivt.inference.calibration import UNCALIBRATED
 from facelivt.inference.gallery_legacy import AlreadyImportedError, LegacyGallery, mark_imported, read_legacy
 from facelivt.inference.gallery_store import (
     DB_NAME,
@@ -64,6 +71,21 @@ class Match:
     name: str
     score: float
     accepted: bool | None = None
+
+
+class GalleryUser(Protocol):
+    """What the gallery lifecycle needs of the recognizer that uses a gallery (a ``FaceRecognizer``):
+    what it records about its embeddings (:meth:`gallery_metadata`, :attr:`embedding_size`), its
+    threshold and where that came from, and the gallery it searches."""
+
+    gallery: "Gallery"
+    threshold: float
+    threshold_source: str
+
+    @property
+    def embedding_size(self) -> int: ...
+
+    def gallery_metadata(self) -> dict: ...
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -422,6 +444,32 @@ class Gallery:
         """:meth:`open` an existing gallery (kept for compatibility)."""
         return cls.open(folder, backend=backend)
 
+    @classmethod
+    def open_for(cls, user: GalleryUser, folder: str | os.PathLike, *, create: bool = False, check: bool = True,
+                 readonly: bool = False) -> "Gallery":
+        """The gallery of ``folder`` (a new one when ``create`` and there is none), attached to ``user``
+        (:meth:`attach`): its embeddings must come from the user's model, weights and flip setting unless
+        ``check`` is False (then only an existing gallery is opened). Enrolments are written to it at once;
+        ``readonly``: only to search it (the folder may then be read-only)."""
+        if check:
+            gallery = cls.open(folder, create=create, dim=user.embedding_size, metadata=user.gallery_metadata(),
+                               readonly=readonly)
+        else:
+            gallery = cls.open(folder, readonly=readonly)
+        return gallery.attach(user, check=check)
+
+    def attach(self, user: GalleryUser, *, check: bool = True) -> "Gallery":
+        """``user`` searches this gallery from now on (``check``: refuse one made with another model). Its
+        saved threshold is taken unless the user's threshold was given or calibrated."""
+        meta = self.metadata
+        if check:
+            check_comparable(meta, self.dim, user.gallery_metadata(), user.embedding_size, self.path or "")
+        if "threshold" in meta and user.threshold_source in (UNCALIBRATED, "default"):
+            user.threshold = meta["threshold"]
+            user.threshold_source = str(meta.get("threshold_source", f"gallery {self.path}"))
+        user.gallery = self
+        return self
+
     def refresh(self) -> None:
         """Rebuild the index if another process changed the database since it was read (cheap otherwise)."""
         if self._pending is not None:
@@ -450,13 +498,19 @@ class Gallery:
             else:
                 self.metadata[key] = value
 
-    def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(self, folder: str | os.PathLike, *, overwrite: bool = False, threshold: float | None = None,
+             threshold_source: str | None = None) -> Path:
         """Write the gallery to ``folder/gallery.sqlite`` in one transaction; a gallery in memory is
         then backed by the folder (later changes are written as they happen). Saving a gallery into
         its own folder writes its metadata (its contents are already there). A folder holding another
-        gallery is refused (:class:`GalleryExistsError`) unless ``overwrite``."""
+        gallery is refused (:class:`GalleryExistsError`) unless ``overwrite``. ``threshold`` and
+        ``threshold_source`` (a recognizer's) go into the metadata first: :meth:`attach` takes them."""
         root = Path(folder)
         self.refresh()
+        if threshold is not None:
+            self.metadata["threshold"] = threshold
+        if threshold_source is not None:
+            self.metadata["threshold_source"] = threshold_source
         meta = _user_metadata(self.metadata, "gallery metadata")
         if self._store is not None and _same_file(self._store.path, root / DB_NAME):
             self._store.set_meta(meta)

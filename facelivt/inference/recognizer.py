@@ -28,9 +28,9 @@ from facelivt.data.decode import ImageSource
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.evaluation.binset import read_bin
-from facelivt.inference.calibration import Calibration, calibrate_scores, check_threshold, read_pairs_list
+from facelivt.inference.calibration import UNCALIBRATED, Calibration, calibrate_scores, check_threshold, read_pairs_list
 from facelivt.inference.detector import FaceDetector, Select, SeveralFacesError
-from facelivt.inference.gallery import Gallery, Match, check_comparable
+from facelivt.inference.gallery import Gallery, Match
 from facelivt.inference.images import load_image
 from facelivt.models import DEFAULT_PRETRAINED, PRETRAINED, check_model_name, list_pretrained, load_model, preprocess_of
 from facelivt.models.embed import embed_images, embedding_dim
@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 #: A generic starting point for well-trained ArcFace/CosFace-style models; calibrate for real use.
 DEFAULT_THRESHOLD = 0.3
-#: The ``threshold_source`` of :data:`DEFAULT_THRESHOLD`: nobody calibrated it for these weights.
-UNCALIBRATED = "uncalibrated default: calibrate on labelled pairs for real use"
 
 FacePolicy = Literal["largest", "all", "error"]
 FACE_POLICIES = ("largest", "all", "error")
@@ -476,40 +474,6 @@ class FaceRecognizer:
             raise InvalidInputError("identify answers for one face: use iter_faces(face='all') and gallery.search")
         emb = self.embed(image, aligned=aligned, face=face)
         return [Match(m.name, m.score, m.score >= self.threshold) for m in self.gallery.search(emb[0], k)[0]]
-
-    def open_gallery(self, folder: str | os.PathLike, *, create: bool = False, check: bool = True,
-                     readonly: bool = False) -> Gallery:
-        """Use the gallery of ``folder`` (a new one when ``create`` and there is none): its embeddings
-        must come from this model, weights and flip setting unless ``check`` is False (then only an
-        existing gallery is opened). Enrolments are written to it at once (see :class:`Gallery`);
-        ``readonly``: only to identify (the folder may then be read-only)."""
-        if check:
-            gallery = Gallery.open(folder, create=create, dim=self.embedding_size, metadata=self.gallery_metadata(),
-                                   readonly=readonly)
-        else:
-            gallery = Gallery.open(folder, readonly=readonly)
-        return self.use_gallery(gallery, check=check)
-
-    def use_gallery(self, gallery: Gallery, *, check: bool = True) -> Gallery:
-        """Search ``gallery`` from now on (``check``: refuse one made with another model). Its saved
-        threshold is used unless this recognizer's threshold was given or calibrated."""
-        meta = gallery.metadata
-        if check:
-            check_comparable(meta, gallery.dim, self.gallery_metadata(), self.embedding_size, gallery.path or "")
-        if "threshold" in meta and self.threshold_source in (UNCALIBRATED, "default"):
-            self.threshold = meta["threshold"]
-            self.threshold_source = str(meta.get("threshold_source", f"gallery {gallery.path}"))
-        self.gallery = gallery
-        return gallery
-
-    def save_gallery(self, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Save the gallery (and the threshold) to ``folder`` (see :meth:`Gallery.save`)."""
-        self.gallery.metadata.update(threshold=self.threshold, threshold_source=self.threshold_source)
-        return self.gallery.save(folder, overwrite=overwrite)
-
-    def load_gallery(self, folder: str | os.PathLike, *, check: bool = True, readonly: bool = False) -> Gallery:
-        """Open the existing gallery of ``folder`` (see :meth:`open_gallery`)."""
-        return self.open_gallery(folder, check=check, readonly=readonly)
 
 
 def _warn_largest(name: str, found: int) -> None:

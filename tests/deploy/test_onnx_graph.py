@@ -6,8 +6,8 @@ import torch
 
 import facelivt
 from facelivt.deploy.onnx_export import export_onnx
-from facelivt.deploy.onnx_graph import graph_ops, optimized_graph, prepare_for_export
-from facelivt.models.export_form import ExportPReLU
+from facelivt.deploy.onnx_graph import graph_ops, optimized_graph
+from facelivt.models.export_form import ExportPReLU, export_form_model
 from facelivt.models.layers import MHLA, ExportMHLA, ExportMHSA
 from facelivt.models.peers.edgeface import ExportSDTA
 from model_helpers import randomize_model
@@ -25,7 +25,7 @@ from model_helpers import randomize_model
 )
 def test_export_form_same_function(name, opts, kind, faces_batch):
     deploy = facelivt.reparameterize_model(randomize_model(facelivt.create_model(name)).eval(), **opts)
-    prepared = prepare_for_export(deploy)
+    prepared = export_form_model(deploy)
     assert any(isinstance(m, kind) for m in prepared.modules())
     x = torch.cat([faces_batch, faces_batch.flip(-1)])
     with torch.no_grad():
@@ -47,7 +47,7 @@ def test_export_form_counts_like_the_deploy_form():
     from facelivt.deploy.counting import count_macs
 
     deploy = facelivt.reparameterize_model(facelivt.create_model("facelivt_s"))
-    assert count_macs(prepare_for_export(deploy)) == count_macs(deploy)
+    assert count_macs(export_form_model(deploy)) == count_macs(deploy)
 
 
 def test_dynamic_batch_graph_has_no_shape_arithmetic(tmp_path, reference_deploy):

@@ -169,3 +169,38 @@ def test_a_flip_mismatch_names_the_flip_setting_and_what_to_pass(tmp_path):
         Gallery.open(tmp_path / "gTrue", dim=8, metadata=dict(meta, flip=True, weights_fingerprint="beef"))
     with pytest.raises(GalleryMismatchError, match="model='facelivt_s'.*different models are not comparable"):
         Gallery.open(tmp_path / "gTrue", dim=8, metadata=dict(meta, flip=True, model="facelivt_m"))
+
+
+class _User:
+    """A recognizer as the gallery's lifecycle sees it (GalleryUser): no model, no detector."""
+
+    def __init__(self, model: str = "toy", threshold: float = 0.3, source: str = "") -> None:
+        from facelivt.inference.calibration import UNCALIBRATED
+
+        self.embedding_size = 8
+        self.threshold, self.threshold_source = threshold, source or UNCALIBRATED
+        self.model = model
+        self.gallery = Gallery(8, metadata=self.gallery_metadata())
+
+    def gallery_metadata(self) -> dict:
+        return {"model": self.model, "weights_fingerprint": "0" * 16, "flip": True}
+
+
+def test_gallery_lifecycle_of_a_recognizer(tmp_path):
+    """open_for / attach / save(threshold=...) need only what GalleryUser names: a saved threshold is
+    taken by an uncalibrated recognizer, not by one whose threshold was given; another model is refused."""
+    maker = _User(threshold=0.42, source="best-accuracy on pairs")
+    assert Gallery.open_for(maker, tmp_path / "g", create=True) is maker.gallery
+    maker.gallery.enroll_embeddings("a", np.ones(8, np.float32))
+    maker.gallery.save(tmp_path / "g", threshold=maker.threshold, threshold_source=maker.threshold_source)
+    maker.gallery.close()
+    fresh, given = _User(), _User(threshold=0.5, source="given")
+    with Gallery.open_for(fresh, tmp_path / "g") as g:
+        assert fresh.gallery is g and g.names == ["a"]
+        assert (fresh.threshold, fresh.threshold_source) == (0.42, "best-accuracy on pairs")
+    with Gallery.open(tmp_path / "g") as g:
+        assert g.attach(given) is g and given.gallery is g and given.threshold == 0.5
+    with pytest.raises(ValueError, match="not comparable"):
+        Gallery.open_for(_User(model="other"), tmp_path / "g")
+    with Gallery.open_for(_User(model="other"), tmp_path / "g", check=False) as g:
+        assert g.names == ["a"]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageEnhance
 from torch import nn
 
-from facelivt.inference import FaceRecognizer, ImageLoadError, InvalidThresholdError, NoFaceError, SeveralFacesError
+from facelivt.inference import FaceRecognizer, Gallery, ImageLoadError, InvalidThresholdError, NoFaceError, SeveralFacesError
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CELEBA = DATA / "celeba_subset"
@@ -100,9 +100,9 @@ def test_synthetic_identity_enroll_identify(toy, people, tmp_path):
     assert toy.enroll(first, people[first][1:]) == 1  # a second photo joins the identity
     assert len(toy.gallery.embeddings_of(first)) == 2 and len(toy.gallery) == len(people)
     toy.threshold = 0.5
-    toy.save_gallery(tmp_path / "gallery")
+    toy.gallery.save(tmp_path / "gallery", threshold=toy.threshold, threshold_source=toy.threshold_source)
     again = FaceRecognizer(PixelEmbedder(), detector=toy.detector)
-    again.load_gallery(tmp_path / "gallery")
+    Gallery.open_for(again, tmp_path / "gallery")
     assert again.gallery.names == toy.gallery.names and again.threshold == 0.5
     name, photos = list(people.items())[1]
     assert again.identify(_variant(photos[0], tmp_path), k=1)[0].name == name
@@ -114,9 +114,9 @@ def test_gallery_from_another_model_is_refused(toy, people, tmp_path):
 
     toy.gallery = toy._new_gallery()
     toy.enroll("someone", list(people.values())[0][:1])
-    toy.save_gallery(tmp_path / "g")
+    toy.gallery.save(tmp_path / "g", threshold=toy.threshold, threshold_source=toy.threshold_source)
     with pytest.raises(ValueError, match="not comparable"):
-        FaceRecognizer(Other(), detector=toy.detector).load_gallery(tmp_path / "g")
+        Gallery.open_for(FaceRecognizer(Other(), detector=toy.detector), tmp_path / "g")
 
 
 def test_verify_and_calibrate(toy, people, tmp_path):
@@ -192,14 +192,14 @@ def test_facelivt_s_end_to_end(detector, one_face_photo, tmp_path):
     train_form = FaceRecognizer("facelivt_s", weights, detector=detector, deploy=False)
     assert np.allclose(train_form.embed(one_face_photo), emb[:1], atol=1e-4)  # deploy form = same function
     rec.enroll("me", [one_face_photo])
-    rec.save_gallery(tmp_path / "g")
+    rec.gallery.save(tmp_path / "g", threshold=rec.threshold, threshold_source=rec.threshold_source)
     rec2 = FaceRecognizer("facelivt_s", weights, detector=detector)
-    rec2.load_gallery(tmp_path / "g")
+    Gallery.open_for(rec2, tmp_path / "g")
     assert rec2.identify(one_face_photo, k=1)[0].name == "me"
     with pytest.warns(UserWarning, match="random"):
         random = FaceRecognizer("facelivt_s", pretrained=False, detector=detector)
     with pytest.raises(ValueError, match="weights_fingerprint"):
-        random.load_gallery(tmp_path / "g")
+        Gallery.open_for(random, tmp_path / "g")
     with pytest.raises(FileNotFoundError):
         FaceRecognizer("facelivt_s", tmp_path / "none.safetensors")
     with pytest.raises(ValueError, match="resnet50"):
@@ -303,10 +303,10 @@ def test_gallery_folder_is_written_as_enrolments_happen(toy, people, tmp_path):
     (first, photos), (second, more) = list(people.items())[:2]
     toy.gallery = toy._new_gallery()
     toy.threshold_source = "default"
-    toy.open_gallery(folder, create=True)
+    Gallery.open_for(toy, folder, create=True)
     toy.enroll(first, photos[:1])
     other = FaceRecognizer(PixelEmbedder(), detector=toy.detector)
-    other.load_gallery(folder)  # a second recognizer (say, another process) sees it at once
+    Gallery.open_for(other, folder)  # a second recognizer (say, another process) sees it at once
     assert other.gallery.names == [first]
     other.enroll(second, more[:1])
     assert toy.gallery.names == [first, second]  # and the first sees the second's enrolment

@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from facelivt.deploy.counting import count_macs
-from facelivt.deploy.onnx_graph import prepare_for_export
 from facelivt.models import export_form_model
 from facelivt.models.export_form import ExportPReLU
 from facelivt.models.layers import MHLA, MHSA, ExportMHLA, ExportMHSA
@@ -43,11 +42,3 @@ def test_any_module_with_export_form_is_walked():
     exported = export_form_model(model, input_size=8)
     assert seen == [(4, 4)] and isinstance(exported[1][0], nn.Identity)
 
-
-def test_deploy_prepare_for_export_is_the_same_walk():
-    model = _toy()
-    a, b = prepare_for_export(model, 4), export_form_model(model, 4)
-    assert [type(m) for m in a] == [type(m) for m in b]
-    x = torch.randn(2, 3, 4, 4)
-    with torch.no_grad():
-        assert torch.equal(a(x), b(x))

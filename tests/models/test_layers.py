@@ -190,3 +190,9 @@ def test_channels_last_nchw_grad_sends_the_gradient_back_nchw():
     g = torch.randn(2, 3, 5, 5).contiguous(memory_format=torch.channels_last)
     (grad,) = torch.autograd.grad(y, x, g)
     assert grad.is_contiguous() and torch.equal(grad, g)
+
+
+def test_repconv_identity_fold_rejected_where_invalid():
+    conv = RepConv(8, 16, 3, 1).eval()
+    with pytest.raises(ValueError):
+        conv.reparameterize(add_identity=True)

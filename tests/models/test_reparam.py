@@ -1,3 +1,6 @@
+"""reparameterize_model's partial forms (models/reparam.py): each of its options keeps the function and
+folds what it says, for FaceLiVT and FaceLiVTv2. The full deploy form of every registered model (the same
+function, no BatchNorm, the train form untouched) is checked in test_models.py."""
 import pytest
 import torch
 from torch import nn
@@ -6,33 +9,14 @@ import facelivt
 from facelivt.models import count_batchnorm
 from facelivt.models.layers import RepConv, Residual
 
-NAMES = ["facelivt_s", "facelivt_m", "facelivt_s_mhsa", "facelivt_m_mhsa", "facelivt_mplus_mhsa", "facelivt_l_mhsa"]
-
 
 def _relative_error(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_deploy_equals_train_and_has_no_batchnorm(name, randomized, faces_batch):
-    model = randomized(facelivt.create_model(name)).eval()
-    deploy = facelivt.reparameterize_model(model)
-    assert count_batchnorm(deploy) == 0
-    assert not any(isinstance(m, (RepConv, Residual)) and isinstance(m, RepConv) for m in deploy.modules())
-    with torch.no_grad():
-        ref = model(faces_batch)
-        out = deploy(faces_batch)
-    assert _relative_error(out, ref) < 1e-5
-
-
-def test_input_model_untouched(randomized):
-    model = randomized(facelivt.create_model("facelivt_s")).eval()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    modules_before = [type(m) for m in model.modules()]
-    facelivt.reparameterize_model(model)
-    assert [type(m) for m in model.modules()] == modules_before
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k])
+def _explicit_residuals(model: nn.Module) -> list[nn.Module]:
+    """Residuals that still add their input: around a depthwise conv (a DWMix identity) or a Sequential."""
+    return [m for m in model.modules() if isinstance(m, Residual) and isinstance(m.fn, (nn.Conv2d, nn.Sequential))]
 
 
 @pytest.mark.parametrize("head", ["gap", "gdc"])
@@ -53,24 +37,18 @@ def test_partial_forms(head, residual, fuse_bn, randomized):
     if residual and fuse_bn:
         assert dw_residuals == []  # every DWMix identity folded into its kernel
     else:
-        # 2 + 4 DWMix blocks of stages 1-2 keep an explicit identity
-        explicit = [r for r in residuals if isinstance(r.fn, (nn.Conv2d, nn.Sequential))]
-        assert len(explicit) >= 6
+        assert len(_explicit_residuals(deploy)) >= 6  # 2 + 4 DWMix blocks of stages 1-2 keep an explicit identity
     # no RepConv keeps two branches in any deploy form
     assert not any(isinstance(m, RepConv) for m in deploy.modules())
 
 
-def test_gdc_head_folds_to_one_dwconv_and_one_linear(randomized):
-    deploy = facelivt.reparameterize_model(randomized(facelivt.create_model("facelivt_s", head="gdc")).eval())
-    head = deploy.head
-    convs = [m for m in head.modules() if isinstance(m, nn.Conv2d)]
-    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
-    assert len(convs) == 1 and convs[0].groups == 320 and convs[0].kernel_size == (4, 4)
-    assert len(linears) == 1 and linears[0].bias is not None
-    assert count_batchnorm(head) == 0
-
-
-def test_repconv_identity_fold_rejected_where_invalid():
-    conv = RepConv(8, 16, 3, 1).eval()
-    with pytest.raises(ValueError):
-        conv.reparameterize(add_identity=True)
+@pytest.mark.parametrize("residual,fuse_bn", [(False, True), (True, False), (False, False)])
+def test_v2_partial_forms(residual, fuse_bn, randomized):
+    model = randomized(facelivt.create_model("facelivtv2_xs")).eval()
+    deploy = facelivt.reparameterize_model(model, residual=residual, fuse_bn=fuse_bn)
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        assert _relative_error(deploy(x), model(x)) < 1e-5
+    assert (count_batchnorm(deploy) == 0) == fuse_bn
+    assert len(_explicit_residuals(deploy)) == sum(model.cfg.depths)  # every block's depthwise residual stays explicit
+    assert not any(isinstance(m, RepConv) for m in deploy.modules())

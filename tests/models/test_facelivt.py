@@ -1,42 +1,12 @@
+"""The FaceLiVT network (models/facelivt.py): overrides, input checks, initialisation and the GDC head.
+Every variant is built, counted, reparameterized and exported in test_models.py."""
 import pytest
 import torch
+from torch import nn
 
 import facelivt
-from facelivt.models import VARIANTS, count_batchnorm
-from facelivt.models.layers import MHLA, MHSA
-
-NAMES = ["facelivt_s", "facelivt_m", "facelivt_s_mhsa", "facelivt_m_mhsa", "facelivt_mplus_mhsa", "facelivt_l_mhsa"]
-
-
-def test_list_models_has_every_variant():
-    assert set(NAMES) <= set(facelivt.list_models())
-    assert list(VARIANTS) == NAMES
-
-
-def test_unknown_name_lists_valid_ones():
-    with pytest.raises(ValueError) as err:
-        facelivt.create_model("facelivt_xl")
-    for name in NAMES:
-        assert name in str(err.value)
-
-
-def test_unknown_override_is_refused():
-    with pytest.raises(ValueError, match="num_heads"):
-        facelivt.create_model("facelivt_s", num_head=8)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_shapes_and_mixers(name):
-    model = facelivt.create_model(name).eval()
-    with torch.no_grad():
-        out = model(torch.randn(2, 3, 112, 112))
-    assert out.shape == (2, 512)
-    assert torch.isfinite(out).all()
-    mixer = MHLA if VARIANTS[name].mixer == "mhla" else MHSA
-    n_mixers = sum(isinstance(m, mixer) for m in model.modules())
-    assert n_mixers == sum(VARIANTS[name].depths[2:])
-    other = MHSA if mixer is MHLA else MHLA
-    assert not any(isinstance(m, other) for m in model.modules())
+from facelivt.models import count_batchnorm
+from facelivt.models.layers import MHLA
 
 
 def test_overrides_embedding_heads_and_head():
@@ -73,3 +43,13 @@ def test_gdc_head_layout():
     dw = m.head.dw.conv
     assert dw.kernel_size == (4, 4) and dw.padding == (0, 0) and dw.groups == 320 and dw.bias is None
     assert m.head.fc.bias is None and m.head.norm.num_features == 512
+
+
+def test_gdc_head_folds_to_one_dwconv_and_one_linear(randomized):
+    deploy = facelivt.reparameterize_model(randomized(facelivt.create_model("facelivt_s", head="gdc")).eval())
+    head = deploy.head
+    convs = [m for m in head.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    assert len(convs) == 1 and convs[0].groups == 320 and convs[0].kernel_size == (4, 4)
+    assert len(linears) == 1 and linears[0].bias is not None
+    assert count_batchnorm(head) == 0

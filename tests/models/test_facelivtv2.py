@@ -1,39 +1,16 @@
-"""FaceLiVTv2 variants (arXiv 2604.09127): registry, overrides, structure and init."""
+"""FaceLiVTv2 (models/facelivtv2.py, arXiv 2604.09127): overrides, input checks, initialisation, the Lite
+MHLA against its definition and its folded (deploy) form. Every variant is built, counted,
+reparameterized and exported in test_models.py."""
 import pytest
 import torch
 from torch import nn
 
 import facelivt
-from facelivt.models.config import V2_VARIANTS
 from facelivt.models.facelivtv2 import GDConvHead, LiteMHLA
-from facelivt.models.layers import FFN, MHLA
-
-NAMES = ["facelivtv2_xs", "facelivtv2_s", "facelivtv2_m", "facelivtv2_l"]
 
 
-def test_registry_has_the_four_variants():
-    assert set(NAMES) <= set(facelivt.list_models())
-    assert list(V2_VARIANTS) == NAMES
-
-
-@pytest.mark.parametrize("name", ["facelivtv2_xs", "facelivtv2_l"])
-def test_shapes_and_mixers(name):
-    cfg = V2_VARIANTS[name]
-    model = facelivt.create_model(name).eval()
-    with torch.no_grad():
-        out = model(torch.randn(2, 3, 112, 112))
-    assert out.shape == (2, 512) and torch.isfinite(out).all()
-    mhla = [m for m in model.modules() if isinstance(m, LiteMHLA)]
-    assert len(mhla) == sum(cfg.depths[2:])
-    assert {m.num_tokens for m in mhla} == {49, 16}
-    assert not any(isinstance(m, MHLA) for m in model.modules())
-    # one (heads, N, N) weight per mixer: all heads in one matmul
-    assert {tuple(m.weight.shape[:1]) for m in mhla} == {(4,)}
-    # FFN ratio 2 everywhere (stages and down-sampling)
-    for m in model.modules():
-        if isinstance(m, FFN):
-            assert m.fc1.conv.out_channels == 2 * m.fc1.conv.in_channels
-    assert model.head.proj.conv.out_channels == 1284
+def _relative_error(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 def test_overrides():
@@ -45,8 +22,6 @@ def test_overrides():
         facelivt.create_model("facelivtv2_xs", num_heads=3)
     with pytest.raises(ValueError, match="gdc"):
         facelivt.create_model("facelivtv2_xs", head="gap")
-    with pytest.raises(ValueError, match="num_heads"):
-        facelivt.create_model("facelivtv2_xs", num_head=8)
 
 
 def test_token_count_and_input_checked():
@@ -82,3 +57,36 @@ def test_lite_mhla_matches_its_definition():
     heads = [nn.functional.linear(t[:, 2 * h: 2 * h + 2], mod.weight[h], mod.bias[h]) for h in range(4)]
     expected = (torch.cat(heads, 1).reshape(2, 8, 2, 2)) * mod.ls
     assert torch.allclose(mod(x), expected, atol=1e-5)
+
+
+def test_folded_mixer_exact_in_both_layouts_and_follows_its_parameters(randomized):
+    torch.manual_seed(0)
+    mod = randomized(facelivt.create_model("facelivtv2_xs")).stages[2].blocks[0].mixer[1].fn
+    folded = mod.reparameterize()
+    x = torch.randn(3, mod.channels, 7, 7)
+    with torch.no_grad():
+        ref = mod(x)
+        assert _relative_error(folded(x), ref) < 1e-6
+        assert _relative_error(folded(x.contiguous(memory_format=torch.channels_last)), ref) < 1e-6
+        # a new state (as load_model does for deploy-form weights) is picked up, not a stale fold
+        other = LiteMHLA(mod.channels, 49, 4)
+        for p in other.parameters():
+            p.copy_(torch.randn(p.shape))
+        folded.load_state_dict(other.state_dict())
+        assert _relative_error(folded(x), other(x)) < 1e-6
+    # the deploy form has the train form's parameters (the released deploy count)
+    assert sum(p.numel() for p in folded.parameters()) == sum(p.numel() for p in mod.parameters())
+
+
+def test_deploy_form_fewer_elementwise_ops_than_train(randomized):
+    """The fold leaves one matmul, one scale and one bias: the traced graph of the folded mixer has
+    fewer ops than the train form's (alpha, beta, matmul, bias, ls)."""
+    mod = randomized(facelivt.create_model("facelivtv2_xs")).stages[2].blocks[0].mixer[1].fn.eval()
+    folded = mod.reparameterize().eval()
+    x = torch.randn(1, mod.channels, 7, 7)
+
+    def count(m):
+        g = torch.jit.freeze(torch.jit.trace(m, x).eval()).graph
+        return sum(1 for n in g.nodes() if n.kind() in ("aten::mul", "aten::add", "aten::matmul"))
+
+    assert count(folded) < count(mod)
