@@ -8,6 +8,7 @@ from torch import nn
 
 from facelivt.data.transforms import to_tensor, to_tensor_batch, to_uint8
 from facelivt.errors import InvalidInputError
+from facelivt.models import registry
 from facelivt.models import DEFAULT_PREPROCESS, Preprocess, create_model, list_models, preprocess_of, register_model, reparameterize_model
 
 
@@ -29,10 +30,12 @@ def test_input_size_override_reaches_the_preprocessing():
     assert create_model("facelivt_s", input_size=128).preprocess.input_size == 128
 
 
-def test_a_registered_model_keeps_the_preprocessing_it_was_registered_with():
+def test_a_registered_model_keeps_the_preprocessing_it_was_registered_with(monkeypatch):
+    # the registry as it was, after the test (the CLI's model lists must not see this one)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_PREPROCESS", dict(registry._PREPROCESS))
     name = "test_preprocess_bgr_model"
-    if name not in list_models():
-        register_model(name, lambda **kw: nn.Linear(2, 2), preprocess=Preprocess(mean=0.0, std=1.0, color="BGR"))
+    register_model(name, lambda **kw: nn.Linear(2, 2), preprocess=Preprocess(mean=0.0, std=1.0, color="BGR"))
     assert create_model(name).preprocess == Preprocess(112, 0.0, 1.0, "BGR")
 
 
