@@ -301,6 +301,16 @@ def _fsync_tree(root: Path) -> None:
         fsync_dir(dirpath)
 
 
+def _new_temp_dir(target: Path) -> Path:
+    """A new hidden temporary folder beside ``target`` (its folder made, stale temporaries swept first)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale_temporaries(target.parent)
+        return Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=str(target.parent)))
+    except OSError as exc:
+        raise OutputWriteError(target, exc) from exc
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a path with the same name as ``path`` inside a hidden staging folder beside it; write a
@@ -312,12 +322,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputWriteError(path, NotADirectoryError(errno.ENOTDIR, "a file is in the way of the output folder", str(path)))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sweep_stale_temporaries(path.parent)
-        staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=str(path.parent)))
-    except OSError as exc:
-        raise OutputWriteError(path, exc) from exc
+    staging = _new_temp_dir(path)
     try:
         yield staging / path.name
         built = staging / path.name
@@ -454,12 +459,7 @@ def scratch_dir(beside: str | os.PathLike) -> Iterator[Path]:
 
     An ``OSError`` about a file in it becomes :class:`OutputWriteError` naming ``beside``."""
     target = Path(beside)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        sweep_stale_temporaries(target.parent)
-        folder = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=str(target.parent)))
-    except OSError as exc:
-        raise OutputWriteError(target, exc) from exc
+    folder = _new_temp_dir(target)
     try:
         yield folder
     except OutputWriteError:
