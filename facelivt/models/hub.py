@@ -434,11 +434,7 @@ def _check_hf_file(ref: WeightsRef, path: Path, meta, url: str) -> _Source:
 def _check_declared(ref: WeightsRef, source: _Source, etag: str | None, size: int | None) -> None:
     """Size and hash of a download against what the server declared (and a pinned sha256)."""
     etag = (etag or "").strip('"').lower()
-    if size is not None and source.size != size:
-        source.discard()
-        raise IntegrityError("size", f"{ref.text}: the download has {source.size} bytes but the server declared "
-                                     f"{size} (truncated?); it was deleted from the cache: try again")
-    source.checks.append("size")
+    _check_size(ref, source, size)
     if _SHA256.match(etag):
         _compare(ref, source, etag, "the server declared")
     elif _SHA1.match(etag):
@@ -480,8 +476,9 @@ def _drop_incomplete(cache: Path, ref: WeightsRef) -> None:
             p.unlink()
 
 
-def _http_message(exc: Exception, where: str) -> str:
-    status = getattr(getattr(exc, "response", None), "status_code", None)
+def _http_message(exc: Exception, where: str, status: int | None = None) -> str:
+    """What an HTTP failure means for the user; ``status`` defaults to the one of ``exc.response``."""
+    status = status or getattr(getattr(exc, "response", None), "status_code", None)
     if status in (401, 403):
         return (f"access to {where} was refused (HTTP {status}): the repository is private or gated; log in with "
                 "`hf auth login` or set HF_TOKEN to a token that may read it")
@@ -544,7 +541,7 @@ def _download_url(ref: WeightsRef, home: Path, progress: bool) -> tuple[Path, _S
                     bar.update(len(chunk))
     except urllib.error.HTTPError as exc:
         part.unlink(missing_ok=True)
-        raise DownloadError(_http_message(_StatusError(exc.code), ref.url)) from None
+        raise DownloadError(_http_message(exc, ref.url, status=exc.code)) from None
     except OSError as exc:
         part.unlink(missing_ok=True)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -553,11 +550,12 @@ def _download_url(ref: WeightsRef, home: Path, progress: bool) -> tuple[Path, _S
         raise DownloadError(f"cannot download {ref.url}: {_cause(exc)}") from None
     source = _Source(part, ref.url, file_sha256(part), part.stat().st_size, None, [], (part,))
     declared = (declared or "").strip('"').lower()
-    if not _SHA256.match(declared) and ref.sha256 is None:
+    if _SHA256.match(declared) or ref.sha256 is not None:
+        _check_declared(ref, source, declared if _SHA256.match(declared) else None, size)
+    else:
         log.warning("%s: the server declared no sha256; accepted on its size alone (sha256 %s recorded); append "
                     "#sha256=HEX to the URL to pin it", ref.url, source.sha256)
-        declared = ""
-    _check_declared(ref, source, declared or None, size) if declared or ref.sha256 else _check_size(ref, source, size)
+        _check_size(ref, source, size)
     return part, source
 
 
@@ -565,14 +563,8 @@ def _check_size(ref: WeightsRef, source: _Source, size: int | None) -> None:
     if size is not None and source.size != size:
         source.discard()
         raise IntegrityError("size", f"{ref.text}: the download has {source.size} bytes but the server declared "
-                                     f"{size} (truncated?); it was deleted: try again")
+                                     f"{size} (truncated?); it was deleted from the cache: try again")
     source.checks.append("size")
-
-
-class _StatusError(Exception):
-    def __init__(self, status: int):
-        super().__init__(f"HTTP {status}")
-        self.response = type("R", (), {"status_code": status})()
 
 
 # ---------------------------------------------------------------------------------------------- converting
@@ -633,15 +625,3 @@ def _check_finite(state_dict: dict, ref: WeightsRef) -> None:
     if bad:
         raise IntegrityError("finite", f"{ref.text}: {len(bad)} tensor(s) hold NaN or infinite values "
                                        f"({', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}); it was deleted from the cache")
-
-
-def export_cached(cached: CachedWeights, to: str | os.PathLike) -> Path:
-    """Copy cached weights and their record into the cache folder ``to`` (a ``FACELIVT_HOME`` for another machine)."""
-    target = Path(to) / "weights"
-    target.mkdir(parents=True, exist_ok=True)
-    out = target / cached.path.name
-    record = cached.path.with_suffix(".json")
-    with atomic_paths(out, target / record.name) as (tmp_weights, tmp_record):
-        shutil.copyfile(cached.path, tmp_weights)
-        shutil.copyfile(record, tmp_record)
-    return out
