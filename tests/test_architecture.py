@@ -52,37 +52,36 @@ def test_imports_point_down_the_layers():
     assert upward == [], upward
 
 
-def test_the_check_finds_a_planted_cycle(tmp_path):
-    """The checker itself: a cycle and a hidden import in a planted package are reported."""
+def _analyse_planted(tmp_path, modules: dict[str, str]):
+    """``check_imports.analyse()`` over a planted package ``facelivt`` made of ``modules`` (name -> source)."""
     pkg = tmp_path / "facelivt"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("from facelivt import b\n")
-    (pkg / "b.py").write_text("def f():\n    from facelivt.a import x\n")
+    for name, source in modules.items():
+        (pkg / name).write_text(source)
     old = check_imports.ROOT
     check_imports.ROOT = tmp_path
     try:
-        _, cycles, hidden = check_imports.analyse()
+        return check_imports.analyse()
     finally:
         check_imports.ROOT = old
+
+
+def test_the_check_finds_a_planted_cycle(tmp_path):
+    """The checker itself: a cycle and a hidden import in a planted package are reported."""
+    _, cycles, hidden = _analyse_planted(tmp_path, {"a.py": "from facelivt import b\n",
+                                                    "b.py": "def f():\n    from facelivt.a import x\n"})
     assert cycles == [["facelivt.a", "facelivt.b"]]
     assert hidden == {"facelivt.b": [(2, "facelivt.a")]}
 
 
 def test_the_check_counts_imports_made_for_annotations_only(tmp_path):
     """An import under ``if TYPE_CHECKING:`` is a dependency too: a cycle through it is reported."""
-    pkg = tmp_path / "facelivt"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("from facelivt import b\n")
-    (pkg / "b.py").write_text("import typing\nif typing.TYPE_CHECKING:\n    from facelivt.a import x\n")
-    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from facelivt import d\n")
-    (pkg / "d.py").write_text("from facelivt.c import y\n")
-    old = check_imports.ROOT
-    check_imports.ROOT = tmp_path
-    try:
-        _, cycles, hidden = check_imports.analyse()
-    finally:
-        check_imports.ROOT = old
+    _, cycles, hidden = _analyse_planted(tmp_path, {
+        "a.py": "from facelivt import b\n",
+        "b.py": "import typing\nif typing.TYPE_CHECKING:\n    from facelivt.a import x\n",
+        "c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from facelivt import d\n",
+        "d.py": "from facelivt.c import y\n",
+    })
     assert cycles == [["facelivt.a", "facelivt.b"], ["facelivt.c", "facelivt.d"]]
     assert hidden == {}
