@@ -1,16 +1,36 @@
-"""facelivt: FaceLiVT face recognition (ICIP 2025) as an installable library and command-line tool."""
-from facelivt.deploy.optimize import optimize_for_inference
-from facelivt.models import convert_released_state_dict, create_model, list_models, load_model, reparameterize_model, save_weights
+"""facelivt: FaceLiVT face recognition (ICIP 2025) as an installable library and command-line tool.
+
+The public names below are loaded on first use (PEP 562), so that ``import facelivt`` and the
+command line's ``--help`` cost nothing before a model is needed: ``_EXPORTS`` maps each name to the
+module that owns it (``scripts/check_imports.py`` reads this table as imports of those modules).
+"""
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "__version__",
-    "convert_released_state_dict",
-    "create_model",
-    "list_models",
-    "load_model",
-    "optimize_for_inference",
-    "reparameterize_model",
-    "save_weights",
-]
+_EXPORTS = {
+    "convert_released_state_dict": "facelivt.models",
+    "create_model": "facelivt.models",
+    "list_models": "facelivt.models",
+    "load_model": "facelivt.models",
+    "reparameterize_model": "facelivt.models",
+    "save_weights": "facelivt.models",
+    "optimize_for_inference": "facelivt.deploy.optimize",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str):
+    owner = _EXPORTS.get(name)
+    if owner is None:
+        raise AttributeError(f"module 'facelivt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(owner), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,8 +1,9 @@
 """The ``facelivt`` command line: a thin layer over the library.
 
-Each sub-command lives in its own module of this package and exposes
+Each sub-command lives in its own module of this package, listed in :data:`COMMANDS`, and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (a callable
-taking the parsed ``argparse.Namespace`` and returning an exit code).
+taking the parsed ``argparse.Namespace`` and returning an exit code). Only the module of the
+command being run is imported.
 
 A :class:`~facelivt.errors.FaceLiVTError` (the user's input, files or environment) or an
 ``OSError`` becomes one line ``facelivt CMD: error: ...`` and exit code 2; any other exception is
@@ -14,28 +15,63 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import pkgutil
 import sys
 
 from facelivt.errors import FaceLiVTError
 from facelivt.runtime import tune_allocator
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Every sub-command: its module in this package and its one-line help. ``facelivt --help`` lists them
+# without importing any; a command imports only its own module (and what that module needs).
+COMMANDS = {
+    "align": ("align", "detect and align faces of an image folder into 112x112 crops"),
+    "bench": ("bench", "latency tables of FaceLiVT against EdgeFace-XS / MobileFaceNet, markdown + JSON"),
+    "convert": ("convert", "convert a released .pt checkpoint to this project's safetensors"),
+    "download": ("download", "fetch pretrained or remote weights into the cache (for offline machines: --to DIR)"),
+    "embed": ("embed", "embed the faces of images or folders into a safetensors file"),
+    "enroll": ("enroll", "add identities to a gallery"),
+    "eval": ("eval", "evaluate a model on .bin verification sets (LFW, CFP-FP, AgeDB-30, ...) and IJB-B/C"),
+    "export": ("export", "export a model (deploy form) to ONNX, TorchScript or Core ML and check it on real face crops"),
+    "gallery": ("gallery", "look after a gallery folder (check, repair)"),
+    "identify": ("identify", "find the closest gallery identities for the face of each image"),
+    "info": ("info", "parameters and MACs of model variants (train and deploy form)"),
+    "make-bin": ("make_bin", "build a .bin verification set from root/<identity>/<image> and an LFW-style pairs list"),
+    "models": ("models", "the pretrained models: published accuracy, licence, cache state"),
+    "pack": ("pack", "pack an image folder (root/<identity>/<image>) into insightface RecordIO"),
+    "quickstart": ("quickstart", "the whole FaceLiVT story end to end in minutes on a CPU, with a report"),
+    "train": ("train", "train a model from a YAML config (key=value overrides; resumes from OUTPUT/checkpoints)"),
+    "verify": ("verify", "compare the faces of two images"),
+}
+
+
+def command_module(name: str):
+    """The module of sub-command ``name`` (imported now), which has ``register(subparsers)``."""
+    return importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``facelivt`` parser. ``command``: the one sub-command whose module is imported and whose full
+    parser is built (the others are listed by name and help only); None builds all of them."""
     parser = argparse.ArgumentParser(
         prog="facelivt",
         description="FaceLiVT face recognition: models, training, evaluation, export, inference.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(sub)
+    for name, (_, summary) in COMMANDS.items():
+        if command is None or name == command:
+            command_module(name).register(sub)
+        else:
+            sub.add_parser(name, help=summary)
     return parser
+
+
+def _chosen_command(argv: list[str]) -> str | None:
+    """The sub-command named on the command line (the first word that is not an option), if known."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -71,7 +107,8 @@ def show_library_messages() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_chosen_command(argv) or "")
     args = parser.parse_args(argv)
     # Reuse freed activation memory instead of page-faulting fresh memory on every pass (glibc;
     # FACELIVT_MALLOC=default opts out). See facelivt/runtime.py.
