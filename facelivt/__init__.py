@@ -18,6 +18,13 @@ _EXPORTS = {
     "reparameterize_model": "facelivt.models",
     "save_weights": "facelivt.models",
     "optimize_for_inference": "facelivt.deploy.optimize",
+    # the Python API of photos (README "Python API"): deepface-like functions, insightface-like object
+    "verify": "facelivt.inference.api",
+    "represent": "facelivt.inference.api",
+    "find": "facelivt.inference.api",
+    "FaceAnalysis": "facelivt.inference.api",
+    "FaceRecognizer": "facelivt.inference.recognizer",
+    "Gallery": "facelivt.inference.gallery",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -1,7 +1,11 @@
 """Model helpers shared by the tests of several packages (tests/ is on sys.path through its conftest)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from facelivt.models.facelivtv2 import LiteMHLA
@@ -54,3 +58,14 @@ class TinyEmbedder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.bn(self.pool(x).flatten(1)))
+
+
+#: FaceLiVT-S trained for a few minutes on the CelebA subset less 20 % of its identities (deploy form,
+#: float16; see tests/deploy/weights/README.md). Its metadata names the held-out identity folders.
+TRAINED_FACELIVT_S = Path(__file__).resolve().parent / "deploy" / "weights" / "facelivt_s_celeba.fp16.safetensors"
+
+
+def heldout_identities(weights: Path = TRAINED_FACELIVT_S) -> frozenset[str]:
+    """The identity folders the trained weights never saw, as their metadata records them."""
+    with safe_open(str(weights), framework="pt") as f:
+        return frozenset(json.loads(f.metadata()["heldout_identities"]))

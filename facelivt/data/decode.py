@@ -15,6 +15,11 @@ The policy, the same on every path:
   (RGBA, LA, PA, a palette's transparent colour) is composited over :data:`BACKGROUND`, white, so a
   fully transparent image is white whatever its hidden colour channels hold.
 
+Arrays carry no colour order: the decoder takes them as RGB (RGBA), the order of
+``np.asarray(PIL.Image)``. An OpenCV ``cv2.imread`` array is BGR: :func:`rgb_order` turns a
+``color="bgr"`` array into RGB first (the public API, :mod:`facelivt.inference.api`, does so for
+every array it is given, BGR by default).
+
 An image that cannot be used raises :class:`ImageLoadError` (a ``ValueError``) naming it; a missing
 path raises :class:`facelivt.errors.InputNotFoundError` (a ``FileNotFoundError``).
 """
@@ -25,7 +30,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Literal, Union
 
 import cv2
 import numpy as np
@@ -44,6 +49,10 @@ _EXIF_ORIENTATION = 0x0112
 _BLOCK_PIXELS = 1 << 22  # grey scaling works on row blocks of about this many pixels
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+
+#: The channel orders an image array may be given in.
+COLORS = ("bgr", "rgb")
+Color = Literal["bgr", "rgb"]
 
 
 class ImageLoadError(InvalidInputError):
@@ -173,7 +182,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def from_array(arr: np.ndarray, name: str) -> np.ndarray:
     """A uint8 HxW / HxWx1 / HxWx3 (RGB) / HxWx4 (RGBA) array as HxWx3 RGB, alpha composited."""
     if arr.dtype != np.uint8:
-        raise ImageLoadError(f"{name}: expected a uint8 image array, got dtype {arr.dtype}")
+        raise ImageLoadError(f"{name}: expected a uint8 image array (0..255), got dtype {arr.dtype}; "
+                             "convert it first, e.g. (img * 255).astype(np.uint8) for floats in 0..1")
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
@@ -183,6 +193,30 @@ def from_array(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.shape[2] == 4:
         return np.asarray(to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGBA")))
     return np.ascontiguousarray(arr)
+
+
+def check_color(color: str) -> str:
+    """``color`` when it names a channel order of :data:`COLORS`, else :class:`InvalidInputError`."""
+    if color not in COLORS:
+        raise InvalidInputError(f"color must be 'bgr' (OpenCV, cv2.imread) or 'rgb' (PIL, matplotlib), got {color!r}")
+    return color
+
+
+def rgb_order(source: ImageSource, color: str) -> ImageSource:
+    """``source`` with an array's channels in RGB order: a ``color="bgr"`` HxWx3 (BGR) or HxWx4 (BGRA)
+    array is reversed to RGB (RGBA); grey arrays, ``"rgb"`` arrays and every other source (a path,
+    bytes, a PIL image: their files say their order) are returned as they are. Bad arrays raise
+    :class:`ImageLoadError` naming the problem."""
+    check_color(color)
+    if not isinstance(source, np.ndarray) or color == "rgb":
+        return source
+    if source.dtype != np.uint8:
+        raise ImageLoadError(f"<ndarray>: expected a uint8 image array (0..255), got dtype {source.dtype}; "
+                             "convert it first, e.g. (img * 255).astype(np.uint8) for floats in 0..1")
+    if source.ndim == 3 and source.shape[2] in (3, 4):
+        order = [2, 1, 0, 3][: source.shape[2]]
+        return np.ascontiguousarray(source[:, :, order])
+    return source
 
 
 def _plain_jpeg(img: Image.Image, source: ImageSource, orientation: int, drafted: bool) -> np.ndarray | None:

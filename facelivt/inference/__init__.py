@@ -30,11 +30,13 @@ from facelivt.inference.gallery_store import (
     check_gallery,
 )
 from facelivt.inference.images import LoadedImage, load_image, open_image
+from facelivt.inference.api import AnalysedFace, FaceAnalysis, FaceSearch, Verification, find, represent, verify
 from facelivt.inference.mtcnn import ONet, PNet, RNet, detect_faces, load_mtcnn_nets
 from facelivt.inference.recognizer import (
     DEFAULT_THRESHOLD,
     FACE_POLICIES,
     Comparison,
+    EmbeddedFace,
     FaceRecognizer,
     PhotoFaces,
 )
@@ -42,6 +44,14 @@ from facelivt.inference.mtcnn_weights import ENV_VAR as MTCNN_WEIGHTS_ENV, MTCNN
 
 __all__ = [
     "AlignReport",
+    "AnalysedFace",
+    "EmbeddedFace",
+    "FaceAnalysis",
+    "FaceSearch",
+    "Verification",
+    "find",
+    "represent",
+    "verify",
     "AlignedFace",
     "Calibration",
     "Comparison",

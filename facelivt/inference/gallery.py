@@ -464,11 +464,17 @@ class Gallery:
         meta = self.metadata
         if check:
             check_comparable(meta, self.dim, user.gallery_metadata(), user.embedding_size, self.path or "")
-        if "threshold" in meta and user.threshold_source in (UNCALIBRATED, "default"):
-            user.threshold = meta["threshold"]
-            user.threshold_source = str(meta.get("threshold_source", f"gallery {self.path}"))
+        user.threshold, user.threshold_source = self.threshold_for(user.threshold, user.threshold_source)
         user.gallery = self
         return self
+
+    def threshold_for(self, threshold: float, source: str) -> tuple[float, str]:
+        """The threshold (and its source) a recognizer holding ``threshold`` from ``source`` uses on this
+        gallery: the gallery's saved one when the recognizer's is the uncalibrated default, else its own."""
+        meta = self.metadata
+        if "threshold" in meta and source in (UNCALIBRATED, "default"):
+            return float(meta["threshold"]), str(meta.get("threshold_source", f"gallery {self.path}"))
+        return threshold, source
 
     def refresh(self) -> None:
         """Rebuild the index if another process changed the database since it was read (cheap otherwise)."""

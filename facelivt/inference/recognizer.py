@@ -4,6 +4,9 @@ Embeddings follow the evaluation protocol: the embedding of a crop plus that of
 its horizontal flip, L2-normalised. Scores are cosine similarities in [-1, 1]; two faces are the
 same person when the score reaches ``threshold`` (calibrate it with :meth:`FaceRecognizer.calibrate`).
 
+Arrays are taken as RGB unless the recognizer is made with ``color="bgr"`` (OpenCV's order; the
+top-level ``facelivt.verify`` / ``represent`` / ``find`` default to BGR, see :mod:`facelivt.inference.api`).
+
 A photo may hold several faces. ``face`` chooses what to do: ``"largest"`` (the default) uses the
 largest face and logs a warning naming the photo, ``"error"`` refuses the photo
 (:class:`SeveralFacesError`), ``"all"`` uses every face (:meth:`iter_faces`, :meth:`embed`, and
@@ -24,12 +27,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from facelivt.data.decode import ImageSource
+from facelivt.data.decode import Color, ImageSource, check_color, rgb_order
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.evaluation.binset import read_bin
 from facelivt.inference.calibration import UNCALIBRATED, Calibration, calibrate_scores, check_threshold, read_pairs_list
-from facelivt.inference.detector import FaceDetector, Select, SeveralFacesError
+from facelivt.inference.detector import AlignedFace, Face, FaceDetector, Select, SeveralFacesError
 from facelivt.inference.gallery import Gallery, Match
 from facelivt.inference.images import load_image
 from facelivt.models import DEFAULT_PRETRAINED, PRETRAINED, check_model_name, list_pretrained, load_model, preprocess_of
@@ -45,15 +48,56 @@ FACE_POLICIES = ("largest", "all", "error")
 
 
 @dataclass(frozen=True)
+class EmbeddedFace:
+    """One face of a photo: its ``embedding`` (D, L2-normalised float32), ``face_index`` (0 is the
+    largest of the ``found`` faces detected), and its detection in pixels of the photo as given:
+    ``box`` [x1, y1, x2, y2] (clipped to the photo), ``landmarks`` 5x2 (x, y: left eye, right eye, nose, left and right mouth
+    corners) and ``det_score`` in (0, 1]. An aligned crop (``aligned=True``) was not detected: its
+    box is the whole crop, its landmarks and score are None."""
+
+    embedding: np.ndarray
+    box: np.ndarray
+    landmarks: np.ndarray | None
+    det_score: float | None
+    face_index: int = 0
+    found: int = 1
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (the embedding as a list of floats)."""
+        return {
+            "face_index": self.face_index,
+            "box": [round(float(v), 2) for v in self.box],
+            "landmarks": None if self.landmarks is None else [[round(float(x), 2), round(float(y), 2)]
+                                                              for x, y in self.landmarks],
+            "det_score": None if self.det_score is None else round(float(self.det_score), 5),
+            "embedding": [float(v) for v in self.embedding],
+        }
+
+
+@dataclass(frozen=True)
 class PhotoFaces:
     """The faces used from input ``index``: ``embeddings`` (k x D) of faces ``faces`` (0 is the
-    largest) out of ``found`` detected (1 for an aligned crop); or the ``error`` that made it unusable."""
+    largest) out of ``found`` detected (1 for an aligned crop), with their ``detections`` (None for
+    an aligned crop); or the ``error`` that made it unusable."""
 
     index: int
     embeddings: np.ndarray | None
     found: int = 0
     faces: tuple[int, ...] = ()
     error: Exception | None = None
+    detections: tuple[Face | None, ...] = ()
+
+    def embedded_faces(self, crop_side: int = 112) -> list[EmbeddedFace]:
+        """One :class:`EmbeddedFace` per face used (none when the photo failed); an undetected
+        (aligned) crop gets the box of the whole ``crop_side`` square."""
+        if self.embeddings is None:
+            return []
+        whole = np.array([0.0, 0.0, crop_side, crop_side])
+        return [
+            EmbeddedFace(e, whole if d is None else d.box, None if d is None else d.points,
+                         None if d is None else d.score, i, self.found)
+            for e, i, d in zip(self.embeddings, self.faces, self.detections)
+        ]
 
 
 @dataclass(frozen=True)
@@ -68,6 +112,8 @@ class Comparison:
     face_b: int = 0
     found_a: int = 1
     found_b: int = 1
+    detection_a: Face | None = None  # box, score and landmarks of face ``face_a`` (None: an aligned crop)
+    detection_b: Face | None = None
 
 
 def describe(image: ImageSource) -> str:
@@ -121,6 +167,9 @@ class FaceRecognizer:
     ``detector``: a :class:`FaceDetector`, or None to build one lazily from ``mtcnn_weights``.
     ``threshold``: cosine score in (-1, 1] at which :meth:`verify` says "same" (default
     :data:`DEFAULT_THRESHOLD`, replaced by a loaded gallery's calibrated threshold).
+    ``color``: the channel order of image arrays given to it, ``"rgb"`` (PIL's, the default) or
+    ``"bgr"`` (OpenCV's ``cv2.imread``); paths and PIL images say their own. Aligned crops it returns
+    (:meth:`align`) are RGB whatever ``color`` is.
     """
 
     def __init__(
@@ -137,8 +186,10 @@ class FaceRecognizer:
         flip: bool = True,
         batch_size: int = 64,
         progress: bool = True,
+        color: Color = "rgb",
         **model_overrides,
     ) -> None:
+        self.color = check_color(color)
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
@@ -151,7 +202,6 @@ class FaceRecognizer:
             self.weights_source = f"a {self.model_name} instance"
         else:
             self._load(str(model), weights, pretrained, deploy, progress, model_overrides)
-        self.model.requires_grad_(False)
         self.model.requires_grad_(False)
         self.preprocess = preprocess_of(self.model)  # input side and normalisation of the crops
         self._detector = detector
@@ -205,15 +255,15 @@ class FaceRecognizer:
 
     def detect(self, image: ImageSource):
         """Faces in ``image`` (see :meth:`FaceDetector.detect`)."""
-        return self.detector.detect(image)
+        return self.detector.detect(rgb_order(image, self.color))
 
     def align(self, image: ImageSource, select: Select = "largest") -> list[np.ndarray]:
         """112x112 aligned crops (uint8 RGB) of the largest face, or of all faces with ``select="all"``.
         Raises ``NoFaceError`` when the image holds no face."""
-        return [a.image for a in self.detector.align(image, select=select, size=self.input_size)]
+        return [a.image for a in self.detector.align(rgb_order(image, self.color), select=select, size=self.input_size)]
 
     def _aligned_crop(self, image: ImageSource) -> np.ndarray:
-        crop = load_image(image)
+        crop = load_image(rgb_order(image, self.color))
         if crop.shape[:2] != (self.input_size, self.input_size):
             name = image if isinstance(image, (str, os.PathLike)) else "array"
             raise InvalidInputError(
@@ -222,16 +272,18 @@ class FaceRecognizer:
             )
         return crop
 
-    def _crops(self, image: ImageSource, aligned: bool, face: str) -> tuple[list[np.ndarray], int]:
-        """The crops to embed from ``image`` under the face policy, and how many faces were found."""
+    def _crops(self, image: ImageSource, aligned: bool, face: str) -> tuple[list[np.ndarray], int, list[Face | None]]:
+        """The crops to embed from ``image`` under the face policy, how many faces were found, and
+        the detections of the crops (in pixels of the image as given; None for an aligned crop)."""
         if aligned:
-            return [self._aligned_crop(image)], 1
-        faces = self.detector.align(image, select="all", size=self.input_size)
+            return [self._aligned_crop(image)], 1, [None]
+        faces = self.detector.align(rgb_order(image, self.color), select="all", size=self.input_size)
         if len(faces) > 1 and face == "error":
             name = faces[0].source.name if faces[0].source is not None else describe(image)
             raise SeveralFacesError(f"{name}: {len(faces)} faces found; photos with several faces are refused "
                                     "(face policy 'error')", found=len(faces))
-        return [f.image for f in (faces if face == "all" else faces[:1])], len(faces)
+        used = faces if face == "all" else faces[:1]
+        return [f.image for f in used], len(faces), [_as_given(f) for f in used]
 
     # ------------------------------------------------------------------ embeddings
     @torch.inference_mode()
@@ -306,13 +358,14 @@ class FaceRecognizer:
         check_face_policy(face)
         items = list(images)
         bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress)
-        pending: list[tuple[int, list[np.ndarray], int]] = []
+        pending: list[tuple[int, list[np.ndarray], int, list[Face | None]]] = []
 
         def flush() -> Iterator[PhotoFaces]:
-            emb = self.embed_aligned(np.stack([c for _, crops, _ in pending for c in crops]))
+            emb = self.embed_aligned(np.stack([c for _, crops, _, _ in pending for c in crops]))
             at = 0
-            for i, crops, found in pending:
-                yield PhotoFaces(i, emb[at : at + len(crops)], found, tuple(range(len(crops))))
+            for i, crops, found, found_faces in pending:
+                yield PhotoFaces(i, emb[at : at + len(crops)], found, tuple(range(len(crops))),
+                                 detections=tuple(found_faces))
                 at += len(crops)
             pending.clear()
 
@@ -323,7 +376,7 @@ class FaceRecognizer:
                 except (ValueError, FileNotFoundError) as exc:  # ImageLoadError, NoFaceError, SeveralFacesError
                     yield PhotoFaces(i, None, error=exc)
                 bar.update(1)
-                if sum(len(c) for _, c, _ in pending) >= self.batch_size:
+                if sum(len(c) for _, c, _, _ in pending) >= self.batch_size:
                     yield from flush()
             if pending:
                 yield from flush()
@@ -384,7 +437,15 @@ class FaceRecognizer:
         scores = ra.embeddings.astype(np.float64) @ rb.embeddings.astype(np.float64).T  # unit vectors (embed_aligned)
         i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
         score = float(scores[i, j])
-        return Comparison(score, score >= self.threshold, self.threshold, ra.faces[i], rb.faces[j], ra.found, rb.found)
+        return Comparison(score, score >= self.threshold, self.threshold, ra.faces[i], rb.faces[j], ra.found, rb.found,
+                          ra.detections[i], rb.detections[j])
+
+    def represent(self, image: ImageSource, *, aligned: bool = False, face: FacePolicy = "all") -> list[EmbeddedFace]:
+        """Every face of ``image`` (``face="all"``, largest first; ``"largest"``: only that one;
+        ``"error"``: refuse a photo with several) with its embedding, box, landmarks and detection
+        score. Raises ``NoFaceError`` / ``ImageLoadError`` when the photo cannot be used."""
+        (result,) = self._faces_in_order([image], aligned, False, "represent", face)
+        return result.embedded_faces(self.input_size)
 
     def calibrate(
         self,
@@ -474,6 +535,18 @@ class FaceRecognizer:
             raise InvalidInputError("identify answers for one face: use iter_faces(face='all') and gallery.search")
         emb = self.embed(image, aligned=aligned, face=face)
         return [Match(m.name, m.score, m.score >= self.threshold) for m in self.gallery.search(emb[0], k)[0]]
+
+
+def _as_given(aligned: AlignedFace) -> Face:
+    """The detection of an aligned face in pixels of the image as given (not of its downscaled copy),
+    its box clipped to the image (MTCNN's boxes may reach past the border; the landmarks are kept)."""
+    source, face = aligned.source, aligned.face
+    if source is None:
+        return face
+    if source.downscaled:
+        face = face.scaled(1.0 / source.scale)
+    width, height = source.original_size
+    return Face(np.clip(face.box, 0.0, [width, height, width, height]), face.score, face.points)
 
 
 def _warn_largest(name: str, found: int) -> None:

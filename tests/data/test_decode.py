@@ -21,11 +21,14 @@ from facelivt.data.decode import (
     MAX_PIXELS_ENV,
     ImageLoadError,
     ImageTooLargeError,
+    check_color,
     decode,
     decode_rgb,
     max_pixels_limit,
+    rgb_order,
 )
 from facelivt.data.folder import load_image as folder_image
+from facelivt.errors import InvalidInputError
 from facelivt.evaluation.binset import read_bin, write_bin
 from facelivt.evaluation.makebin import make_bin
 from facelivt.evaluation.pairs import PairSpec
@@ -215,3 +218,34 @@ def test_unusable_inputs_name_the_image(tmp_path):
         decode(tmp_path / "cut.png")
     with pytest.raises(FileNotFoundError, match="not found"):
         decode(tmp_path / "gone.png")
+
+
+def test_bgr_arrays_are_put_in_rgb_order_and_other_sources_are_left_alone(tmp_path):
+    """``rgb_order``: a BGR (BGRA) array becomes RGB (RGBA) and decodes as the same photo; RGB arrays, grey
+    arrays, paths, bytes and PIL images are returned as they are."""
+    rgb = face_rgb()
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    assert np.array_equal(decode_rgb(rgb_order(bgr, "bgr")), rgb)
+    bgra = np.concatenate([bgr, np.full(bgr.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    assert np.array_equal(decode_rgb(rgb_order(bgra, "bgr")), rgb)
+    grey = rgb[:, :, 0].copy()
+    path = tmp_path / "face.png"
+    Image.fromarray(rgb).save(path)
+    pil = Image.open(path)
+    for source in (rgb, grey, path, str(path), path.read_bytes(), pil):
+        assert rgb_order(source, "rgb") is source
+    for source in (grey, path, pil):
+        assert rgb_order(source, "bgr") is source
+    assert check_color("bgr") == "bgr" and check_color("rgb") == "rgb"
+
+
+@pytest.mark.parametrize("color", ["BGR", "hsv", "", None])
+def test_an_unknown_colour_order_is_refused(color):
+    with pytest.raises(InvalidInputError, match="color must be 'bgr'"):
+        rgb_order(face_rgb(), color)
+
+
+def test_a_float_array_is_refused_with_what_to_do():
+    for color in ("bgr", "rgb"):
+        with pytest.raises(ImageLoadError, match=r"uint8 image array \(0..255\), got dtype float64; convert it first"):
+            decode_rgb(rgb_order(face_rgb() / 255.0, color))

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import facelivt
+from model_helpers import TRAINED_FACELIVT_S, heldout_identities
 from facelivt.data.folder import load_image, scan_image_folder
 from facelivt.data.loader import split_identities
 from facelivt.data.transforms import to_tensor_batch
@@ -39,7 +40,7 @@ def reference_deploy(shared_dir):
     return facelivt.load_model("facelivt_s", shared_dir / "reference" / "official_facelivt_s.pt", deploy=True)
 
 
-TRAINED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "facelivt_s_celeba.fp16.safetensors"
+TRAINED_WEIGHTS = TRAINED_FACELIVT_S
 HELDOUT_PAIRS = 400  # 200 same-identity and 200 different-identity pairs
 
 
@@ -64,10 +65,7 @@ def trained_deploy():
 @pytest.fixture(scope="session")
 def trained_heldout_identities() -> frozenset:
     """The identity folders held out of the trained weights' training, as their metadata records them."""
-    from safetensors import safe_open
-
-    with safe_open(str(TRAINED_WEIGHTS), framework="pt") as f:
-        return frozenset(json.loads(f.metadata()["heldout_identities"]))
+    return heldout_identities(TRAINED_WEIGHTS)
 
 
 @pytest.fixture(scope="session")

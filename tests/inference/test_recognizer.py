@@ -312,3 +312,25 @@ def test_gallery_folder_is_written_as_enrolments_happen(toy, people, tmp_path):
     assert toy.gallery.names == [first, second]  # and the first sees the second's enrolment
     assert toy.gallery.path == folder
     toy.gallery.close(), other.gallery.close()
+
+
+def test_a_photo_result_carries_the_detection_of_each_face(toy, multi_face_photo, one_face_photo, reference):
+    """iter_faces, represent and compare say which face they used: box (clipped to the photo), 5 landmarks
+    and detection score in the photo's pixels; an aligned crop has the whole crop as its box."""
+    want = reference[f"{multi_face_photo.parent.name}/{multi_face_photo.name}"]
+    (photo,) = toy.iter_faces([multi_face_photo], face="all")
+    assert photo.found == len(photo.detections) == len(want) >= 3
+    for det, ref in zip(photo.detections, want):
+        assert np.allclose(det.box, np.clip(ref["box"], 0, None), atol=1.0)
+        assert np.allclose(det.points, ref["points"], atol=1.0) and det.score == pytest.approx(ref["score"], abs=1e-3)
+    faces = toy.represent(multi_face_photo)
+    assert [f.face_index for f in faces] == list(range(len(want)))
+    assert all(np.array_equal(f.box, d.box) and f.det_score == d.score for f, d in zip(faces, photo.detections))
+    assert np.allclose(np.stack([f.embedding for f in faces]), photo.embeddings)
+    cmp = toy.compare(one_face_photo, multi_face_photo, face="all")
+    assert np.array_equal(cmp.detection_b.box, photo.detections[cmp.face_b].box)
+    assert np.array_equal(cmp.detection_a.box, toy.represent(one_face_photo)[0].box)
+    crop = toy.align(one_face_photo)[0]
+    (aligned,) = toy.represent(crop, aligned=True)
+    assert np.array_equal(aligned.box, [0, 0, 112, 112]) and aligned.landmarks is None and aligned.det_score is None
+    assert toy.compare(crop, crop, aligned=True).detection_a is None
