@@ -2,20 +2,18 @@
 verification pairs of identities it never saw."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import facelivt
-from model_helpers import TRAINED_FACELIVT_S, heldout_identities
 from facelivt.data.folder import load_image, scan_image_folder
 from facelivt.data.loader import split_identities
 from facelivt.data.transforms import to_tensor_batch
 from facelivt.training.heldout import build_pairs
+from model_helpers import TRAINED_FACELIVT_S, heldout_identities
 
 
 @pytest.fixture(scope="session")
