@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from facelivt.data.decode import Color, ImageSource, check_color, rgb_order
 from facelivt.devices import resolve_device
@@ -243,7 +244,17 @@ class FaceAnalysis:
         **options,
     ) -> None:
         self.color = check_color(color)
+        self._make = (model, weights, options)
         self.recognizer = FaceRecognizer(model, weights, device=device, **options)
+
+    def prepare(self, ctx_id: int = 0, det_size: tuple[int, int] | None = None) -> None:
+        """insightface's set-up call, so that its code runs unchanged: ``ctx_id`` -1 runs on the CPU,
+        0 or more on that GPU when CUDA is usable (else on the CPU, as insightface falls back).
+        ``det_size`` changes nothing: MTCNN searches every face from 20 pixels up at any image size."""
+        want = resolve_device(f"cuda:{ctx_id}" if ctx_id >= 0 and torch.cuda.is_available() else "cpu")
+        if want != self.recognizer.device:
+            model, weights, options = self._make
+            self.recognizer = FaceRecognizer(model, weights, device=want, **options)
 
     def get(self, img: ImageSource, max_num: int = 0) -> list[AnalysedFace]:
         """Every face of ``img``, largest first (at most ``max_num`` when it is above 0); an empty list

@@ -51,8 +51,8 @@ FACE_POLICIES = ("largest", "all", "error")
 class EmbeddedFace:
     """One face of a photo: its ``embedding`` (D, L2-normalised float32), ``face_index`` (0 is the
     largest of the ``found`` faces detected), and its detection in pixels of the photo as given:
-    ``box`` [x1, y1, x2, y2] (clipped to the photo), ``landmarks`` 5x2 (x, y: left eye, right eye, nose, left and right mouth
-    corners) and ``det_score`` in (0, 1]. An aligned crop (``aligned=True``) was not detected: its
+    ``box`` [x1, y1, x2, y2] (clipped to the photo), ``landmarks`` 5x2 (x, y: left eye, right eye,
+    nose, left and right mouth corners) and ``det_score`` in (0, 1]. An aligned crop (``aligned=True``) was not detected: its
     box is the whole crop, its landmarks and score are None."""
 
     embedding: np.ndarray

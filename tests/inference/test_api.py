@@ -143,6 +143,8 @@ def test_face_analysis_get_returns_insightface_style_faces(multi_face_photo, no_
     assert faces[0].sim(faces[1]) == pytest.approx(float(faces[0].normed_embedding @ faces[1].normed_embedding), abs=1e-6)
     assert len(app.get(str(multi_face_photo), max_num=1)) == 1
     assert app.get(no_face_photo) == []
+    app.prepare(ctx_id=-1, det_size=(640, 640))  # insightface's set-up call: -1 is the CPU
+    assert app.recognizer.device.type == "cpu" and len(app.get(cv2.imread(str(multi_face_photo)))) == len(faces)
 
 
 def test_a_photo_as_path_pil_bgr_and_rgb_array_gives_one_embedding(one_face_photo):
@@ -201,6 +203,10 @@ def test_bad_arguments_are_refused(one_face_photo, tmp_path):
         facelivt.represent(tmp_path / "notes.jpg", **MODEL)
     with pytest.raises(FaceLiVTError, match="gallery"):
         facelivt.find(one_face_photo, tmp_path / "no_gallery_here", **MODEL)
+    with pytest.raises(InvalidInputError, match="facelivt_zz"):
+        facelivt.represent(one_face_photo, model="facelivt_zz", weights=MODEL["weights"])
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        facelivt.represent(one_face_photo, model="facelivt_s", weights=tmp_path / "missing.safetensors")
     with pytest.raises(InvalidInputError, match="k must be at least 1"):
         facelivt.find(one_face_photo, _one_person_gallery(), k=0, **MODEL)
 
