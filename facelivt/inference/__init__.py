@@ -28,6 +28,7 @@ from facelivt.inference.gallery_store import (
     GalleryMismatchError,
     GalleryNotFoundError,
     GalleryWriteError,
+    IdentityInfo,
     check_gallery,
 )
 from facelivt.inference.images import LoadedImage, load_image, open_image
@@ -60,6 +61,7 @@ __all__ = [
     "GalleryNotFoundError",
     "GalleryProblem",
     "GalleryWriteError",
+    "IdentityInfo",
     "ImageLoadError",
     "ImageTooLargeError",
     "InvalidThresholdError",
