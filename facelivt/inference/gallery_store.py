@@ -506,7 +506,7 @@ class GalleryStore:
         with self._transaction(immediate=True) as con:
             fresh = self._fresh(con)
             if con.execute("SELECT 1 FROM identities WHERE name = ?", (new,)).fetchone():
-                raise InvalidInputError(f"identity {new!r} is in the gallery {self.path.parent} already: "
+                raise InvalidInputError(f"identity {new!r} is in the gallery already ({self.path.parent}): "
                                         "remove it first, or choose another name")
             if con.execute("UPDATE identities SET name = ? WHERE name = ?", (new, old)).rowcount == 0:
                 raise UnknownNameError(f"identity {old!r} is not in the gallery {self.path.parent}")
