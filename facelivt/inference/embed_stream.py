@@ -19,6 +19,7 @@ Memory stays bounded: no embedding is kept after its batch is written.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -162,22 +163,37 @@ class EmbeddingStream:
     def append(self, path: Path, digest: str | None, vectors: np.ndarray, faces: Iterable[int]) -> None:
         """Write the rows of one photo: vectors first, then the row count, then the index lines."""
         data = np.ascontiguousarray(vectors, dtype="<f4")
-        self._npy.seek(0, os.SEEK_END)
-        self._npy.write(data.tobytes())
-        self._npy.seek(0)
-        self._npy.write(npy_header(self.rows + len(data), self.dim))
-        self._npy.flush()
+        try:
+            self._npy.seek(0, os.SEEK_END)
+            self._npy.write(data.tobytes())
+            self._npy.flush()
+            self._npy.seek(0)
+            self._npy.write(npy_header(self.rows + len(data), self.dim))
+            self._npy.flush()
+        except OSError as exc:
+            raise OutputWriteError(self.folder / NPY_NAME, exc) from exc
         start, self.rows = self.rows, self.rows + len(data)
-        for i, face in enumerate(faces):
-            self._csv.writerow((start + i, str(path), int(face), digest or ""))
-        self._index.flush()
+        try:
+            for i, face in enumerate(faces):
+                self._csv.writerow((start + i, str(path), int(face), digest or ""))
+            self._index.flush()
+        except OSError as exc:
+            raise OutputWriteError(self.folder / INDEX_NAME, exc) from exc
 
     def close(self) -> int:
         """Flush to disk and drop the rows of replaced photos; returns the rows left."""
+        error = None
         for f in (self._npy, self._index):
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:
+                error = error or OutputWriteError(Path(f.name), exc)
+            finally:
+                with contextlib.suppress(OSError):
+                    f.close()
+        if error is not None:
+            raise error
         if self._stale:
             self.rows = _drop_rows(self.folder, self._stale, self._since, self.dim)
         return self.rows
@@ -251,8 +267,11 @@ def embed_to_folder(recognizer: "FaceRecognizer", files: Iterable[str | os.PathL
     try:
         todo, digests = _to_do(stream, files, report)
         _embed_into(recognizer, stream, todo, digests, report, aligned, face, progress)
-    finally:
-        report.rows = stream.close()
+    except BaseException:
+        with contextlib.suppress(OSError):  # the first error says what happened; the folder stays resumable
+            stream.close()
+        raise
+    report.rows = stream.close()
     report.seconds = time.perf_counter() - start
     return report
 
