@@ -29,7 +29,7 @@ COMMANDS = {
     "cluster": ("cluster", "group the faces of images or folders by identity, into folders or a CSV"),
     "convert": ("convert", "convert a released .pt checkpoint to this project's safetensors"),
     "download": ("download", "fetch pretrained or remote weights into the cache (for offline machines: --to DIR)"),
-    "embed": ("embed", "embed the faces of images or folders into a safetensors file"),
+    "embed": ("embed", "embed the faces of images or folders (streamed to .npy + CSV, or one safetensors file)"),
     "enroll": ("enroll", "add identities to a gallery"),
     "eval": ("eval", "evaluate a model on .bin verification sets (LFW, CFP-FP, AgeDB-30, ...) and IJB-B/C"),
     "export": ("export", "export a model (deploy form) to ONNX, TorchScript or Core ML and check it on real face crops"),
