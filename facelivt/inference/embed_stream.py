@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import fcntl
 import json
 import os
 import struct
@@ -94,6 +96,7 @@ class EmbeddingStream:
         self._npy = open(folder / NPY_NAME, "r+b")
         self._index = open(folder / INDEX_NAME, "a", encoding="utf-8", newline="")
         self._csv = csv.writer(self._index, lineterminator="\n")
+        self._lock_fd: int | None = None  # the folder's lock (see _lock), released by close()
 
     @classmethod
     def open(cls, folder: str | os.PathLike, run: dict, *, resume: bool = False) -> "EmbeddingStream":
@@ -103,19 +106,24 @@ class EmbeddingStream:
         if folder.exists() and not folder.is_dir():
             raise InvalidInputError(f"{folder} is a file: the streamed output is a folder (give a folder, or "
                                     "FILE.safetensors for one file)")
-        exists = (folder / INDEX_NAME).exists() or (folder / NPY_NAME).exists()
-        if exists and not resume:
-            raise InvalidInputError(f"{folder} holds the embeddings of an earlier run: pass --resume to continue "
-                                    "it, or give another folder")
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            if not exists:
-                return cls._start(folder, run)
-            return cls._recover(folder, run)
         except OSError as exc:
-            if isinstance(exc, OutputWriteError):
-                raise
             raise OutputWriteError(folder, exc) from exc
+        lock = _lock(folder)
+        try:
+            exists = (folder / INDEX_NAME).exists() or (folder / NPY_NAME).exists()
+            if exists and not resume:
+                raise InvalidInputError(f"{folder} holds the embeddings of an earlier run: pass --resume to "
+                                        "continue it, or give another folder")
+            stream = cls._recover(folder, run) if exists else cls._start(folder, run)
+        except BaseException as exc:
+            os.close(lock)
+            if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
+                raise OutputWriteError(folder, exc) from exc
+            raise
+        stream._lock_fd = lock
+        return stream
 
     @classmethod
     def _start(cls, folder: Path, run: dict) -> "EmbeddingStream":
@@ -180,22 +188,42 @@ class EmbeddingStream:
             raise OutputWriteError(self.folder / INDEX_NAME, exc) from exc
 
     def close(self) -> int:
-        """Flush to disk and drop the rows of replaced photos; returns the rows left."""
-        error = None
-        for f in (self._npy, self._index):
-            try:
-                f.flush()
-                os.fsync(f.fileno())
-            except OSError as exc:
-                error = error or OutputWriteError(Path(f.name), exc)
-            finally:
-                with contextlib.suppress(OSError):
-                    f.close()
-        if error is not None:
-            raise error
-        if self._stale:
-            self.rows = _drop_rows(self.folder, self._stale, self._since, self.dim)
+        """Flush to disk, drop the rows of replaced photos, release the folder; returns the rows left."""
+        try:
+            error = None
+            for f in (self._npy, self._index):
+                try:
+                    f.flush()
+                    os.fsync(f.fileno())
+                except OSError as exc:
+                    error = error or OutputWriteError(Path(f.name), exc)
+                finally:
+                    with contextlib.suppress(OSError):
+                        f.close()
+            if error is not None:
+                raise error
+            if self._stale:
+                self.rows = _drop_rows(self.folder, self._stale, self._since, self.dim)
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
         return self.rows
+
+
+def _lock(folder: Path) -> int:
+    """An exclusive lock on the output folder (``flock`` on the folder itself: no lock file), so that two
+    runs cannot append to one folder; released when the descriptor is closed (also by a killed process)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise InvalidInputError(f"another `facelivt embed` is writing {folder}: wait for it to end, or give "
+                                    "another folder") from None
+        raise
+    return fd
 
 
 def _read_index(path: Path) -> tuple[int, list[tuple[str, int, str]]]:

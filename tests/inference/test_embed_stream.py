@@ -13,7 +13,7 @@ import pytest
 
 from facelivt.errors import InvalidInputError
 from facelivt.inference import FaceRecognizer, embed_to_folder, read_embeddings
-from facelivt.inference.embed_stream import INDEX_HEADER, INDEX_NAME, NPY_NAME, npy_header
+from facelivt.inference.embed_stream import INDEX_HEADER, INDEX_NAME, NPY_NAME, EmbeddingStream, npy_header
 
 ALIGNED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "celeba_subset_112"
 
@@ -129,3 +129,16 @@ def test_npy_header_has_a_fixed_size_numpy_reads():
         assert len(header) == 128 and len(header) % 64 == 0
     data = npy_header(3, 2) + np.arange(6, dtype="<f4").tobytes()
     np.testing.assert_array_equal(np.load(io.BytesIO(data)), np.arange(6, dtype=np.float32).reshape(3, 2))
+
+
+def test_two_runs_cannot_write_one_folder(rec, crops, tmp_path):
+    out = tmp_path / "out"
+    run = {"model": rec.model_name, "weights_fingerprint": rec.weights_fingerprint, "flip": True,
+           "dim": rec.embedding_size, "aligned": True, "face": "largest"}
+    first = EmbeddingStream.open(out, run)
+    try:
+        with pytest.raises(InvalidInputError, match="another `facelivt embed` is writing"):
+            EmbeddingStream.open(out, run, resume=True)
+    finally:
+        first.close()
+    EmbeddingStream.open(out, run, resume=True).close()  # free again once the first is closed
