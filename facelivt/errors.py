@@ -27,6 +27,9 @@ class InputNotFoundError(FaceLiVTError, FileNotFoundError):
 class UnknownNameError(FaceLiVTError, KeyError):
     """A name the user gave (an identity, a record key) is not where it was looked up."""
 
+    def __str__(self) -> str:  # KeyError's own quotes the message: "'identity ...'"
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
 
 class UnavailableError(FaceLiVTError, RuntimeError):
     """Something the user asked for is not available here: an optional package, a device, a

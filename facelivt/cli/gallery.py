@@ -7,12 +7,26 @@ to :data:`ACTIONS`):
   identities, unusable embeddings, identities without embeddings, SQLite damage); ``--repair`` deletes
   the inconsistent rows in one transaction. Exit code 0: nothing wrong (or all of it repaired);
   1: problems remain; 2: not a gallery, or it cannot be read or written.
+- ``list GALLERY [--json]``: the identities with their embedding and photo counts.
+- ``show GALLERY NAME [--json]``: one identity: counts, dates, the photos it was enrolled from.
+- ``rename GALLERY OLD NEW``: rename an identity (a name the gallery has is refused).
+- ``remove GALLERY NAME...``: delete identities and their embeddings for good (one transaction each,
+  then the database is rewritten without them: ``VACUUM``, write-ahead log emptied).
+- ``export GALLERY --out FILE.npz``: every embedding with its identity and photo, as a NumPy archive.
+
+Reading actions open the gallery read-only (a read-only folder will do); writing ones in a read-only
+folder fail with the gallery's "cannot write" error, leaving it as it was.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
-from facelivt.inference import GalleryCheck, check_gallery
+from facelivt.files import check_not_input
+from facelivt.inference import Gallery, GalleryCheck, GalleryNotFoundError, check_gallery
+
+GALLERY_HELP = "gallery folder (holds gallery.sqlite)"
 
 
 def add_check(actions) -> None:
@@ -46,14 +60,140 @@ def summary(result: GalleryCheck, folder: str) -> str:
     return f"gallery {folder}: {result.identities} identities, {result.embeddings} embeddings; {state}"
 
 
+def open_gallery(folder: str, readonly: bool) -> Gallery:
+    """The gallery of ``folder`` without a model; a clear error where there is none."""
+    try:
+        return Gallery.open(folder, readonly=readonly)
+    except GalleryNotFoundError:
+        raise GalleryNotFoundError(f"no gallery in {folder} (create one with `facelivt enroll`)") from None
+
+
+def add_list(actions) -> None:
+    p = actions.add_parser("list", help="the identities of a gallery with their counts",
+                           description="List the identities of a gallery in enrolment order: embeddings, distinct "
+                                       "photos, when added. Read-only.")
+    p.add_argument("gallery", help=GALLERY_HELP)
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=run_list)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with open_gallery(args.gallery, readonly=True) as g:
+        people = g.identities()
+    if args.json:
+        print(json.dumps({"gallery": args.gallery, "identities": [_brief(p) for p in people]}))
+        return 0
+    width = max([len(p.name) for p in people] + [8])
+    print(f"{'identity':<{width}}  embeddings  photos  added")
+    for p in people:
+        print(f"{p.name:<{width}}  {p.embeddings:>10}  {p.photos:>6}  {p.added or '-'}")
+    print(f"{len(people)} identities, {sum(p.embeddings for p in people)} embeddings", file=sys.stderr)
+    return 0
+
+
+def _brief(info) -> dict:
+    out = info.to_dict()
+    del out["sources"]
+    return out
+
+
+def add_show(actions) -> None:
+    p = actions.add_parser("show", help="one identity of a gallery: counts, dates, photos",
+                           description="Show one identity: its embeddings, distinct photos, when it was added and "
+                                       "last enrolled, and the photo paths recorded. Read-only.")
+    p.add_argument("gallery", help=GALLERY_HELP)
+    p.add_argument("name", help="identity name")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=run_show)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    with open_gallery(args.gallery, readonly=True) as g:
+        info = g.identity(args.name)
+        meta = {k: g.metadata[k] for k in ("model", "weights_fingerprint", "flip") if k in g.metadata}
+    if args.json:
+        print(json.dumps({"gallery": args.gallery, **info.to_dict(), "gallery_metadata": meta}))
+        return 0
+    print(f"identity: {info.name}\nembeddings: {info.embeddings}\nphotos: {info.photos}\n"
+          f"added: {info.added or '-'}\nlast enrolled: {info.updated or '-'}")
+    for key, value in meta.items():
+        print(f"{key}: {value}")
+    for source in info.sources:
+        print(f"  {source}")
+    return 0
+
+
+def add_rename(actions) -> None:
+    p = actions.add_parser("rename", help="rename an identity of a gallery",
+                           description="Rename identity OLD to NEW, in one transaction. A NEW name the gallery "
+                                       "has already is refused (remove that identity first).")
+    p.add_argument("gallery", help=GALLERY_HELP)
+    p.add_argument("old", help="the identity's name now")
+    p.add_argument("new", help="its new name")
+    p.set_defaults(func=run_rename)
+
+
+def run_rename(args: argparse.Namespace) -> int:
+    with open_gallery(args.gallery, readonly=False) as g:
+        g.rename(args.old, args.new)
+    print(f"renamed {args.old!r} to {args.new!r} in {args.gallery}")
+    return 0
+
+
+def add_remove(actions) -> None:
+    p = actions.add_parser("remove", help="delete identities and their embeddings for good",
+                           description="Delete identities and all their embeddings from a gallery, one transaction "
+                                       "each, then rewrite the database without them (VACUUM, write-ahead log "
+                                       "emptied): their data does not stay behind in free pages. Unknown names are "
+                                       "refused before anything is deleted.")
+    p.add_argument("gallery", help=GALLERY_HELP)
+    p.add_argument("names", nargs="+", metavar="NAME", help="identity names")
+    p.set_defaults(func=run_remove)
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    with open_gallery(args.gallery, readonly=False) as g:
+        names = list(dict.fromkeys(args.names))
+        for name in names:
+            g.identity(name)  # every name known, before anything is deleted
+        for name in names:
+            g.remove(name)
+            print(f"removed {name!r} and its embeddings from {args.gallery}")
+    return 0
+
+
+def add_export(actions) -> None:
+    p = actions.add_parser("export", help="write a gallery's embeddings and names to a .npz file",
+                           description="Write every embedding of a gallery to the NumPy archive FILE.npz: "
+                                       "'embeddings' (N x D float32), 'names' (each row's identity), 'sources' "
+                                       "(its photo, '' when not recorded), 'identities', 'metadata' (JSON). "
+                                       "Read-only on the gallery; the file is written atomically.")
+    p.add_argument("gallery", help=GALLERY_HELP)
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="output file (.npz)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    check_not_input(args.out, {"gallery": [args.gallery, f"{args.gallery}/gallery.sqlite"]})
+    with open_gallery(args.gallery, readonly=True) as g:
+        g.export(args.out)
+        identities, rows, dim = len(g), g.num_embeddings, g.dim
+    if args.json:
+        print(json.dumps({"file": args.out, "identities": identities, "embeddings": rows, "dim": dim}))
+    else:
+        print(f"wrote {rows} embeddings of dimension {dim} ({identities} identities) to {args.out}")
+    return 0
+
+
 #: The actions of ``facelivt gallery``, in the order --help lists them.
-ACTIONS = (add_check,)
+ACTIONS = (add_list, add_show, add_rename, add_remove, add_export, add_check)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "gallery",
-        help="look after a gallery folder (check, repair)",
+        help="look after a gallery folder: list, show, rename, remove, export, check",
         description="Look after a gallery folder made by `facelivt enroll`; no model is loaded.",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")

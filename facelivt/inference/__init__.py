@@ -17,6 +17,7 @@ from facelivt.inference.calibration import (
     threshold_at_far,
 )
 from facelivt.inference.detector import AlignedFace, Face, FaceDetector, NoFaceError, SeveralFacesError
+from facelivt.inference.embed_stream import StreamReport, embed_to_folder, read_embeddings
 from facelivt.inference.folders import AlignReport, EmbedRun, align_folder, embed_files, expand_inputs, failure_reason, list_files
 from facelivt.inference.gallery import Gallery, Match, faiss_available, photo_sha256
 from facelivt.inference.gallery_check import GalleryProblem
@@ -27,6 +28,7 @@ from facelivt.inference.gallery_store import (
     GalleryMismatchError,
     GalleryNotFoundError,
     GalleryWriteError,
+    IdentityInfo,
     check_gallery,
 )
 from facelivt.inference.images import LoadedImage, load_image, open_image
@@ -69,6 +71,7 @@ __all__ = [
     "GalleryNotFoundError",
     "GalleryProblem",
     "GalleryWriteError",
+    "IdentityInfo",
     "ImageLoadError",
     "ImageTooLargeError",
     "InvalidThresholdError",
@@ -82,6 +85,7 @@ __all__ = [
     "PNet",
     "RNet",
     "SeveralFacesError",
+    "StreamReport",
     "align_folder",
     "best_accuracy_threshold",
     "calibrate_scores",
@@ -89,6 +93,7 @@ __all__ = [
     "check_threshold",
     "detect_faces",
     "embed_files",
+    "embed_to_folder",
     "expand_inputs",
     "failure_reason",
     "faiss_available",
@@ -98,6 +103,7 @@ __all__ = [
     "locate_mtcnn_weights",
     "open_image",
     "photo_sha256",
+    "read_embeddings",
     "read_pairs_list",
     "threshold_at_far",
 ]

@@ -23,6 +23,8 @@ This module does not import the recognizer: :class:`GalleryUser` is what it need
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import numpy as np
 
 from facelivt.errors import InvalidInputError, OutputWriteError, UnavailableError, UnknownNameError
+from facelivt.files import write_bytes
 from facelivt.inference.calibration import UNCALIBRATED
 from facelivt.inference.gallery_legacy import AlreadyImportedError, LegacyGallery, mark_imported, read_legacy
 from facelivt.inference.gallery_store import (
@@ -42,6 +45,7 @@ from facelivt.inference.gallery_store import (
     GalleryMismatchError,
     GalleryNotFoundError,
     GalleryStore,
+    IdentityInfo,
     Snapshot,
     check_meta,
     now,
@@ -301,8 +305,70 @@ class Gallery:
         self._vectors.append(e)
         self._labels.append(np.full(len(e), idx, dtype=np.int64))
 
+    def identities(self) -> list[IdentityInfo]:
+        """Every identity with its embedding and photo counts, in enrolment order (from the database for
+        a gallery backed by a folder, with the dates; in memory: photos are not recorded)."""
+        if self._pending is not None:
+            self._adopt()
+        if self._store is not None:
+            return self._store.identities()
+        counts = np.bincount(self._labels.view(), minlength=len(self._names))
+        return [IdentityInfo(n, int(c), 0) for n, c in zip(self._names, counts)]
+
+    def identity(self, name: str) -> IdentityInfo:
+        """Identity ``name``'s counts, dates and photo paths (:class:`UnknownNameError` when not there)."""
+        if self._pending is not None:
+            self._adopt()
+        if self._store is not None:
+            return self._store.identity(name)
+        return IdentityInfo(name, len(self.embeddings_of(name)), 0)
+
+    def rename(self, old: str, new: str) -> None:
+        """Call identity ``old`` ``new`` (in the folder too, in one transaction). An unknown ``old`` raises
+        :class:`UnknownNameError`, a ``new`` name the gallery has :class:`InvalidInputError`."""
+        if not isinstance(new, str) or not new.strip():
+            raise InvalidInputError(f"identity name must be a non-empty string, got {new!r}")
+        self.refresh()
+        if self._store is not None:
+            current = self._store.rename(old, new)
+            if not current or self._outdated or old not in self._ids:
+                self._outdated = True
+                return
+        if old not in self._ids:
+            raise UnknownNameError(f"identity {old!r} is not in the gallery")
+        if new in self._ids:
+            raise InvalidInputError(f"identity {new!r} is in the gallery already: remove it first, or choose another name")
+        idx = self._ids.pop(old)
+        self._ids[new] = idx
+        self._names[idx] = new
+
+    def export(self, path: str | os.PathLike) -> Path:
+        """Write every embedding to the NumPy archive ``path`` (.npz), atomically: ``embeddings`` (N x dim
+        float32, normalised), ``names`` (N: each row's identity), ``sources`` (N: its photo, '' when not
+        recorded), ``identities`` (the names in enrolment order) and ``metadata`` (the gallery's, JSON)."""
+        path = Path(path)
+        if path.suffix.lower() != ".npz":
+            raise InvalidInputError(f"export writes a NumPy archive: give a file name ending in .npz, not {path.name}")
+        self.refresh()
+        if self._store is not None:
+            rows = self._store.export_rows()
+            names, sources, vectors = rows.names, rows.sources, rows.vectors
+        else:
+            order = np.argsort(self._labels.view(), kind="stable")
+            vectors = self._vectors.view()[order]
+            names = [self._names[int(i)] for i in self._labels.view()[order]]
+            sources = [""] * len(names)
+        buffer = io.BytesIO()
+        np.savez(buffer, embeddings=np.asarray(vectors, np.float32).reshape(-1, self.dim),
+                 names=np.array(names, dtype=str), sources=np.array(sources, dtype=str),
+                 identities=np.array(list(dict.fromkeys(names)), dtype=str), metadata=np.array(json.dumps(self.metadata)))
+        write_bytes(path, buffer.getvalue())
+        return path
+
     def remove(self, name: str) -> None:
-        """Forget identity ``name`` and its embeddings (in the folder too, for a gallery backed by one)."""
+        """Forget identity ``name`` and its embeddings. For a gallery backed by a folder they are deleted
+        in one transaction and the database is then rewritten without them (``VACUUM``, and its
+        write-ahead log emptied): their bytes are gone from the files, not only unlinked."""
         self.refresh()
         if self._store is not None:
             current = self._store.remove(name)

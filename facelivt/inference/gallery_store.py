@@ -130,6 +130,36 @@ def check_meta(meta: dict, where: str) -> None:
 
 
 @dataclass(frozen=True)
+class IdentityInfo:
+    """One identity of a gallery: its ``name``, how many ``embeddings`` it has, from how many distinct
+    ``photos`` (by content, else by path; embeddings enrolled from arrays count none), when it was
+    ``added`` and when its last embedding was (``updated``, ISO 8601 UTC; None in memory) and the
+    photo paths recorded (``sources``, filled by :meth:`GalleryStore.identity` only)."""
+
+    name: str
+    embeddings: int
+    photos: int
+    added: str | None = None
+    updated: str | None = None
+    sources: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "embeddings": self.embeddings, "photos": self.photos, "added": self.added,
+                "updated": self.updated, "sources": list(self.sources)}
+
+
+@dataclass(frozen=True)
+class ExportRows:
+    """Every embedding with its identity's name and the photo it came from ('' when none recorded), in
+    enrolment order."""
+
+    names: list[str]
+    sources: list[str]
+    vectors: np.ndarray
+    meta: dict
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The whole gallery as read in one transaction: ``vectors[i]`` belongs to ``names[labels[i]]``."""
 
@@ -379,6 +409,33 @@ class GalleryStore:
             return (con.execute("SELECT count(*) FROM identities").fetchone()[0],
                     con.execute("SELECT count(*) FROM embeddings").fetchone()[0])
 
+    def identities(self) -> list[IdentityInfo]:
+        """Every identity with its counts, in enrolment order (one transaction)."""
+        with self._transaction(immediate=False) as con:
+            rows = con.execute(_IDENTITY_QUERY.format(photo=_photo_key(con), where="")).fetchall()
+        return [IdentityInfo(*row) for row in rows]
+
+    def identity(self, name: str) -> IdentityInfo:
+        """Identity ``name`` with its counts and photo paths; :class:`UnknownNameError` when not there."""
+        with self._transaction(immediate=False) as con:
+            row = con.execute(_IDENTITY_QUERY.format(photo=_photo_key(con), where="WHERE i.name = ?"),
+                              (name,)).fetchone()
+            if row is None:
+                raise UnknownNameError(f"identity {name!r} is not in the gallery {self.path.parent}")
+            sources = con.execute("SELECT DISTINCT e.source FROM embeddings e JOIN identities i ON i.id = "
+                                  "e.identity_id WHERE i.name = ? AND e.source IS NOT NULL ORDER BY e.id",
+                                  (name,)).fetchall()
+        return IdentityInfo(*row, sources=tuple(r[0] for r in sources))
+
+    def export_rows(self) -> ExportRows:
+        """Every embedding with its owner's name and its photo path, read in one transaction."""
+        snap = self.snapshot()  # validates the rows
+        with self._transaction(immediate=False) as con:
+            rows = con.execute("SELECT i.name, coalesce(e.source, ''), e.vector FROM embeddings e JOIN identities i "
+                               "ON i.id = e.identity_id ORDER BY e.identity_id, e.id").fetchall()
+        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").astype(np.float32).reshape(-1, snap.dim)
+        return ExportRows([r[0] for r in rows], [r[1] for r in rows], vectors, snap.meta)
+
     def _read_meta(self, con: sqlite3.Connection) -> dict:
         meta = {}
         for key, value in con.execute("SELECT key, value FROM meta"):
@@ -430,13 +487,48 @@ class GalleryStore:
             row = con.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
             return _known(con, row[0], hashes, sources) if row else [False] * len(hashes)
 
-    def remove(self, name: str) -> bool:
-        """Delete identity ``name`` and its embeddings; KeyError when it is not there."""
+    def remove(self, name: str, erase: bool = True) -> bool:
+        """Delete identity ``name`` and its embeddings in one transaction (:class:`UnknownNameError` when it
+        is not there); ``erase``: then :meth:`erase_free_pages`, so that their bytes are gone from the
+        files. Returns whether the caller's view was current."""
         with self._transaction(immediate=True) as con:
             fresh = self._fresh(con)
+            con.execute("PRAGMA secure_delete = ON")
             if con.execute("DELETE FROM identities WHERE name = ?", (name,)).rowcount == 0:
-                raise UnknownNameError(f"identity {name!r} is not in the gallery {self.path}")
+                raise UnknownNameError(f"identity {name!r} is not in the gallery {self.path.parent}")
+        if erase:
+            self.erase_free_pages()
         return fresh
+
+    def rename(self, old: str, new: str) -> bool:
+        """Rename identity ``old`` to ``new`` in one transaction: :class:`UnknownNameError` when ``old`` is
+        not there, :class:`InvalidInputError` when ``new`` is taken. Returns whether the caller's view was current."""
+        with self._transaction(immediate=True) as con:
+            fresh = self._fresh(con)
+            if con.execute("SELECT 1 FROM identities WHERE name = ?", (new,)).fetchone():
+                raise InvalidInputError(f"identity {new!r} is in the gallery already ({self.path.parent}): "
+                                        "remove it first, or choose another name")
+            if con.execute("UPDATE identities SET name = ? WHERE name = ?", (new, old)).rowcount == 0:
+                raise UnknownNameError(f"identity {old!r} is not in the gallery {self.path.parent}")
+        return fresh
+
+    def erase_free_pages(self) -> None:
+        """Rewrite the database without its free pages (``VACUUM``) and empty its write-ahead log
+        (``wal_checkpoint(TRUNCATE)``), so that deleted rows are gone from both files, not only unlinked.
+        A reader holding an old snapshot can keep the log from being emptied: that is retried for up
+        to the busy timeout, then :class:`GalleryWriteError`."""
+        with self._lock, self.errors(writing=True):
+            con = self._con
+            con.execute("PRAGMA secure_delete = ON")
+            con.execute("VACUUM")
+            deadline = time.monotonic() + self.timeout
+            while con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                if time.monotonic() > deadline:
+                    raise GalleryWriteError(self.path, OSError(errno.EBUSY, "another process kept reading the "
+                                            "gallery: its write-ahead log could not be emptied"),
+                                            "the rows were deleted but their bytes may remain in the -wal file "
+                                            "until the next removal")
+                time.sleep(0.05)
 
     def set_meta(self, items: dict) -> None:
         """Write metadata keys (JSON values; None deletes a key) in one transaction."""
@@ -458,6 +550,17 @@ class GalleryStore:
             con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
                             [(k, json.dumps(v, allow_nan=False)) for k, v in meta.items()])
             self._insert_rows(con, rows)
+
+
+_IDENTITY_QUERY = (
+    "SELECT i.name, count(e.id), count(DISTINCT {photo}), i.added, max(e.added) FROM identities i "
+    "LEFT JOIN embeddings e ON e.identity_id = i.id {where} GROUP BY i.id ORDER BY i.id"
+)
+
+
+def _photo_key(con: sqlite3.Connection) -> str:
+    """What tells photos apart: their content (sha256) where recorded, else their path."""
+    return "coalesce(e.sha256, e.source)" if _has_sha256(con) else "e.source"
 
 
 def _insert(con: sqlite3.Connection, owners: Sequence[int], vectors: np.ndarray, sources, hashes, stamp: str) -> None:

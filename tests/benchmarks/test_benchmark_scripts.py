@@ -181,3 +181,11 @@ def test_pretrained_cold_start_script_prints_its_table():
     rows = {line.split("  ")[0]: line.split()[-2:] for line in out.splitlines() if line.startswith(("local", "cold", "warm"))}
     assert set(rows) == {"local file (baseline)", "cold cache", "warm cache"}
     assert float(rows["local file (baseline)"][1]) == 1.0  # the baseline's own ratio
+
+
+def test_embed_resume_script_prints_its_table():
+    out = _run("embed_resume.py", "--identities", "2")
+    lines = [ln for ln in out.splitlines() if ln.startswith("| ")]
+    assert len(lines) == 4 and "streamed folder + --resume" in lines[-1], out
+    left = int(lines[-1].split("|")[4])
+    assert left > 0  # the killed streamed run left rows that --resume kept

@@ -121,6 +121,20 @@ def test_embed_on_a_full_disk():
         assert after_failure(disk) == before
 
 
+def test_embed_streamed_on_a_full_disk():
+    # A disk that fills while the rows are streamed: one line naming the file, and what was written
+    # before is a readable, consistent run (the index names only whole rows) that --resume continues.
+    from facelivt.inference import read_embeddings
+
+    crops = sorted((CROPS / "7201").iterdir()) + sorted((CROPS / "7202").iterdir())
+    with tmpfs("48k") as disk:
+        proc = run_cli("embed", *map(str, crops), "--aligned", "--weights", str(REFERENCE_PT),
+                       "--out", str(disk / "e"), "--quiet", "--batch-size", "4")
+        assert_one_error_line(proc, str(disk / "e"), "No space left on device")
+        vectors, entries = read_embeddings(disk / "e")
+        assert 0 < len(entries) < len(crops) and vectors.shape == (len(entries), 512)
+
+
 def test_embed_into_a_folder_fails_before_the_work(tmp_path, capsys):
     # Before: IsADirectoryError as a traceback after embedding every file. Now the check comes first:
     # the weights (which do not exist) are never opened. (In this process: nothing heavy runs.)
@@ -129,7 +143,7 @@ def test_embed_into_a_folder_fails_before_the_work(tmp_path, capsys):
     crop = next((CROPS / "7201").iterdir())
     (tmp_path / "out").mkdir()
     rc = main(["embed", str(crop), "--aligned", "--weights", str(tmp_path / "missing.safetensors"),
-               "--out", str(tmp_path / "out")])
+               "--out", str(tmp_path / "out"), "--format", "safetensors"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert f"cannot write {tmp_path / 'out'}: Is a directory" in err
