@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facelivt.cli.options import add_device, add_json, add_out_dir, add_quiet
 from facelivt.cpu import check_threads
 from facelivt.deploy.bench_report import save_result, to_markdown
 from facelivt.deploy.benchmark import PEER_TABLE_MODELS, BenchConfig, run_bench
@@ -19,9 +20,9 @@ def register(subparsers) -> None:
                     "deploy forms on this machine, with ratios against FaceLiVT-S; prints the markdown and writes "
                     "bench.md + bench.json into --out.",
     )
-    p.add_argument("--out", default="bench_results", metavar="DIR", help="output folder (default bench_results)")
+    add_out_dir(p, "bench.md and bench.json (default bench_results)", default="bench_results")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime (default 2)")
-    p.add_argument("--device", default="cpu", help="'cpu' (default), 'cuda' or 'cuda:N' (eager on the GPU, ORT with CUDA if available)")
+    add_device(p, "device (on a GPU: eager on the GPU, ONNX Runtime with CUDA if available)")
     p.add_argument("--tables", default="table3,table4,peers", help="comma-separated subset of table3,table4,peers")
     p.add_argument("--models", default=None, help=f"comma-separated models of the peer table (default: {','.join(PEER_TABLE_MODELS)})")
     p.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (default 1,32; quick: 1,4)")
@@ -34,6 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--optimized", action="store_true",
                    help="also time facelivt.optimize_for_inference (TorchScript freeze + oneDNN fusions) of every model")
     p.add_argument("--quick", action="store_true", help="few runs, small batches: checks that everything runs")
+    add_quiet(p, "no progress lines")
+    add_json(p, "print the result (as in bench.json) as JSON on stdout instead of the markdown")
     p.set_defaults(func=run)
 
 
@@ -62,8 +65,12 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, k) is not None:
             kw[k] = getattr(args, k)
     cfg = BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**kw)
-    result = run_bench(cfg, progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+    result = run_bench(cfg, progress=None if args.quiet else lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
     md, js = save_result(result, args.out)
+    if args.json:
+        print(js.read_text(encoding="utf-8"))
+        return 0
     print(to_markdown(result))
+
     print(f"wrote {md} and {js}")
     return 0

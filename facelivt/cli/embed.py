@@ -9,6 +9,7 @@ from pathlib import Path
 from safetensors.numpy import save
 
 from facelivt.cli.common import add_model_args, make_recognizer, print_failures, print_several_faces
+from facelivt.cli.options import add_json
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.files import check_not_input, check_writable, cleanup_new_folders, write_bytes
@@ -25,6 +26,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively, following links to folders)")
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="output file")
+    add_json(p, "print what was written (file, rows, dimension, files skipped) as JSON on stdout")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -58,6 +60,10 @@ def _run(args: argparse.Namespace) -> int:
     }
     # Serialised in memory and written atomically: a full disk leaves an earlier file as it was.
     write_bytes(out, save({"embeddings": result.embeddings}, metadata=metadata))
+    if args.json:
+        print(json.dumps({"out": str(out), "embeddings": len(result.paths), "dimension": int(result.embeddings.shape[1]),
+                          "files": len(files), "skipped": len(result.failures), "model": rec.model_name}))
+        return 0
     print(f"wrote {len(result.paths)} embeddings of dimension {result.embeddings.shape[1]} to {out} "
           f"({len(result.failures)} of {len(files)} files skipped)")
     return 0
