@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--runs", type=int, default=None, help="timed runs at batch 1 (default 30; quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs at batch 1 (default 10; quick 1)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; quick 1)")
-    p.add_argument("--no-onnx", action="store_true", help="PyTorch eager only")
+    p.add_argument("--torch-only", action="store_true", help="PyTorch eager only (no ONNX Runtime timings)")
     p.add_argument("--clock", default="wall", choices=("wall", "thread"),
                    help="wall (default) or thread: CPU time of the calling thread, robust on a busy machine (needs --threads 1)")
     p.add_argument("--optimized", action="store_true",
@@ -52,7 +52,7 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 def run(args: argparse.Namespace) -> int:
     check_threads(args.threads, "--threads")
     device = str(resolve_device(args.device, option="--device"))
-    kw = {"threads": args.threads, "device": device, "tables": _csv(args.tables), "onnx": not args.no_onnx, "clock": args.clock,
+    kw = {"threads": args.threads, "device": device, "tables": _csv(args.tables), "onnx": not args.torch_only, "clock": args.clock,
           "optimized": args.optimized}
     if args.models:
         kw["models"] = _csv(args.models)
