@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# A path that leaves the working folder (../), names this checkout's shared folder, or is absolute
-# into a machine's own folders.
-OUTSIDE = re.compile(r"\.\./|\bshared/data\b|(?<![\w.])/(?:work|home|tmp|root|Users|mnt|data)/")
+# A path that leaves the working folder (``../``, or ``/ ".."`` joined), names this checkout's shared
+# folder, or is absolute into a machine's own folders.
+OUTSIDE = re.compile(r"\.\./|/\s*[\"']\.\.[\"']|\bshared/data\b|[\"']shared[\"']"
+                     r"|(?<![\w.])/(?:work|home|tmp|root|Users|mnt|data)/")
 
 
 def _outside_paths(files, base: Path = REPO) -> list[str]:
@@ -34,7 +35,8 @@ def test_the_configs_name_no_path_outside_the_working_folder():
 
 
 @pytest.mark.parametrize("line", ["root: ../shared/data/celeba_subset_112", "default='/work/shared/x'",
-                                  'help="e.g. shared/data/celeba"', "p = '/home/me/faces'"])
+                                  'help="e.g. shared/data/celeba"', "p = '/home/me/faces'",
+                                  'Path.cwd() / ".." / "shared" / CROPS_SUBDIR'])
 def test_the_check_sees_a_path_outside(tmp_path, line):
     planted = tmp_path / "planted.yaml"
     planted.write_text(f"# data/faces and ./runs are fine\n{line}\n", encoding="utf-8")
