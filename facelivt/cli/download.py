@@ -43,5 +43,4 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, help="the model a remote .pt must fit (default: from the file)")
     add_quiet(p)
     add_json(p, "print where each weights file is (path, sha256, revision) as JSON on stdout")
-
     p.set_defaults(func=run)

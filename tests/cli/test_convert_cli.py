@@ -31,11 +31,11 @@ def _same_weights(a: Path, b: Path) -> None:
 
 
 def test_output_not_named_safetensors_is_refused(tmp_path, capsys):
-    """Before, ``convert IN OUT.pt`` wrote safetensors bytes under the .pt name (replacing an existing OUT.pt)."""
+    """Before, ``convert IN --out OUT.pt`` wrote safetensors bytes under the .pt name (replacing an existing OUT.pt)."""
     (tmp_path / "out.pt").write_bytes(b"an earlier file")
     proc = run_cli("convert", str(RELEASED), "--out", str(tmp_path / "out.pt"), "--model", "facelivt_s")
     assert_clean_failure(proc)
-    assert (f"refusing to write {tmp_path / 'out.pt'}: convert writes safetensors, so OUT must end in .safetensors "
+    assert (f"refusing to write {tmp_path / 'out.pt'}: convert writes safetensors, so --out must end in .safetensors "
             "(it has '.pt';") in proc.stderr
     assert main(["convert", str(RELEASED), "--out", str(tmp_path / "out"), "--model", "facelivt_s"]) == 2
     assert "(it has no suffix;" in capsys.readouterr().err

@@ -69,6 +69,10 @@ def test_download_to_a_folder_for_a_machine_without_internet(zoo, tmp_path):
     proc = facelivt("download", "facelivt_s", "--out", str(carry), "--quiet", env=zoo.env)
     assert proc.returncode == 0, proc.stderr
     assert "FACELIVT_HOME" in proc.stdout and (carry / "weights" / "facelivt_s.safetensors").is_file()
+    again = facelivt("download", "facelivt_s", "--out", str(carry), "--json", env=zoo.env)  # cached: no download
+    (record,) = json.loads(again.stdout)["weights"]
+    assert record["path"] == str(carry / "weights" / "facelivt_s.safetensors")
+    assert record["revision"] == zoo.commit(AUTHORS_REPO) and len(record["sha256"]) == 64
     offline = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "empty"),
                "FACELIVT_HOME": str(carry)}
     zoo.reset_log()
