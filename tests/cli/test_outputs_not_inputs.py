@@ -138,7 +138,7 @@ def test_eval_pack_make_bin_align_onto_their_inputs(work):
     refused(work, "pack", "images", "--out", "images/rec", words=("it lies inside the input IMAGES",))
     refused(work, "make-bin", "images", "--pairs", "pairs.txt", "--out", "pairs.txt", words=SAME)
     refused(work, "align", "images", "--out", "images/crops", "--mtcnn-weights", "missing",
-            words=("it lies inside the input IN_DIR",))  # refused before the detector's weights are looked for
+            words=("it lies inside the input IMAGES",))  # refused before the detector's weights are looked for
 
 
 def test_enroll_gallery_onto_its_photos(work):
