@@ -80,6 +80,9 @@ def test_align_all_faces_png_and_skip_existing(tree, tmp_path, capsys):
     capsys.readouterr()
     assert main(["align", str(tree), "--out", str(out), "--quiet", "--format", "png", "--skip-existing"]) == 0
     assert "6 skipped" in capsys.readouterr().out
+    assert main(["align", str(tree), "--out", str(out), "--quiet", "--format", "png", "--skip-existing", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)  # the --report file's facts, on stdout
+    assert report["total"] == 9 and report["skipped_existing"] == 6 and report["no_face"] == ["mixed/none.jpg"]
 
 
 def test_align_errors(tree, tmp_path, capsys):
