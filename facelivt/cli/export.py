@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from facelivt.cli.common import WEIGHTS_HELP, model_name_for
-from facelivt.cli.options import add_batch_size, add_json, add_out_file, add_quiet
+from facelivt.cli.options import add_json, add_out_file, add_quiet
 from facelivt.cpu import check_threads
 from facelivt.deploy.crops import load_crops
 from facelivt.deploy.export import export_model
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _check_args(args: argparse.Namespace) -> None:
     parse_batch(args.batch_size, option="--batch-size")
     check_threads(args.threads, "--threads")
     if args.int8 and args.format != "onnx":
@@ -87,6 +87,10 @@ def _run(args: argparse.Namespace) -> int:
                                 "crops (e.g. made by `facelivt align IMAGES --out DIR`)")
     if args.check_images < 1 or args.calib_images < 1:
         raise InvalidInputError("--check-images and --calib-images must be positive")
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_args(args)
     out = check_output_name(args.out, args.format)
     # the weights or the crops as the output: refused before they are overwritten (a .mlpackage replaces its folder)
     check_not_input(out, {"--weights": args.weights, "--data": args.data}, holds_input=args.format == "coreml")
@@ -110,8 +114,8 @@ def _run(args: argparse.Namespace) -> int:
         what = "fp32 ONNX Runtime" if args.format == "onnx" else "TorchScript"
         faces = "synthetic faces (give --data DIR for real crops)" if args.data is None else args.data
         print(f"parity {what} vs PyTorch on {report.parity.describe()}; crops: {faces}")
-
     if report.parity_note:
+
         print(report.parity_note)
         if report.graph:
             print(f"spec: input {report.graph['input']['name']} {report.graph['input']['shape']} "
