@@ -81,3 +81,12 @@ def test_export_int8_without_data_says_what_to_pass(tmp_path, capsys):
     rc = main(["export", "--format", "onnx", "--int8", "--out", str(tmp_path / "q.onnx")])
     err = capsys.readouterr().err
     assert rc == 2 and "--int8 calibrates on real faces: give --data DIR" in err and not (tmp_path / "q.onnx").exists()
+
+
+def test_bench_json_quiet_torch_only(tmp_path, capsys):
+    rc = main(["bench", "--quick", "--tables", "table3", "--batch-sizes", "1", "--torch-only", "--device", "cpu",
+               "--out", str(tmp_path / "b"), "--json", "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 0 and captured.err == ""  # --quiet: no [bench] progress lines
+    assert json.loads(captured.out) == json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert not json.loads(captured.out)["config"]["onnx"]
