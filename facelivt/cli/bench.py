@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facelivt.cli.options import add_device, add_json, add_out_dir, add_quiet
 from facelivt.cpu import check_threads
 from facelivt.deploy.bench_report import save_result, to_markdown
 from facelivt.deploy.benchmark import PEER_TABLE_MODELS, BenchConfig, run_bench
@@ -19,21 +20,23 @@ def register(subparsers) -> None:
                     "deploy forms on this machine, with ratios against FaceLiVT-S; prints the markdown and writes "
                     "bench.md + bench.json into --out.",
     )
-    p.add_argument("--out", default="bench_results", metavar="DIR", help="output folder (default bench_results)")
+    add_out_dir(p, "bench.md and bench.json (default bench_results)", default="bench_results")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime (default 2)")
-    p.add_argument("--device", default="cpu", help="'cpu' (default), 'cuda' or 'cuda:N' (eager on the GPU, ORT with CUDA if available)")
+    add_device(p, "device (on a GPU: eager on the GPU, ONNX Runtime with CUDA if available)")
     p.add_argument("--tables", default="table3,table4,peers", help="comma-separated subset of table3,table4,peers")
     p.add_argument("--models", default=None, help=f"comma-separated models of the peer table (default: {','.join(PEER_TABLE_MODELS)})")
     p.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (default 1,32; quick: 1,4)")
     p.add_argument("--runs", type=int, default=None, help="timed runs at batch 1 (default 30; quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs at batch 1 (default 10; quick 1)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; quick 1)")
-    p.add_argument("--no-onnx", action="store_true", help="PyTorch eager only")
+    p.add_argument("--torch-only", action="store_true", help="PyTorch eager only (no ONNX Runtime timings)")
     p.add_argument("--clock", default="wall", choices=("wall", "thread"),
                    help="wall (default) or thread: CPU time of the calling thread, robust on a busy machine (needs --threads 1)")
     p.add_argument("--optimized", action="store_true",
                    help="also time facelivt.optimize_for_inference (TorchScript freeze + oneDNN fusions) of every model")
     p.add_argument("--quick", action="store_true", help="few runs, small batches: checks that everything runs")
+    add_quiet(p, "no progress lines")
+    add_json(p, "print the result (as in bench.json) as JSON on stdout instead of the markdown")
     p.set_defaults(func=run)
 
 
@@ -49,7 +52,7 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 def run(args: argparse.Namespace) -> int:
     check_threads(args.threads, "--threads")
     device = str(resolve_device(args.device, option="--device"))
-    kw = {"threads": args.threads, "device": device, "tables": _csv(args.tables), "onnx": not args.no_onnx, "clock": args.clock,
+    kw = {"threads": args.threads, "device": device, "tables": _csv(args.tables), "onnx": not args.torch_only, "clock": args.clock,
           "optimized": args.optimized}
     if args.models:
         kw["models"] = _csv(args.models)
@@ -62,8 +65,12 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, k) is not None:
             kw[k] = getattr(args, k)
     cfg = BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**kw)
-    result = run_bench(cfg, progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+    result = run_bench(cfg, progress=None if args.quiet else lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
     md, js = save_result(result, args.out)
+    if args.json:
+        print(js.read_text(encoding="utf-8"))
+        return 0
     print(to_markdown(result))
+
     print(f"wrote {md} and {js}")
     return 0

@@ -10,6 +10,7 @@ import sys
 
 import torch
 
+from facelivt.cli.options import add_batch_size, add_device, add_quiet
 from facelivt.cpu import check_threads
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
@@ -63,14 +64,14 @@ def add_model_args(p: argparse.ArgumentParser, gallery: bool = False) -> None:
                    help=WEIGHTS_HELP + f" (default: the pretrained weights of --model; {DEFAULT_PRETRAINED} when neither "
                    "is given: of the published models the best accuracy for its size)")
     p.add_argument("--train-form", action="store_true", help="run the train form instead of the reparameterized one")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
-    p.add_argument("--batch-size", type=int, default=64, help="crops per forward pass (default 64)")
+    add_device(p)
+    add_batch_size(p)
     p.add_argument("--no-flip", action="store_true", help="do not add the embedding of the mirrored crop")
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned 112x112 crops: no detection")
     p.add_argument("--face", choices=FACE_POLICIES, default="largest",
                    help="a photo with several faces: use the largest (default; each such photo is named in a "
                         "warning), every face, or refuse the photo ('error')")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p, "no progress bar and no 'model ...' line")
     add_detector_args(p)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from safetensors.numpy import save
 
 from facelivt.cli.common import add_model_args, make_recognizer, print_failures, print_several_faces
+from facelivt.cli.options import add_json
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.files import check_not_input, check_writable, cleanup_new_folders, write_bytes
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run whose folder OUT holds (npy format): skip the photos it has by content, "
                         "embed again the ones that changed")
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_json(p, "print what was written (output, rows, dimension, files skipped) as JSON on stdout")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -124,9 +125,9 @@ def _one_file(args: argparse.Namespace, files: list[Path], out: Path) -> int:
     # Serialised in memory and written atomically: a full disk leaves an earlier file as it was.
     write_bytes(out, save({"embeddings": result.embeddings}, metadata=metadata))
     if args.json:
-        print(json.dumps({"file": str(out), "rows": len(result.paths), "dim": int(result.embeddings.shape[1]),
-                          "failures": [{"path": str(p), "reason": r} for p, r in result.failures]}))
-    else:
-        print(f"wrote {len(result.paths)} embeddings of dimension {result.embeddings.shape[1]} to {out} "
-              f"({len(result.failures)} of {len(files)} files skipped)")
+        print(json.dumps({"out": str(out), "embeddings": len(result.paths), "dimension": int(result.embeddings.shape[1]),
+                          "files": len(files), "skipped": len(result.failures), "model": rec.model_name}))
+        return 0
+    print(f"wrote {len(result.paths)} embeddings of dimension {result.embeddings.shape[1]} to {out} "
+          f"({len(result.failures)} of {len(files)} files skipped)")
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from facelivt.cli.common import (
     print_failures,
     print_several_faces,
 )
+from facelivt.cli.options import add_json
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import check_not_input
 from facelivt.inference import Gallery, GalleryWriteError, embed_files, expand_inputs, list_files, photo_sha256
@@ -41,6 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--calibrate", default=None, metavar="PAIRS",
                    help="store a threshold calibrated on a .bin set or a pairs list")
     p.add_argument("--target-far", type=float, default=None, help="with --calibrate: threshold at this FAR")
+    add_json(p, "print the outcome (counts, the gallery's size and threshold) as JSON on stdout")
     add_model_args(p, gallery=True)
     p.set_defaults(func=run)
 
@@ -87,10 +90,16 @@ def run(args: argparse.Namespace) -> int:
             cal = rec.calibrate(args.calibrate, target_far=args.target_far, aligned=args.aligned,
                                 progress=not args.quiet)
             print(f"threshold {cal.threshold:.4f} ({cal.rule}, accuracy {100 * cal.accuracy:.2f}% "
-                  f"on {cal.num_pairs} pairs)")
+                  f"on {cal.num_pairs} pairs)", file=sys.stderr if args.json else sys.stdout)
         added, enrolled, skipped = enroll_groups(rec, groups, args)
         if args.threshold is not None or args.calibrate is not None:
             rec.gallery.update_metadata(threshold=rec.threshold, threshold_source=rec.threshold_source)
+        if args.json:
+            print(json.dumps({"gallery": args.gallery, "enrolled_images": added, "enrolled_identities": enrolled,
+                              "skipped_known": skipped, "identities": len(rec.gallery),
+                              "images": rec.gallery.num_embeddings, "threshold": rec.threshold,
+                              "threshold_source": rec.threshold_source}))
+            return 0
         known = f"; skipped {skipped} photos it already had" if skipped else ""
         print(f"enrolled {added} images of {enrolled} identities{known}; gallery {args.gallery} now holds "
               f"{len(rec.gallery)} identities ({rec.gallery.num_embeddings} images)")

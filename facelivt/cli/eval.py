@@ -5,12 +5,14 @@ import argparse
 from pathlib import Path
 
 from facelivt.cli.common import WEIGHTS_HELP, model_name_for
+from facelivt.cli.options import add_batch_size, add_device, add_json, add_out_dir, add_quiet
 from facelivt.cpu import check_threads
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.evaluation import build_model, evaluate_sets, format_table
 from facelivt.evaluation.runner import check_sets
 from facelivt.files import check_not_input, cleanup_new_folders
+from facelivt.models import DEFAULT_PRETRAINED
 from facelivt.models.config import HEADS
 
 
@@ -20,18 +22,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a model on .bin verification sets (LFW, CFP-FP, AgeDB-30, ...) and IJB-B/C",
         description=(
             "Embed every image with its horizontal flip (summed), then report the 10-fold accuracy, TAR at FAR, "
-            "AUC and EER of each .bin set and the TAR at FAR of IJB-B/C template pairs. Writes OUT/results.json "
-            "and OUT/<set>_roc.png."
+            "AUC and EER of each .bin set and the TAR at FAR of IJB-B/C template pairs. Writes DIR/results.json "
+            f"and DIR/<set>_roc.png. Without --model and --weights: the pretrained {DEFAULT_PRETRAINED}."
         ),
     )
-    p.add_argument("--model", default=None, help="model name (see `facelivt models`; default: the one the --weights hold)")
-    p.add_argument("--weights", metavar="WEIGHTS", help=WEIGHTS_HELP + " (omit: random init, with --model)")
+    p.add_argument("--model", default=None, help="model name (see `facelivt models`; default: the one the --weights "
+                   f"hold, else {DEFAULT_PRETRAINED})")
+    p.add_argument("--weights", metavar="WEIGHTS", help=WEIGHTS_HELP + " (default: the pretrained "
+                   f"{DEFAULT_PRETRAINED} when --model is not given either; with --model only: random init)")
     p.add_argument("--bin", nargs="+", default=[], type=Path, metavar="FILE.bin", help="verification sets")
     p.add_argument("--ijb", type=Path, metavar="DIR", help="IJB release folder (holding loose_crop/ and meta/)")
     p.add_argument("--ijb-name", default="IJBC", help="IJBB or IJBC: prefix of the meta files (default IJBC)")
-    p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder (default outputs/eval)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    add_out_dir(p, "results.json and the ROC figures (default outputs/eval)", type=Path, default=Path("outputs/eval"))
+    add_batch_size(p, what="images per batch")
+    add_device(p)
     p.add_argument("--workers", type=int, default=2, help="threads reading IJB images (default 2)")
     p.add_argument("--no-flip", action="store_true", help="embed without the flip-sum")
     p.add_argument("--train-form", action="store_true", help="evaluate the train form instead of the deploy form")
@@ -39,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-heads", type=int, help="MHLA heads override")
     p.add_argument("--embedding-size", type=int, help="embedding size override")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation when --weights is omitted")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_quiet(p, "no progress bars")
+    add_json(p, "print the results (as in results.json) as JSON on stdout instead of the table")
     p.set_defaults(func=run)
 
 
@@ -57,10 +62,11 @@ def _run(args: argparse.Namespace) -> int:
     check_sets(args.bin, args.ijb, args.ijb_name)
     check_not_input(args.out, {"--weights": args.weights, "--bin": args.bin, "--ijb": args.ijb})
     device = resolve_device(args.device, option="--device")
-    name = model_name_for(args.model, args.weights, None, progress=not args.no_progress)
+    weights = DEFAULT_PRETRAINED if args.model is None and args.weights is None else args.weights
+    name = model_name_for(args.model, weights, None, progress=not args.quiet)
     model = build_model(
         name,
-        args.weights,
+        weights,
         deploy=not args.train_form,
         device=device,
         seed=args.seed,
@@ -78,8 +84,11 @@ def _run(args: argparse.Namespace) -> int:
         device=device,
         flip=not args.no_flip,
         workers=args.workers,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
+    if args.json:
+        print((args.out / "results.json").read_text(encoding="utf-8"))
+        return 0
     print(format_table(results))
     print(f"results written to {args.out / 'results.json'}")
     return 0

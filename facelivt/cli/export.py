@@ -1,4 +1,5 @@
-"""``facelivt export``: the deploy form as ONNX / TorchScript / Core ML, checked against PyTorch on real crops.
+"""``facelivt export``: the deploy form as ONNX / TorchScript / Core ML, checked against PyTorch on face crops
+(``--data DIR`` of real aligned crops; without it the bundled synthetic faces).
 
 The output is named by its format (:data:`OUTPUT_SUFFIXES`): ``.onnx``; ``.pt``, ``.pth`` or ``.torchscript``
 (the names torch and its tools give a TorchScript archive); a ``.mlpackage`` folder. An output that is one
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from facelivt.cli.common import WEIGHTS_HELP, model_name_for
+from facelivt.cli.options import add_json, add_out_file, add_quiet
 from facelivt.cpu import check_threads
 from facelivt.deploy.crops import load_crops
 from facelivt.deploy.export import export_model
@@ -26,29 +28,33 @@ OUTPUT_SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".torchscr
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a model (deploy form) to ONNX, TorchScript or Core ML and check it on real face crops",
+        help="export a model (deploy form) to ONNX, TorchScript or Core ML and check it on face crops",
         description="Export the reparameterized model. ONNX: input 'input' (Bx3xHxW, (x/255-0.5)/0.5), output "
-                    "'embedding', dynamic batch unless --batch N. After export the file is run (ONNX Runtime / "
-                    "TorchScript) on real aligned crops and compared with PyTorch: max |diff| and minimum cosine "
-                    "(fp32 needs >= 0.9999). --int8 (ONNX) quantises statically, calibrated on real crops.",
+                    "'embedding', dynamic batch unless --batch-size N. After export the file is run (ONNX Runtime / "
+                    "TorchScript) on aligned face crops (--data DIR; without it, bundled synthetic faces) and "
+                    "compared with PyTorch: max |diff| and minimum cosine (fp32 needs >= 0.9999). --int8 (ONNX) "
+                    "quantises statically, calibrated on the real crops of --data.",
     )
     p.add_argument("--model", default=None, help="model name (default: the one the --weights hold, else facelivt_s; "
                    "see `facelivt models`)")
     p.add_argument("--weights", metavar="WEIGHTS", help=WEIGHTS_HELP + "; without it the model keeps its random "
                    "initial weights (for trying the pipeline only)")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript", "coreml"), help="output format")
-    p.add_argument("--out", required=True, metavar="PATH", help="output: FILE.onnx (onnx), FILE.pt, .pth or .torchscript (torchscript), DIR.mlpackage (coreml)")
-    p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size N")
+    add_out_file(p, "FILE.onnx (onnx), FILE.pt, .pth or .torchscript (torchscript), FILE.mlpackage (coreml: "
+                 "a package folder)", required=True)
+    p.add_argument("--batch-size", default="dynamic", metavar="N|dynamic",
+                   help="batch size of the exported model: 'dynamic' (default) or a fixed N")
     p.add_argument("--int8", action="store_true", help="ONNX only: int8 static quantisation (QDQ, per-channel)")
-    p.add_argument("--data", metavar="DIR", help="aligned 112x112 crops for the checks and calibration "
-                   "(default ../shared/data/celeba_subset_112)")
+    p.add_argument("--data", metavar="DIR", help="aligned 112x112 face crops for the checks and the int8 calibration "
+                   "(default: bundled synthetic faces for the checks; --int8 needs real crops)")
     p.add_argument("--check-images", type=int, default=64, help="crops for the parity check (default 64)")
     p.add_argument("--calib-images", type=int, default=128, help="crops for int8 calibration (default 128)")
     p.add_argument("--opset", type=int, default=20, help="ONNX opset (default 20)")
     p.add_argument("--exporter", default="torchscript", choices=("torchscript", "dynamo"),
                    help="torch.onnx exporter (default torchscript: the tracing exporter)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the checks")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_quiet(p, "no download progress bar")
+    add_json(p)
     p.set_defaults(func=run)
 
 
@@ -71,13 +77,20 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
-def _run(args: argparse.Namespace) -> int:
-    parse_batch(args.batch)
+def _check_args(args: argparse.Namespace) -> None:
+    parse_batch(args.batch_size, option="--batch-size")
     check_threads(args.threads, "--threads")
     if args.int8 and args.format != "onnx":
         raise InvalidInputError("--int8 is only available with --format onnx")
+    if args.int8 and args.data is None:
+        raise InvalidInputError("--int8 calibrates on real faces: give --data DIR, a folder of aligned 112x112 face "
+                                "crops (e.g. made by `facelivt align IMAGES --out DIR`)")
     if args.check_images < 1 or args.calib_images < 1:
         raise InvalidInputError("--check-images and --calib-images must be positive")
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_args(args)
     out = check_output_name(args.out, args.format)
     # the weights or the crops as the output: refused before they are overwritten (a .mlpackage replaces its folder)
     check_not_input(out, {"--weights": args.weights, "--data": args.data}, holds_input=args.format == "coreml")
@@ -85,21 +98,24 @@ def _run(args: argparse.Namespace) -> int:
         check_writable(args.out)
     if args.weights is None:
         print("warning: no --weights given: exporting randomly initialised weights", file=sys.stderr)
-    model = load_model(model_name_for(args.model, args.weights, "facelivt_s"), args.weights, deploy=True)
+    name = model_name_for(args.model, args.weights, "facelivt_s", progress=not args.quiet)
+    model = load_model(name, args.weights, deploy=True, progress=not args.quiet)
     pre = preprocess_of(model)
     images = None if args.format == "coreml" else load_crops(args.data, args.check_images, offset=1 if args.int8 else 0, preprocess=pre)
     calibration = load_crops(args.data, args.calib_images, offset=0, preprocess=pre) if args.int8 else None
-    report = export_model(model, args.format, args.out, batch=args.batch, images=images, int8=args.int8,
+    report = export_model(model, args.format, args.out, batch=args.batch_size, images=images, int8=args.int8,
                           calibration=calibration, exporter=args.exporter, opset=args.opset, threads=args.threads,
                           speed_batches=(1, 32))
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({**report.to_dict(), "crops": args.data or "synthetic"}, indent=2))
         return 0
     print(f"wrote {report.path} ({report.format}, batch {report.batch}, {report.size_bytes / 1e6:.2f} MB)")
     if report.parity is not None:
         what = "fp32 ONNX Runtime" if args.format == "onnx" else "TorchScript"
-        print(f"parity {what} vs PyTorch on {report.parity.describe()}")
+        faces = "synthetic faces (give --data DIR for real crops)" if args.data is None else args.data
+        print(f"parity {what} vs PyTorch on {report.parity.describe()}; crops: {faces}")
     if report.parity_note:
+
         print(report.parity_note)
         if report.graph:
             print(f"spec: input {report.graph['input']['name']} {report.graph['input']['shape']} "

@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 
+from facelivt.cli.options import add_json
 from facelivt.files import check_not_input
 from facelivt.inference import Gallery, GalleryCheck, GalleryNotFoundError, check_gallery
 
@@ -40,11 +41,17 @@ def add_check(actions) -> None:
     )
     p.add_argument("gallery", help="gallery folder (holds gallery.sqlite)")
     p.add_argument("--repair", action="store_true", help="delete the inconsistent rows (one transaction)")
+    add_json(p, "print the outcome (counts, problems, rows removed) as JSON on stdout")
     p.set_defaults(func=run_check)
 
 
 def run_check(args: argparse.Namespace) -> int:
     result = check_gallery(args.gallery, repair=args.repair)
+    if args.json:
+        print(json.dumps({"gallery": args.gallery, "identities": result.identities, "embeddings": result.embeddings,
+                          "problems": [_problem(p) for p in result.problems],
+                          "repaired": [_problem(p) for p in result.repaired]}))
+        return 1 if result.problems else 0
     for problem in result.repaired:
         print(f"removed: {problem}")
     for problem in result.problems:
@@ -53,6 +60,10 @@ def run_check(args: argparse.Namespace) -> int:
     if result.problems and any(p.table for p in result.problems):
         print(f"run `facelivt gallery check {args.gallery} --repair` to remove the inconsistent rows")
     return 1 if result.problems else 0
+
+
+def _problem(problem) -> dict:
+    return {"kind": problem.kind, "count": problem.count, "description": problem.description}
 
 
 def summary(result: GalleryCheck, folder: str) -> str:

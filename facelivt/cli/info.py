@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 
+from facelivt.cli.options import add_json
 from facelivt.deploy.counting import complexity
 from facelivt.errors import InvalidInputError
 from facelivt.models import V2_VARIANTS, VARIANTS, create_model, list_models, reparameterize_model
@@ -52,12 +54,19 @@ def run(args: argparse.Namespace) -> int:
     for n in names:
         if n not in list_models():
             raise InvalidInputError(f"unknown model {n!r}; available models: {', '.join(list_models())}")
-    print(format_info(model_info_rows(names, args.input_size), args.input_size))
+    rows = model_info_rows(names, args.input_size)
+    print(json.dumps(rows, indent=1) if args.json else format_info(rows, args.input_size))
     return 0
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("info", help="parameters and MACs of model variants (train and deploy form)")
+    p = subparsers.add_parser(
+        "info", help="parameters and MACs of model variants (train and deploy form)",
+        description="Build each model (no weights are read) and count its parameters and multiply-accumulates "
+                    "(as ptflops counts them) in the train form and in the reparameterized deploy form, beside the "
+                    "paper's figures where it gives them.")
     p.add_argument("names", nargs="*", metavar="NAME", help="model names (default: every FaceLiVT and FaceLiVTv2 variant)")
-    p.add_argument("--input-size", type=int, default=112)
+    p.add_argument("--input-size", type=int, default=112, metavar="PIXELS", help="input side (default 112)")
+    add_json(p, "print the rows as JSON on stdout")
+
     p.set_defaults(func=run)

@@ -4,8 +4,10 @@ evaluation, deploy form, ONNX and a benchmark in one command, with a report fold
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+from facelivt.cli.options import add_json, add_out_dir, add_quiet
 from facelivt.files import cleanup_new_folders
 from facelivt.quickstart import DEFAULT_CONFIG, QUICK_BUDGET_MINUTES, load_quickstart_config, run_quickstart
 
@@ -27,19 +29,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys, e.g. optim.lr=0.003)")
     p.add_argument("--config", default=None, metavar="FILE", help="config file (default: the package's quickstart.yaml)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.add_argument("--out", metavar="DIR", help="report folder (quickstart.out; default quickstart_out)")
+    add_out_dir(p, "the report, figures and weights (quickstart.out; default quickstart_out)")
     p.add_argument("--budget", type=float, metavar="MINUTES",
                    help="wall-time budget that sizes the run (quickstart.budget_minutes; default 6.5; under 1: the CI-sized run)")
     p.add_argument("--quick", action="store_true", help=f"the CI-sized run (same as --budget {QUICK_BUDGET_MINUTES:g})")
     p.add_argument("--data", metavar="DIR",
                    help="image folder DIR/<identity>/<image> instead of synthetic faces (data.type=folder data.root=DIR; aligned "
-                        "with MTCNN when the images are not 112x112 crops), e.g. ../shared/data/celeba_subset_112")
+                        "with MTCNN when the images are not 112x112 crops)")
     p.add_argument("--max-images", type=int, help="images read from --data at most, whole identities (quickstart.max_images "
                                                   "and quickstart.max_align_images)")
     p.add_argument("--threads", type=int, help="torch CPU threads (train.num_threads; default: the idle cores, at least 1)")
     p.add_argument("--seed", type=int, help="seed of the data, split, pairs and training (train.seed, data.split_seed, data.synthetic_seed)")
     p.add_argument("--mtcnn-weights", metavar="DIR", help="MTCNN weights folder for --data (quickstart.mtcnn_weights)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet(p, "no progress output")
+    add_json(p, "print the results (as in results.json) as JSON on stdout at the end")
     p.set_defaults(func=run)
 
 
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with cleanup_new_folders(config.quickstart.out):  # a run refused before writing leaves no empty folder behind
         result = run_quickstart(config, say=_say if config.quickstart.progress else None)
+    if args.json:
+        print(json.dumps(result.results))
     s, v = result.summary, result.summary.verification
     _say("\n".join([
         f"held-out verification accuracy: teacher {100 * v['teacher'].accuracy:.2f}%, "

@@ -4,9 +4,11 @@ Works alone or under ``torchrun --nproc_per_node N`` (NCCL on GPUs, gloo on CPUs
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
+from facelivt.cli.options import add_json, add_quiet
 from facelivt.files import cleanup_new_folders
 from facelivt.settings import valid_keys
 from facelivt.training import Config, load_config, train
@@ -29,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--list-keys", action="store_true", help="print every config key and exit")
+    add_quiet(p, "no progress bar (train.progress=false)")
+    add_json(p, "print the outcome (steps, weights, held-out results) as JSON on stdout at the end")
     p.set_defaults(func=run)
 
 
@@ -36,13 +40,16 @@ def run(args: argparse.Namespace) -> int:
     if args.list_keys:
         print("\n".join(valid_keys(Config)))
         return 0
-    cfg = load_config(args.config, args.overrides)
+    quiet = ["train.progress=false"] if args.quiet else []
+    cfg = load_config(args.config, [*quiet, *args.overrides])
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
     with cleanup_new_folders(cfg.output):  # a run refused before writing leaves no empty run folder behind
         result = train(cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0 and args.json:
+        print(json.dumps(result_record(result)))
+    elif int(os.environ.get("RANK", "0")) == 0:
         lines = [f"stopped: {result.stopped} after {result.steps}/{result.total_steps} steps ({result.elapsed_s / 60:.1f} min)"]
         if result.loss_history:
             lines.append(f"final loss: {result.loss_history[-1]:.4f}")
@@ -53,3 +60,16 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"weights: {result.weights} (deploy form: {result.deploy_weights})")
         print("\n".join(lines), file=sys.stderr)
     return 0
+
+
+def result_record(result) -> dict:
+    """The facts of the run's closing lines, for ``--json``."""
+    return {
+        "stopped": result.stopped, "steps": result.steps, "total_steps": result.total_steps,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "final_loss": result.loss_history[-1] if result.loss_history else None,
+        "bad_records": result.bad_records, "metrics": result.metrics,
+        "output": str(result.output_dir), "weights": str(result.weights) if result.weights else None,
+        "deploy_weights": str(result.deploy_weights) if result.deploy_weights else None,
+    }
+

@@ -419,6 +419,7 @@ def pack_image_folder(
     quality: int = 95,
     png: bool = False,
     size: int = INPUT_SIZE,
+    progress: bool = True,
 ) -> dict:
     """Pack ``images_dir/<identity>/<image>`` into ``out_dir/train.rec``, ``train.idx``,
     ``property`` (``num_classes,size,size``) in the insightface layout, plus
@@ -429,7 +430,7 @@ def pack_image_folder(
     images (scalar float labels), then one identity record per class with labels
     ``[first_key, end_key)``. Images are converted to RGB, resized to ``size`` when
     needed (meant for aligned crops) and stored as JPEG (``quality``) or PNG.
-    Unreadable source images are skipped with a warning.
+    Unreadable source images are skipped with a warning. ``progress``: a progress bar (from 200 images).
     Returns ``dict(num_images, num_classes, skipped)``.
     """
     if not 1 <= int(quality) <= 100:
@@ -443,18 +444,19 @@ def pack_image_folder(
         prop.write_text(f"{len(classes)},{size},{size}\n")
         names.write_text("".join(f"{name}\n" for name in classes), encoding="utf-8")
         with RecordIOWriter(rec, idx, atomic=False) as writer:
-            stats = _pack_records(writer, samples, len(classes), images_dir, size, png, quality)
+            stats = _pack_records(writer, samples, len(classes), images_dir, size, png, quality, progress)
     return stats
 
 
-def _pack_records(writer: RecordIOWriter, samples, num_classes: int, images_dir, size: int, png: bool, quality: int) -> dict:
+def _pack_records(writer: RecordIOWriter, samples, num_classes: int, images_dir, size: int, png: bool, quality: int,
+                  progress: bool = True) -> dict:
     """Header, image and identity records of :func:`pack_image_folder`."""
     starts = np.full(num_classes, -1, dtype=np.int64)
     ends = np.full(num_classes, -1, dtype=np.int64)
     skipped = 0
     key = 1
     header_offset = writer.write(0, pack_header([0.0, 0.0]))  # rewritten at the end
-    for path, label in tqdm(samples, desc="pack", unit="img", disable=len(samples) < 200):
+    for path, label in tqdm(samples, desc="pack", unit="img", disable=not progress or len(samples) < 200):
         try:
             image = load_image(path, size)
         except UNREADABLE as exc:

@@ -1,4 +1,5 @@
-"""Real aligned face crops for parity checks, int8 calibration and benchmarks."""
+"""Aligned face crops for parity checks, int8 calibration and benchmarks: a folder of real crops, or the
+bundled synthetic faces (:mod:`facelivt.data.synthetic`) when none is given."""
 from __future__ import annotations
 
 import os
@@ -9,23 +10,22 @@ import torch
 from PIL import Image
 
 from facelivt.data.decode import decode_rgb
+from facelivt.data.synthetic import SyntheticIdentities
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.models.preprocess import DEFAULT_PREPROCESS, Preprocess
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-CROPS_SUBDIR = Path("data") / "celeba_subset_112"
+SYNTHETIC_SEED = 0  # the synthetic faces used when no crops folder is given
+SYNTHETIC_VIEWS = 2  # views per synthetic identity: the offsets that give disjoint sets
 
 
-def default_crops_dir() -> Path:
-    """``../shared/data/celeba_subset_112`` next to the working directory or next to the repository."""
-    repo = Path(__file__).resolve().parents[2]
-    candidates = [Path.cwd() / ".." / "shared" / CROPS_SUBDIR, repo / ".." / "shared" / CROPS_SUBDIR]
-    for c in candidates:
-        if c.is_dir():
-            return c.resolve()
-    raise InputNotFoundError(
-        "no aligned face crops found (looked for " + ", ".join(str(c) for c in candidates) + "); pass a folder of 112x112 aligned crops"
-    )
+def synthetic_crops(count: int, offset: int = 0) -> np.ndarray:
+    """``count`` synthetic 112x112 faces (uint8 N x 112 x 112 x 3), one per identity, view ``offset``
+    (0 or 1: disjoint sets, e.g. calibration vs held-out). Always the same pixels; nothing is read."""
+    if not 0 <= offset < SYNTHETIC_VIEWS:
+        raise InvalidInputError(f"offset must be in [0, {SYNTHETIC_VIEWS}) for synthetic faces, got {offset}")
+    faces = SyntheticIdentities(count, SYNTHETIC_VIEWS, seed=SYNTHETIC_SEED)
+    return np.stack([faces.image(k * SYNTHETIC_VIEWS + offset) for k in range(count)])
 
 
 def list_crops(root: str | os.PathLike) -> list[Path]:
@@ -47,7 +47,8 @@ def load_crops(
     preprocess: Preprocess = DEFAULT_PREPROCESS,
 ) -> torch.Tensor:
     """``count`` crops as an ``(count, 3, size, size)`` batch normalised by ``preprocess`` (pass the
-    model's, ``model.preprocess``); ``size`` defaults to ``preprocess.input_size``.
+    model's, ``model.preprocess``); ``size`` defaults to ``preprocess.input_size``. ``root`` None: the
+    bundled synthetic faces (:func:`synthetic_crops`), no folder needed.
 
     Images are taken at an even stride over the sorted list (so they span many identities), starting
     at position ``offset`` within each stride: different offsets give disjoint sets (calibration vs
@@ -55,18 +56,22 @@ def load_crops(
     """
     if count < 1:
         raise InvalidInputError(f"count must be positive, got {count}")
-    files = list_crops(root if root is not None else default_crops_dir())
+    size = preprocess.input_size if size is None else size
+    if root is None:
+        return preprocess.batch(np.stack([_resized(Image.fromarray(a), size) for a in synthetic_crops(count, offset)]))
+    files = list_crops(root)
     stride = max(1, len(files) // count)
     if offset < 0 or offset >= stride:
         raise InvalidInputError(f"offset must be in [0, {stride}) for {count} of {len(files)} images, got {offset}")
     picked = files[offset::stride][:count]
     if len(picked) < count:
         raise InvalidInputError(f"asked for {count} crops but {root} has only {len(files)} images")
-    size = preprocess.input_size if size is None else size
-    images = []
-    for p in picked:
-        im = Image.fromarray(decode_rgb(p))  # the one decoder: pixel limit, any mode to RGB
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        images.append(np.asarray(im, dtype=np.uint8))
-    return preprocess.batch(np.stack(images))
+    # the one decoder: pixel limit, any mode to RGB
+    return preprocess.batch(np.stack([_resized(Image.fromarray(decode_rgb(p)), size) for p in picked]))
+
+
+def _resized(im: Image.Image, size: int) -> np.ndarray:
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+

@@ -14,16 +14,18 @@ OUTPUT_NAME = "embedding"
 DEFAULT_INPUT_SIZE = DEFAULT_PREPROCESS.input_size
 
 
-def parse_batch(batch: str | int | None) -> int | None:
-    """``"dynamic"``/None -> None (dynamic batch axis); a positive integer (or its string) -> that fixed batch."""
+def parse_batch(batch: str | int | None, option: str = "batch") -> int | None:
+    """``"dynamic"``/None -> None (dynamic batch axis); a positive integer (or its string) -> that fixed batch.
+    ``option``: the name messages give the value (e.g. ``--batch-size``)."""
     if batch is None or (isinstance(batch, str) and batch.lower() == "dynamic"):
         return None
     try:
         value = int(batch)
     except (TypeError, ValueError):
-        raise InvalidInputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}") from None
+        raise InvalidInputError(f"{option} must be 'dynamic' or a positive integer, got {batch!r}") from None
     if value < 1:
-        raise InvalidInputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}")
+        raise InvalidInputError(f"{option} must be 'dynamic' or a positive integer, got {batch!r}")
+
     return value
 
 

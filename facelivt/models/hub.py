@@ -359,7 +359,7 @@ def offline_message(ref: WeightsRef) -> str:
     weights, _ = _cache_paths(facelivt_home(), ref)
     return (
         f"{ref.text} is not in the facelivt cache ({weights}). On a machine with internet run "
-        f"`facelivt download {ref.text} --to DIR`, copy DIR here and set {ENV_HOME}=DIR "
+        f"`facelivt download {ref.text} --out DIR`, copy DIR here and set {ENV_HOME}=DIR "
         f"(or pass --weights DIR/weights/{ref.key}.safetensors)"
     )
 

@@ -4,7 +4,7 @@ A config file is plain data (see ``configs/*.yaml``)::
 
     output: runs/cpu_small
     model: {name: facelivt_s, head: gap}
-    data: {type: folder, root: ../shared/data/celeba_subset_112, held_out_fraction: 0.2}
+    data: {type: folder, root: data/celeba_subset_112, held_out_fraction: 0.2}
     optim: {lr: 6.0e-3}
 
 It is read by :mod:`facelivt.settings`, the parser of every config: every key of a section must be
@@ -191,8 +191,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """Read a YAML config (or start from the defaults when ``path`` is None) and apply overrides.
 
     Relative input paths (data root, weights, .bin sets) are looked up in the current directory,
-    then next to the config file's folder (so ``configs/x.yaml`` can name ``../shared/data/...``
-    relative to the repository root)."""
+    then next to the config file's folder (so ``configs/x.yaml`` can name ``data/...`` relative to
+    the folder holding ``configs/``)."""
     data: dict[str, Any] = {}
     search: list[Path] = []
     if path is not None:

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from facelivt.data import DistributedResumableSampler, build_dataset, build_loader, split_identities
-from facelivt.errors import FaceLiVTError, InvalidInputError, check_input_file
+from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError, check_input_file
 from facelivt.evaluation import evaluate_bin
 from facelivt.files import write_json, write_text
 from facelivt.models import reparameterize_model, save_weights
@@ -93,7 +93,12 @@ def _dataset_spec(cfg: Config) -> dict[str, Any]:
     d = cfg.data
     if d.type == "synthetic":
         return {"type": "synthetic", "num_identities": d.num_identities, "images_per_identity": d.images_per_identity, "seed": d.synthetic_seed}
+    if not Path(d.root).is_dir():  # configs name relative folders (data/...): say what to pass when it is missing
+        what = "an image folder DIR/<identity>/<image>" if d.type == "folder" else "the folder of train.rec and train.idx"
+        raise InputNotFoundError(f"data.root {d.root} not found: give data.root=DIR, {what} (a relative path is looked "
+                                 "up in the working folder, then beside the config file's folder)")
     spec: dict[str, Any] = {"type": d.type, "root": d.root, "max_bad_fraction": d.max_bad_fraction}
+
     if d.type == "recordio" and d.label_cache:
         spec["label_cache"] = d.label_cache
     return spec

@@ -31,13 +31,13 @@ def _same_weights(a: Path, b: Path) -> None:
 
 
 def test_output_not_named_safetensors_is_refused(tmp_path, capsys):
-    """Before, ``convert IN OUT.pt`` wrote safetensors bytes under the .pt name (replacing an existing OUT.pt)."""
+    """Before, ``convert IN --out OUT.pt`` wrote safetensors bytes under the .pt name (replacing an existing OUT.pt)."""
     (tmp_path / "out.pt").write_bytes(b"an earlier file")
-    proc = run_cli("convert", str(RELEASED), str(tmp_path / "out.pt"), "--model", "facelivt_s")
+    proc = run_cli("convert", str(RELEASED), "--out", str(tmp_path / "out.pt"), "--model", "facelivt_s")
     assert_clean_failure(proc)
-    assert (f"refusing to write {tmp_path / 'out.pt'}: convert writes safetensors, so OUT must end in .safetensors "
+    assert (f"refusing to write {tmp_path / 'out.pt'}: convert writes safetensors, so --out must end in .safetensors "
             "(it has '.pt';") in proc.stderr
-    assert main(["convert", str(RELEASED), str(tmp_path / "out"), "--model", "facelivt_s"]) == 2
+    assert main(["convert", str(RELEASED), "--out", str(tmp_path / "out"), "--model", "facelivt_s"]) == 2
     assert "(it has no suffix;" in capsys.readouterr().err
     assert listing(tmp_path) == {"out.pt": b"an earlier file"}
 
@@ -51,7 +51,7 @@ def test_input_read_by_content_and_output_mode(tmp_path):
     os.replace(tmp_path / "w.safetensors", renamed)
     old = os.umask(0o022)
     try:
-        proc = run_cli("convert", str(renamed), str(out), "--model", "facelivt_s")
+        proc = run_cli("convert", str(renamed), "--out", str(out), "--model", "facelivt_s")
     finally:
         os.umask(old)
     assert proc.returncode == 0, proc.stderr
@@ -65,7 +65,7 @@ def test_planted_pickle_is_refused_as_unsafe(tmp_path):
     will likely succeed' advice, i.e. a hint to run the planted code."""
     marker = tmp_path / "ran"
     torch.save({"format": "facelivt-train-checkpoint", "model": Planted(marker)}, tmp_path / "rank0.pt")
-    proc = run_cli("convert", str(tmp_path / "rank0.pt"), str(tmp_path / "out.safetensors"), "--model", "facelivt_s")
+    proc = run_cli("convert", str(tmp_path / "rank0.pt"), "--out", str(tmp_path / "out.safetensors"), "--model", "facelivt_s")
     assert_clean_failure(proc)
     assert (f"refusing to load {tmp_path / 'rank0.pt'} as unsafe: it is not a plain-tensor checkpoint "
             f"(it asks to run code: {os.system.__module__}.system)") in proc.stderr
@@ -75,7 +75,7 @@ def test_planted_pickle_is_refused_as_unsafe(tmp_path):
 
 def test_text_file_input(tmp_path):
     (tmp_path / "notes.pt").write_text("not weights\n")
-    proc = run_cli("convert", str(tmp_path / "notes.pt"), str(tmp_path / "out.safetensors"), "--model", "facelivt_s")
+    proc = run_cli("convert", str(tmp_path / "notes.pt"), "--out", str(tmp_path / "out.safetensors"), "--model", "facelivt_s")
     assert_clean_failure(proc)
     assert "notes.pt is neither a safetensors file nor a torch checkpoint (it starts with b'not weights\\n'" \
         in proc.stderr
@@ -86,7 +86,7 @@ def test_full_disk_leaves_the_old_output(tmp_path):
         out = disk / "s.safetensors"
         out.write_bytes(b"the previous conversion")
         before = listing(disk)
-        proc = run_cli("convert", str(RELEASED), str(out), "--model", "facelivt_s")
+        proc = run_cli("convert", str(RELEASED), "--out", str(out), "--model", "facelivt_s")
         assert_clean_failure(proc)
         assert f"cannot write {out}: No space left on device" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -48,7 +48,7 @@ def _args(command: str, i: dict[str, Path], device: str) -> list[str]:
         "embed": ["embed", str(i["a"]), "--aligned", "--weights", w, "--out", str(out / "e.safetensors")],
         "verify": ["verify", str(i["a"]), str(i["b"]), "--aligned", "--weights", w],
         "eval": ["eval", "--model", "facelivt_s", "--weights", w, "--bin", str(i["bin"]), "--out", str(out)],
-        "align": ["align", str(i["root"] / "photos"), str(out)],
+        "align": ["align", str(i["root"] / "photos"), "--out", str(out)],
         "bench": ["bench", "--quick", "--out", str(out)],
     }[command] + ["--device", device]
 

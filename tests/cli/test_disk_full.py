@@ -77,12 +77,12 @@ def test_eval_on_a_full_disk(tmp_path):
     # Before: a 0-byte results.json and a truncated ROC PNG.
     from facelivt.cli import main
 
-    assert main(["make-bin", "--images", str(ORL), "--out", str(tmp_path / "orl.bin"),
-                 "--generate-pairs", "20", "--seed", "0", "--no-progress"]) == 0
+    assert main(["make-bin", str(ORL), "--out", str(tmp_path / "orl.bin"),
+                 "--generate-pairs", "20", "--seed", "0", "--quiet"]) == 0
     with tmpfs("200k") as disk:
         before = earlier_outputs_then_full(disk, {"eval/results.json": old("results"), "eval/orl_roc.png": old("png")})
         proc = run_cli("eval", "--model", "facelivt_s", "--bin", str(tmp_path / "orl.bin"), "--out", str(disk / "eval"),
-                       "--batch-size", "8", "--device", "cpu", "--no-progress")
+                       "--batch-size", "8", "--device", "cpu", "--quiet")
         assert_one_error_line(proc, str(disk / "eval"), "No space left on device")
         assert after_failure(disk) == before
 
@@ -92,7 +92,7 @@ def test_pack_on_a_full_disk(small_tree):
     with tmpfs("200k") as disk:
         names = ("train.rec", "train.idx", "property", "classes.txt")
         before = earlier_outputs_then_full(disk, {f"rec/{n}": old(n) for n in names})
-        proc = run_cli("pack", "--images", str(small_tree), "--out", str(disk / "rec"), "--png")
+        proc = run_cli("pack", str(small_tree), "--out", str(disk / "rec"), "--png")
         assert_one_error_line(proc, str(disk / "rec" / "train.rec"), "No space left on device")
         assert after_failure(disk) == before
 
@@ -104,8 +104,8 @@ def test_make_bin_on_a_full_disk(small_tree):
         before = earlier_outputs_then_full(disk, {"set.bin": old("bin")})
         (disk / ".filler").unlink()
         fill(disk, leave=8192)  # room for the pairs list only (tmpfs pages are 4 KB)
-        proc = run_cli("make-bin", "--images", str(small_tree), "--out", str(disk / "set.bin"), "--generate-pairs", "4",
-                       "--folds", "2", "--format", "png", "--no-progress")
+        proc = run_cli("make-bin", str(small_tree), "--out", str(disk / "set.bin"), "--generate-pairs", "4",
+                       "--folds", "2", "--format", "png", "--quiet")
         assert_one_error_line(proc, str(disk / "set.bin"), "No space left on device")
         assert after_failure(disk) == before
 
@@ -156,7 +156,7 @@ def test_align_on_a_full_disk(tmp_path, mtcnn_reference):
     shutil.copy(CELEBA / photo, tmp_path / "in" / photo)
     with tmpfs("200k") as disk:
         before = earlier_outputs_then_full(disk, {f"crops/{photo}": old("crop")})
-        proc = run_cli("align", str(tmp_path / "in"), str(disk / "crops"), "--quiet", "--threads", "1",
+        proc = run_cli("align", str(tmp_path / "in"), "--out", str(disk / "crops"), "--quiet", "--threads", "1",
                        "--report", str(disk / "report.json"))
         assert_one_error_line(proc, str(disk / "crops" / photo), "No space left on device")
         assert after_failure(disk) == before

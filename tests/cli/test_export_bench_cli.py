@@ -24,7 +24,7 @@ def test_export_onnx_prints_parity(tmp_path, capsys, reference_pt, shared_dir):
 
 def test_export_torchscript_json(tmp_path, capsys, reference_pt, shared_dir):
     out = tmp_path / "s.pt"
-    rc = main(["export", "--weights", reference_pt, "--format", "torchscript", "--out", str(out), "--batch", "2",
+    rc = main(["export", "--weights", reference_pt, "--format", "torchscript", "--out", str(out), "--batch-size", "2",
                "--data", str(shared_dir / "data" / "celeba_subset_112"), "--check-images", "4", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert rc == 0 and report["format"] == "torchscript" and report["batch"] == "2"
@@ -35,7 +35,7 @@ def test_export_torchscript_json(tmp_path, capsys, reference_pt, shared_dir):
     "extra,message",
     [
         (["--format", "torchscript", "--int8"], "only available with --format onnx"),
-        (["--format", "onnx", "--batch", "zero"], "batch must be"),
+        (["--format", "onnx", "--batch-size", "zero"], "--batch-size must be"),
         (["--format", "onnx", "--weights", "/nonexistent/w.safetensors"], "not found"),
         (["--format", "onnx", "--model", "nope"], "unknown model"),
         (["--format", "onnx", "--data", "/nonexistent/crops"], "not found"),
@@ -65,3 +65,28 @@ def test_bench_bad_options(tmp_path, capsys):
     assert "unknown table" in capsys.readouterr().err
     assert main(["bench", "--quick", "--batch-sizes", "1,x", "--out", str(tmp_path)]) == 2
     assert "--batch-sizes" in capsys.readouterr().err
+
+
+def test_export_without_data_checks_on_bundled_synthetic_faces(tmp_path, capsys):
+    out = tmp_path / "s.onnx"
+    rc = main(["export", "--model", "facelivt_s", "--format", "onnx", "--out", str(out), "--check-images", "4",
+               "--json", "--quiet"])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert rc == 0 and out.is_file() and report["crops"] == "synthetic"
+    assert report["parity"]["images"] == 4 and report["parity"]["min_cosine"] >= 0.9999
+
+
+def test_export_int8_without_data_says_what_to_pass(tmp_path, capsys):
+    rc = main(["export", "--format", "onnx", "--int8", "--out", str(tmp_path / "q.onnx")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--int8 calibrates on real faces: give --data DIR" in err and not (tmp_path / "q.onnx").exists()
+
+
+def test_bench_json_quiet_torch_only(tmp_path, capsys):
+    rc = main(["bench", "--quick", "--tables", "table3", "--batch-sizes", "1", "--torch-only", "--device", "cpu",
+               "--out", str(tmp_path / "b"), "--json", "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 0 and captured.err == ""  # --quiet: no [bench] progress lines
+    assert json.loads(captured.out) == json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert not json.loads(captured.out)["config"]["onnx"]

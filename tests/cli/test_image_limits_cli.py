@@ -37,9 +37,9 @@ def folders(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_pack_skips_huge_images_without_decoding_them(folders, tmp_path):
-    clean, clean_peak = run_cli_peak("pack", "--images", folders["clean"], "--out", tmp_path / "clean")
+    clean, clean_peak = run_cli_peak("pack", folders["clean"], "--out", tmp_path / "clean")
     assert clean.returncode == 0, clean.stderr[-3000:]
-    proc, peak = run_cli_peak("pack", "--images", folders["huge"], "--out", tmp_path / "huge")
+    proc, peak = run_cli_peak("pack", folders["huge"], "--out", tmp_path / "huge")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "packed 6 images of 2 identities" in proc.stdout and "(2 unreadable images skipped)" in proc.stdout
     assert "big.png: 12000x12000 = 144.0 MP exceeds the limit of 80.0 MP" in proc.stderr
@@ -52,19 +52,19 @@ def test_make_bin_stops_with_one_line(folders, tmp_path):
     faces = sorted(p.name for p in folders["faces"].iterdir())
     one = tmp_path / "one.txt"
     one.write_text(f"id0\t{faces[0]}\t{faces[1]}\n")
-    clean, clean_peak = run_cli_peak("make-bin", "--images", folders["huge"], "--pairs", one,
-                                     "--out", tmp_path / "ok.bin", "--no-progress")
+    clean, clean_peak = run_cli_peak("make-bin", folders["huge"], "--pairs", one,
+                                     "--out", tmp_path / "ok.bin", "--quiet")
     assert clean.returncode == 0, clean.stderr[-3000:]
     pairs = tmp_path / "pairs.txt"
     pairs.write_text(f"id0\t{faces[0]}\t{faces[1]}\nid0\t{faces[0]}\tbig.png\n")
-    proc, peak = run_cli_peak("make-bin", "--images", folders["huge"], "--pairs", pairs,
-                              "--out", tmp_path / "x.bin", "--no-progress")
+    proc, peak = run_cli_peak("make-bin", folders["huge"], "--pairs", pairs,
+                              "--out", tmp_path / "x.bin", "--quiet")
     assert_clean_failure(proc)
     assert "big.png: 12000x12000 = 144.0 MP exceeds the limit of 80.0 MP" in proc.stderr
     assert peak < clean_peak + MARGIN_MB and not (tmp_path / "x.bin").exists()
     # FACELIVT_MAX_PIXELS reaches the command: the 112 x 112 faces are over a 10000-pixel limit
-    proc, _ = run_cli_peak("make-bin", "--images", folders["clean"], "--pairs", one,
-                           "--out", tmp_path / "y.bin", "--no-progress", env={"FACELIVT_MAX_PIXELS": "10000"})
+    proc, _ = run_cli_peak("make-bin", folders["clean"], "--pairs", one,
+                           "--out", tmp_path / "y.bin", "--quiet", env={"FACELIVT_MAX_PIXELS": "10000"})
     assert_clean_failure(proc)
     assert "= 12544 pixels exceeds the limit of 10000 pixels ($FACELIVT_MAX_PIXELS" in proc.stderr
 
@@ -81,7 +81,7 @@ def test_eval_refuses_a_huge_image_in_a_bin(folders, tmp_path):
         images[which] = (folders["huge"] / "id0" / f"{name}.png").read_bytes()
         write_bin(tmp_path / f"{name}.bin", images, [True, False] * 5)
         proc, peaks[name] = run_cli_peak("eval", "--model", "mobilefacenet", "--bin", tmp_path / f"{name}.bin", "--out",
-                                         tmp_path / name, "--device", "cpu", "--no-progress", "--batch-size", "4")
+                                         tmp_path / name, "--device", "cpu", "--quiet", "--batch-size", "4")
         assert_clean_failure(proc)
         assert f"image {which} of {tmp_path / name}.bin" in proc.stderr
         assert "exceeds the limit of 80.0 MP" in proc.stderr or "too large to decode safely" in proc.stderr

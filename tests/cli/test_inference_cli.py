@@ -55,7 +55,7 @@ def weights(tmp_path_factory) -> Path:
 
 def test_align_tree(tree, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["align", str(tree), str(out), "--quiet", "--report", str(tmp_path / "r.json")])
+    rc = main(["align", str(tree), "--out", str(out), "--quiet", "--report", str(tmp_path / "r.json")])
     assert rc == 0
     captured = capsys.readouterr()
     crops = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -75,17 +75,20 @@ def test_align_tree(tree, tmp_path, capsys):
 
 def test_align_all_faces_png_and_skip_existing(tree, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["align", str(tree), str(out), "--quiet", "--all-faces", "--format", "png"]) == 0
+    assert main(["align", str(tree), "--out", str(out), "--quiet", "--all-faces", "--format", "png"]) == 0
     assert (out / "mixed" / "two.png").is_file() and (out / "mixed" / "two_face1.png").is_file()
     capsys.readouterr()
-    assert main(["align", str(tree), str(out), "--quiet", "--format", "png", "--skip-existing"]) == 0
+    assert main(["align", str(tree), "--out", str(out), "--quiet", "--format", "png", "--skip-existing"]) == 0
     assert "6 skipped" in capsys.readouterr().out
+    assert main(["align", str(tree), "--out", str(out), "--quiet", "--format", "png", "--skip-existing", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)  # the --report file's facts, on stdout
+    assert report["total"] == 9 and report["skipped_existing"] == 6 and report["no_face"] == ["mixed/none.jpg"]
 
 
 def test_align_errors(tree, tmp_path, capsys):
-    assert main(["align", str(tmp_path / "missing"), str(tmp_path / "o")]) == 2
+    assert main(["align", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["align", str(tree), str(tree / "inside"), "--quiet"]) == 2
+    assert main(["align", str(tree), "--out", str(tree / "inside"), "--quiet"]) == 2
     assert "inside" in capsys.readouterr().err
 
 
@@ -168,13 +171,13 @@ def test_align_tight_crops_with_border(tmp_path, capsys):
     yaleb = sorted((SHARED / "data" / "extended_yaleb_cropped").rglob("*.png"))[:48:12]
     for p in yaleb:
         shutil.copy(p, src / p.name)
-    assert main(["align", str(tmp_path / "yaleb"), str(tmp_path / "out"), "--quiet", "--threads", "1",
+    assert main(["align", str(tmp_path / "yaleb"), "--out", str(tmp_path / "out"), "--quiet", "--threads", "1",
                  "--pad", "0.3", "--pad-always"]) == 0
     assert len(list((tmp_path / "out" / "person").iterdir())) >= len(yaleb) - 1
     capsys.readouterr()
-    assert main(["align", str(tmp_path / "yaleb"), str(tmp_path / "o2"), "--pad-always"]) == 2
+    assert main(["align", str(tmp_path / "yaleb"), "--out", str(tmp_path / "o2"), "--pad-always"]) == 2
     assert "--pad-always needs --pad" in capsys.readouterr().err
-    assert main(["align", str(tmp_path / "yaleb"), str(tmp_path / "o2"), "--threads", "0"]) == 2
+    assert main(["align", str(tmp_path / "yaleb"), "--out", str(tmp_path / "o2"), "--threads", "0"]) == 2
 
 
 def test_face_option_on_a_photo_with_two_faces(tree, weights, tmp_path, capsys):

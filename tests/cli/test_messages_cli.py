@@ -51,7 +51,7 @@ def binset(tmp_path_factory) -> Path:
 def test_a_bin_set_given_as_weights_is_named_as_one(binset, tmp_path):
     photo = next(p for p in sorted(CELEBA.rglob("*.jpg")))
     for args in (["embed", str(photo), "--weights", str(binset), "--out", str(tmp_path / "e.safetensors"), "--quiet"],
-                 ["convert", str(binset), str(tmp_path / "o.safetensors"), "--model", "facelivt_s"]):
+                 ["convert", str(binset), "--out", str(tmp_path / "o.safetensors"), "--model", "facelivt_s"]):
         line = error_line(run_cli(*args))
         assert line == (f"facelivt {args[0]}: error: {binset} is not a weights file or checkpoint: it looks like a .bin "
                         "verification set (a pickle of encoded face images and pair labels; `facelivt eval --bin` "
@@ -67,9 +67,9 @@ def test_a_folder_given_for_a_file_is_called_a_folder(tmp_path):
     cases = [
         (["embed", str(photo), "--weights", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "e.safetensors"),
           "--quiet"], "w.safetensors", "weights file"),
-        (["convert", str(tmp_path / "w.safetensors"), str(tmp_path / "o.safetensors"), "--model", "facelivt_s"],
+        (["convert", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "o.safetensors"), "--model", "facelivt_s"],
          "w.safetensors", "weights file"),
-        (["eval", "--model", "facelivt_s", "--bin", str(tmp_path / "lfw.bin"), "--no-progress"], "lfw.bin",
+        (["eval", "--model", "facelivt_s", "--bin", str(tmp_path / "lfw.bin"), "--quiet"], "lfw.bin",
          "verification set"),
         (["train", str(tmp_path / "train.yaml")], "train.yaml", "config file"),
     ]
@@ -119,7 +119,7 @@ def test_each_skipped_file_is_named_once(problem_photos, weights_s, tmp_path):
             lines = [line for line in proc.stderr.splitlines() if name in line]
             assert len(lines) == 1 and lines[0].startswith(f"  {problem_photos / name}: {reason}"), proc.stderr
             assert lines[0].count(name) == 1, lines[0]
-    align = run_cli("align", str(problem_photos), str(tmp_path / "out"), "--quiet")
+    align = run_cli("align", str(problem_photos), "--out", str(tmp_path / "out"), "--quiet")
     assert align.returncode == 0, align.stderr
     for name in ("text.jpg", "cut.jpg"):
         lines = [line for line in align.stderr.splitlines() if name in line]
@@ -141,7 +141,7 @@ def test_skipped_records_are_logged_warnings(tmp_path):
             shutil.copy(src, faces / ident / src.name)
     (faces / "7201" / "broken.jpg").write_text("not an image")
     (faces / "nobody").mkdir()
-    pack = run_cli("pack", "--images", str(faces), "--out", str(tmp_path / "rec"))
+    pack = run_cli("pack", str(faces), "--out", str(tmp_path / "rec"))
     assert pack.returncode == 0, pack.stderr
     assert _warnings_are_log_lines(pack.stderr) == [
         f"warning: {faces}: 1 identity folder(s) without images left out: nobody",

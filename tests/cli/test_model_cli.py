@@ -21,11 +21,11 @@ def test_info_unknown_name(capsys):
 def test_convert_released(tmp_path, shared_dir, capsys):
     src = shared_dir / "reference" / "official_facelivt_s.pt"
     out = tmp_path / "s.safetensors"
-    assert main(["convert", str(src), str(out), "--model", "facelivt_s"]) == 0
+    assert main(["convert", str(src), "--out", str(out), "--model", "facelivt_s"]) == 0
     ref = torch.load(src, weights_only=True)
     with torch.no_grad():
         assert (load_model("facelivt_s", out, deploy=False)(ref["input"]) - ref["output"]).abs().max() < 1e-5
-    assert main(["convert", str(src), str(tmp_path / "m.safetensors"), "--model", "facelivt_m"]) == 2
+    assert main(["convert", str(src), "--out", str(tmp_path / "m.safetensors"), "--model", "facelivt_m"]) == 2
     assert "facelivt_m" in capsys.readouterr().err
     assert not (tmp_path / "m.safetensors").exists()
 
@@ -52,9 +52,9 @@ def test_convert_released_v2(tmp_path, shared_dir, capsys):
     ref = torch.load(src, weights_only=True)
     for form in ("train", "deploy"):
         out = tmp_path / f"{form}.safetensors"
-        assert main(["convert", str(src), str(out), "--model", "facelivtv2_s"] + (["--deploy"] if form == "deploy" else [])) == 0
+        assert main(["convert", str(src), "--out", str(out), "--model", "facelivtv2_s"] + (["--deploy"] if form == "deploy" else [])) == 0
         model = load_model("facelivtv2_s", out, deploy=form == "deploy")
         with torch.no_grad():
             assert (model(ref["input"]) - ref["output" if form == "train" else "output_deploy"]).abs().max() < 1e-5
-    assert main(["convert", str(src), str(tmp_path / "v1.safetensors"), "--model", "facelivt_s"]) == 2
+    assert main(["convert", str(src), "--out", str(tmp_path / "v1.safetensors"), "--model", "facelivt_s"]) == 2
     assert "facelivtv2_s" in capsys.readouterr().err

@@ -80,7 +80,7 @@ SAME = ("it is the input",)
 
 
 @pytest.mark.parametrize("args", [
-    ("convert", "w.safetensors", "w.safetensors", "--deploy"),
+    ("convert", "w.safetensors", "--out", "w.safetensors", "--deploy"),
     ("embed", "a.jpg", "--aligned", "--quiet", "--weights", "w.safetensors", "--out", "w.safetensors"),
     ("export", "--weights", "w.safetensors", "--format", "torchscript", "--out", "w.safetensors"),
 ])
@@ -96,7 +96,7 @@ def test_the_reported_commands_as_processes(work, args):
 @pytest.mark.parametrize("out", ["w.safetensors", "link.safetensors", "hard.safetensors", "sub/../w.safetensors",
                                  "../{work}/w.safetensors"])
 def test_convert_onto_its_input(work, out):
-    refused(work, "convert", "w.safetensors", out.format(work=work.name), "--deploy", words=SAME)
+    refused(work, "convert", "w.safetensors", "--out", out.format(work=work.name), "--deploy", words=SAME)
 
 
 def test_embed_onto_its_weights_or_an_image(work):
@@ -134,11 +134,11 @@ def test_export_output_named_by_its_format(work, fmt, out, allowed):
 
 def test_eval_pack_make_bin_align_onto_their_inputs(work):
     refused(work, "eval", "--model", "facelivt_s", "--ijb", "images", "--out", "images", "--device", "cpu", words=SAME)
-    refused(work, "pack", "--images", "images", "--out", "images", words=SAME)
-    refused(work, "pack", "--images", "images", "--out", "images/rec", words=("it lies inside the input --images",))
-    refused(work, "make-bin", "--images", "images", "--pairs", "pairs.txt", "--out", "pairs.txt", words=SAME)
-    refused(work, "align", "images", "images/crops", "--mtcnn-weights", "missing",
-            words=("it lies inside the input IN_DIR",))  # refused before the detector's weights are looked for
+    refused(work, "pack", "images", "--out", "images", words=SAME)
+    refused(work, "pack", "images", "--out", "images/rec", words=("it lies inside the input IMAGES",))
+    refused(work, "make-bin", "images", "--pairs", "pairs.txt", "--out", "pairs.txt", words=SAME)
+    refused(work, "align", "images", "--out", "images/crops", "--mtcnn-weights", "missing",
+            words=("it lies inside the input IMAGES",))  # refused before the detector's weights are looked for
 
 
 def test_enroll_gallery_onto_its_photos(work):
@@ -168,7 +168,7 @@ def test_quickstart_report_onto_its_data(work):
 
 
 def test_download_into_a_folder_holding_a_local_name(work):
-    refused(work, "download", "w.safetensors", "--to", ".", words=("that folder holds the input NAME",))
+    refused(work, "download", "w.safetensors", "--out", ".", words=("that folder holds the input NAME",))
 
 
 def test_an_output_beside_its_input_is_written(work):
@@ -176,7 +176,7 @@ def test_an_output_beside_its_input_is_written(work):
     from safetensors.torch import load_file
 
     before = (work / "w.safetensors").read_bytes()
-    assert main(["convert", str(work / "w.safetensors"), str(work / "sub" / "w.safetensors"), "--model", "facelivt_s"]) == 0
+    assert main(["convert", str(work / "w.safetensors"), "--out", str(work / "sub" / "w.safetensors"), "--model", "facelivt_s"]) == 0
     assert (work / "w.safetensors").read_bytes() == before
     new, old = load_file(work / "sub" / "w.safetensors"), load_file(work / "w.safetensors")
     assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in new)

@@ -1,5 +1,5 @@
 """The pretrained zoo from the command line, as real processes against a local server speaking the Hugging
-Face resolve protocol (tests/hf_server.py): verify with no --weights, models, download --to for an
+Face resolve protocol (tests/hf_server.py): verify with no --weights, models, download --out for an
 offline machine, two processes at once, a full disk. Nothing here reaches the internet."""
 from __future__ import annotations
 
@@ -66,9 +66,13 @@ def test_models_lists_the_zoo_and_the_cache(zoo):
 
 def test_download_to_a_folder_for_a_machine_without_internet(zoo, tmp_path):
     carry = tmp_path / "carry"
-    proc = facelivt("download", "facelivt_s", "--to", str(carry), "--quiet", env=zoo.env)
+    proc = facelivt("download", "facelivt_s", "--out", str(carry), "--quiet", env=zoo.env)
     assert proc.returncode == 0, proc.stderr
     assert "FACELIVT_HOME" in proc.stdout and (carry / "weights" / "facelivt_s.safetensors").is_file()
+    again = facelivt("download", "facelivt_s", "--out", str(carry), "--json", env=zoo.env)  # cached: no download
+    (record,) = json.loads(again.stdout)["weights"]
+    assert record["path"] == str(carry / "weights" / "facelivt_s.safetensors")
+    assert record["revision"] == zoo.commit(AUTHORS_REPO) and len(record["sha256"]) == 64
     offline = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "empty"),
                "FACELIVT_HOME": str(carry)}
     zoo.reset_log()
@@ -82,7 +86,7 @@ def test_download_to_a_folder_for_a_machine_without_internet(zoo, tmp_path):
     # offline with nothing cached: one line that says what to download and where to put it
     proc = facelivt("verify", str(PHOTOS[0]), str(PHOTOS[1]), env={**offline, "FACELIVT_HOME": str(tmp_path / "nothing")})
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "facelivt download facelivtv2_s --to DIR" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "facelivt download facelivtv2_s --out DIR" in proc.stderr
 
 
 def test_two_processes_download_once_and_both_succeed(zoo):
@@ -119,5 +123,5 @@ def test_a_full_disk_while_converting_leaves_the_cache_as_it_was(zoo, tmp_path):
 
 def test_convert_and_eval_take_references(zoo, tmp_path):
     out = tmp_path / "s.safetensors"
-    proc = facelivt("convert", "hf://novendrastywn/FaceLiVT/facelivt-s.pt", str(out), env=zoo.env)
+    proc = facelivt("convert", "hf://novendrastywn/FaceLiVT/facelivt-s.pt", "--out", str(out), env=zoo.env)
     assert proc.returncode == 0 and "facelivt_s, train form" in proc.stdout, proc.stderr

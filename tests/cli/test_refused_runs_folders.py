@@ -24,7 +24,7 @@ def test_eval_refused_leaves_no_output_folder(tmp_path):
     (tmp_path / "kept").mkdir()  # existed before the run: it stays, empty as it was
     for out in ("new/eval", "kept/eval"):
         proc = run_cli("eval", "--model", "facelivt_s", "--bin", "bad.bin", "--out", out, "--device", "cpu",
-                       "--no-progress", cwd=tmp_path)
+                       "--quiet", cwd=tmp_path)
         assert_clean_failure(proc)
         assert "bad.bin is not a pickle file" in proc.stderr
     assert tree(tmp_path) == ["bad.bin", "kept"]
@@ -43,7 +43,7 @@ def test_pack_on_a_full_disk_leaves_no_output_folder(tmp_path):
         shutil.copytree(ORL / ident, tmp_path / "images" / ident)
     with tmpfs("200k") as disk:
         fill(disk, leave=0)
-        proc = run_cli("pack", "--images", str(tmp_path / "images"), "--out", str(disk / "new" / "rec"), "--png")
+        proc = run_cli("pack", str(tmp_path / "images"), "--out", str(disk / "new" / "rec"), "--png")
         assert_clean_failure(proc)
         assert f"cannot write {disk / 'new' / 'rec' / 'train.rec'}: No space left on device" in proc.stderr
         assert tree(disk) == [".filler"]

@@ -27,7 +27,7 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
         "verify --aligned": ["verify", str(CROP), str(CROP), "--aligned", "--weights", missing, "--threads", "100000"],
         "enroll --aligned": ["enroll", str(tmp / "gallery"), "--name", "a", str(CROP), "--aligned", "--weights", missing,
                              "--threads", "100000"],
-        "align": ["align", str(CROP.parent), str(tmp / "crops"), "--threads", "100000"],
+        "align": ["align", str(CROP.parent), "--out", str(tmp / "crops"), "--threads", "100000"],
         "bench": ["bench", "--out", str(tmp / "bench"), "--quick", "--threads", "100000"],
         "export": ["export", "--format", "onnx", "--out", str(tmp / "m.onnx"), "--threads", "100000"],
         "eval": ["eval", "--bin", str(tmp / "lfw.bin"), "--workers", "100000"],

@@ -1,6 +1,7 @@
 """`facelivt train`: argument handling and clean errors (exit code 2)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -53,3 +54,14 @@ def test_nan_loss_stops_with_a_clear_message(capsys, tmp_path, monkeypatch):
     assert "the loss became nan at optimiser step 3" in err and "last good checkpoint" in err
     assert (out / "checkpoints" / "step-00000002" / "rank0.pt").is_file()
     assert not (out / "model.safetensors").exists()
+
+
+def test_json_and_quiet(capsys, tmp_path):
+    out = tmp_path / "run"
+    rc = main(["train", TINY, f"output={out}", "train.max_steps=2", "--quiet", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    record = json.loads(captured.out)  # the closing lines' facts, on stdout
+    assert record["steps"] == 2 and record["stopped"] == "completed" and record["output"] == str(out)
+    assert record["weights"] == str(out / "model.safetensors") and Path(record["deploy_weights"]).is_file()
+    assert "it/s" not in captured.err and "steps" not in captured.err  # --quiet: no bar, no closing lines on stderr

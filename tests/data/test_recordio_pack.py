@@ -45,7 +45,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 @pytest.mark.parametrize("png", [False, True])
 def test_pack_cli_round_trip(faces, tmp_path, png, capsys):
     out = tmp_path / ("rec_png" if png else "rec_jpg")
-    argv = ["pack", "--images", str(faces), "--out", str(out)] + (["--png"] if png else [])
+    argv = ["pack", str(faces), "--out", str(out)] + (["--png"] if png else [])
     assert main(argv) == 0
     expected = originals(faces)
     n, c = len(expected), len(IDENTITIES)
@@ -102,11 +102,11 @@ def test_pack_library_resizes_and_converts(tmp_path, caplog):
 
 
 def test_pack_cli_errors(tmp_path, capsys, caplog):
-    assert main(["pack", "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["pack", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "image folder not found" in capsys.readouterr().err
     (tmp_path / "empty" / "a").mkdir(parents=True)
     with logs_warning(caplog, "without images"):
-        assert main(["pack", "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+        assert main(["pack", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "no images found" in capsys.readouterr().err
-    assert main(["pack", "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--quality", "0"]) == 2
+    assert main(["pack", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--quality", "0"]) == 2
     assert "quality" in capsys.readouterr().err

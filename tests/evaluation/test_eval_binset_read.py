@@ -52,7 +52,7 @@ def test_protocol_0_pickles_are_still_read_and_still_checked():
 def test_eval_on_a_text_file(tmp_path):
     (tmp_path / "lfw.bin").write_text("not a verification set\n")
     proc = run_cli("eval", "--model", "facelivt_s", "--bin", str(tmp_path / "lfw.bin"), "--device", "cpu",
-                   "--out", str(tmp_path / "out"), "--no-progress", timeout=300)
+                   "--out", str(tmp_path / "out"), "--quiet", timeout=300)
     assert_clean_failure(proc)
     assert f"facelivt eval: error: {tmp_path / 'lfw.bin'} is not a pickle file" in proc.stderr
     assert "opcode" not in proc.stderr

@@ -197,7 +197,7 @@ def test_eval_cli_on_ijb(ijb, tmp_path, capsys):
     root, info = ijb
     out = tmp_path / "eval"
     rc = main(["eval", "--model", "facelivt_s", "--ijb", str(root), "--ijb-name", "IJBC", "--out", str(out),
-               "--batch-size", "12", "--device", "cpu", "--no-progress"])
+               "--batch-size", "12", "--device", "cpu", "--quiet"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "randomly initialised" in captured.err

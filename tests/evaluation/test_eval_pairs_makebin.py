@@ -126,7 +126,7 @@ def test_make_bin_round_trip_png(tmp_path, shared_data):
 def test_make_bin_cli_jpg(tmp_path, shared_data, capsys):
     root = shared_data / "orl_faces"
     out = tmp_path / "orl.bin"
-    rc = main(["make-bin", "--images", str(root), "--out", str(out), "--generate-pairs", "40", "--seed", "5", "--no-progress"])
+    rc = main(["make-bin", str(root), "--out", str(out), "--generate-pairs", "40", "--seed", "5", "--quiet"])
     assert rc == 0
     pairs_path = tmp_path / "orl_pairs.txt"
     assert pairs_path.is_file() and "40 pairs" in capsys.readouterr().out
@@ -139,12 +139,12 @@ def test_make_bin_cli_jpg(tmp_path, shared_data, capsys):
         ref = np.asarray(im.convert("RGB").resize((112, 112), Image.BILINEAR)).astype(float)
     assert np.abs(images[0].astype(float) - ref).mean() < 2.0
     # reading an existing list again gives the same file content
-    rc = main(["make-bin", "--images", str(root), "--pairs", str(pairs_path), "--out", str(tmp_path / "b.bin"), "--no-progress"])
+    rc = main(["make-bin", str(root), "--pairs", str(pairs_path), "--out", str(tmp_path / "b.bin"), "--quiet"])
     assert rc == 0 and (tmp_path / "b.bin").read_bytes() == out.read_bytes()
     # generated list never overwrites an existing file; missing --pairs is a clean error
-    assert main(["make-bin", "--images", str(root), "--out", str(out), "--generate-pairs", "40"]) == 2
+    assert main(["make-bin", str(root), "--out", str(out), "--generate-pairs", "40"]) == 2
     assert "exists" in capsys.readouterr().err
-    assert main(["make-bin", "--images", str(root), "--out", str(out)]) == 2
+    assert main(["make-bin", str(root), "--out", str(out)]) == 2
     assert "--pairs" in capsys.readouterr().err
 
 

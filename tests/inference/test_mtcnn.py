@@ -161,7 +161,7 @@ def test_planted_mtcnn_weights_are_refused_and_never_run(tmp_path):
 
     with pytest.raises(UnsafeCheckpointError, match="as unsafe"):
         load_mtcnn_nets(weights)
-    proc = run_cli("align", str(photos), str(tmp_path / "out"), "--quiet", "--mtcnn-weights", str(weights))
+    proc = run_cli("align", str(photos), "--out", str(tmp_path / "out"), "--quiet", "--mtcnn-weights", str(weights))
     assert_clean_failure(proc)
     lines = proc.stderr.strip().splitlines()
     assert lines == [f"facelivt align: error: refusing to load {weights / 'pnet.pt'} as unsafe: it is not a "

@@ -241,7 +241,7 @@ def test_http_errors_say_what_to_do(zoo, status, words):
 
 def test_connection_refused_and_offline_say_what_to_download_and_where(zoo, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    with pytest.raises(DownloadError, match="connection refused.*facelivt download facelivt_s --to DIR"):
+    with pytest.raises(DownloadError, match="connection refused.*facelivt download facelivt_s --out DIR"):
         fetch_weights("facelivt_s")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DownloadError, match=r"HF_HUB_OFFLINE.*FACELIVT_HOME=DIR.*weights/facelivt_s.safetensors"):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from facelivt.cli import main
 from facelivt.settings import apply_overrides
 from facelivt.training import Config, config_from_dict, load_config
 
@@ -46,11 +47,23 @@ def test_paper_configs_match_spec():
         assert cfg.loss.margin == "cosface" and cfg.loss.s == 64.0 and cfg.data.type == "recordio" and cfg.data.flip
 
 
-def test_cpu_config_finds_shared_data_from_anywhere(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # not the repo: the path is found relative to the config's repository
+def test_cpu_config_data_root_is_relative_to_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the repo: nothing points outside the working folder or the repository
+    assert load_config(CONFIGS / "cpu_small.yaml").data.root == "data/celeba_subset_112"  # missing: kept as written
+    (tmp_path / "data" / "celeba_subset_112").mkdir(parents=True)
     cfg = load_config(CONFIGS / "cpu_small.yaml")
-    assert Path(cfg.data.root).is_dir()
-    assert Path(cfg.data.root).resolve() == (REPO / ".." / "shared" / "data" / "celeba_subset_112").resolve()
+    assert Path(cfg.data.root).resolve() == (tmp_path / "data" / "celeba_subset_112").resolve()
+    shared = REPO / ".." / "shared" / "data" / "celeba_subset_112"
+    assert load_config(CONFIGS / "cpu_small.yaml", [f"data.root={shared}"]).data.root == str(shared)
+
+
+def test_training_without_its_data_folder_says_what_to_pass(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rc = main(["train", str(CONFIGS / "cpu_small.yaml"), f"output={tmp_path / 'run'}", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert ("data.root data/celeba_subset_112 not found: give data.root=DIR, an image folder DIR/<identity>/<image>"
+            in err)
 
 
 @pytest.mark.parametrize(
