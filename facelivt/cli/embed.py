@@ -33,8 +33,9 @@ def register(subparsers) -> None:
                     "With --face all every face is a row. Unusable images are reported and skipped.",
     )
     p.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively, following links to folders)")
-    p.add_argument("--out", required=True, metavar="OUT",
-                   help="output FOLDER (npy format: embeddings.npy, index.csv, run.json) or FILE.safetensors")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (npy format: embeddings.npy, index.csv, run.json); a name ending in "
+                        ".safetensors is one file instead (safetensors format)")
     p.add_argument("--format", choices=FORMATS, default="auto",
                    help="npy: stream into the folder OUT (resumable); safetensors: one file OUT written at the end; "
                         "auto (default): safetensors when OUT ends in .safetensors, else npy")

@@ -84,7 +84,7 @@ def add_list(actions) -> None:
                            description="List the identities of a gallery in enrolment order: embeddings, distinct "
                                        "photos, when added. Read-only.")
     p.add_argument("gallery", help=GALLERY_HELP)
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json(p, "one JSON object on stdout")
     p.set_defaults(func=run_list)
 
 
@@ -114,7 +114,7 @@ def add_show(actions) -> None:
                                        "last enrolled, and the photo paths recorded. Read-only.")
     p.add_argument("gallery", help=GALLERY_HELP)
     p.add_argument("name", help="identity name")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_json(p, "one JSON object on stdout")
     p.set_defaults(func=run_show)
 
 
@@ -141,13 +141,17 @@ def add_rename(actions) -> None:
     p.add_argument("gallery", help=GALLERY_HELP)
     p.add_argument("old", help="the identity's name now")
     p.add_argument("new", help="its new name")
+    add_json(p, "print what was renamed as JSON on stdout")
     p.set_defaults(func=run_rename)
 
 
 def run_rename(args: argparse.Namespace) -> int:
     with open_gallery(args.gallery, readonly=False) as g:
         g.rename(args.old, args.new)
-    print(f"renamed {args.old!r} to {args.new!r} in {args.gallery}")
+    if args.json:
+        print(json.dumps({"gallery": args.gallery, "renamed": args.old, "to": args.new}))
+    else:
+        print(f"renamed {args.old!r} to {args.new!r} in {args.gallery}")
     return 0
 
 
@@ -159,6 +163,7 @@ def add_remove(actions) -> None:
                                        "refused before anything is deleted.")
     p.add_argument("gallery", help=GALLERY_HELP)
     p.add_argument("names", nargs="+", metavar="NAME", help="identity names")
+    add_json(p, "print the identities removed as JSON on stdout")
     p.set_defaults(func=run_remove)
 
 
@@ -169,7 +174,10 @@ def run_remove(args: argparse.Namespace) -> int:
             g.identity(name)  # every name known, before anything is deleted
         for name in names:
             g.remove(name)
-            print(f"removed {name!r} and its embeddings from {args.gallery}")
+            if not args.json:
+                print(f"removed {name!r} and its embeddings from {args.gallery}")
+    if args.json:
+        print(json.dumps({"gallery": args.gallery, "removed": names}))
     return 0
 
 
@@ -181,7 +189,7 @@ def add_export(actions) -> None:
                                        "Read-only on the gallery; the file is written atomically.")
     p.add_argument("gallery", help=GALLERY_HELP)
     p.add_argument("--out", required=True, metavar="FILE.npz", help="output file (.npz)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_json(p, "print a JSON summary on stdout")
     p.set_defaults(func=run_export)
 
 
