@@ -181,3 +181,14 @@ def test_pretrained_cold_start_script_prints_its_table():
     rows = {line.split("  ")[0]: line.split()[-2:] for line in out.splitlines() if line.startswith(("local", "cold", "warm"))}
     assert set(rows) == {"local file (baseline)", "cold cache", "warm cache"}
     assert float(rows["local file (baseline)"][1]) == 1.0  # the baseline's own ratio
+
+
+def test_startup_script_prints_its_table():
+    out = _run("startup.py", "--runs", "1", "--model", "facelivtv2_xs")
+    assert out.startswith("CPU capability: ")
+    rows = [ln.split("|")[1:-1] for ln in out.splitlines() if ln.startswith("| ") and not ln.startswith("| row")]
+    assert [r[0].strip() for r in rows] == ["import torch (baseline)", "facelivt --help", "import facelivt", "facelivt verify (2 photos)"]
+    assert float(rows[0][2]) == 1.0
+    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
+    assert [r[3].strip() for r in rows] == ["-", "<= 1.04", "-", "<= 1.65"]
+    assert rows[1][4].strip() in ("yes", "no") and rows[3][4].strip() in ("yes", "no")
