@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from facelivt.errors import InputNotFoundError
+from facelivt.extras import require
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -30,7 +31,7 @@ Runner = Callable[[np.ndarray], np.ndarray]
 def session_options(threads: int | None = None, spin: bool = True, optimized_path: str | os.PathLike | None = None):
     """``SessionOptions`` with every graph optimisation on; ``threads`` intra-op threads (one inter-op);
     ``spin=False`` stops idle workers from busy-waiting; ``optimized_path``: write the optimised graph there."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "ONNX Runtime")
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -52,7 +53,7 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, providers:
     ``spin=False`` stops idle worker threads from busy-waiting between runs, so that a session living
     beside PyTorch code does not take CPU away from it. ``optimized_path``: also write the graph after
     ONNX Runtime's optimisations there (see :func:`facelivt.deploy.onnx_graph.optimized_graph`)."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "ONNX Runtime")
 
     if not Path(path).is_file():
         raise InputNotFoundError(f"ONNX model not found: {path}")
@@ -62,13 +63,13 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, providers:
 
 def available_providers() -> list[str]:
     """The execution providers of the installed ONNX Runtime."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "ONNX Runtime")
 
     return ort.get_available_providers()
 
 
 def onnxruntime_version() -> str:
-    import onnxruntime as ort
+    ort = require("onnxruntime", "ONNX Runtime")
 
     return ort.__version__
 

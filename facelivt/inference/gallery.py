@@ -32,6 +32,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import numpy as np
 
 from facelivt.errors import InvalidInputError, OutputWriteError, UnavailableError, UnknownNameError
+from facelivt.extras import install_hint
 from facelivt.inference.calibration import UNCALIBRATED
 from facelivt.inference.gallery_legacy import AlreadyImportedError, LegacyGallery, mark_imported, read_legacy
 from facelivt.inference.gallery_store import (
@@ -136,7 +137,7 @@ class Gallery:
         if backend not in ("auto", "faiss", "numpy"):
             raise InvalidInputError(f"backend must be 'auto', 'faiss' or 'numpy', got {backend!r}")
         if backend == "faiss" and faiss is None:
-            raise UnavailableError("backend='faiss' requested but faiss is not installed (pip install faiss-cpu)")
+            raise UnavailableError(f"backend='faiss' requested but faiss is not installed: {install_hint('faiss')}")
         self.dim = int(dim)
         self.backend = "faiss" if backend == "faiss" or (backend == "auto" and faiss is not None) else "numpy"
         self.metadata: dict = _user_metadata(metadata or {}, "gallery metadata")
