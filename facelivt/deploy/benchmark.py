@@ -41,6 +41,7 @@ from facelivt.deploy.optimize import optimize_for_inference
 from facelivt.deploy.sessions import available_providers, eager_runner, onnx_input_shape, onnxruntime_version, ort_runner
 from facelivt.deploy.timing import CLOCKS, LatencyStats, measure_interleaved
 from facelivt.errors import InvalidInputError
+from facelivt.extras import require
 from facelivt.models import create_model, list_models, load_model, preprocess_of, reparameterize_model  # facelivt.models registers the peers
 
 PEER_TABLE_MODELS = ("facelivt_s", "facelivt_m", "facelivt_s_mhsa", "facelivtv2_xs", "facelivtv2_s", "edgeface_xs", "mobilefacenet")
@@ -67,8 +68,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(threads: int, device: str) -> dict[str, Any]:
-    """The machine and the software versions, for the report's header."""
+def environment(threads: int, device: str, onnx: bool = True) -> dict[str, Any]:
+    """The machine and the software versions, for the report's header (``onnx``: ONNX Runtime's too;
+    without it, where ONNX Runtime is not timed, it need not be installed)."""
     env = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpu": cpu_model(),
@@ -77,8 +79,8 @@ def environment(threads: int, device: str) -> dict[str, Any]:
         "device": device,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "onnxruntime": onnxruntime_version(),
-        "ort_providers": available_providers(),
+        "onnxruntime": onnxruntime_version() if onnx else "not used",
+        "ort_providers": available_providers() if onnx else [],
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "cpu_capability": cpu_capability(threads).to_dict(),  # facelivt.cpu: torch's, oneDNN's, MKL's, ORT's ISA
     }
@@ -309,7 +311,9 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     cfg.validate()
     progress = progress or (lambda s: None)
     torch.set_num_threads(cfg.threads)
-    result = BenchResult(environment(cfg.threads, cfg.device), asdict(cfg))
+    if cfg.onnx:  # refused now, not after the PyTorch timings
+        require("onnxruntime", "Timing in ONNX Runtime (--no-onnx: PyTorch only)")
+    result = BenchResult(environment(cfg.threads, cfg.device, cfg.onnx), asdict(cfg))
     progress(result.environment["cpu_capability"]["summary"])
     builders = {"table3": build_table3, "table4": build_table4, "peers": build_peers, YOURS: build_yours}
     with tempfile.TemporaryDirectory() as tmp:

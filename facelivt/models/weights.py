@@ -119,7 +119,22 @@ def empty_model(name: str, options: dict, deploy_options: dict | None = None) ->
     saved = model.state_dict()
     if any(key not in saved for key, _ in model.named_buffers()):
         return _build(name, options, deploy_options)
-    return model.to_empty(device="cpu")
+    return _allocate(model)
+
+
+def _allocate(model: nn.Module) -> nn.Module:
+    """Give every parameter and buffer of ``model`` (on the meta device) uninitialised CPU storage of the
+    same shape, strides and dtype. (``model.to_empty`` would go through torch's Python version of
+    ``empty_like`` for meta tensors, which imports sympy: a third of a second at start-up.)"""
+    def empty(t: torch.Tensor) -> torch.Tensor:
+        return torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device="cpu")
+
+    for module in model.modules():
+        for key, param in list(module.named_parameters(recurse=False)):
+            module.register_parameter(key, nn.Parameter(empty(param), requires_grad=param.requires_grad))
+        for key, buf in list(module.named_buffers(recurse=False)):
+            module.register_buffer(key, empty(buf))
+    return model
 
 
 def fit_state_dict(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import pytest
 
@@ -122,3 +123,13 @@ def test_bench_help_has_no_internal_wording(capsys):
     text = capsys.readouterr().out
     assert "--weights" in text and "--onnx" in text
     assert INTERNAL.findall(text) == []
+
+
+def test_bench_without_onnx_runtime_names_the_extra_or_runs_pytorch_only(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the [export] extra were not installed
+    rc, _, err = _bench(tmp_path, capsys, "--tables", "table4")
+    assert rc == 2 and 'pip install "facelivt[export]"' in err and "--no-onnx" in err
+    assert not (tmp_path / "b").exists()
+    rc, out, err = _bench(tmp_path, capsys, "--tables", "table4", "--no-onnx")
+    assert rc == 0, err
+    assert "onnxruntime not used" in out and "ONNX Runtime b1" not in out
