@@ -16,7 +16,7 @@ from facelivt.errors import InvalidInputError
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "bench",
-        help="latency tables (FaceLiVT vs EdgeFace-XS / MobileFaceNet, or your own weights / ONNX file), markdown + JSON",
+        help="latency tables of FaceLiVT against EdgeFace-XS / MobileFaceNet, or of your own weights / ONNX file",
         description="Measure params, MACs and latency (PyTorch eager and ONNX Runtime, batch 1 and 32) of the "
                     "deploy forms on this machine, with ratios against FaceLiVT-S; prints the markdown and writes "
                     "bench.md + bench.json into --out. With --weights and/or --onnx it times your own model "
