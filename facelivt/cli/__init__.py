@@ -25,7 +25,7 @@ from facelivt.runtime import tune_allocator
 # without importing any; a command imports only its own module (and what that module needs).
 COMMANDS = {
     "align": ("align", "detect and align faces of an image folder into 112x112 crops"),
-    "bench": ("bench", "latency tables of FaceLiVT against EdgeFace-XS / MobileFaceNet, markdown + JSON"),
+    "bench": ("bench", "latency tables of FaceLiVT against EdgeFace-XS / MobileFaceNet, or of your own weights / ONNX file"),
     "cluster": ("cluster", "group the faces of images or folders by identity, into folders or a CSV"),
     "convert": ("convert", "convert a released .pt checkpoint to this project's safetensors"),
     "download": ("download", "fetch pretrained or remote weights into the cache (for offline machines: --out DIR)"),

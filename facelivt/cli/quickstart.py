@@ -8,6 +8,7 @@ import json
 import sys
 
 from facelivt.cli.options import add_json, add_out_dir, add_quiet
+from facelivt.extras import require
 from facelivt.files import cleanup_new_folders
 from facelivt.quickstart import DEFAULT_CONFIG, QUICK_BUDGET_MINUTES, load_quickstart_config, run_quickstart
 
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
+    for module in ("onnx", "onnxruntime"):  # checked now, not after minutes of training
+        require(module, "The quickstart (its ONNX export and latency steps)")
     with cleanup_new_folders(config.quickstart.out):  # a run refused before writing leaves no empty folder behind
         result = run_quickstart(config, say=_say if config.quickstart.progress else None)
     if args.json:

@@ -61,7 +61,8 @@ def _header(result: BenchResult) -> list[str]:
         f"{cfg['warmup']} warm-up runs, candidates of a table interleaved over {cfg['rounds']} rounds (one untimed call opens each block); "
         "ONNX Runtime runs the `facelivt export` graph (dynamic batch, all graph optimisations, idle workers not spinning)"
         + ("; QUICK MODE (few runs, small batch): numbers are not meaningful" if cfg.get("quick") else ""),
-        "- `x S`: latency relative to FaceLiVT-S (full form / He=16 in Tables III/IV); img/s = batch / latency",
+        "- `x S`: latency relative to FaceLiVT-S (in the reparameterization and heads tables: its full form, "
+        "He=16); img/s = batch / latency",
         "",
     ]
 
@@ -69,16 +70,19 @@ def _header(result: BenchResult) -> list[str]:
 def _tables(result: BenchResult) -> list[str]:
     env, tables, lines = result.environment, result.tables, []
     if "table3" in tables:
-        lines += ["## Table III: structural reparameterization (FaceLiVT-S)", ""]
+        lines += ["## Structural reparameterization (FaceLiVT-S; the FaceLiVT paper's Table III)", ""]
         lines += _table(tables["table3"], [("label", "form")]) + [""]
         lines += ["ONNX export folds BatchNorm into the convolutions and ONNX Runtime fuses the residual Add into its convolutions, "
                   "so the three forms converge there; the eager columns show the ablation.", ""]
     if "table4" in tables:
-        lines += ["## Table IV: number of MHLA heads He (FaceLiVT-S)", ""]
+        lines += ["## Number of MHLA heads He (FaceLiVT-S; the FaceLiVT paper's Table IV)", ""]
         lines += _table(tables["table4"], [("heads", "He")]) + [""]
     if "peers" in tables:
         lines += [f"## FaceLiVT and peers ({env['device']})", ""]
         lines += _table(tables["peers"], [("model", "model")]) + [""]
+    if "yours" in tables:
+        lines += [f"## Your model beside FaceLiVT-S ({env['device']}, FaceLiVT-S with random weights)", ""]
+        lines += _table(tables["yours"], [("model", "model")]) + [""]
     if "peers_cuda" in tables:
         lines += [f"## FaceLiVT and peers (CUDA, {env.get('cuda_device')})", ""]
         lines += _table(tables["peers_cuda"], [("model", "model")]) + [""]
@@ -94,12 +98,12 @@ def _goal_detail(g) -> str:
     return "full / w/o residual rep. / w/o fused BN: " + " / ".join(f"{v:.2f}" for v in g.ms) + " ms"
 
 
-def _goals(result: BenchResult) -> list[str]:
+def _comparisons(result: BenchResult) -> list[str]:
     if not result.goals:
         return []
-    lines = ["## Goals", ""]
+    lines = ["## Comparisons", ""]
     for g in result.goals:
-        lines.append(f"- {g.goal}: **{'met' if g.met else 'MISSED'}** ({_goal_detail(g)})")
+        lines.append(f"- {g.goal}: **{'yes' if g.met else 'no'}** ({_goal_detail(g)})")
     lines.append("")
     note = throughput_note(result)
     if note:
@@ -108,8 +112,9 @@ def _goals(result: BenchResult) -> list[str]:
 
 
 def to_markdown(result: BenchResult) -> str:
-    """``bench.md``: how it was measured, every table, the goals."""
-    return "\n".join(_header(result) + _tables(result) + _goals(result))
+    """``bench.md``: how it was measured, every table, the comparisons (FaceLiVT-S against EdgeFace-XS,
+    the reparameterization's ordering)."""
+    return "\n".join(_header(result) + _tables(result) + _comparisons(result))
 
 
 def throughput_note(result: BenchResult) -> str:
@@ -128,7 +133,7 @@ def throughput_note(result: BenchResult) -> str:
         parts.append(f"{g.goal.split('(')[-1].rstrip(')')}: {lat_ratio:.2f}x the latency at "
                      f"{mac_ratio / lat_ratio:.2f}x EdgeFace-XS's MACs per second")
     return (f"Note: FaceLiVT-S does {mac_ratio:.2f}x the MACs of EdgeFace-XS ({ref_macs:.1f} M vs "
-            f"{ef_macs:.1f} M); to be faster it must run them {mac_ratio:.2f}x as fast. Missed goals: "
+            f"{ef_macs:.1f} M); to be faster it must run them {mac_ratio:.2f}x as fast. Where it is slower: "
             + "; ".join(parts) + ".")
 
 

@@ -115,7 +115,7 @@ class ModelRow(BenchRow):
     IDENTITY: ClassVar[tuple[str, ...]] = ("model",)
 
 
-ROW_TYPES: dict[str, type[BenchRow]] = {"table3": FormRow, "table4": HeadsRow, "peers": ModelRow, "peers_cuda": ModelRow}
+ROW_TYPES: dict[str, type[BenchRow]] = {"table3": FormRow, "table4": HeadsRow, "peers": ModelRow, "peers_cuda": ModelRow, "yours": ModelRow}
 
 
 def row_from_dict(table: str, flat: Mapping[str, Any]) -> BenchRow:
@@ -212,5 +212,5 @@ def _ordering_goals(rows: list[BenchRow]) -> list[Goal]:
     goals: list[Goal] = []
     for col in _goal_columns(t3["full"]):
         a, b, c = (t3[k].ms(col) for k in ("full", "no_residual", "no_fused_bn"))
-        goals.append(OrderingGoal(f"Table III ordering full < w/o residual rep. < w/o fused BN ({col.label})", a < b < c, [a, b, c]))
+        goals.append(OrderingGoal(f"reparameterization ordering full < w/o residual rep. < w/o fused BN ({col.label})", a < b < c, [a, b, c]))
     return goals

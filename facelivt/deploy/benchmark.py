@@ -1,4 +1,6 @@
-"""The benchmark tables (layer 3 of :mod:`facelivt.deploy`): seed Tables III and IV, and the peers.
+"""The benchmark tables (layer 3 of :mod:`facelivt.deploy`): the FaceLiVT paper's Tables III
+(structural reparameterization) and IV (MHLA heads), the peers, and the user's own model (weights
+or an ONNX file).
 
 ``run_bench`` builds every table in one run on the current machine: PyTorch eager (deploy form) and
 ONNX Runtime (the graph of :func:`facelivt.deploy.onnx_export.export_onnx`, dynamic batch), CPU with a
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,16 +38,19 @@ from facelivt.deploy.bench_results import (
 from facelivt.deploy.counting import count_macs, count_params
 from facelivt.deploy.onnx_export import export_onnx
 from facelivt.deploy.optimize import optimize_for_inference
-from facelivt.deploy.sessions import available_providers, eager_runner, onnxruntime_version, ort_runner
+from facelivt.deploy.sessions import available_providers, eager_runner, onnx_input_shape, onnxruntime_version, ort_runner
 from facelivt.deploy.timing import CLOCKS, LatencyStats, measure_interleaved
 from facelivt.errors import InvalidInputError
-from facelivt.models import create_model, list_models, preprocess_of, reparameterize_model  # facelivt.models registers the peers
+from facelivt.extras import require
+from facelivt.models import create_model, list_models, load_model, preprocess_of, reparameterize_model  # facelivt.models registers the peers
 
 PEER_TABLE_MODELS = ("facelivt_s", "facelivt_m", "facelivt_s_mhsa", "facelivtv2_xs", "facelivtv2_s", "edgeface_xs", "mobilefacenet")
-TABLES = ("table3", "table4", "peers")
+YOURS = "yours"  # the table of the user's own model (``weights`` / ``onnx_file``)
+DEFAULT_TABLES = ("table3", "table4", "peers")
+TABLES = (*DEFAULT_TABLES, YOURS)
 
 __all__ = [
-    "PEER_TABLE_MODELS", "TABLES", "BenchConfig", "run_bench", "build_table3", "build_table4", "build_peers",
+    "PEER_TABLE_MODELS", "TABLES", "DEFAULT_TABLES", "YOURS", "BenchConfig", "run_bench", "build_table3", "build_table4", "build_peers", "build_yours",
     "cpu_model", "environment", "column_label", "measure_at_batch",
 ]
 
@@ -62,8 +68,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(threads: int, device: str) -> dict[str, Any]:
-    """The machine and the software versions, for the report's header."""
+def environment(threads: int, device: str, onnx: bool = True) -> dict[str, Any]:
+    """The machine and the software versions, for the report's header (``onnx``: ONNX Runtime's too;
+    without it, where ONNX Runtime is not timed, it need not be installed)."""
     env = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpu": cpu_model(),
@@ -72,8 +79,8 @@ def environment(threads: int, device: str) -> dict[str, Any]:
         "device": device,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "onnxruntime": onnxruntime_version(),
-        "ort_providers": available_providers(),
+        "onnxruntime": onnxruntime_version() if onnx else "not used",
+        "ort_providers": available_providers() if onnx else [],
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "cpu_capability": cpu_capability(threads).to_dict(),  # facelivt.cpu: torch's, oneDNN's, MKL's, ORT's ISA
     }
@@ -94,12 +101,15 @@ class BenchConfig:
     rounds: int = 5
     device: str = "cpu"
     models: tuple[str, ...] = PEER_TABLE_MODELS
-    tables: tuple[str, ...] = TABLES
+    tables: tuple[str, ...] = DEFAULT_TABLES
     onnx: bool = True
     quick: bool = False
     cuda_table: bool = True  # with device "cpu", also a peer table on the GPU when CUDA is present
     clock: str = "wall"  # "thread": CPU time of the calling thread (needs threads=1): robust on a busy machine
     optimized: bool = False  # also time facelivt.optimize_for_inference (TorchScript freeze + oneDNN fusions)
+    weights: str | None = None  # the user's weights (a reference, as load_model takes), of model ``weights_model``
+    weights_model: str | None = None
+    onnx_file: str | None = None  # the user's ONNX file, timed in ONNX Runtime
 
     @classmethod
     def quick_config(cls, **kw) -> "BenchConfig":
@@ -124,6 +134,18 @@ class BenchConfig:
             raise InvalidInputError(f"unknown clock {self.clock!r}; choose one of {sorted(CLOCKS)}")
         if self.clock == "thread" and (self.threads != 1 or self.device != "cpu"):
             raise InvalidInputError("clock 'thread' measures the calling thread only: use it with threads=1 on the CPU")
+        self._validate_yours()
+
+    def _validate_yours(self) -> None:
+        asked = self.weights is not None or self.onnx_file is not None
+        if YOURS in self.tables and not asked:
+            raise InvalidInputError("the 'yours' table times your model: give weights (--weights) or an ONNX file (--onnx)")
+        if asked and YOURS not in self.tables:
+            raise InvalidInputError("weights or an ONNX file were given but the 'yours' table is not asked for")
+        if self.weights is not None and self.weights_model is None:
+            raise InvalidInputError("the weights' model is not known: name it (--model)")
+        if self.onnx_file is not None and not self.onnx:
+            raise InvalidInputError("an ONNX file is timed in ONNX Runtime: drop --torch-only")
 
 
 def _complexity(model: nn.Module) -> tuple[float, float]:
@@ -175,42 +197,82 @@ class _Bench:
         side = preprocess_of(model).input_size
         return torch.zeros(1, 3, side, side, device=self.cfg.device)
 
-    def latencies(self, models: dict[str, nn.Module], batches: Sequence[int]) -> Latencies:
-        """Every model at every batch in each runtime, measured interleaved per (runtime, batch)."""
+    def latencies(self, models: dict[str, nn.Module], batches: Sequence[int], onnx_files: dict[str, Path] | None = None) -> Latencies:
+        """Every model at every batch in each runtime, measured interleaved per (runtime, batch); the ONNX
+        files of ``onnx_files`` (key -> path) join the ONNX Runtime columns."""
         cfg, names = self.cfg, ", ".join(models)
         out: Latencies = {}
         fast: dict[str, nn.Module] = {}  # made at the first batch, reused at the others
         for b in batches:
             self.progress(f"PyTorch eager, batch {b}: {names}")
-            out[Column("eager", b)] = self.interleaved({k: eager_runner(m, b, cfg.device) for k, m in models.items()}, b)
+            out[Column("eager", b)] = self.interleaved({k: eager_runner(m, b, cfg.device, _side(m)) for k, m in models.items()}, b)
             if cfg.optimized:
                 self.progress(f"PyTorch optimize_for_inference, batch {b}: {names}")
                 fast = fast or self.optimized(models)
                 out[Column("opt", b)] = self.interleaved({k: eager_runner(m, b, cfg.device) for k, m in fast.items()}, b)
             if self.onnx:
                 paths = {k: self.onnx_path(k, m) for k, m in models.items()}
-                self.progress(f"ONNX Runtime, batch {b}: {names}")
-                out[Column("ort", b)] = self.interleaved({k: ort_runner(p, b, cfg.threads, self.providers) for k, p in paths.items()}, b, sync=False)
+                self.progress(f"ONNX Runtime, batch {b}: {', '.join([*models, *(onnx_files or {})])}")
+                runners = {k: ort_runner(p, b, cfg.threads, self.providers, _side(models[k])) for k, p in paths.items()}
+                runners.update({k: ort_file_runner(p, b, cfg.threads, self.providers) for k, p in (onnx_files or {}).items()})
+                out[Column("ort", b)] = self.interleaved(runners, b, sync=False)
         return out
 
     def cells(self, lat: Latencies, key: str, ref: str, batch_sizes: Sequence[int]) -> dict[Column, LatencyCell]:
         """Candidate ``key``'s cell in each measured column (runtimes in order, then batches), against ``ref``."""
         cells: dict[Column, LatencyCell] = {}
         for col in (Column(rt, b) for rt in RUNTIMES for b in batch_sizes):
-            if col not in lat:
+            if col not in lat or key not in lat[col]:  # an ONNX file has no eager cell
                 continue
             st = lat[col][key]
             cells[col] = LatencyCell(st.median_ms, st.p10_ms, st.p90_ms, st.median_ms / lat[col][ref].median_ms, col.batch * 1e3 / st.median_ms)
         return cells
 
-    def row(self, cls: type[BenchRow], net: nn.Module, lat: Latencies, key: str, ref: str, batch_sizes: Sequence[int], **identity) -> BenchRow:
-        """A ``cls`` row for candidate ``key`` (the network ``net``): its size and its cells; ``identity``: the row's own fields."""
-        params, macs = _complexity(net)
+    def row(self, cls: type[BenchRow], net: nn.Module | None, lat: Latencies, key: str, ref: str, batch_sizes: Sequence[int], **identity) -> BenchRow:
+        """A ``cls`` row for candidate ``key`` (the network ``net``; None: an ONNX file, size not counted):
+        its size and its cells; ``identity``: the row's own fields."""
+        params, macs = _complexity(net) if net is not None else (None, None)
         return cls(params_m=params, macs_m=macs, latency=self.cells(lat, key, ref, batch_sizes), **identity)
 
 
+def _side(model: nn.Module) -> int:
+    return preprocess_of(model).input_size
+
+
+def onnx_file_input(path: Path, batch_sizes: Sequence[int]) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of the user's ONNX file, checked first: an ONNX model (not another
+    file), an image-batch input, and a batch axis that takes every one of ``batch_sizes``."""
+    fixed, channels, height, width = onnx_input_shape(path)
+    if fixed is not None and any(b != fixed for b in batch_sizes):
+        raise InvalidInputError(f"{path} takes a fixed batch of {fixed}: time it with --batch-sizes {fixed}")
+    return channels, height, width
+
+
+def ort_file_runner(path: Path, batch: int, threads: int, providers: list[str]) -> tuple[Callable, tuple]:
+    """``(fn, inputs)`` running the user's ONNX file at ``batch`` on a fixed random input of the shape
+    its first input declares."""
+    fn, _ = ort_runner(path, batch, threads, providers)
+    shape = (batch, *onnx_file_input(path, (batch,)))
+    return fn, (np.random.default_rng(0).standard_normal(shape, dtype=np.float32),)
+
+
+def build_yours(bench: _Bench) -> list[BenchRow]:
+    """The user's model (weights, deploy form; and/or an ONNX file) beside FaceLiVT-S (random weights),
+    at every batch size, eager and ONNX Runtime (an ONNX file: ONNX Runtime only)."""
+    cfg = bench.cfg
+    if cfg.onnx_file is not None:
+        onnx_file_input(Path(cfg.onnx_file), cfg.batch_sizes)  # a wrong file is refused before anything is timed
+    models = {REFERENCE: reparameterize_model(create_model(REFERENCE))}
+    if cfg.weights is not None:
+        models["weights"] = load_model(cfg.weights_model, cfg.weights, progress=False)
+    files = {"onnx_file": Path(cfg.onnx_file)} if cfg.onnx_file is not None else {}
+    lat = bench.latencies(models, cfg.batch_sizes, files)
+    names = {REFERENCE: REFERENCE, "weights": f"{cfg.weights_model} ({cfg.weights})", "onnx_file": str(cfg.onnx_file)}
+    return [bench.row(ModelRow, models.get(k), lat, k, REFERENCE, cfg.batch_sizes, model=names[k]) for k in [*models, *files]]
+
+
 def build_table3(bench: _Bench) -> list[BenchRow]:
-    """FaceLiVT-S: full deploy form, without residual reparameterization, without fused BN (seed Table III)."""
+    """FaceLiVT-S: full deploy form, without residual reparameterization, without fused BN (the paper's Table III)."""
     train = create_model(REFERENCE)
     forms = {
         "full": ("FaceLiVT-S (full reparameterization)", reparameterize_model(train)),
@@ -222,7 +284,7 @@ def build_table3(bench: _Bench) -> list[BenchRow]:
 
 
 def build_table4(bench: _Bench) -> list[BenchRow]:
-    """FaceLiVT-S with He = 8 and 16 MHLA heads (seed Table IV)."""
+    """FaceLiVT-S with He = 8 and 16 MHLA heads (the paper's Table IV)."""
     models = {f"t4_he{h}": reparameterize_model(create_model(REFERENCE, num_heads=h)) for h in (8, 16)}
     lat = bench.latencies(models, (1,))
     return [bench.row(HeadsRow, models[f"t4_he{h}"], lat, f"t4_he{h}", "t4_he16", (1,), heads=h) for h in (8, 16)]
@@ -249,9 +311,11 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     cfg.validate()
     progress = progress or (lambda s: None)
     torch.set_num_threads(cfg.threads)
-    result = BenchResult(environment(cfg.threads, cfg.device), asdict(cfg))
+    if cfg.onnx:  # refused now, not after the PyTorch timings
+        require("onnxruntime", "Timing in ONNX Runtime (--torch-only: PyTorch only)")
+    result = BenchResult(environment(cfg.threads, cfg.device, cfg.onnx), asdict(cfg))
     progress(result.environment["cpu_capability"]["summary"])
-    builders = {"table3": build_table3, "table4": build_table4, "peers": build_peers}
+    builders = {"table3": build_table3, "table4": build_table4, "peers": build_peers, YOURS: build_yours}
     with tempfile.TemporaryDirectory() as tmp:
         bench = _Bench(cfg, Path(tmp), progress)
         for t in cfg.tables:

@@ -17,6 +17,7 @@ from torch import nn
 from facelivt.deploy.interface import INPUT_NAME, OUTPUT_NAME, parse_batch
 from facelivt.deploy.sessions import trace
 from facelivt.errors import InputNotFoundError, InvalidInputError, UnavailableError
+from facelivt.extras import install_hint
 from facelivt.files import atomic_dir
 from facelivt.models.export_form import export_form_model
 from facelivt.models.preprocess import preprocess_of
@@ -35,7 +36,7 @@ def require_coremltools():
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
         raise CoreMLUnavailableError(
             f"Core ML export needs coremltools, which cannot be imported here ({type(exc).__name__}: {exc}); "
-            "install it with `pip install coremltools` (Linux and macOS wheels; prediction needs macOS)"
+            f"install it with: {install_hint('coremltools')} (Linux and macOS wheels; prediction needs macOS)"
         ) from exc
     return ct
 

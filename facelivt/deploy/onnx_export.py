@@ -23,6 +23,7 @@ from facelivt.deploy.interface import INPUT_NAME, OUTPUT_NAME, batch_text, parse
 from facelivt.deploy.parity import Parity, runner_parity
 from facelivt.deploy.sessions import onnx_fixed_batch, onnx_runner, onnx_session
 from facelivt.errors import InvalidInputError
+from facelivt.extras import require
 from facelivt.files import atomic_path
 from facelivt.models.export_form import export_form_model
 from facelivt.models.preprocess import preprocess_of
@@ -48,7 +49,7 @@ def export_onnx(
     Gelu, which keeps the int8 graph's GELUs fused; use 17 for older runtimes. The file is written to
     a temporary beside ``path`` that takes its place when complete.
     """
-    import onnx
+    onnx = require("onnx", "ONNX export")
 
     proto = _onnx_proto(model, batch, input_size, opset, exporter, metadata)
     path = Path(path)
@@ -68,7 +69,7 @@ def write_onnx(
     metadata: dict[str, str] | None = None,
 ) -> None:
     """:func:`export_onnx` into ``tmp``, a temporary that the caller commits (:func:`facelivt.files.atomic_path`)."""
-    import onnx
+    onnx = require("onnx", "ONNX export")
 
     proto = _onnx_proto(model, batch, input_size, opset, exporter, metadata)
     onnx.save(proto, str(tmp), format="protobuf")
@@ -76,7 +77,7 @@ def write_onnx(
 
 def _onnx_proto(model: nn.Module, batch, input_size: int | None, opset: int, exporter: str, metadata: dict[str, str] | None):
     """The checked ``onnx.ModelProto`` of ``model``'s export form, with the ``facelivt.*`` metadata."""
-    import onnx
+    onnx = require("onnx", "ONNX export")
 
     if exporter not in EXPORTERS:
         raise InvalidInputError(f"unknown exporter {exporter!r}; choose one of {EXPORTERS}")
@@ -105,7 +106,7 @@ def _to_onnx(prepared: nn.Module, size: int, fixed: int | None, opset: int, expo
 
 
 def _export(prepared: nn.Module, example: torch.Tensor, fixed: int | None, opset: int, exporter: str):
-    import onnx
+    onnx = require("onnx", "ONNX export")
 
     if exporter == "torchscript":
         dyn = None if fixed else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from facelivt.deploy.sessions import onnx_session
+from facelivt.extras import require
 from facelivt.files import write_bytes
 
 __all__ = ["graph_ops", "optimized_graph"]
@@ -33,7 +34,7 @@ __all__ = ["graph_ops", "optimized_graph"]
 
 def graph_ops(path_or_model) -> dict[str, int]:
     """Node count per op type of an ONNX file or ``onnx.ModelProto``."""
-    import onnx
+    onnx = require("onnx", "Reading an ONNX graph")
 
     model = onnx.load(str(path_or_model)) if isinstance(path_or_model, (str, os.PathLike)) else path_or_model
     return dict(collections.Counter(n.op_type for n in model.graph.node))

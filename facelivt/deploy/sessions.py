@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from facelivt.errors import InputNotFoundError
+from facelivt.errors import InputNotFoundError, InvalidInputError, check_input_file
+from facelivt.extras import require
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -30,7 +31,7 @@ Runner = Callable[[np.ndarray], np.ndarray]
 def session_options(threads: int | None = None, spin: bool = True, optimized_path: str | os.PathLike | None = None):
     """``SessionOptions`` with every graph optimisation on; ``threads`` intra-op threads (one inter-op);
     ``spin=False`` stops idle workers from busy-waiting; ``optimized_path``: write the optimised graph there."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "ONNX Runtime")
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -52,23 +53,36 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, providers:
     ``spin=False`` stops idle worker threads from busy-waiting between runs, so that a session living
     beside PyTorch code does not take CPU away from it. ``optimized_path``: also write the graph after
     ONNX Runtime's optimisations there (see :func:`facelivt.deploy.onnx_graph.optimized_graph`)."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "ONNX Runtime")
 
-    if not Path(path).is_file():
-        raise InputNotFoundError(f"ONNX model not found: {path}")
+    path = check_input_file(path, "ONNX model")
     options = session_options(threads, spin, optimized_path)
-    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+    state = ort.capi.onnxruntime_pybind11_state  # ONNX Runtime's errors (they share no base class of their own)
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+    except (state.InvalidProtobuf, state.InvalidGraph, state.Fail) as exc:
+        raise InvalidInputError(f"{path} is not an ONNX model that ONNX Runtime can load: {exc}") from exc
+
+
+def onnx_input_shape(path: str | os.PathLike) -> tuple[int | None, int, int, int]:
+    """``(batch, channels, height, width)`` of the first input of the ONNX file at ``path`` (batch None:
+    dynamic); a file whose input is not an image batch of fixed size raises :class:`InvalidInputError`."""
+    shape = onnx_session(path, threads=1, spin=False).get_inputs()[0].shape
+    fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    if len(fixed) != 4 or None in fixed[1:]:
+        raise InvalidInputError(f"{path}: its input has shape {shape}; an image batch (N, C, H, W) with fixed C, H, W is needed")
+    return fixed[0], fixed[1], fixed[2], fixed[3]
 
 
 def available_providers() -> list[str]:
     """The execution providers of the installed ONNX Runtime."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "ONNX Runtime")
 
     return ort.get_available_providers()
 
 
 def onnxruntime_version() -> str:
-    import onnxruntime as ort
+    ort = require("onnxruntime", "ONNX Runtime")
 
     return ort.__version__
 

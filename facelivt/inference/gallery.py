@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import numpy as np
 
 from facelivt.errors import InvalidInputError, OutputWriteError, UnavailableError, UnknownNameError
 from facelivt.files import write_bytes
+from facelivt.extras import install_hint, require
 from facelivt.inference.calibration import UNCALIBRATED
 from facelivt.inference.gallery_legacy import AlreadyImportedError, LegacyGallery, mark_imported, read_legacy
 from facelivt.inference.gallery_store import (
@@ -51,11 +53,6 @@ from facelivt.inference.gallery_store import (
     now,
 )
 
-try:  # optional accelerator
-    import faiss  # type: ignore
-except ImportError:  # pragma: no cover - depends on the environment
-    faiss = None
-
 log = logging.getLogger(__name__)
 
 #: Metadata keys that must agree for embeddings to be comparable.
@@ -63,8 +60,9 @@ COMPARABLE_KEYS = ("model", "weights_fingerprint", "flip")
 
 
 def faiss_available() -> bool:
-    """True when the optional faiss package could be imported."""
-    return faiss is not None
+    """True when the optional faiss package is installed (it is imported when a faiss index is first built,
+    not with this module: a command that searches no gallery does not pay for it)."""
+    return importlib.util.find_spec("faiss") is not None
 
 
 @dataclass(frozen=True)
@@ -139,10 +137,10 @@ class Gallery:
             raise InvalidInputError(f"embedding dimension must be positive, got {dim}")
         if backend not in ("auto", "faiss", "numpy"):
             raise InvalidInputError(f"backend must be 'auto', 'faiss' or 'numpy', got {backend!r}")
-        if backend == "faiss" and faiss is None:
-            raise UnavailableError("backend='faiss' requested but faiss is not installed (pip install faiss-cpu)")
+        if backend == "faiss" and not faiss_available():
+            raise UnavailableError(f"backend='faiss' requested but faiss is not installed: {install_hint('faiss')}")
         self.dim = int(dim)
-        self.backend = "faiss" if backend == "faiss" or (backend == "auto" and faiss is not None) else "numpy"
+        self.backend = "faiss" if backend == "faiss" or (backend == "auto" and faiss_available()) else "numpy"
         self.metadata: dict = _user_metadata(metadata or {}, "gallery metadata")
         self._store: GalleryStore | None = None
         self._pending: Path | None = None  # the folder where the first enrolment makes the gallery
@@ -434,7 +432,7 @@ class Gallery:
     # ------------------------------------------------------------------ search
     def _faiss_index(self):
         if self._index is None or self._stale:
-            self._index = faiss.IndexFlatIP(self.dim)
+            self._index = require("faiss", "The faiss gallery backend").IndexFlatIP(self.dim)
             self._indexed, self._stale = 0, False
         n = len(self._names)
         if self._indexed < n:

@@ -16,7 +16,8 @@ from facelivt.errors import InvalidInputError
 from facelivt.models.config import FaceLiVTv2Config
 from facelivt.models.facelivt import Block, Downsample, Stage
 from facelivt.models.layers import (
-    ConvBN, RepConv, Residual, dwmix, exporting, fuse_bn_linear, init_weights, is_channels_last, spatial_size, trunc_normal_,
+    ConvBN, RepConv, Residual, dwmix, exporting, fuse_bn_linear, in_onnx_export, init_weights, is_channels_last, spatial_size,
+    trunc_normal_,
 )
 
 
@@ -43,7 +44,7 @@ class LiteMHLA(nn.Module):
         self.side = side if side * side == num_tokens else None  # maps are square at a square input
 
     def _check(self, x: torch.Tensor) -> None:
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        if torch.jit.is_tracing() or in_onnx_export():
             return  # shapes are traced values there; the eager model has checked them
         n = x.shape[2] * x.shape[3]
         if n != self.num_tokens:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +45,14 @@ compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: Fa
 def exporting() -> bool:
     """True while tracing, scripting, exporting to ONNX or compiling: the blocks then take their plain,
     graph-friendly path (no shape- or layout-dependent shortcuts)."""
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or compiling()
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or in_onnx_export() or compiling()
+
+
+def in_onnx_export() -> bool:
+    """``torch.onnx.is_in_onnx_export()`` without importing ``torch.onnx`` (start-up time of every
+    command): while it is not imported, no ONNX export is running."""
+    onnx = sys.modules.get("torch.onnx")
+    return onnx is not None and onnx.is_in_onnx_export()
 
 
 def is_channels_last(x: torch.Tensor) -> bool:

@@ -26,7 +26,7 @@ def reparameterize_model(model: nn.Module, residual: bool = True, fuse_bn: bool 
 
     ``residual=True`` folds the DWMix identity into the depthwise kernel (needs ``fuse_bn``);
     ``fuse_bn=True`` folds every BatchNorm into the conv/linear next to it. ``residual=False`` and
-    ``fuse_bn=False`` give the two partial forms of the seed's Table III. The result is in eval mode.
+    ``fuse_bn=False`` give the two partial forms of the FaceLiVT paper's Table III. The result is in eval mode.
     With ``channels_last`` weights and activations use the NHWC memory layout, without it NCHW; None
     (default) takes the one measured faster for this machine's ISA (benchmarks/cpu_defaults.py)
     (``facelivt.cpu.machine_defaults().infer_channels_last``). The function computed is the same.

@@ -97,6 +97,46 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor]
     model.load_state_dict(state_dict)
 
 
+def _build(name: str, options: dict, deploy_options: dict | None) -> nn.Module:
+    model = build_model(name, **options).eval()
+    return model if deploy_options is None else reparameterize_model(model, **deploy_options)
+
+
+def empty_model(name: str, options: dict, deploy_options: dict | None = None) -> nn.Module:
+    """``name`` built with ``options`` (and in deploy form with ``deploy_options`` when given), in eval
+    mode, for weights to be loaded into: its parameters and buffers are allocated but not initialised.
+
+    The model is built on the ``meta`` device (shapes, dtypes and memory layouts only, so none of the
+    random initialisation the weights overwrite is run) and then given CPU storage of the same
+    layout; ``load_state_dict`` fills it exactly as it fills a model built the ordinary way. A model
+    with a buffer that weights do not hold (``persistent=False``), or whose builder cannot run on the
+    meta device, is built the ordinary way."""
+    try:
+        with torch.device("meta"):
+            model = _build(name, options, deploy_options)
+    except (NotImplementedError, RuntimeError):  # a builder that reads tensor values while building
+        return _build(name, options, deploy_options)
+    saved = model.state_dict()
+    if any(key not in saved for key, _ in model.named_buffers()):
+        return _build(name, options, deploy_options)
+    return _allocate(model)
+
+
+def _allocate(model: nn.Module) -> nn.Module:
+    """Give every parameter and buffer of ``model`` (on the meta device) uninitialised CPU storage of the
+    same shape, strides and dtype. (``model.to_empty`` would go through torch's Python version of
+    ``empty_like`` for meta tensors, which imports sympy: a third of a second at start-up.)"""
+    def empty(t: torch.Tensor) -> torch.Tensor:
+        return torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device="cpu")
+
+    for module in model.modules():
+        for key, param in list(module.named_parameters(recurse=False)):
+            module.register_parameter(key, nn.Parameter(empty(param), requires_grad=param.requires_grad))
+        for key, buf in list(module.named_buffers(recurse=False)):
+            module.register_buffer(key, empty(buf))
+    return model
+
+
 def fit_state_dict(
     name: str, state_dict: dict[str, torch.Tensor], meta: dict[str, str], what: str, **overrides
 ) -> nn.Module:
@@ -108,10 +148,9 @@ def fit_state_dict(
         raise CheckpointMismatchError(f"{what} holds weights of {meta['model']!r}, not {name!r}")
     # Options the weights were trained with (e.g. head="gdc"), unless the caller overrides them.
     saved = json.loads(meta.get("overrides", "{}"))
-    model = build_model(name, **{**saved, **overrides}).eval()
-    if meta.get("form") == "deploy":
-        model = reparameterize_model(model, **json.loads(meta.get("deploy_options", "{}")))
-    elif meta.get("released_variant") or is_released_layout(state_dict):
+    deploy_options = json.loads(meta.get("deploy_options", "{}")) if meta.get("form") == "deploy" else None
+    model = empty_model(name, {**saved, **overrides}, deploy_options)
+    if deploy_options is None and (meta.get("released_variant") or is_released_layout(state_dict)):
         if meta.get("released_variant"):
             state_dict = {"variant": meta["released_variant"], "state_dict": state_dict}
         state_dict = convert_released_state_dict(state_dict, name)

@@ -13,6 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from facelivt.errors import OutputWriteError
+from facelivt.extras import install_hint
 
 
 def plain(value: Any) -> Any:
@@ -90,7 +91,7 @@ class RunLogger:
 
                 self._tb = SummaryWriter(str(Path(output) / "tensorboard"))
             except ImportError:
-                warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)", RuntimeWarning)
+                warnings.warn(f"tensorboard is not installed: no TensorBoard logs ({install_hint('torch.utils.tensorboard')})", RuntimeWarning)
 
     def log(self, event: str, step: int, **fields: Any) -> None:
         if not self.enabled:

@@ -189,3 +189,12 @@ def test_embed_resume_script_prints_its_table():
     assert len(lines) == 4 and "streamed folder + --resume" in lines[-1], out
     left = int(lines[-1].split("|")[4])
     assert left > 0  # the killed streamed run left rows that --resume kept
+def test_startup_script_prints_its_table():
+    out = _run("startup.py", "--runs", "1", "--model", "facelivtv2_xs")
+    assert out.startswith("CPU capability: ")
+    rows = [ln.split("|")[1:-1] for ln in out.splitlines() if ln.startswith("| ") and not ln.startswith("| row")]
+    assert [r[0].strip() for r in rows] == ["import torch (baseline)", "facelivt --help", "import facelivt", "facelivt verify (2 photos)"]
+    assert float(rows[0][2]) == 1.0
+    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
+    assert [r[3].strip() for r in rows] == ["-", "<= 1.04", "-", "<= 1.65"]
+    assert rows[1][4].strip() in ("yes", "no") and rows[3][4].strip() in ("yes", "no")

@@ -52,7 +52,7 @@ def test_bench_quick_runs(tmp_path, capsys):
                "--batch-sizes", "1,2", "--out", str(tmp_path / "b")])
     text = capsys.readouterr().out
     assert rc == 0
-    assert "Table III" in text and "edgeface_xs" in text and "Goals" in text
+    assert "Structural reparameterization" in text and "edgeface_xs" in text and "## Comparisons" in text
     data = json.loads((tmp_path / "b" / "bench.json").read_text())
     forms = [r["form"] for r in data["tables"]["table3"]]
     assert forms == ["full", "no_residual", "no_fused_bn"]

@@ -120,7 +120,7 @@ def test_coreml_conversion_and_spec_or_clear_error(tmp_path, reference_deploy, m
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_coreml)
-    with pytest.raises(coreml.CoreMLUnavailableError, match="pip install coremltools"):
+    with pytest.raises(coreml.CoreMLUnavailableError, match=r"pip install \"facelivt\[coreml\]\""):
         export_model(reference_deploy, "coreml", tmp_path / "t.mlpackage")
 
 
