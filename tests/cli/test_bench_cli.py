@@ -109,7 +109,7 @@ INTERNAL = re.compile(r"\bissue\b|\bgoals?\b|MISSED|\bseed\b|the five of", re.IG
 
 def test_bench_output_has_no_internal_wording(tmp_path, capsys):
     rc = main(["bench", "--quick", "--tables", "table3,peers", "--models", "facelivt_s,edgeface_xs", "--batch-sizes", "1",
-               "--no-onnx", "--out", str(tmp_path / "b")])
+               "--torch-only", "--out", str(tmp_path / "b")])
     captured = capsys.readouterr()
     assert rc == 0
     text = captured.out + captured.err + (tmp_path / "b" / "bench.md").read_text()
@@ -128,7 +128,7 @@ def test_bench_help_has_no_internal_wording(capsys):
 def test_bench_without_onnx_runtime_names_the_extra_or_runs_pytorch_only(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the [export] extra were not installed
     rc, _, err = _bench(tmp_path, capsys, "--tables", "table4")
-    assert rc == 2 and 'pip install "facelivt[export]"' in err and "--no-onnx" in err
+    assert rc == 2 and 'pip install "facelivt[export]"' in err and "--torch-only" in err
     assert not (tmp_path / "b").exists()
     rc, out, err = _bench(tmp_path, capsys, "--tables", "table4", "--torch-only")
     assert rc == 0, err
