@@ -32,7 +32,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import numpy as np
 
 from facelivt.errors import InvalidInputError, OutputWriteError, UnavailableError, UnknownNameError
-from facelivt.inference.calibration import UNCALIBRATED
+from facelivt.inference.calibration import replaceable
 from facelivt.inference.gallery_legacy import AlreadyImportedError, LegacyGallery, mark_imported, read_legacy
 from facelivt.inference.gallery_store import (
     DB_NAME,
@@ -460,11 +460,12 @@ class Gallery:
 
     def attach(self, user: GalleryUser, *, check: bool = True) -> "Gallery":
         """``user`` searches this gallery from now on (``check``: refuse one made with another model). Its
-        saved threshold is taken unless the user's threshold was given or calibrated."""
+        saved threshold is taken unless the user's threshold was given or calibrated in this run (it
+        replaces the default and the threshold of the weights' model card)."""
         meta = self.metadata
         if check:
             check_comparable(meta, self.dim, user.gallery_metadata(), user.embedding_size, self.path or "")
-        if "threshold" in meta and user.threshold_source in (UNCALIBRATED, "default"):
+        if "threshold" in meta and replaceable(user.threshold_source):
             user.threshold = meta["threshold"]
             user.threshold_source = str(meta.get("threshold_source", f"gallery {self.path}"))
         user.gallery = self

@@ -33,7 +33,7 @@ def test_evaluate_bin_with_a_meaningful_model(tmp_path):
     assert res["n_pairs"] == 100
     assert res["accuracy"] >= 0.95 and res["auc"] >= 0.97
     assert set(res) >= {"accuracy", "accuracy_std", "thresholds", "tar_at_far", "auc", "eer"}
-    assert len(res["thresholds"]) == 10
+    assert len(res["distance_thresholds"]) == 10
 
 
 def test_build_model_random_init_is_seeded_and_leaves_rng_alone(caplog, tiny_model):
