@@ -61,9 +61,10 @@ def save_weights(model: nn.Module, path: str | os.PathLike, extra_metadata: dict
 
 
 def _may_rewrite(path: Path) -> bool:
-    """True for a safetensors file this process may replace (the file and its folder writable)."""
-    return (sniff_format(path) == SAFETENSORS and os.access(path, os.W_OK)
-            and os.access(path.parent if str(path.parent) else Path("."), os.W_OK))
+    """True for a safetensors file this process may replace: the file and its folder writable, and
+    the file not marked read-only (no write permission bit: refused even where root could write it)."""
+    return (sniff_format(path) == SAFETENSORS and bool(path.stat().st_mode & 0o222)
+            and os.access(path, os.W_OK) and os.access(path.resolve().parent, os.W_OK))
 
 
 def store_card(weights: str | os.PathLike, card: ModelCard, *, rewrite: bool = True) -> Path:

@@ -1,9 +1,10 @@
 """The model card of the weights a training run writes (:mod:`facelivt.models.card`): what it was
 trained on, its held-out result and the threshold chosen on the held-out pairs.
 
-``faces``: a ``synthetic`` data set is synthetic faces; a ``folder`` or ``recordio`` data set is taken
-for photos of real people (what those readers are for); a data set given as an object is recorded as
-such, ``unknown`` unless it is the synthetic one (the quickstart's, whose config says ``synthetic``).
+``faces``: ``data.type: synthetic`` is synthetic faces (the quickstart's default); a ``folder`` or
+``recordio`` data set with a ``data.root`` is taken for photos of real people (what those readers are
+for; the quickstart's ``--data DIR`` too); a data set given as an object with no ``data.root`` is
+``unknown``.
 """
 from __future__ import annotations
 
@@ -31,10 +32,10 @@ def training_data(cfg: Config, facts: RunFacts) -> TrainingData:
     d = cfg.data
     if d.type == "synthetic":
         dataset, faces = f"synthetic identities (seed {d.synthetic_seed})", "synthetic"
-    elif facts.dataset_object is not None:
-        dataset, faces = f"a {facts.dataset_object} given to the trainer ({d.type} in its config)", "unknown"
-    else:
+    elif d.root:
         dataset, faces = f"{d.type} {d.root}", "real"
+    else:
+        dataset, faces = f"a {facts.dataset_object or 'data set'} given to the trainer", "unknown"
     epochs = round(facts.steps / facts.steps_per_epoch, 3) if facts.steps_per_epoch else None
     return TrainingData(dataset=dataset, faces=faces, identities=facts.identities, images=facts.images,
                         steps=facts.steps, epochs=epochs)
