@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from facelivt.models import register_model, registry
 from facelivt.models.facelivtv2 import LiteMHLA
 from facelivt.models.layers import MHLA
 
@@ -54,3 +55,11 @@ class TinyEmbedder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.bn(self.pool(x).flatten(1)))
+
+
+def register_tiny(monkeypatch, name: str) -> None:
+    """Register ``name`` as a :class:`TinyEmbedder` for one test (the registry is restored after it):
+    a model small enough that a FaceRecognizer or a command runs in no time."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_PREPROCESS", dict(registry._PREPROCESS))
+    register_model(name, lambda **kw: TinyEmbedder())

@@ -473,7 +473,7 @@ class FaceRecognizer:
         if path is None:
             raise InvalidInputError("these weights come from no file (a model instance or random weights): "
                                     "there is no model card to write the threshold into")
-        base = self.card or ModelCard(model=self.model_name, provenance=str(self.weights_source))
+        base = self.card or ModelCard(model=self.model_name, provenance=f"{self.weights_source} (it had no model card)")
         card = base.with_threshold(calibration.card_threshold(source))
         if out is not None:
             return copy_with_card(self.model_name, path, out, card)

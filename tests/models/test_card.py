@@ -32,11 +32,10 @@ from facelivt.models.card import (
     card_from_json,
     side_card_path,
 )
-from facelivt.models import register_model, registry
 from facelivt.models.weights import atomic_save_file, copy_with_card, read_safetensors
 
 from log_helpers import logs_no_warning, logs_warning
-from model_helpers import TinyEmbedder
+from model_helpers import register_tiny
 
 THRESHOLD = CalibratedThreshold(cosine=0.41, rule="far<=0.01", source="my pairs", far=0.0095, accuracy=0.9, pairs=400)
 REAL = ModelCard(model="card_tiny", training=TrainingData("my photos", faces="real", identities=10, images=200, steps=50,
@@ -50,9 +49,7 @@ TINY = "card_tiny"
 @pytest.fixture(autouse=True)
 def tiny_registered(monkeypatch):
     """A registered model small enough that a FaceRecognizer is built in no time."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_PREPROCESS", dict(registry._PREPROCESS))
-    register_model(TINY, lambda **kw: TinyEmbedder())
+    register_tiny(monkeypatch, TINY)
 
 
 @pytest.fixture
