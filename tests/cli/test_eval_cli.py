@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from facelivt import create_model
 from facelivt.cli import main
+from facelivt.models import save_weights
+
+from model_helpers import register_tiny
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 
@@ -46,6 +50,22 @@ def test_eval_end_to_end(orl_bin, tmp_path, capsys):
     png = out / "orl_roc.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "orl" in captured.out and "accuracy" in captured.out and "threshold (cos)" in captured.out
+
+
+def test_results_json_names_the_weights_file_and_its_sha256(orl_bin, tmp_path, monkeypatch, capsys):
+    register_tiny(monkeypatch, "eval_tiny")
+    weights = tmp_path / "w.safetensors"
+    save_weights(create_model("eval_tiny").eval(), weights)
+    out = tmp_path / "eval"
+    assert main(["eval", "--weights", str(weights), "--bin", str(orl_bin), "--out", str(out), "--device", "cpu",
+                 "--no-progress"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert (doc["model"], doc["weights"], doc["weights_file"]) == ("eval_tiny", str(weights), str(weights))
+    assert doc["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    r = doc["sets"]["orl"]
+    assert r["fold_thresholds"] == pytest.approx([1 - d / 2 for d in r["distance_thresholds"]])
+    # the table shows the cosine threshold
+    assert f"{r['threshold']:.4f}" in capsys.readouterr().out
 
 
 def test_eval_errors(orl_bin, tmp_path, capsys):
