@@ -140,3 +140,25 @@ def test_bad_inputs(faces, weights, tmp_path, capsys):
     assert main(["calibrate", str(same), *base]) == 2
     assert "both genuine" in capsys.readouterr().err
     assert read_card(weights) is None
+
+
+def test_identify_uses_the_calibrated_threshold_of_weights_calibrated_after_enrolment(faces, weights, tmp_path, capsys):
+    gallery, people = tmp_path / "gallery", sorted(faces.iterdir())[:2]
+    w = ["--weights", str(weights), "--aligned", "--quiet"]
+    for person in people:
+        assert main(["enroll", str(gallery), "--name", person.name, *sorted(map(str, person.iterdir()))[:2], *w]) == 0
+    probe = str(sorted(people[0].iterdir())[2])
+    capsys.readouterr()
+    assert main(["identify", str(gallery), probe, "--json", *w]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert before["reliable"] is False and before["threshold_source"].startswith("uncalibrated")
+    assert main(["identify", str(gallery), probe, *w]) == 0
+    captured = capsys.readouterr()
+    assert UNRELIABLE in captured.err and "(unreliable)" in captured.out
+    # the weights file is rewritten with its card: the gallery made before still fits it
+    assert main(["calibrate", str(faces), *w, "--pairs", "20"]) == 0
+    capsys.readouterr()
+    assert main(["identify", str(gallery), probe, "--json", *w]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["reliable"] is True and after["threshold"] == read_card(weights).threshold.cosine
+    assert after["threshold_source"].startswith("model card: calibrated on")
