@@ -47,7 +47,7 @@ def labelled_pairs(args: argparse.Namespace) -> tuple[str | list, str]:
     if args.num_pairs < 2 or args.num_pairs % 2:
         raise InvalidInputError(f"--pairs must be an even number of at least 2, got {args.num_pairs}")
     pairs = resolve_pairs(source, generate_pairs(source, args.num_pairs, seed=args.seed, n_folds=1))
-    return pairs, f"{source} ({args.num_pairs} pairs, seed {args.seed})"
+    return pairs, f"{source} (pairs drawn with seed {args.seed})"
 
 
 def check_args(args: argparse.Namespace) -> None:

@@ -40,8 +40,8 @@ FACES = ("real", "synthetic", "none", "unknown")
 
 SYNTHETIC_WARNING = "these weights were trained on synthetic faces only: their verdicts on real photos mean nothing"
 RANDOM_WARNING = "these weights were never trained (random initialisation): their verdicts mean nothing"
-NO_RECORD_WARNING = ("these weights carry no record of training on real faces (no model card saying so): "
-                     "treat their verdicts on real photos with suspicion")
+NO_RECORD_WARNING = ("these weights carry no record of training on real faces: treat their verdicts on real "
+                     "photos with suspicion")
 
 
 class InvalidModelCardError(InvalidInputError):

@@ -59,7 +59,7 @@ def test_a_threshold_calibrated_on_a_folder_is_what_verify_then_uses(faces, weig
     assert round(card.threshold.cosine, 6) == result["threshold"] and card.threshold.pairs == 40
     verdict, err = _verify(faces, weights, capsys)
     assert verdict["threshold"] == round(card.threshold.cosine, 6)
-    assert verdict["threshold_source"].startswith(f"model card: calibrated on {faces} (40 pairs, seed 1)")
+    assert verdict["threshold_source"].startswith(f"model card: calibrated on {faces} (pairs drawn with seed 1) at FAR")
     # calibrated, but the weights still have no record of real-face training: warned, the verdict stands
     assert verdict["reliable"] is True and verdict["warning"] == NO_RECORD_WARNING
     assert re.search("warning: .*no record of training on real faces", err)
