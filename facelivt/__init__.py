@@ -17,6 +17,8 @@ _EXPORTS = {
     "load_model": "facelivt.models",
     "reparameterize_model": "facelivt.models",
     "save_weights": "facelivt.models",
+    "ModelCard": "facelivt.models.card",
+    "read_card": "facelivt.models.card",
     "optimize_for_inference": "facelivt.deploy.optimize",
     # the Python API of photos (README "Python API"): deepface-like functions, insightface-like object
     "verify": "facelivt.inference.api",

@@ -8,6 +8,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from facelivt.models import register_model, registry
 from facelivt.models.facelivtv2 import LiteMHLA
 from facelivt.models.layers import MHLA
 
@@ -69,3 +70,11 @@ def heldout_identities(weights: Path = TRAINED_FACELIVT_S) -> frozenset[str]:
     """The identity folders the trained weights never saw, as their metadata records them."""
     with safe_open(str(weights), framework="pt") as f:
         return frozenset(json.loads(f.metadata()["heldout_identities"]))
+
+
+def register_tiny(monkeypatch, name: str) -> None:
+    """Register ``name`` as a :class:`TinyEmbedder` for one test (the registry is restored after it):
+    a model small enough that a FaceRecognizer or a command runs in no time."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_PREPROCESS", dict(registry._PREPROCESS))
+    register_model(name, lambda **kw: TinyEmbedder())

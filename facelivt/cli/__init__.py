@@ -26,6 +26,7 @@ from facelivt.runtime import tune_allocator
 COMMANDS = {
     "align": ("align", "detect and align faces of an image folder into 112x112 crops"),
     "bench": ("bench", "latency tables of FaceLiVT against EdgeFace-XS / MobileFaceNet, or of your own weights / ONNX file"),
+    "calibrate": ("calibrate", "choose the verification threshold of some weights and record it in their model card"),
     "cluster": ("cluster", "group the faces of images or folders by identity, into folders or a CSV"),
     "convert": ("convert", "convert a released .pt checkpoint to this project's safetensors"),
     "download": ("download", "fetch pretrained or remote weights into the cache (for offline machines: --out DIR)"),

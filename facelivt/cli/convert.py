@@ -1,6 +1,7 @@
 """``facelivt convert IN --out FILE.safetensors``: the authors' released checkpoint (or any torch checkpoint) -> safetensors.
 
-The input's format is told by its content (:func:`facelivt.models.checkpoint_io.sniff_format`). The
+The output carries a model card (:mod:`facelivt.models.card`): the input's, if it has one, plus
+where it was converted from. The input's format is told by its content (:func:`facelivt.models.checkpoint_io.sniff_format`). The
 output is always safetensors, so its name (``--out``) must end in ``.safetensors``: a ``.pt`` name would make
 every other tool expect a torch pickle. It is written atomically (:mod:`facelivt.files`): a full
 disk leaves no partial file and an existing output unchanged.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -17,7 +19,7 @@ from facelivt.cli.common import model_name_for
 from facelivt.cli.options import add_json, add_out_file, add_quiet
 from facelivt.errors import FaceLiVTError
 from facelivt.files import check_not_input, cleanup_new_folders
-from facelivt.models import load_model, save_weights
+from facelivt.models import ModelCard, load_model, save_weights
 
 OUTPUT_SUFFIX = ".safetensors"
 
@@ -34,6 +36,15 @@ def check_output_name(path: str | Path) -> Path:
     return path
 
 
+def converted_card(model, name: str, source: str) -> ModelCard:
+    """The card of the converted weights: the input's (its training, result and threshold kept), with
+    where they were converted from; an input without a card records only that."""
+    card = getattr(model, "model_card", None) or ModelCard(model=name)
+    origin = getattr(model, "weights_source", source)
+    provenance = f"converted by facelivt convert from {origin}" + (f"; {card.provenance}" if card.provenance else "")
+    return replace(card, model=name, provenance=provenance)
+
+
 def run(args: argparse.Namespace) -> int:
     with cleanup_new_folders(args.out):  # a run that fails before writing leaves no empty folder behind
         return _run(args)
@@ -44,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     check_not_input(out, {"IN": args.input})  # also through a link: `convert w --out w --deploy` rewrote it in place
     name = model_name_for(args.model, args.input, None, progress=not args.quiet)
     model = load_model(name, args.input, deploy=args.deploy, progress=not args.quiet)
-    save_weights(model, out)
+    save_weights(model, out, card=converted_card(model, name, args.input))
     state = model.state_dict()
     form = "deploy" if args.deploy else "train"
     n = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))

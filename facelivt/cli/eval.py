@@ -10,7 +10,7 @@ from facelivt.cpu import check_threads
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.evaluation import build_model, evaluate_sets, format_table
-from facelivt.evaluation.runner import check_sets
+from facelivt.evaluation.runner import check_sets, describe_model
 from facelivt.files import check_not_input, cleanup_new_folders
 from facelivt.models import DEFAULT_PRETRAINED
 from facelivt.models.config import HEADS
@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a model on .bin verification sets (LFW, CFP-FP, AgeDB-30, ...) and IJB-B/C",
         description=(
             "Embed every image with its horizontal flip (summed), then report the 10-fold accuracy, TAR at FAR, "
-            "AUC and EER of each .bin set and the TAR at FAR of IJB-B/C template pairs. Writes DIR/results.json "
-            f"and DIR/<set>_roc.png. Without --model and --weights: the pretrained {DEFAULT_PRETRAINED}."
+            "AUC and EER of each .bin set and the TAR at FAR of IJB-B/C template pairs. Thresholds are cosine "
+            "similarities, as in verify and identify. Writes DIR/results.json (naming the model, the weights file "
+            f"and its sha256) and DIR/<set>_roc.png. Without --model and --weights: the pretrained {DEFAULT_PRETRAINED}."
         ),
     )
     p.add_argument("--model", default=None, help="model name (see `facelivt models`; default: the one the --weights "
@@ -85,6 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         flip=not args.no_flip,
         workers=args.workers,
         progress=not args.quiet,
+        about=describe_model(model, name, args.weights if args.weights is not None else f"random initialisation (seed {args.seed})"),
     )
     if args.json:
         print((args.out / "results.json").read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ import sys
 from facelivt.cli.common import add_model_args, check_threshold_option, open_gallery, print_failures, print_several_faces
 from facelivt.errors import InvalidInputError
 from facelivt.inference import expand_inputs, failure_reason
+from facelivt.inference.calibration import UNRELIABLE
 
 
 def register(subparsers) -> None:
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     rec = open_gallery(args, must_exist=True, threshold=args.threshold, readonly=True)
     if not args.json:
         print(f"threshold {rec.threshold:.4f} ({rec.threshold_source})", file=sys.stderr)
+        if not rec.reliable:
+            print(f"warning: {UNRELIABLE}: an accepted match means nothing", file=sys.stderr)
     try:
         failures, several = identify_files(rec, files, args)
     finally:
@@ -59,23 +62,24 @@ def identify_files(rec, files, args: argparse.Namespace) -> tuple[list, list]:
             several.append((files[r.index], r.found))
         for face, emb in zip(r.faces, r.embeddings):
             matches = rec.gallery.search(emb, args.k)[0]
-            print_matches(files[r.index], face if args.face == "all" else None, matches, rec.threshold, args.json,
-                          rec.threshold_source)
+            print_matches(files[r.index], face if args.face == "all" else None, matches, rec, args.json)
     return failures, several
 
 
-def print_matches(path, face: int | None, matches, threshold: float, as_json: bool, source: str) -> None:
-    accepted = [m.score >= threshold for m in matches]
+def print_matches(path, face: int | None, matches, rec, as_json: bool) -> None:
+    """One image's (or face's) matches: a JSON line, or the best accepted name and the scores."""
+    accepted = [m.score >= rec.threshold for m in matches]
     if as_json:
         record = {"image": str(path)}
         if face is not None:
             record["face"] = face
         record["matches"] = [{"name": m.name, "score": round(m.score, 6), "accepted": a} for m, a in zip(matches, accepted)]
-        record["threshold"] = threshold
-        record["threshold_source"] = source
+        record["threshold"] = rec.threshold
+        record["threshold_source"] = rec.threshold_source
+        record["reliable"] = rec.reliable
         print(json.dumps(record))
         return
-    best = matches[0].name if accepted[0] else "unknown"
+    best = (matches[0].name if accepted[0] else "unknown") + ("" if rec.reliable else " (unreliable)")
     print(f"{path}{'' if face is None else f' (face {face})'}: {best}")
     for m, a in zip(matches, accepted):
         print(f"  {m.score:+.4f}  {m.name}{'  (accepted)' if a else ''}")

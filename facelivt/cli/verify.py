@@ -6,6 +6,7 @@ import json
 
 from facelivt.cli.common import add_model_args, check_threshold_option, make_recognizer, print_several_faces
 from facelivt.errors import InvalidInputError
+from facelivt.inference.calibration import UNRELIABLE
 
 
 def register(subparsers) -> None:
@@ -13,7 +14,9 @@ def register(subparsers) -> None:
         "verify",
         help="compare the faces of two images",
         description="Embed the largest face of A and of B and compare them: prints the cosine score and "
-                    "whether it reaches the threshold (given, calibrated on labelled pairs, or the default). "
+                    "whether it reaches the threshold (given, calibrated here on labelled pairs, recorded in the "
+                    "weights' model card by `facelivt calibrate`, or the uncalibrated default). A verdict of weights "
+                    "with no record of training on real faces and an uncalibrated threshold is marked UNRELIABLE. "
                     "With --face all every face of A is compared with every face of B and the best pair is "
                     "reported (is someone in both photos?).",
     )
@@ -49,13 +52,14 @@ def run(args: argparse.Namespace) -> int:
         "model": rec.model_name, "weights": rec.weights_source,
         "threshold": round(rec.threshold, 6), "threshold_source": rec.threshold_source,
         "face_a": cmp.face_a, "face_b": cmp.face_b, "faces_found_a": cmp.found_a, "faces_found_b": cmp.found_b,
+        "reliable": rec.reliable, "warning": rec.warning,
     }
     if calibration is not None:
         result["calibration"] = calibration.to_dict()
     if args.json:
         print(json.dumps(result))
     else:
-        verdict = "same person" if same else "different people"
+        verdict = ("same person" if same else "different people") + ("" if rec.reliable else f" ({UNRELIABLE})")
         faces = f" (face {cmp.face_a} of A, face {cmp.face_b} of B)" if args.face == "all" else ""
         print(f"score {score:.4f}: {verdict}{faces} (threshold {rec.threshold:.4f}, {rec.threshold_source})")
         if calibration is not None:

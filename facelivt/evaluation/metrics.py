@@ -6,6 +6,9 @@
   the highest accuracy (the first of equal ones) is chosen and the accuracy ``(TP + TN) / n`` of the
   10th fold is recorded. Mean and (population, ddof=0) standard deviation over folds.
 - ROC from similarity scores (``-distance`` for distances), AUC, EER, TAR at given FARs.
+
+The protocol works on squared L2 distances of L2-normalised embeddings; what it reports to people is
+in cosine similarity (``cos = 1 - d / 2``, :func:`distance_to_cosine`), as every other command speaks.
 """
 from __future__ import annotations
 
@@ -37,6 +40,11 @@ def pair_distances(embeddings: np.ndarray) -> np.ndarray:
         raise InvalidInputError("embeddings contain NaN or infinite values")
     emb = l2_normalize(emb)
     return np.sum((emb[0::2] - emb[1::2]) ** 2, axis=1)
+
+
+def distance_to_cosine(d: float) -> float:
+    """The cosine similarity of two unit vectors at squared L2 distance ``d`` (d = 2 - 2 cos)."""
+    return 1.0 - 0.5 * float(d)
 
 
 def kfold_splits(n: int, n_folds: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -172,7 +180,12 @@ def evaluate_distances(
     thresholds: np.ndarray | None = None,
 ) -> dict:
     """All verification figures of pair distances: 10-fold accuracy (mean, std, per-fold accuracies and
-    thresholds), TAR at FAR, AUC and EER. JSON-ready (plain floats and lists)."""
+    thresholds), TAR at FAR, AUC and EER. JSON-ready (plain floats and lists).
+
+    Thresholds are reported as cosine similarities, the language of every other command:
+    ``threshold`` (the mean of the folds' best-accuracy thresholds; "same" when cosine >= it) and
+    ``fold_thresholds``; ``distance_thresholds`` keeps the protocol's own per-fold thresholds on the
+    squared L2 distance d = 2 - 2 cos ("same" when d < it)."""
     dist, issame = _check_pairs(dist, issame)
     accs, thr = kfold_accuracy(dist, issame, n_folds=n_folds, thresholds=thresholds)
     n_pos = int(issame.sum())
@@ -181,7 +194,9 @@ def evaluate_distances(
         "accuracy": float(np.mean(accs)),
         "accuracy_std": float(np.std(accs)),
         "fold_accuracies": [float(a) for a in accs],
-        "thresholds": [float(round(t, 10)) for t in thr],
+        "threshold": float(round(distance_to_cosine(float(np.mean(thr))), 10)),
+        "fold_thresholds": [float(round(distance_to_cosine(t), 10)) for t in thr],
+        "distance_thresholds": [float(round(t, 10)) for t in thr],
         "n_pairs": int(len(issame)),
         "n_positive": n_pos,
         "n_negative": n_neg,

@@ -28,12 +28,13 @@ def format_table(results: Mapping[str, dict]) -> str:
     blocks = []
     if bins:
         fars = [far_key(f) for f in BIN_FARS]
-        head = ["set", "pairs", "accuracy %", "AUC %", "EER %"] + [f"TAR@FAR={k} %" for k in fars]
+        head = ["set", "pairs", "accuracy %", "threshold (cos)", "AUC %", "EER %"] + [f"TAR@FAR={k} %" for k in fars]
         rows = [
             [
                 name,
                 str(r["n_pairs"]),
                 f"{100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}",
+                "-" if r.get("threshold") is None else f"{r['threshold']:.4f}",
                 _pct(r.get("auc")),
                 _pct(r.get("eer")),
             ]
@@ -50,7 +51,8 @@ def format_table(results: Mapping[str, dict]) -> str:
             for name, r in ijbs.items()
         ]
         blocks.append(_grid(head, rows))
-    note = "'-': not enough mismatched pairs for that FAR (needs >= 1/FAR)."
+    note = ("threshold: cosine similarity at which two faces are the same person (10-fold best accuracy).\n"
+            "'-': not enough mismatched pairs for that FAR (needs >= 1/FAR).")
     return "\n\n".join(blocks) + ("\n" + note if blocks else "")
 
 
@@ -60,15 +62,22 @@ def _grid(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
-def results_json(results: Mapping[str, dict]) -> bytes:
-    """``results`` as indented JSON (UTF-8)."""
-    return (json.dumps(results, indent=2, sort_keys=False) + "\n").encode("utf-8")
+#: What results.json says its thresholds are.
+THRESHOLD_NOTE = ("threshold, fold_thresholds: cosine similarity, same person when cos >= threshold; "
+                  "distance_thresholds: the 10-fold protocol's own, on squared L2 distance d = 2 - 2 cos (same when d < it)")
 
 
-def write_json(results: Mapping[str, dict], path: str | Path) -> Path:
-    """Write ``results`` as indented JSON."""
+def results_json(results: Mapping[str, dict], about: Mapping | None = None) -> bytes:
+    """``results.json`` as indented JSON (UTF-8): what was evaluated (``about``: model, weights, their
+    file and sha256), what its thresholds are, and the figures of each set under ``sets``."""
+    doc = {**(about or {}), "thresholds": THRESHOLD_NOTE, "sets": dict(results)}
+    return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
+def write_json(results: Mapping[str, dict], path: str | Path, about: Mapping | None = None) -> Path:
+    """Write ``results`` (and ``about``) as :func:`results_json`."""
     path = Path(path)
-    write_bytes(path, results_json(results))
+    write_bytes(path, results_json(results, about))
     return path
 
 

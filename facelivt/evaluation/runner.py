@@ -17,6 +17,7 @@ from facelivt.evaluation.metrics import evaluate_embeddings, pair_distances, roc
 from facelivt.evaluation.report import results_json, roc_png, write_outputs
 from facelivt.files import check_writable
 from facelivt.models import create_model, load_model, reparameterize_model
+from facelivt.models.hub import file_sha256
 from facelivt.models.embed import embed_batches
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,18 @@ def build_model(
             model = reparameterize_model(model).eval()
         return model.to(dev)
     return load_model(name, weights, deploy=deploy, device=str(dev), **overrides).eval()
+
+
+def describe_model(model: nn.Module, name: str | None = None, weights: str | Path | None = None) -> dict:
+    """What ``results.json`` names: the model, the weights reference given, the file read and its sha256
+    (None for random weights)."""
+    path = getattr(model, "weights_path", None)
+    return {
+        "model": name or getattr(model, "model_name", None) or type(model).__name__,
+        "weights": str(weights) if weights is not None else getattr(model, "weights_source", None),
+        "weights_file": str(path) if path is not None else None,
+        "weights_sha256": file_sha256(path) if path is not None else None,
+    }
 
 
 def embed_bin(
@@ -112,10 +125,12 @@ def evaluate_sets(
     flip: bool = True,
     workers: int = 2,
     progress: bool = True,
+    about: dict | None = None,
 ) -> dict[str, dict]:
     """Evaluate on every ``.bin`` of ``bins`` (keyed by file stem) and optionally the IJB release at ``ijb``
     (keyed by ``ijb_name``); with ``out_dir``, write ``results.json`` and ``<key>_roc.png`` there, as one
-    set at the end (a failed write leaves the files of an earlier run as they were)."""
+    set at the end (a failed write leaves the files of an earlier run as they were). ``about``: what
+    ``results.json`` says was evaluated (default :func:`describe_model` of ``model``)."""
     check_sets(bins, ijb, ijb_name)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -141,7 +156,7 @@ def evaluate_sets(
             fpr, tpr, _ = roc_curve(scores, labels)
             files[out / f"{ijb_name}_roc.png"] = roc_png(fpr, tpr, f"{ijb_name} 1:1 ROC", n_negative=res["n_negative"])
     if out is not None:
-        files[out / "results.json"] = results_json(results)
+        files[out / "results.json"] = results_json(results, about if about is not None else describe_model(model))
         write_outputs(files)
     return results
 

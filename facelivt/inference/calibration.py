@@ -19,13 +19,18 @@ from pathlib import Path
 import numpy as np
 
 from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError
+from facelivt.models.card import CalibratedThreshold
 
 _TRUE = {"1", "true", "yes", "same", "match"}
 _FALSE = {"0", "false", "no", "different", "diff", "mismatch"}
 
 #: The ``threshold_source`` of a recognizer's default threshold: nobody calibrated it for its weights
 #: (a gallery's saved threshold replaces it).
-UNCALIBRATED = "uncalibrated default: calibrate on labelled pairs for real use"
+UNCALIBRATED = "uncalibrated default: calibrate on labelled pairs for real use (facelivt calibrate)"
+#: What a verdict of weights with no record of real-face training and an uncalibrated threshold is marked with.
+UNRELIABLE = "UNRELIABLE: uncalibrated threshold, weights with no record of training on real faces"
+#: How a ``threshold_source`` taken from the weights' model card starts (a gallery's threshold replaces it).
+FROM_CARD = "model card: "
 #: The lowest threshold accepted, just above -1 (every cosine score reaches -1).
 MIN_THRESHOLD = float(np.nextafter(-1.0, 0.0))
 
@@ -48,6 +53,12 @@ def check_threshold(value: object, what: str = "threshold") -> float:
     return t
 
 
+def replaceable(source: str) -> bool:
+    """True for a ``threshold_source`` that a gallery's saved threshold replaces: the uncalibrated
+    default or the weights' model card (a threshold given or calibrated in this run stays)."""
+    return source in (UNCALIBRATED, "default") or source.startswith(FROM_CARD)
+
+
 def _clip(t: float) -> float:
     """A computed threshold moved into (-1, 1] (a cut just past the highest score can land above 1)."""
     return float(min(max(t, MIN_THRESHOLD), 1.0))
@@ -66,6 +77,11 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+    def card_threshold(self, source: str) -> CalibratedThreshold:
+        """This threshold as a model card records it (``source``: the pairs it was chosen on)."""
+        return CalibratedThreshold(cosine=self.threshold, rule=self.rule, source=source, far=self.far,
+                                   accuracy=self.accuracy, pairs=self.num_pairs)
 
 
 def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ import numpy as np
 from facelivt.errors import InvalidInputError, OutputWriteError, UnavailableError, UnknownNameError
 from facelivt.files import write_bytes
 from facelivt.extras import install_hint, require
-from facelivt.inference.calibration import UNCALIBRATED
+from facelivt.inference.calibration import replaceable
 from facelivt.inference.gallery_legacy import AlreadyImportedError, LegacyGallery, mark_imported, read_legacy
 from facelivt.inference.gallery_store import (
     DB_NAME,
@@ -524,7 +524,8 @@ class Gallery:
 
     def attach(self, user: GalleryUser, *, check: bool = True) -> "Gallery":
         """``user`` searches this gallery from now on (``check``: refuse one made with another model). Its
-        saved threshold is taken unless the user's threshold was given or calibrated."""
+        saved threshold is taken unless the user's threshold was given or calibrated in this run (it
+        replaces the default and the threshold of the weights' model card)."""
         meta = self.metadata
         if check:
             check_comparable(meta, self.dim, user.gallery_metadata(), user.embedding_size, self.path or "")
@@ -534,9 +535,9 @@ class Gallery:
 
     def threshold_for(self, threshold: float, source: str) -> tuple[float, str]:
         """The threshold (and its source) a recognizer holding ``threshold`` from ``source`` uses on this
-        gallery: the gallery's saved one when the recognizer's is the uncalibrated default, else its own."""
+        gallery: the gallery's saved one when the recognizer's is the uncalibrated default or its model card's, else its own."""
         meta = self.metadata
-        if "threshold" in meta and source in (UNCALIBRATED, "default"):
+        if "threshold" in meta and replaceable(source):
             return float(meta["threshold"]), str(meta.get("threshold_source", f"gallery {self.path}"))
         return threshold, source
 

@@ -31,11 +31,20 @@ from facelivt.data.decode import Color, ImageSource, check_color, rgb_order
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.evaluation.binset import read_bin
-from facelivt.inference.calibration import UNCALIBRATED, Calibration, calibrate_scores, check_threshold, read_pairs_list
+from facelivt.inference.calibration import (
+    FROM_CARD,
+    UNCALIBRATED,
+    Calibration,
+    calibrate_scores,
+    check_threshold,
+    read_pairs_list,
+)
 from facelivt.inference.detector import AlignedFace, Face, FaceDetector, Select, SeveralFacesError
 from facelivt.inference.gallery import Gallery, Match
 from facelivt.inference.images import load_image
 from facelivt.models import DEFAULT_PRETRAINED, PRETRAINED, check_model_name, list_pretrained, load_model, preprocess_of
+from facelivt.models.card import ModelCard, TrainingData, warning_for
+from facelivt.models.weights import copy_with_card, store_card, weights_fingerprint
 from facelivt.models.embed import embed_images, embedding_dim
 
 log = logging.getLogger(__name__)
@@ -135,15 +144,6 @@ def _as_list(images: ImageSource | Iterable[ImageSource]) -> list:
     return list(images)
 
 
-def fingerprint_file(path: str | os.PathLike) -> str:
-    """First 16 hex digits of the file's SHA-256."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def fingerprint_module(model: nn.Module) -> str:
     """First 16 hex digits of a SHA-256 over the module's state (names, shapes, values)."""
     h = hashlib.sha256()
@@ -165,8 +165,12 @@ class FaceRecognizer:
     weights (only useful for tests). ``weights_source`` says which were loaded. ``deploy`` loads the
     reparameterized form.
     ``detector``: a :class:`FaceDetector`, or None to build one lazily from ``mtcnn_weights``.
-    ``threshold``: cosine score in (-1, 1] at which :meth:`verify` says "same" (default
-    :data:`DEFAULT_THRESHOLD`, replaced by a loaded gallery's calibrated threshold).
+    ``threshold``: cosine score in (-1, 1] at which :meth:`verify` says "same"; by default the
+    threshold calibrated for the weights (their model card: :attr:`card`, see ``facelivt calibrate``),
+    else :data:`DEFAULT_THRESHOLD` ("uncalibrated"); a loaded gallery's threshold replaces either.
+    :attr:`threshold_source` says which. :attr:`warning` says why verdicts cannot be trusted when the
+    weights have no record of training on real faces (logged once); :attr:`reliable` is False when,
+    on top of that, the threshold is the uncalibrated default.
     ``color``: the channel order of image arrays given to it, ``"rgb"`` (PIL's, the default) or
     ``"bgr"`` (OpenCV's ``cv2.imread``); paths and PIL images say their own. Aligned crops it returns
     (:meth:`align`) are RGB whatever ``color`` is.
@@ -200,14 +204,17 @@ class FaceRecognizer:
             self.model = model.to(self.device).eval()
             self.weights_fingerprint = fingerprint_module(self.model)
             self.weights_source = f"a {self.model_name} instance"
+            self.card = getattr(model, "model_card", None)
         else:
             self._load(str(model), weights, pretrained, deploy, progress, model_overrides)
         self.model.requires_grad_(False)
         self.preprocess = preprocess_of(self.model)  # input side and normalisation of the crops
         self._detector = detector
         self._mtcnn_weights = mtcnn_weights
-        self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-        self.threshold_source = UNCALIBRATED if threshold is None else "given"
+        self._initial_threshold(threshold)
+        self.warning = warning_for(self.card)
+        if self.warning is not None:
+            log.warning("%s: %s", self.weights_source, self.warning)
         self.flip = bool(flip)
         self.batch_size = int(batch_size)
         self.gallery = self._new_gallery()
@@ -228,13 +235,34 @@ class FaceRecognizer:
         self.model_name = name
         self.model = load_model(name, weights, deploy=deploy, device=str(self.device), progress=progress, **overrides)
         self.weights_source = getattr(self.model, "weights_source", "random initialisation")
+        self.card: ModelCard | None = getattr(self.model, "model_card", None)
+        if weights is None:
+            self.card = ModelCard(model=name, training=TrainingData("random initialisation", faces="none"),
+                                  provenance="random initialisation")
         cached = getattr(self.model, "weights_record", None)
         if cached is not None:  # the download's sha256: the same as a local copy of the same file gives
             self.weights_fingerprint = cached["sha256"][:16]
         elif weights is not None:
-            self.weights_fingerprint = fingerprint_file(self.model.weights_path)
+            self.weights_fingerprint = weights_fingerprint(self.model.weights_path)[:16]  # the same once calibrated
         else:
             self.weights_fingerprint = fingerprint_module(self.model)
+
+    def _initial_threshold(self, threshold: float | None) -> None:
+        """The given threshold, else the one the model card records, else the uncalibrated default."""
+        calibrated = self.card.threshold if self.card is not None else None
+        if threshold is not None:
+            self.threshold, self.threshold_source = threshold, "given"
+        elif calibrated is not None:
+            self.threshold = check_threshold(calibrated.cosine, f"the model card of {self.weights_source}")
+            self.threshold_source = f"{FROM_CARD}{calibrated.describe()}"
+        else:
+            self.threshold, self.threshold_source = DEFAULT_THRESHOLD, UNCALIBRATED
+
+    @property
+    def reliable(self) -> bool:
+        """False when the weights have no record of training on real faces and the threshold is the
+        uncalibrated default: a verdict ("same person", an accepted match) then means nothing."""
+        return self.warning is None or self.threshold_source != UNCALIBRATED
 
     @property
     def threshold(self) -> float:
@@ -454,6 +482,7 @@ class FaceRecognizer:
         target_far: float | None = None,
         aligned: bool = False,
         progress: bool = False,
+        name: str | None = None,
     ) -> Calibration:
         """Set :attr:`threshold` from labelled pairs and return how it does on them.
 
@@ -462,6 +491,8 @@ class FaceRecognizer:
         ``aligned`` says whether the pairs' images are aligned crops (a ``.bin`` always is).
         The threshold maximises accuracy, or keeps the false accept rate at most ``target_far``.
         Pairs whose images fail (unreadable, no face) are left out; the count is in ``num_pairs``.
+        ``name``: what the pairs are, in :attr:`threshold_source` (default: the file, or "pairs").
+        To keep the threshold with the weights, see :meth:`save_calibration`.
         """
         if isinstance(pairs, (str, os.PathLike)) and Path(pairs).suffix.lower() == ".bin":
             binset = read_bin(pairs)
@@ -491,8 +522,27 @@ class FaceRecognizer:
                 raise InvalidInputError(f"no usable pair in {source}: every pair had an unreadable image or no face")
             result = calibrate_scores(np.array(scores), np.array(labels), target_far)
         self.threshold = result.threshold
-        self.threshold_source = f"{result.rule} on {source}"
+        self.threshold_source = f"{result.rule} on {name or source}"
         return result
+
+    def save_calibration(self, calibration: Calibration, source: str, out: str | os.PathLike | None = None) -> Path:
+        """Record ``calibration`` (chosen on ``source``) in the model card of the weights and return
+        the file written (see :func:`facelivt.models.store_card`): the weights file itself, or its
+        side file ``WEIGHTS.card.json`` for weights that must not be rewritten (a pretrained cache
+        entry, a read-only file, a torch checkpoint). ``out``: write a safetensors copy of the weights
+        with the card there instead, leaving the weights as they are."""
+        path = getattr(self.model, "weights_path", None)
+        if path is None:
+            raise InvalidInputError("these weights come from no file (a model instance or random weights): "
+                                    "there is no model card to write the threshold into")
+        base = self.card or ModelCard(model=self.model_name, provenance=f"{self.weights_source} (it had no model card)")
+        card = base.with_threshold(calibration.card_threshold(source))
+        if out is not None:
+            return copy_with_card(self.model_name, path, out, card)
+        cached = getattr(self.model, "weights_record", None) is not None
+        written = store_card(path, card, rewrite=not cached)
+        self.card = card
+        return written
 
     # ------------------------------------------------------------------ gallery
     def gallery_metadata(self) -> dict:

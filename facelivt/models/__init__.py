@@ -29,7 +29,8 @@ __all__ = [
 ]
 
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict  # noqa: E402
-from facelivt.models.weights import read_checkpoint, save_weights  # noqa: E402
+from facelivt.models.card import CalibratedThreshold, HeldOutResult, ModelCard, TrainingData, read_card  # noqa: E402
+from facelivt.models.weights import read_checkpoint, save_weights, store_card, weights_fingerprint  # noqa: E402
 from facelivt.models.pretrained import DEFAULT_PRETRAINED, PRETRAINED, PretrainedWeights, list_pretrained, pretrained_weights  # noqa: E402
 from facelivt.models.hub import CachedWeights, DownloadError, IntegrityError, cached_weights, fetch_weights, facelivt_home  # noqa: E402
 from facelivt.models.factory import create_model, load_model, resolve_weights, weights_variant  # noqa: E402
@@ -37,7 +38,8 @@ from facelivt.models.factory import create_model, load_model, resolve_weights, w
 __all__ += ["CheckpointMismatchError", "convert_released_state_dict", "create_model", "load_model", "read_checkpoint",
             "resolve_weights", "save_weights", "DEFAULT_PRETRAINED", "PRETRAINED", "PretrainedWeights", "list_pretrained",
             "pretrained_weights", "CachedWeights", "DownloadError", "IntegrityError", "cached_weights", "fetch_weights",
-            "facelivt_home", "weights_variant"]
+            "facelivt_home", "weights_variant", "CalibratedThreshold", "HeldOutResult", "ModelCard", "TrainingData",
+            "read_card", "store_card", "weights_fingerprint"]
 from facelivt.models import peers  # noqa: E402,F401  (registers peer models)
 from facelivt.models.export_form import export_form_model  # noqa: E402
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
-from facelivt.models.hub import CachedWeights, fetch_weights, is_reference, parse_weights_ref, released_variant
+from facelivt.models.hub import CachedWeights, fetch_weights, is_reference, parse_weights_ref, released_variant, weights_card
 from facelivt.models.pretrained import pretrained_weights
 from facelivt.models.registry import build_model, check_model_name
 from facelivt.models.released import is_released_layout
@@ -68,7 +68,8 @@ def create_model(name: str, pretrained: bool | Reference = False, **overrides) -
     ``hf://``, ``https://`` or a local file). FaceLiVT variants accept ``num_heads``, ``embedding_size``,
     ``head`` ("gap" or "gdc") and ``input_size`` overrides; FaceLiVTv2 variants ``num_heads``,
     ``embedding_size`` and ``input_size``. The model carries its input preprocessing as
-    ``model.preprocess`` and, when pretrained, where its weights came from as ``model.weights_source``."""
+    ``model.preprocess`` and, when pretrained, where its weights came from as ``model.weights_source``
+    and what they are as ``model.model_card`` (:class:`facelivt.models.card.ModelCard`, or None)."""
     if not pretrained:
         return build_model(name, **overrides)
     return load_model(name, pretrained_reference(name, pretrained), deploy=False, **overrides).train()
@@ -109,6 +110,7 @@ def load_model(
         model.weights_source = cached.describe() if cached is not None else str(path)
         model.weights_path = path
         model.weights_record = cached.record if cached is not None else None
+        model.model_card = weights_card(path, cached)  # what the weights are (None: no card)
         if meta.get("form") == "deploy":
             return model.to(device).eval()
     if deploy:

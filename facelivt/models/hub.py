@@ -51,9 +51,10 @@ from tqdm import tqdm
 
 from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, check_input_file
 from facelivt.files import atomic_paths, write_json
+from facelivt.models.card import CARD_KEY, HeldOutResult, ModelCard, TrainingData, card_metadata, read_card
 from facelivt.models.checkpoint_io import SAFETENSORS, CheckpointReadError, UnsafeCheckpointError, safe_torch_load, sniff_format
 from facelivt.models.config import V2_VARIANTS, VARIANTS
-from facelivt.models.pretrained import PRETRAINED, PretrainedWeights, list_pretrained
+from facelivt.models.pretrained import BENCHMARK_TITLES, PRETRAINED, PretrainedWeights, list_pretrained
 from facelivt.models.registry import check_model_name
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
 from facelivt.models.weights import fit_state_dict, read_safetensors, serialise_safetensors
@@ -298,7 +299,9 @@ def _fetch_and_convert(ref: WeightsRef, variant: str | None, home: Path, progres
         raise
     weights, record_path = _cache_paths(home, ref)
     record = _record(ref, source, variant, meta)
-    data = serialise_safetensors(tensors, {**meta, **{k: str(v) for k, v in record.items() if k in _META_KEYS and v}})
+    meta = {**meta, **{k: str(v) for k, v in record.items() if k in _META_KEYS and v}}
+    card = reference_card(ref, variant) if ref.entry is not None or CARD_KEY not in meta else None
+    data = serialise_safetensors(tensors, {**meta, **card_metadata(card)})
     record["safetensors_sha256"] = hashlib.sha256(data).hexdigest()
     with atomic_paths(weights, record_path) as (tmp_weights, tmp_record):
         tmp_weights.write_bytes(data)
@@ -307,6 +310,41 @@ def _fetch_and_convert(ref: WeightsRef, variant: str | None, home: Path, progres
         source.discard()  # our own download: the safetensors is what we keep
     log.info("fetched %s into %s in %.1f s", ref.text, weights, time.monotonic() - t0)
     return CachedWeights(weights, record)
+
+
+def pretrained_card(entry: PretrainedWeights) -> ModelCard:
+    """The model card of published weights, from the pretrained table: real faces (what the authors
+    trained on), their best-known published figure, no calibrated threshold (the authors give none)."""
+    figures = entry.accuracy.figures()
+    key = "ijbc" if "ijbc" in figures else next(iter(figures), None)
+    heldout = None
+    if key is not None:
+        metric = "TAR % at FAR=1e-4" if key in ("ijbb", "ijbc") else "verification accuracy %"
+        heldout = HeldOutResult(set=BENCHMARK_TITLES[key], metric=f"{metric} ({entry.accuracy.source})", value=figures[key])
+    return ModelCard(
+        model=entry.variant,
+        training=TrainingData(dataset=entry.trained_on, faces="real"),
+        heldout=heldout,
+        provenance=f"converted from the authors' release {entry.reference} (trained on {entry.trained_on} per the "
+                   f"pretrained table; licence {entry.licence})",
+    )
+
+
+def reference_card(ref: WeightsRef, variant: str) -> ModelCard:
+    """The card of fetched weights: a pretrained entry's (:func:`pretrained_card`); for other remote
+    files only where they came from (what they were trained on is not known)."""
+    if ref.entry is not None:
+        return pretrained_card(ref.entry)
+    return ModelCard(model=variant, provenance=f"fetched from {ref.text}; what it was trained on is not recorded")
+
+
+def weights_card(path: str | os.PathLike, cached: CachedWeights | None = None) -> ModelCard | None:
+    """The model card of loaded weights (:func:`facelivt.models.card.read_card`); a pretrained cache
+    entry written before cards existed gets the card of its table entry."""
+    card = read_card(path)
+    if card is None and cached is not None and cached.record.get("pretrained") in PRETRAINED:
+        card = pretrained_card(PRETRAINED[cached.record["pretrained"]])
+    return card
 
 
 _META_KEYS = ("pretrained", "reference", "source", "revision", "sha256", "licence", "trained_on")

@@ -2,8 +2,10 @@
 (told apart by content, see :mod:`facelivt.models.checkpoint_io`)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -11,7 +13,8 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from facelivt.errors import InvalidInputError, check_input_file
-from facelivt.files import write_bytes
+from facelivt.files import write_bytes, write_text
+from facelivt.models.card import CARD_KEY, ModelCard, card_metadata, side_card_path
 from facelivt.models.checkpoint_io import SAFETENSORS, safe_torch_load, sniff_format
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
 from facelivt.models.registry import build_model, check_model_name
@@ -46,19 +49,86 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], path: str | os.PathLike, 
     write_bytes(path, serialise_safetensors(tensors, metadata))
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> None:
-    """Save ``model``'s state_dict as safetensors, with its name and form in the metadata."""
+def save_weights(model: nn.Module, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None,
+                 card: ModelCard | None = None) -> None:
+    """Save ``model``'s state_dict as safetensors, with its name and form in the metadata and, when
+    given, its model ``card`` (:mod:`facelivt.models.card`)."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = model_metadata(model)
     meta.update(extra_metadata or {})
+    meta.update(card_metadata(card))
     atomic_save_file(tensors, path, meta)
+
+
+def _may_rewrite(path: Path) -> bool:
+    """True for a safetensors file this process may replace: the file and its folder writable, and
+    the file not marked read-only (no write permission bit: refused even where root could write it)."""
+    return (sniff_format(path) == SAFETENSORS and bool(path.stat().st_mode & 0o222)
+            and os.access(path, os.W_OK) and os.access(path.resolve().parent, os.W_OK))
+
+
+def store_card(weights: str | os.PathLike, card: ModelCard, *, rewrite: bool = True) -> Path:
+    """Record ``card`` for the weights file ``weights`` and return the file written: the weights
+    themselves (the metadata replaced, the tensors bit-identical, written atomically) when ``rewrite``
+    and the file is a safetensors file this process may replace; else the side file
+    ``WEIGHTS.card.json`` (a pretrained cache entry, a read-only file, a torch checkpoint). An older
+    side file is removed when the card goes into the weights (it would hide the new card)."""
+    path = check_input_file(weights, "weights file")
+    side = side_card_path(path)
+    if rewrite and _may_rewrite(path):
+        tensors, meta = read_safetensors(path)
+        atomic_save_file(tensors, path, {**meta, **card_metadata(card)})
+        side.unlink(missing_ok=True)
+        return path
+    write_text(side, json.dumps(json.loads(card.to_json()), indent=1, sort_keys=True) + "\n")
+    return side
+
+
+def copy_with_card(name: str, weights: str | os.PathLike, out: str | os.PathLike, card: ModelCard) -> Path:
+    """Write the weights of ``name`` in ``weights`` to the safetensors file ``out`` with ``card``: a
+    safetensors input keeps its tensors bit-identical; a torch checkpoint is converted (train form)."""
+    path = check_input_file(weights, "weights file")
+    if sniff_format(path) == SAFETENSORS:
+        tensors, meta = read_safetensors(path)
+    else:
+        state_dict, meta = read_checkpoint(path)
+        model = fit_state_dict(name, state_dict, meta, str(path))
+        tensors, meta = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, model_metadata(model)
+    atomic_save_file(tensors, out, {**meta, **card_metadata(card)})
+    return Path(out)
+
+
+def weights_fingerprint(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of what a weights file holds, blind to its model card: for safetensors, of its
+    header without the card (keys sorted: safetensors writes metadata in no fixed order) and of its
+    tensor bytes; for other files, of the file. It stays the same when ``facelivt calibrate`` records
+    a threshold in the file, so galleries keyed by it stay usable."""
+    path = Path(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if sniff_format(path) == SAFETENSORS:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+            header.get("__metadata__", {}).pop(CARD_KEY, None)
+            h.update(json.dumps(header, sort_keys=True).encode())
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file (its tensors are not read)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot read safetensors file {path}: {exc} (corrupt or truncated?)") from exc
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and string metadata of a safetensors file; a damaged file raises :class:`InvalidInputError`."""
+    meta = read_metadata(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
         return load_file(str(path)), meta
     except (SafetensorError, OSError, ValueError) as exc:
         raise InvalidInputError(f"cannot read safetensors file {path}: {exc} (corrupt or truncated?)") from exc

@@ -23,9 +23,10 @@ from facelivt.data import DistributedResumableSampler, build_dataset, build_load
 from facelivt.errors import FaceLiVTError, InputNotFoundError, InvalidInputError, check_input_file
 from facelivt.evaluation import evaluate_bin
 from facelivt.files import write_json, write_text
-from facelivt.models import reparameterize_model, save_weights
+from facelivt.models import ModelCard, reparameterize_model, save_weights
 
 from .batches import FlipSampler, TrainView, dataset_labels
+from .card import RunFacts, training_card
 from .checkpoint import CheckpointManager, rng_state, set_rng_state
 from .config import Config, validate_config
 from .distributed import DistEnv, any_true, broadcast_object, cleanup, init_distributed, union
@@ -209,6 +210,8 @@ class Trainer:
         if train_idx.size == 0:
             raise InvalidInputError("no training samples (every identity is held out or unlabelled)")
         self.base, self.labels, self.held_idx = base, labels, held_idx
+        self.dataset_object = type(dataset).__name__ if dataset is not None else None
+        self.last_metrics: dict[str, dict] | None = None  # the latest verification results (model card)
         self.view = TrainView(base, train_idx, labels, report_bad=True)
         if cfg.distill.enabled and cfg.distill.cache != "none":
             warn_flip_mismatch(base)
@@ -386,6 +389,7 @@ class Trainer:
 
     def _after_eval(self, results: dict[str, dict], logger: RunLogger, progress: Progress) -> bool:
         """Log results; True when they are the best so far."""
+        self.last_metrics = results
         summary = {k: {m: v[m] for m in ("accuracy", "accuracy_std", "auc", "eer") if m in v} for k, v in results.items()}
         logger.log("eval", self.run_state.global_step, **summary)
         text = ", ".join(f"{k} {v['accuracy'] * 100:.2f}%" for k, v in results.items())
@@ -403,23 +407,32 @@ class Trainer:
         assert best is not None
         def write() -> None:
             self.ckpt.mark_best(step, best["metric"], best["value"])
-            save_weights(self.runner.model, self.out / "best.safetensors", {"step": str(step), "accuracy": str(best["value"]), "metric": best["metric"]})
+            save_weights(self.runner.model, self.out / "best.safetensors", {"step": str(step), "accuracy": str(best["value"]), "metric": best["metric"]},
+                         card=self.card())
 
         self._main_only("write best.safetensors", write)
 
     # ------------------------------------------------------------------ export
+    def card(self) -> ModelCard:
+        """The model card of the weights written now (:mod:`facelivt.training.card`)."""
+        facts = RunFacts(model=getattr(self.runner.model, "model_name", None) or self.cfg.model.name,
+                         identities=self.view.num_classes, images=len(self.view), steps=self.run_state.global_step,
+                         steps_per_epoch=self.steps_per_epoch, heldout_images=int(self.held_idx.size),
+                         dataset_object=self.dataset_object)
+        return training_card(self.cfg, facts, self.last_metrics)
+
     def export(self) -> tuple[Path, Path]:
         """``model.safetensors`` (train form) and ``model_deploy.safetensors`` (deploy form)."""
         weights, deploy = self.out / "model.safetensors", self.out / "model_deploy.safetensors"
 
         def write() -> None:
             meta = {"step": str(self.run_state.global_step), "num_classes": str(self.view.num_classes)}
-            model = self.runner.model
-            save_weights(model, weights, meta)
+            model, card = self.runner.model, self.card()
+            save_weights(model, weights, meta, card=card)
             was_training = model.training
             deployed = reparameterize_model(model)
             model.train(was_training)
-            save_weights(deployed.to(memory_format=torch.contiguous_format), deploy, meta)
+            save_weights(deployed.to(memory_format=torch.contiguous_format), deploy, meta, card=card)
 
         self._main_only("export the weights", write)
         return weights, deploy

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 from disk_helpers import assert_clean_failure, listing, run_cli, tmpfs
+from model_helpers import register_tiny
 
 from facelivt import create_model
 from facelivt.cli import main
-from facelivt.models import load_model, save_weights
+from facelivt.models import CalibratedThreshold, ModelCard, TrainingData, load_model, read_card, save_weights
 
 RELEASED = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "official_facelivt_s.pt"
 
@@ -91,3 +92,20 @@ def test_full_disk_leaves_the_old_output(tmp_path):
         assert f"cannot write {out}: No space left on device" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert listing(disk) == before  # no partial or temporary file, the old output unchanged
+
+
+def test_the_output_keeps_the_inputs_model_card_and_says_where_it_came_from(tmp_path, monkeypatch, capsys):
+    register_tiny(monkeypatch, "convert_tiny")
+    card = ModelCard(training=TrainingData("my photos", faces="real", identities=5),
+                     threshold=CalibratedThreshold(0.35, "best-accuracy", "my pairs"), provenance="trained here")
+    src, out = tmp_path / "w.safetensors", tmp_path / "deploy.safetensors"
+    save_weights(create_model("convert_tiny").eval(), src, card=card)
+    assert main(["convert", str(src), str(out), "--deploy"]) == 0
+    converted = read_card(out)
+    assert converted.training == card.training and converted.threshold == card.threshold
+    assert converted.model == "convert_tiny"
+    assert converted.provenance == f"converted by facelivt convert from {src}; trained here"
+    bare = tmp_path / "bare.safetensors"
+    save_weights(create_model("convert_tiny").eval(), bare)
+    assert main(["convert", str(bare), str(tmp_path / "bare2.safetensors")]) == 0
+    assert read_card(tmp_path / "bare2.safetensors").faces == "unknown"  # nothing recorded is not made up

@@ -1,12 +1,17 @@
 """End to end: `facelivt make-bin` on ../shared/data/orl_faces, then `facelivt eval` with an untrained facelivt_s."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
+from facelivt import create_model
 from facelivt.cli import main
+from facelivt.models import save_weights
+
+from model_helpers import register_tiny
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 
@@ -28,16 +33,39 @@ def test_eval_end_to_end(orl_bin, tmp_path, capsys):
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "randomly initialised" in captured.err  # no --weights: warned
-    res = json.loads((out / "results.json").read_text())
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["model"] == "facelivt_s" and doc["weights"] == "random initialisation (seed 0)"
+    assert doc["weights_file"] is None and doc["weights_sha256"] is None  # random weights: no file
+    res = doc["sets"]
     assert list(res) == ["orl"]
     r = res["orl"]
     assert 0.0 <= r["accuracy"] <= 1.0 and r["accuracy_std"] >= 0.0
-    assert len(r["thresholds"]) == 10 and all(0.0 <= t < 4.0 for t in r["thresholds"])
+    # thresholds in cosine similarity; the protocol's squared-L2 distances kept, labelled, and consistent
+    assert -1.0 < r["threshold"] <= 1.0 and len(r["fold_thresholds"]) == 10
+    assert len(r["distance_thresholds"]) == 10 and all(0.0 <= t < 4.0 for t in r["distance_thresholds"])
+    assert r["fold_thresholds"] == pytest.approx([1 - d / 2 for d in r["distance_thresholds"]])
+    assert "cosine" in doc["thresholds"] and "squared L2" in doc["thresholds"]
     assert isinstance(r["tar_at_far"], dict) and 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["eer"] <= 1.0
     assert r["n_pairs"] == 20 and r["n_positive"] == 10
     png = out / "orl_roc.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "orl" in captured.out and "accuracy" in captured.out
+    assert "orl" in captured.out and "accuracy" in captured.out and "threshold (cos)" in captured.out
+
+
+def test_results_json_names_the_weights_file_and_its_sha256(orl_bin, tmp_path, monkeypatch, capsys):
+    register_tiny(monkeypatch, "eval_tiny")
+    weights = tmp_path / "w.safetensors"
+    save_weights(create_model("eval_tiny").eval(), weights)
+    out = tmp_path / "eval"
+    assert main(["eval", "--weights", str(weights), "--bin", str(orl_bin), "--out", str(out), "--device", "cpu",
+                 "--no-progress"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert (doc["model"], doc["weights"], doc["weights_file"]) == ("eval_tiny", str(weights), str(weights))
+    assert doc["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    r = doc["sets"]["orl"]
+    assert r["fold_thresholds"] == pytest.approx([1 - d / 2 for d in r["distance_thresholds"]])
+    # the table shows the cosine threshold
+    assert f"{r['threshold']:.4f}" in capsys.readouterr().out
 
 
 def test_eval_errors(orl_bin, tmp_path, capsys):
@@ -79,7 +107,10 @@ def test_eval_with_released_checkpoint(orl_bin, tmp_path, capsys):
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "randomly initialised" not in captured.err
-    res = json.loads((out / "results.json").read_text())["orl"]
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["weights"] == str(pt) and doc["weights_file"] == str(pt)
+    assert doc["weights_sha256"] == hashlib.sha256(pt.read_bytes()).hexdigest()
+    res = doc["sets"]["orl"]
     direct = evaluate_bin(model, orl_bin, batch_size=8, device="cpu")
     assert res["accuracy"] == pytest.approx(direct["accuracy"], abs=1e-12)
     assert res["auc"] == pytest.approx(direct["auc"], abs=1e-9)

@@ -166,7 +166,7 @@ def test_int8_keeps_the_verification_accuracy_of_trained_weights(tmp_path, train
     d32 = pair_distances(pytorch_embeddings(trained_deploy, faces.images)[faces.rows])
     d8 = pair_distances(run_batched(onnx_runner(onnx_session(out)), faces.images.numpy(), None)[faces.rows])
     fp32, int8 = evaluate_distances(d32, faces.issame), evaluate_distances(d8, faces.issame)
-    v32, v8 = _verdicts(d32, fp32["thresholds"]), _verdicts(d8, fp32["thresholds"])
+    v32, v8 = _verdicts(d32, fp32["distance_thresholds"]), _verdicts(d8, fp32["distance_thresholds"])
     int8_at_fp32_thresholds = float(np.mean(v8 == faces.issame))
     summary = {"accuracy": (fp32["accuracy"], int8["accuracy"]), "int8 at fp32 thresholds": int8_at_fp32_thresholds,
                "auc": (fp32["auc"], int8["auc"]), "verdicts changed": int(np.sum(v32 != v8))}

@@ -201,7 +201,7 @@ def test_eval_cli_on_ijb(ijb, tmp_path, capsys):
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "randomly initialised" in captured.err
-    res = json.loads((out / "results.json").read_text())
+    res = json.loads((out / "results.json").read_text())["sets"]
     assert set(res) == {"IJBC"}
     assert res["IJBC"]["n_templates"] == info["n_templates"] and res["IJBC"]["tar_at_far_method"] == "nearest"
     assert set(res["IJBC"]["tar_at_far"]) == {"1e-1"}

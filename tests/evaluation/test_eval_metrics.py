@@ -73,7 +73,7 @@ def test_accuracy_agrees_with_plain_reimplementation(seed, n):
     res = evaluate_distances(dist, issame)
     assert res["accuracy"] == pytest.approx(np.mean(raccs), abs=1e-10)
     assert res["accuracy_std"] == pytest.approx(np.std(raccs), abs=1e-10)  # ddof = 0
-    np.testing.assert_allclose(res["thresholds"], rthr, atol=1e-9)
+    np.testing.assert_allclose(res["distance_thresholds"], rthr, atol=1e-9)
     assert res["fold_accuracies"] == pytest.approx(list(raccs), abs=1e-12)
 
 
@@ -94,7 +94,7 @@ def test_accuracy_agrees_on_a_realistic_size():
     assert round(res["accuracy"], 4) == round(float(np.mean(raccs)), 4)
     assert res["accuracy"] == pytest.approx(np.mean(raccs), abs=1e-10)
     assert res["accuracy_std"] == pytest.approx(np.std(raccs), abs=1e-10)
-    np.testing.assert_allclose(res["thresholds"], rthr, atol=1e-9)
+    np.testing.assert_allclose(res["distance_thresholds"], rthr, atol=1e-9)
 
 
 def test_known_answer_perfect_separation():
@@ -103,7 +103,9 @@ def test_known_answer_perfect_separation():
     res = evaluate_distances(dist, issame)
     assert res["accuracy"] == 1.0 and res["accuracy_std"] == 0.0
     # the first threshold with 0.5 < t: 0.51
-    assert res["thresholds"] == pytest.approx([0.51] * 10)
+    assert res["distance_thresholds"] == pytest.approx([0.51] * 10)
+    # reported in cosine similarity: d = 2 - 2 cos, so d < 0.51 is cos > 0.745
+    assert res["fold_thresholds"] == pytest.approx([0.745] * 10) and res["threshold"] == pytest.approx(0.745)
     assert res["auc"] == 1.0 and res["eer"] == 0.0
     assert res["tar_at_far"] == {"1e-2": 1.0}  # 100 negatives support FARs >= 1e-2 only
     assert res["tar_at_far_method"] == "floor"
@@ -125,7 +127,8 @@ def test_known_answer_with_impostors():
     assert res["accuracy"] == pytest.approx(0.95)
     assert res["accuracy_std"] == pytest.approx(0.05)
     assert res["fold_accuracies"] == pytest.approx([0.9] * 5 + [1.0] * 5)
-    assert res["thresholds"] == pytest.approx([0.21] * 10)
+    assert res["distance_thresholds"] == pytest.approx([0.21] * 10)
+    assert res["threshold"] == pytest.approx(0.895)
 
 
 def test_tar_at_far_known_answer():

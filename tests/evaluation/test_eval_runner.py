@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from facelivt.evaluation import evaluate_bin, write_bin
+from facelivt.evaluation import embed_bin, evaluate_bin, write_bin
 
 
 def test_evaluate_bin_with_a_meaningful_model(tmp_path):
@@ -32,8 +32,14 @@ def test_evaluate_bin_with_a_meaningful_model(tmp_path):
     res = evaluate_bin(model, path, batch_size=32, device="cpu")
     assert res["n_pairs"] == 100
     assert res["accuracy"] >= 0.95 and res["auc"] >= 0.97
-    assert set(res) >= {"accuracy", "accuracy_std", "thresholds", "tar_at_far", "auc", "eer"}
-    assert len(res["thresholds"]) == 10
+    assert set(res) >= {"accuracy", "accuracy_std", "threshold", "fold_thresholds", "distance_thresholds",
+                        "tar_at_far", "auc", "eer"}
+    assert len(res["distance_thresholds"]) == 10
+    # the cosine threshold reported accepts exactly the pairs the protocol's distance threshold accepts
+    emb, same = embed_bin(model, path, batch_size=32, device="cpu")
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    cos = np.sum(emb[0::2] * emb[1::2], axis=1)
+    assert ((cos >= res["threshold"]) == (2 - 2 * cos < np.mean(res["distance_thresholds"]))).all()
 
 
 def test_build_model_random_init_is_seeded_and_leaves_rng_alone(caplog, tiny_model):

@@ -24,6 +24,7 @@ from facelivt.models import (
     list_models,
     load_model,
 )
+from facelivt.models.card import read_card
 from facelivt.models.hub import parse_weights_ref
 from facelivt.models.pretrained import AUTHORS_REPO, DEFAULT_PRETRAINED
 from facelivt.training.config import load_config, validate_config
@@ -256,6 +257,26 @@ def test_offline_with_a_cache_makes_no_request(zoo, monkeypatch):
     assert rec.model_name == DEFAULT_PRETRAINED and "pretrained facelivtv2_s" in rec.weights_source
     assert rec.weights_fingerprint == zoo.sha256(AUTHORS_REPO, "facelivtv2-s.pt")[:16]
     assert zoo.requests == []
+
+
+def test_the_cache_entry_carries_the_tables_model_card_and_a_calibration_goes_beside_it(zoo):
+    cached = fetch_weights("facelivt_s")
+    card = read_card(cached.path)
+    assert card.model == "facelivt_s" and card.faces == "real" and card.training.dataset == "Glint360K"
+    assert card.heldout.set == "LFW" and card.heldout.value == PRETRAINED["facelivt_s"].accuracy.lfw
+    assert "authors' release" in card.provenance and card.threshold is None and card.warning() is None
+    rec = FaceRecognizer("facelivt_s")
+    assert rec.card == card and rec.warning is None and rec.reliable
+    assert rec.threshold_source.startswith("uncalibrated")  # the authors publish no threshold
+    crops = sorted((SHARED / "data" / "celeba_subset_112" / "7201").iterdir())[:2]
+    other = sorted((SHARED / "data" / "celeba_subset_112" / "7202").iterdir())[0]
+    cal = rec.calibrate([(crops[0], crops[1], True), (crops[0], other, False)], aligned=True)
+    written = rec.save_calibration(cal, "three crops")
+    assert written == cached.path.with_name(cached.path.name + ".card.json")  # the cache entry is not rewritten
+    zoo.reset_log()
+    again = FaceRecognizer("facelivt_s")
+    assert zoo.requests == [] and again.threshold == cal.threshold  # still a valid cache entry, and calibrated
+    assert again.threshold_source.startswith("model card: calibrated on three crops")
 
 
 def test_a_stalled_server_times_out(zoo):

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from facelivt.cli import main
+from facelivt.models.card import SYNTHETIC_WARNING, read_card
 from facelivt.quickstart import REPORT_FILES, STEPS
 from results_layout import LAYOUT_FILE, results_layout
 
@@ -110,6 +111,10 @@ def test_each_runs_result_json_names_its_weights_where_they_are(run):
         assert Path(summary["weights"]) == out / "weights" / f"{key}.safetensors"
         assert Path(summary["deploy_weights"]) == out / "weights" / f"{key}_deploy.safetensors"
         assert Path(summary["weights"]).is_file() and Path(summary["deploy_weights"]).is_file()
+        # each says what it is: trained on synthetic faces, so no verdict on real photos is to be trusted
+        card = read_card(summary["weights"])
+        assert card.faces == "synthetic" and card.warning() == SYNTHETIC_WARNING and card.training.steps > 0
+        assert read_card(summary["deploy_weights"]) == card
 
 
 def test_report_numbers_come_from_results(run):

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from facelivt.data import SyntheticIdentities
+from facelivt.models.card import SYNTHETIC_WARNING, read_card
 from facelivt.training import NonFiniteLossError, load_checkpoint_file, train
 
 from train_helpers import TinyNet, last_state, nan_at_step, overflow_at_call, quick_config, state_equal
@@ -108,6 +109,14 @@ def test_outputs_and_result(tmp_path, faces):
     assert result.best is not None and result.best_weights.is_file()
     summary = json.loads((out / "result.json").read_text())
     assert summary["steps"] == 6 and summary["stopped"] == "completed"
+    # the exported weights say what they are: synthetic faces, 6 identities, 24 images, 6 steps, the held-out
+    # accuracy and the threshold chosen on the held-out pairs (a cosine similarity)
+    card = read_card(result.weights)
+    assert card.faces == "synthetic" and card.warning() == SYNTHETIC_WARNING
+    assert (card.training.identities, card.training.images, card.training.steps) == (6, 24, 6)
+    assert card.heldout.value == pytest.approx(result.metrics["heldout"]["accuracy"])
+    assert card.threshold.cosine == pytest.approx(result.metrics["heldout"]["threshold"])
+    assert read_card(result.deploy_weights) == card and read_card(result.best_weights).faces == "synthetic"
     events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "end" and "eval" in kinds
