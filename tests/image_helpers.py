@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-FACE = SHARED / "data" / "celeba_subset_112" / "7201"
+ALIGNED = SHARED / "data" / "celeba_subset_112"  # real aligned crops, root/<identity>/<image>
+FACE = ALIGNED / "7201"
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

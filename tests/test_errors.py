@@ -1,9 +1,7 @@
 """Errors a user can cause are FaceLiVTErrors that still are the built-in they were before."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from facelivt.data.imaging import BadSampleTracker, TooManyBadSamplesError

@@ -6,11 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
-from facelivt.cli.common import add_model_args, check_threshold_option, make_recognizer, print_failures, print_several_faces
+from facelivt.cli.common import (
+    add_model_args,
+    check_threshold_option,
+    input_files,
+    make_recognizer,
+    print_failures,
+    print_several_faces,
+)
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.files import check_not_input, check_writable, cleanup_new_folders
-from facelivt.inference import expand_inputs
 from facelivt.inference.cluster import (
     METHODS,
     check_cluster_folder,
@@ -57,9 +63,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.min_size < 1:
         raise InvalidInputError(f"--min-size must be at least 1, got {args.min_size}")
     check_threshold_option(args)
-    files = expand_inputs(args.inputs)
-    if not files:
-        raise InvalidInputError("no input files found")
+    files = input_files(args.inputs)
     for out in (args.out, args.csv):
         if out is not None:
             check_not_input(out, {"image": files, "input folder": args.inputs}, inside_input=True, holds_input=True)

@@ -14,7 +14,15 @@ from facelivt.cli.options import add_batch_size, add_device, add_quiet
 from facelivt.cpu import check_threads
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
-from facelivt.inference import FACE_POLICIES, FaceDetector, FaceRecognizer, Gallery, GalleryNotFoundError, check_threshold
+from facelivt.inference import (
+    FACE_POLICIES,
+    FaceDetector,
+    FaceRecognizer,
+    Gallery,
+    GalleryNotFoundError,
+    check_threshold,
+    expand_inputs,
+)
 from facelivt.models import DEFAULT_PRETRAINED, weights_variant
 
 SHOW = 20  # problem files listed on the terminal (all of them go to a --report where a command has one)
@@ -109,6 +117,14 @@ def make_recognizer(args: argparse.Namespace, model: str | None = None,
     if not args.quiet:
         print(f"model {rec.model_name}: {rec.weights_source}", file=sys.stderr)
     return rec
+
+
+def input_files(inputs) -> list:
+    """The image files of the command's inputs (files as given, the files of folders); none is an error."""
+    files = expand_inputs(inputs)
+    if not files:
+        raise InvalidInputError("no input files found")
+    return files
 
 
 def check_threshold_option(args: argparse.Namespace) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from safetensors.numpy import save
 
-from facelivt.cli.common import add_model_args, make_recognizer, print_failures, print_several_faces
+from facelivt.cli.common import add_model_args, input_files, make_recognizer, print_failures, print_several_faces
 from facelivt.cli.options import add_json
 from facelivt.devices import resolve_device
 from facelivt.errors import InvalidInputError
 from facelivt.files import check_not_input, check_writable, cleanup_new_folders, write_bytes
-from facelivt.inference import embed_files, embed_to_folder, expand_inputs
+from facelivt.inference import embed_files, embed_to_folder
 from facelivt.inference.embed_stream import INDEX_NAME
 
 FORMATS = ("auto", "npy", "safetensors")
@@ -65,9 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     fmt = output_format(args)
-    files = expand_inputs(args.inputs)
-    if not files:
-        raise InvalidInputError("no input files found")
+    files = input_files(args.inputs)
     out = Path(args.out)
     # `--weights w --out w` replaced the weights; a folder among the inputs would list its own files
     check_not_input(out, {"--weights": args.weights, "image": files, "input folder": args.inputs},

@@ -5,9 +5,16 @@ import argparse
 import json
 import sys
 
-from facelivt.cli.common import add_model_args, check_threshold_option, open_gallery, print_failures, print_several_faces
+from facelivt.cli.common import (
+    add_model_args,
+    check_threshold_option,
+    input_files,
+    open_gallery,
+    print_failures,
+    print_several_faces,
+)
 from facelivt.errors import InvalidInputError
-from facelivt.inference import expand_inputs, failure_reason
+from facelivt.inference import failure_reason
 from facelivt.inference.calibration import UNRELIABLE
 
 
@@ -32,9 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise InvalidInputError(f"-k must be at least 1, got {args.k}")
     check_threshold_option(args)
-    files = expand_inputs(args.images)
-    if not files:
-        raise InvalidInputError("no input files found")
+    files = input_files(args.images)
     rec = open_gallery(args, must_exist=True, threshold=args.threshold, readonly=True)
     if not args.json:
         print(f"threshold {rec.threshold:.4f} ({rec.threshold_source})", file=sys.stderr)

@@ -100,12 +100,12 @@ def test_the_output_keeps_the_inputs_model_card_and_says_where_it_came_from(tmp_
                      threshold=CalibratedThreshold(0.35, "best-accuracy", "my pairs"), provenance="trained here")
     src, out = tmp_path / "w.safetensors", tmp_path / "deploy.safetensors"
     save_weights(create_model("convert_tiny").eval(), src, card=card)
-    assert main(["convert", str(src), str(out), "--deploy"]) == 0
+    assert main(["convert", str(src), "--out", str(out), "--deploy"]) == 0
     converted = read_card(out)
     assert converted.training == card.training and converted.threshold == card.threshold
     assert converted.model == "convert_tiny"
     assert converted.provenance == f"converted by facelivt convert from {src}; trained here"
     bare = tmp_path / "bare.safetensors"
     save_weights(create_model("convert_tiny").eval(), bare)
-    assert main(["convert", str(bare), str(tmp_path / "bare2.safetensors")]) == 0
+    assert main(["convert", str(bare), "--out", str(tmp_path / "bare2.safetensors")]) == 0
     assert read_card(tmp_path / "bare2.safetensors").faces == "unknown"  # nothing recorded is not made up

@@ -58,7 +58,7 @@ def test_results_json_names_the_weights_file_and_its_sha256(orl_bin, tmp_path, m
     save_weights(create_model("eval_tiny").eval(), weights)
     out = tmp_path / "eval"
     assert main(["eval", "--weights", str(weights), "--bin", str(orl_bin), "--out", str(out), "--device", "cpu",
-                 "--no-progress"]) == 0
+                 "--quiet"]) == 0
     doc = json.loads((out / "results.json").read_text())
     assert (doc["model"], doc["weights"], doc["weights_file"]) == ("eval_tiny", str(weights), str(weights))
     assert doc["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()

@@ -17,10 +17,11 @@ import pytest
 from disk_helpers import fill, listing, tmpfs
 from gallery_helpers import HOLD_WRITE_LOCK, child_env, read_only, start_python, write_legacy_gallery
 
+from image_helpers import ALIGNED
+
 from facelivt.cli import main
 from facelivt.inference import Gallery
 
-ALIGNED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "celeba_subset_112"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -29,16 +30,6 @@ def _errors(err: str) -> str:
     """``err`` without the warning about weights with no record of real-face training (which these
     untrained test weights get)."""
     return "".join(line for line in err.splitlines(keepends=True) if not line.startswith("warning: "))
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    from facelivt import create_model
-    from facelivt.models import save_weights
-
-    path = tmp_path_factory.mktemp("w") / "facelivt_s.safetensors"
-    save_weights(create_model("facelivt_s").eval(), path)
-    return path
 
 
 @pytest.fixture(scope="module")

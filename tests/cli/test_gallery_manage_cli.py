@@ -9,23 +9,13 @@ import numpy as np
 import pytest
 from disk_helpers import listing
 from gallery_helpers import read_only
+from image_helpers import ALIGNED
 
 from facelivt.cli import main
 from facelivt.inference import Gallery
 
-ALIGNED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "celeba_subset_112"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    from facelivt import create_model
-    from facelivt.models import save_weights
-
-    path = tmp_path_factory.mktemp("w") / "facelivt_s.safetensors"
-    save_weights(create_model("facelivt_s").eval(), path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """Export round trips (ONNX, TorchScript, Core ML where coremltools imports) with parity on real crops, and int8."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch

@@ -1,8 +1,6 @@
 """Robust image loading: every mode becomes RGB, EXIF rotation applies, bad files give clear errors."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image

@@ -7,7 +7,6 @@ import json
 
 import cv2
 import pytest
-import torch
 from torch import nn
 
 from facelivt.cli import main
