@@ -57,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     report = align_folder(
         detector, args.in_dir, args.out_dir,
         select="all" if args.all_faces else "largest", fmt=args.fmt, size=args.size,
-        skip_existing=args.skip_existing, progress=not args.quiet,
+        skip_existing=args.skip_existing, progress=not args.quiet, workers=args.workers,
     )
     if args.json:
         print(json.dumps(report.to_dict()))

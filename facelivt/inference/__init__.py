@@ -32,6 +32,7 @@ from facelivt.inference.gallery_store import (
     check_gallery,
 )
 from facelivt.inference.images import LoadedImage, load_image, open_image
+from facelivt.inference.pipeline import DEFAULT_WORKERS, check_workers, prepare_in_order
 from facelivt.inference.api import AnalysedFace, FaceAnalysis, FaceSearch, Verification, find, represent, verify
 from facelivt.inference.mtcnn import ONet, PNet, RNet, detect_faces, load_mtcnn_nets
 from facelivt.inference.recognizer import (
@@ -58,6 +59,7 @@ __all__ = [
     "Calibration",
     "Comparison",
     "DEFAULT_THRESHOLD",
+    "DEFAULT_WORKERS",
     "FACE_POLICIES",
     "EmbedRun",
     "Face",
@@ -91,6 +93,7 @@ __all__ = [
     "calibrate_scores",
     "check_gallery",
     "check_threshold",
+    "check_workers",
     "detect_faces",
     "embed_files",
     "embed_to_folder",
@@ -103,6 +106,7 @@ __all__ = [
     "locate_mtcnn_weights",
     "open_image",
     "photo_sha256",
+    "prepare_in_order",
     "read_embeddings",
     "read_pairs_list",
     "threshold_at_far",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import time
@@ -16,7 +17,7 @@ from tqdm import tqdm
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import write_bytes
 from facelivt.inference.detector import FaceDetector, NoFaceError, Select, SeveralFacesError
-from facelivt.data.decode import ImageLoadError
+from facelivt.inference.pipeline import DEFAULT_WORKERS, Prepared, check_workers, prepare_in_order
 
 log = logging.getLogger(__name__)
 
@@ -160,14 +161,18 @@ def align_folder(
     skip_existing: bool = False,
     progress: bool = True,
     files: Iterable[str | os.PathLike] | None = None,
+    workers: int = DEFAULT_WORKERS,
 ) -> AlignReport:
     """Detect and align every image under ``in_dir`` (or only ``files``, paths under it) into
     ``out_dir``, mirroring the tree.
 
     ``select="largest"`` writes one crop per image, ``"all"`` one per face (extra faces as
     ``name_face1.jpg``, ...). Unreadable files and images without a face are reported, not fatal.
+    ``workers`` threads decode, detect and align a few photos ahead (0: one at a time; the crops are
+    the same), see :mod:`facelivt.inference.pipeline`.
     """
     src, dst = Path(in_dir), Path(out_dir)
+    check_workers(workers)
     if select not in ("largest", "all"):
         raise InvalidInputError(f"select must be 'largest' or 'all', got {select!r}")
     if fmt not in ("same", "jpg", "png"):
@@ -178,28 +183,40 @@ def align_folder(
         raise InvalidInputError(f"output folder {dst} must not be the input folder or inside it")
     report = AlignReport(total=len(files))
     start = time.perf_counter()
-    bar = tqdm(files, desc="align", unit="img", disable=not progress)
-    for path in bar:
-        rel = path.relative_to(src)
-        if skip_existing and output_path(rel, dst, fmt).exists():
-            report.skipped_existing += 1
-            continue
-        if _align_one(detector, path, rel, dst, select, fmt, size, report):
-            bar.set_postfix(ok=report.aligned, no_face=len(report.no_face), bad=len(report.unreadable))
+    bar = tqdm(total=len(files), desc="align", unit="img", disable=not progress)
+    todo: dict[int, Path] = {}  # the photos read but not yet written (bounded by the pipeline)
+    queued = itertools.count()
+
+    def to_align() -> Iterable[Path]:
+        for path in files:
+            if skip_existing and output_path(path.relative_to(src), dst, fmt).exists():
+                report.skipped_existing += 1
+                bar.update(1)
+                continue
+            todo[next(queued)] = path
+            yield path
+
+    try:
+        for done in prepare_in_order(lambda path: detector.align(path, select="all", size=size), to_align(), workers):
+            path = todo.pop(done.index)
+            if _note(done, path, path.relative_to(src), dst, select, fmt, report):
+                bar.set_postfix(ok=report.aligned, no_face=len(report.no_face), bad=len(report.unreadable))
+            bar.update(1)
+    finally:
+        bar.close()
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _align_one(detector: FaceDetector, path: Path, rel: Path, dst: Path, select: Select, fmt: OutputFormat, size: int, report: AlignReport) -> bool:
-    """Align the faces of one image into ``dst``, noting the outcome in ``report``; True when written."""
-    try:
-        crops = detector.align(path, select="all", size=size)
-    except NoFaceError:
+def _note(done: Prepared, path: Path, rel: Path, dst: Path, select: Select, fmt: OutputFormat, report: AlignReport) -> bool:
+    """Write the crops of one aligned photo into ``dst``, or note why it has none, in ``report``; True when written."""
+    if isinstance(done.error, NoFaceError):
         report.no_face.append(str(rel))
         return False
-    except (ImageLoadError, OSError) as exc:
-        report.unreadable.append((str(rel), failure_reason(exc, path)))
+    if done.error is not None:  # ImageLoadError, a missing or unreadable file
+        report.unreadable.append((str(rel), failure_reason(done.error, path)))
         return False
+    crops = done.value
     if crops[0].source is not None and crops[0].source.downscaled:
         report.downscaled.append(str(rel))
     if len(crops) > 1:

@@ -42,6 +42,7 @@ from facelivt.inference.calibration import (
 from facelivt.inference.detector import AlignedFace, Face, FaceDetector, Select, SeveralFacesError
 from facelivt.inference.gallery import Gallery, Match
 from facelivt.inference.images import load_image
+from facelivt.inference.pipeline import DEFAULT_WORKERS, Prepared, check_workers, prepare_in_order
 from facelivt.models import DEFAULT_PRETRAINED, PRETRAINED, check_model_name, list_pretrained, load_model, preprocess_of
 from facelivt.models.card import ModelCard, TrainingData, warning_for
 from facelivt.models.weights import copy_with_card, store_card, weights_fingerprint
@@ -110,6 +111,16 @@ class PhotoFaces:
 
 
 @dataclass(frozen=True)
+class _Crops:
+    """What the pipeline's workers make of one photo: the aligned ``crops`` to embed, how many faces
+    were ``found``, and the ``detections`` of the crops (pixels of the photo; None: an aligned crop)."""
+
+    crops: list[np.ndarray]
+    found: int
+    detections: tuple[Face | None, ...]
+
+
+@dataclass(frozen=True)
 class Comparison:
     """:meth:`FaceRecognizer.compare`: the ``score`` of face ``face_a`` of A against face ``face_b``
     of B, ``same`` when it reaches ``threshold``; ``found_a`` / ``found_b`` faces were detected."""
@@ -174,6 +185,9 @@ class FaceRecognizer:
     ``color``: the channel order of image arrays given to it, ``"rgb"`` (PIL's, the default) or
     ``"bgr"`` (OpenCV's ``cv2.imread``); paths and PIL images say their own. Aligned crops it returns
     (:meth:`align`) are RGB whatever ``color`` is.
+    ``workers``: threads that decode, detect and align photos ahead of the network in the batch calls
+    (:meth:`iter_faces` and all that use it; see :mod:`facelivt.inference.pipeline`); 0: one photo at
+    a time in the calling thread. The results are the same either way.
     """
 
     def __init__(
@@ -191,9 +205,11 @@ class FaceRecognizer:
         batch_size: int = 64,
         progress: bool = True,
         color: Color = "rgb",
+        workers: int = DEFAULT_WORKERS,
         **model_overrides,
     ) -> None:
         self.color = check_color(color)
+        self.workers = check_workers(workers)
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
@@ -300,18 +316,18 @@ class FaceRecognizer:
             )
         return crop
 
-    def _crops(self, image: ImageSource, aligned: bool, face: str) -> tuple[list[np.ndarray], int, list[Face | None]]:
-        """The crops to embed from ``image`` under the face policy, how many faces were found, and
-        the detections of the crops (in pixels of the image as given; None for an aligned crop)."""
+    def _crops(self, image: ImageSource, aligned: bool, face: str) -> "_Crops":
+        """The crops to embed from ``image`` under the face policy (decoded, detected and aligned; run
+        on the pipeline's worker threads)."""
         if aligned:
-            return [self._aligned_crop(image)], 1, [None]
+            return _Crops([self._aligned_crop(image)], 1, (None,))
         faces = self.detector.align(rgb_order(image, self.color), select="all", size=self.input_size)
         if len(faces) > 1 and face == "error":
             name = faces[0].source.name if faces[0].source is not None else describe(image)
             raise SeveralFacesError(f"{name}: {len(faces)} faces found; photos with several faces are refused "
                                     "(face policy 'error')", found=len(faces))
         used = faces if face == "all" else faces[:1]
-        return [f.image for f in used], len(faces), [_as_given(f) for f in used]
+        return _Crops([f.image for f in used], len(faces), tuple(_as_given(f) for f in used))
 
     # ------------------------------------------------------------------ embeddings
     @torch.inference_mode()
@@ -382,34 +398,55 @@ class FaceRecognizer:
     ) -> Iterator[PhotoFaces]:
         """A :class:`PhotoFaces` per image: the embeddings of the faces ``face`` selects, or the
         error for images that cannot be read, hold no face or (``face="error"``) several faces.
-        The network runs on batches of ``batch_size`` crops. Nothing is logged: the caller reports."""
+        Photos are decoded, detected and aligned on :attr:`workers` threads a few ahead (never all of
+        them at once: ``images`` may be a generator), results come in input order, and the network
+        runs on batches of up to ``batch_size`` crops. Nothing is logged: the caller reports."""
         check_face_policy(face)
-        items = list(images)
-        bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress)
-        pending: list[tuple[int, list[np.ndarray], int, list[Face | None]]] = []
+        return self._in_batches(self._prepared(images, aligned, face, progress, desc))
 
-        def flush() -> Iterator[PhotoFaces]:
-            emb = self.embed_aligned(np.stack([c for _, crops, _, _ in pending for c in crops]))
-            at = 0
-            for i, crops, found, found_faces in pending:
-                yield PhotoFaces(i, emb[at : at + len(crops)], found, tuple(range(len(crops))),
-                                 detections=tuple(found_faces))
-                at += len(crops)
-            pending.clear()
-
+    def _prepared(self, images: Iterable[ImageSource], aligned: bool, face: str, progress: bool,
+                  desc: str) -> Iterator[Prepared]:
+        """The crops of each photo, made on the pipeline's workers, in input order (with a progress bar)."""
+        total = len(images) if hasattr(images, "__len__") else None
+        bar = tqdm(total=total, desc=desc, unit="img", disable=not progress)
+        if not aligned:
+            self._detector = self.detector  # made once, here, before the worker threads share it
         try:
-            for i, item in enumerate(items):
-                try:
-                    pending.append((i, *self._crops(item, aligned, face)))
-                except (ValueError, FileNotFoundError) as exc:  # ImageLoadError, NoFaceError, SeveralFacesError
-                    yield PhotoFaces(i, None, error=exc)
+            for done in prepare_in_order(lambda item: self._crops(item, aligned, face), images, self.workers):
                 bar.update(1)
-                if sum(len(c) for _, c, _, _ in pending) >= self.batch_size:
-                    yield from flush()
-            if pending:
-                yield from flush()
+                yield done
         finally:
             bar.close()
+
+    def _in_batches(self, prepared: Iterable[Prepared]) -> Iterator[PhotoFaces]:
+        """The :class:`PhotoFaces` of the pipeline's results, in their order: the crops wait until
+        ``batch_size`` of them (or ``4 x batch_size`` photos) are gathered, then go through the
+        network together; a failure with nothing waiting before it is answered at once."""
+        pending: list[Prepared] = []
+        crops = 0
+        for done in prepared:
+            if done.error is not None and not pending:
+                yield PhotoFaces(done.index, None, error=done.error)
+                continue
+            pending.append(done)
+            crops += 0 if done.error is not None else len(done.value.crops)
+            if crops >= self.batch_size or len(pending) >= 4 * self.batch_size:
+                yield from self._embedded(pending)
+                pending, crops = [], 0
+        yield from self._embedded(pending)
+
+    def _embedded(self, pending: list[Prepared]) -> Iterator[PhotoFaces]:
+        """The :class:`PhotoFaces` of ``pending`` results, their crops embedded in one batch."""
+        crops = [c for p in pending if p.error is None for c in p.value.crops]
+        emb = self.embed_aligned(np.stack(crops)) if crops else None
+        at = 0
+        for p in pending:
+            if p.error is not None:
+                yield PhotoFaces(p.index, None, error=p.error)
+                continue
+            n = len(p.value.crops)
+            yield PhotoFaces(p.index, emb[at : at + n], p.value.found, tuple(range(n)), detections=p.value.detections)
+            at += n
 
     def iter_embed(
         self,
@@ -425,13 +462,20 @@ class FaceRecognizer:
         several faces is logged) or "error"; for every face use :meth:`iter_faces`."""
         if face == "all":
             raise InvalidInputError("iter_embed gives one embedding per image: use iter_faces for face='all'")
-        items = list(images)
-        for r in self.iter_faces(items, aligned=aligned, face=face, progress=progress, desc=desc):
+        names: dict[int, str] = {}  # of the photos read but not yet answered (bounded like the pipeline)
+
+        def named() -> Iterator[ImageSource]:
+            for i, item in enumerate(images):
+                names[i] = describe(item)
+                yield item
+
+        for r in self.iter_faces(named(), aligned=aligned, face=face, progress=progress, desc=desc):
+            name = names.pop(r.index)
             if r.error is not None:
                 yield r.index, None, r.error
                 continue
             if r.found > 1:
-                _warn_largest(describe(items[r.index]), r.found)
+                _warn_largest(name, r.found)
             yield r.index, r.embeddings[0], None
 
     # ------------------------------------------------------------------ verification
