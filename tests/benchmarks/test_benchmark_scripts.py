@@ -198,3 +198,19 @@ def test_startup_script_prints_its_table():
     assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
     assert [r[3].strip() for r in rows] == ["-", "<= 1.04", "-", "<= 1.65"]
     assert rows[1][4].strip() in ("yes", "no") and rows[3][4].strip() in ("yes", "no")
+
+
+def test_photo_pipeline_script_prints_its_tables():
+    out = _run("photo_pipeline.py", "--photos", "5", "--batch-size", "2", "--threads", "1")
+    assert out.startswith("CPU capability: CPU ")
+    tables = [[_cells(ln) for ln in block.splitlines() if ln.startswith("| ")] for block in out.split("\n\n")]
+    tables = [t for t in tables if t]
+    assert [t[0][0] for t in tables] == ["path", "path"]
+    raw, aligned = tables
+    assert [r[0] for r in raw[2:]] == ["one photo at a time (--workers 0, old path)", "pipeline (--workers 2)"]
+    assert [r[0] for r in aligned[2:]] == ["model's own batch 32 (crops in memory)",
+                                           "one photo at a time (--workers 0, old path)", "pipeline (--workers 2)"]
+    assert all(len(r) == 7 for r in raw) and all(len(r) == 6 for r in aligned)
+    assert raw[2][-1] == "1.00x" and aligned[2][-1] == "1.00x"
+    for row in raw[2:] + aligned[2:]:
+        assert float(row[1]) > 0 and float(row[-2]) > 0  # photos/s, total ms

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,3 +69,29 @@ def test_threads_are_applied_with_aligned_crops_too(weights, tmp_path, capsys):
                  "--threads", str(threads)]) == 0, capsys.readouterr().err
     assert torch.get_num_threads() == threads  # the autouse fixture puts the count back after the test
     assert out.is_file()
+
+
+WORKER_COMMANDS = ("embed", "embed --aligned", "verify --aligned", "enroll --aligned", "align")
+
+
+@pytest.mark.parametrize("command", WORKER_COMMANDS)
+def test_a_bad_worker_count_is_refused_in_one_line_before_any_work(command, tmp_path):
+    args = _commands(tmp_path)[command]
+    at = args.index("--threads")
+    proc = run_cli(*args[:at], "--workers", "-1", cwd=tmp_path, timeout=300)
+    assert_clean_failure(proc)
+    assert proc.stderr.splitlines()[-1] == (f"facelivt {command.split()[0]}: error: --workers must be an integer from 0 "
+                                            f"to {LIMIT} (4 x the {CORES} CPU cores this process may use), got -1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_embed_gives_the_same_rows_with_and_without_workers(weights, tmp_path, capsys):
+    photos = sorted((SHARED / "data" / "celeba_subset").rglob("*.jpg"))[:6]
+    rows = []
+    for workers in ("0", "3"):
+        out = tmp_path / f"e{workers}"
+        assert main(["embed", *map(str, photos), "--weights", str(weights), "--out", str(out), "--quiet",
+                     "--batch-size", "4", "--workers", workers]) == 0, capsys.readouterr().err
+        rows.append((np.load(out / "embeddings.npy"), (out / "index.csv").read_text()))
+    np.testing.assert_allclose(rows[0][0], rows[1][0], atol=1e-5)
+    assert rows[0][1] == rows[1][1] and len(rows[0][0]) >= 5
