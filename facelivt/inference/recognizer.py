@@ -469,7 +469,11 @@ class FaceRecognizer:
                 names[i] = describe(item)
                 yield item
 
-        for r in self.iter_faces(named(), aligned=aligned, face=face, progress=progress, desc=desc):
+        if isinstance(images, Sequence):  # a list holds its images anyway; its length sizes the progress bar
+            names, source = dict(enumerate(map(describe, images))), images
+        else:
+            source = named()
+        for r in self.iter_faces(source, aligned=aligned, face=face, progress=progress, desc=desc):
             name = names.pop(r.index)
             if r.error is not None:
                 yield r.index, None, r.error
