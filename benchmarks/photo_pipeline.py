@@ -126,7 +126,7 @@ def aligned_table(model, files: list[Path], batch_size: int, workers: int) -> li
     n = len(files)
     rows = [ALIGNED_HEADER, f"| model's own batch 32 (crops in memory) | {n / model_s:.1f} | - | {1000 * model_s / n:.1f} | "
                             f"{1000 * model_s / n:.1f} | 1.00x |"]
-    for name, w in (("one photo at a time (--workers 0, old path)", 0), (f"pipeline (--workers {workers})", workers)):
+    for name, w in (("one photo at a time (--workers 0, old path)", 0), ("pipeline (one worker for crops)", workers)):
         stages = Stages()
         rec = recognizer(model, None, batch_size, w, stages)
         run(rec, files[:batch_size], aligned=True)  # warm-up

@@ -209,7 +209,7 @@ def test_photo_pipeline_script_prints_its_tables():
     raw, aligned = tables
     assert [r[0] for r in raw[2:]] == ["one photo at a time (--workers 0, old path)", "pipeline (--workers 2)"]
     assert [r[0] for r in aligned[2:]] == ["model's own batch 32 (crops in memory)",
-                                           "one photo at a time (--workers 0, old path)", "pipeline (--workers 2)"]
+                                           "one photo at a time (--workers 0, old path)", "pipeline (one worker for crops)"]
     assert all(len(r) == 7 for r in raw) and all(len(r) == 6 for r in aligned)
     assert raw[2][-1] == "1.00x" and aligned[2][-1] == "1.00x"
     for row in raw[2:] + aligned[2:]:
