@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ from facelivt.deploy.onnx_export import write_onnx
 from facelivt.deploy.quantize import compare_int8, quantize_onnx_int8
 from facelivt.deploy.sessions import onnx_runner, onnx_session, run_batched
 from facelivt.evaluation import evaluate_distances, kfold_splits, pair_distances
-from facelivt.files import scratch_dir, write_json
+from facelivt.files import write_json
 from facelivt.models.preprocess import DEFAULT_PREPROCESS, preprocess_of
 from facelivt.runtime import tune_allocator
 from facelivt.training.heldout import build_pairs
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     cap = cpu_capability()
     print(f"CPU capability: {cap.summary()}; int8 ISA (MLAS u8s8 kernels): {ort_int8_isa()}")
     print(f"{args.threads} ONNX Runtime threads, medians of interleaved runs, calibrated on {args.calib_images} real crops")
-    with scratch_dir(ROOT / "benchmarks" / "int8.tmp") as tmp:
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
         rows = [r for name in args.models for r in speed_rows(name, args, tmp)]
         if rows:
             print_speed(rows)
