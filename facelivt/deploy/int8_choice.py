@@ -4,8 +4,9 @@ the rule that reads it (:func:`int8_choice`), which ``optimize_for_inference(...
 ``facelivt export --int8`` follow.
 
 int8 is used for a model when, on a CPU of the measured ISA, it was at least :data:`INT8_MIN_SPEEDUP`
-times as fast as float32 at batch 1 *and* at batch 32, and its embeddings kept a cosine of at least
-:data:`INT8_MIN_COSINE` to float32's on real faces. Elsewhere (not faster, less accurate, a model or an
+times as fast as float32 at batch 1 *and* at batch 32, and its embeddings kept a mean cosine of at least
+:data:`INT8_MIN_MEAN_COSINE` to float32's on real faces (a quantiser that clips falls far below; what int8
+costs in verification accuracy is measured on trained weights: :data:`INT8_ACCURACY`). Elsewhere (not faster, less accurate, a model or an
 ISA never measured) int8 is skipped, with the reason, unless it is forced (``int8="force"``,
 ``--force-int8``).
 
@@ -21,15 +22,29 @@ from dataclasses import asdict, dataclass
 from facelivt.cpu import ort_int8_isa
 
 INT8_MIN_SPEEDUP = 1.1  # fp32 ms / int8 ms, at batch 1 and at batch 32
-INT8_MIN_COSINE = 0.99  # smallest int8-vs-fp32 embedding cosine on real crops
+INT8_MIN_MEAN_COSINE = 0.98  # mean int8-vs-fp32 embedding cosine on real crops (random-weight deploy forms)
 
-# python benchmarks/int8.py --runs 20 (2 threads, ONNX Runtime 1.32.0, calibrated on 64 real crops of
+# python benchmarks/int8.py --runs 30 (2 threads, ONNX Runtime 1.32.0, calibrated on 64 real crops of
 # ../shared/data/celeba_subset_112, cosine on 32 others; deploy forms with random initial weights):
-# int8 ms / fp32 ms at batch 1 and 32, and the smallest cosine. The reference machine: a 2-core
-# Intel Xeon (AVX-512 with VNNI, AMX-INT8), shared, so ratios within a run count, not the ms.
+# int8 ms / fp32 ms at batch 1 and 32 (the worst of 1-3 runs: the 2-core Intel Xeon with AVX-512 VNNI and
+# AMX-INT8 was shared with other benchmarks, load 3-5, and a repeat moved a ratio by up to 0.3; FaceLiVT-S,
+# -S-MHSA, v2-XS and v2-M were run 2-3 times) and the mean cosine.
 INT8_MEASURED: dict[str, dict[str, dict[str, float]]] = {
-    "amx": {},
+    "amx": {
+        "facelivt_s": {"b1": 0.91, "b32": 1.18, "mean_cosine": 0.9878},
+        "facelivt_m": {"b1": 0.79, "b32": 0.78, "mean_cosine": 0.9873},
+        "facelivt_s_mhsa": {"b1": 0.68, "b32": 0.93, "mean_cosine": 0.9954},
+        "facelivtv2_xs": {"b1": 1.39, "b32": 1.14, "mean_cosine": 0.9950},
+        "facelivtv2_s": {"b1": 1.02, "b32": 0.95, "mean_cosine": 0.9953},
+        "facelivtv2_m": {"b1": 0.82, "b32": 0.93, "mean_cosine": 0.9954},
+        "edgeface_xs": {"b1": 1.24, "b32": 1.23, "mean_cosine": 0.9997},
+        "mobilefacenet": {"b1": 1.20, "b32": 1.38, "mean_cosine": 0.9918},
+    },
 }
+# What int8 cost in verification: the trained FaceLiVT-S of tests/deploy/weights on 400 pairs of held-out
+# identities (610 images), fp32 vs int8 in ONNX Runtime, same run as the table (benchmarks/int8.py).
+INT8_ACCURACY = {"facelivt_s": {"fp32": 0.7700, "int8": 0.7700, "fp32_auc": 0.8735, "int8_auc": 0.8729,
+                                "verdicts_changed": 3, "min_cosine": 0.9884, "mean_cosine": 0.9978}}
 
 
 @dataclass(frozen=True)
@@ -67,8 +82,8 @@ def _measured_verdict(model: str | None, isa: str) -> tuple[bool, str]:
         return False, f"int8 was not measured for {model or 'this model'} on {isa} CPUs"
     b1, b32 = 1 / m["b1"], 1 / m["b32"]
     speed = f"int8 measured {b1:.2f}x fp32's speed at batch 1, {b32:.2f}x at batch 32 on {isa}"
-    if m["min_cosine"] < INT8_MIN_COSINE:
-        return False, f"{speed}, but its embeddings' cosine to fp32 fell to {m['min_cosine']:.3f} (< {INT8_MIN_COSINE})"
+    if m["mean_cosine"] < INT8_MIN_MEAN_COSINE:
+        return False, f"{speed}, but its embeddings' mean cosine to fp32 was {m['mean_cosine']:.3f} (< {INT8_MIN_MEAN_COSINE})"
     if min(b1, b32) < INT8_MIN_SPEEDUP:
         return False, f"{speed}: not {INT8_MIN_SPEEDUP}x faster at both"
     return True, speed

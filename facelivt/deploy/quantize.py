@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facelivt.deploy.int8_choice import INT8_MIN_COSINE
 from facelivt.deploy.parity import compare_embeddings
 from facelivt.deploy.sessions import onnx_fixed_batch, onnx_runner, onnx_session, run_batched
 from facelivt.deploy.timing import measure_interleaved
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import atomic_path, scratch_dir
 
+INT8_MIN_COSINE = 0.99  # the export report's target for the smallest int8-vs-fp32 cosine
 # Fewer faces than this give activation ranges of a few people's crops: refused rather than quantised on.
 MIN_CALIBRATION_IMAGES = 16
 # The compute-heavy ops; norms, GELU and the element-wise ops stay float (ORT runs them in float anyway).

@@ -103,7 +103,7 @@ def test_export_int8_says_when_it_is_skipped_and_force_quantises(tmp_path, capsy
     import facelivt.deploy.int8_choice as choice_mod
     from facelivt.deploy.onnx_graph import graph_ops
 
-    monkeypatch.setattr(choice_mod, "INT8_MEASURED", {"amx": {"facelivtv2_xs": {"b1": 1.2, "b32": 0.95, "min_cosine": 0.995}}})
+    monkeypatch.setattr(choice_mod, "INT8_MEASURED", {"amx": {"facelivtv2_xs": {"b1": 1.2, "b32": 0.95, "mean_cosine": 0.995}}})
     monkeypatch.setattr(choice_mod, "ort_int8_isa", lambda: "amx")
     common = ["export", "--model", "facelivtv2_xs", "--format", "onnx", "--data", str(shared_dir / "data" / "celeba_subset_112"),
               "--check-images", "4", "--calib-images", "16", "--quiet"]

@@ -11,18 +11,19 @@ import facelivt
 import facelivt.deploy.int8_choice as choice_mod
 from facelivt.cpu import ort_int8_isa
 from facelivt.deploy.export import export_model
-from facelivt.deploy.int8_choice import INT8_MEASURED, INT8_MIN_COSINE, INT8_MIN_SPEEDUP, int8_choice
+from facelivt.deploy.int8_choice import INT8_MEASURED, INT8_MIN_MEAN_COSINE, INT8_MIN_SPEEDUP, int8_choice
 from facelivt.deploy.parity import compare_embeddings, pytorch_embeddings
 from facelivt.deploy.quantize import MIN_CALIBRATION_IMAGES
 from facelivt.evaluation import evaluate_distances, pair_distances
 
 # A made-up table: one model int8 pays for, one it is not faster for, one whose embeddings it spoils.
-FAKE = {"amx": {"facelivt_s": {"b1": 0.6, "b32": 0.7, "min_cosine": 0.995},
-                "slow_net": {"b1": 1.05, "b32": 0.7, "min_cosine": 0.999},
-                "fragile_net": {"b1": 0.5, "b32": 0.5, "min_cosine": 0.9}}}
+FAKE = {"amx": {"facelivt_s": {"b1": 0.6, "b32": 0.7, "mean_cosine": 0.995},
+                "slow_net": {"b1": 1.05, "b32": 0.7, "mean_cosine": 0.999},
+                "fragile_net": {"b1": 0.5, "b32": 0.5, "mean_cosine": 0.9}}}
 
 # The bounds of int8 against float32 on the held-out faces of the trained FaceLiVT-S (conftest.heldout_faces):
-# benchmarks/int8.py measured a smallest cosine of 0.992 and a mean of 0.998 over those 610 images (README, int8);
+# benchmarks/int8.py measured a smallest cosine of 0.988 and a mean of 0.998 over those 610 images (README, int8;
+# calibrated on 64 crops there, 32 here; with 32, 0.992 was measured, tests/deploy/weights/README.md);
 # 0.98 / 0.995 leave room for another ONNX Runtime version's rounding, while a mis-scaled or clipping quantiser
 # falls far below (crops times 0.05 as calibration: accuracy 54.5 %, tests/deploy/weights/README.md).
 AGREE_MIN_COSINE = 0.98
@@ -59,7 +60,7 @@ def test_the_committed_table_follows_the_rule():
         for model, m in table.items():
             assert model in facelivt.list_models()
             faster = min(1 / m["b1"], 1 / m["b32"]) >= INT8_MIN_SPEEDUP
-            assert int8_choice(model, isa=isa).use == (faster and m["min_cosine"] >= INT8_MIN_COSINE), model
+            assert int8_choice(model, isa=isa).use == (faster and m["mean_cosine"] >= INT8_MIN_MEAN_COSINE), model
 
 
 def test_ort_int8_isa_from_flags():
