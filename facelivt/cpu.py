@@ -120,6 +120,20 @@ def ort_isa(flags: frozenset[str]) -> str:
     return "sse" if "sse4_1" in flags else "none"
 
 
+def ort_int8_isa(flags: frozenset[str] | None = None) -> str:
+    """The int8 dot-product family ONNX Runtime's MLAS u8s8 kernels (QLinearConv, int8 MatMul) pick from
+    CPUID: ``amx`` (AMX-INT8 tiles), ``avx512_vnni``, ``avx_vnni`` (VNNI on 256-bit vectors), ``avx2``
+    (no VNNI: int8 products through ``vpmaddubsw``, which gains least over float32) or ``none``."""
+    flags = cpu_flags() if flags is None else flags
+    if {"amx_tile", "amx_int8"} <= flags:
+        return "amx"
+    if "avx512_vnni" in flags and all(f in flags for f in _AVX512):
+        return "avx512_vnni"
+    if "avx_vnni" in flags:
+        return "avx_vnni"
+    return "avx2" if {"avx2", "fma"} <= flags else "none"
+
+
 def _ort_version() -> str | None:
     try:
         return metadata.version("onnxruntime")

@@ -18,6 +18,7 @@ from facelivt.cpu import check_threads
 from facelivt.deploy.crops import load_crops
 from facelivt.deploy.export import export_model
 from facelivt.deploy.interface import parse_batch
+from facelivt.deploy.quantize import MIN_CALIBRATION_IMAGES
 from facelivt.errors import InvalidInputError
 from facelivt.files import check_not_input, check_writable, cleanup_new_folders
 from facelivt.models import load_model, preprocess_of
@@ -33,7 +34,9 @@ def register(subparsers) -> None:
                     "'embedding', dynamic batch unless --batch-size N. After export the file is run (ONNX Runtime / "
                     "TorchScript) on aligned face crops (--data DIR; without it, bundled synthetic faces) and "
                     "compared with PyTorch: max |diff| and minimum cosine (fp32 needs >= 0.9999). --int8 (ONNX) "
-                    "quantises statically, calibrated on the real crops of --data.",
+                    "quantises statically, calibrated on the real crops of --data, where int8 measured faster and "
+                    "as accurate for the model on this CPU class (else the fp32 model is written and the reason "
+                    "printed); --force-int8 quantises regardless.",
     )
     p.add_argument("--model", default=None, help="model name (default: the one the --weights hold, else facelivt_s; "
                    "see `facelivt models`)")
@@ -44,11 +47,14 @@ def register(subparsers) -> None:
                  "a package folder)", required=True)
     p.add_argument("--batch-size", default="dynamic", metavar="N|dynamic",
                    help="batch size of the exported model: 'dynamic' (default) or a fixed N")
-    p.add_argument("--int8", action="store_true", help="ONNX only: int8 static quantisation (QDQ, per-channel)")
+    p.add_argument("--int8", action="store_true", help="ONNX only: int8 static quantisation (QDQ, per-channel) where "
+                   "it measured faster for this model on this CPU class (see README, int8)")
+    p.add_argument("--force-int8", action="store_true", help="int8 even where it did not measure faster (implies --int8)")
     p.add_argument("--data", metavar="DIR", help="aligned 112x112 face crops for the checks and the int8 calibration "
                    "(default: bundled synthetic faces for the checks; --int8 needs real crops)")
     p.add_argument("--check-images", type=int, default=64, help="crops for the parity check (default 64)")
-    p.add_argument("--calib-images", type=int, default=128, help="crops for int8 calibration (default 128)")
+    p.add_argument("--calib-images", type=int, default=128, help="crops for int8 calibration (default 128, at least "
+                   f"{MIN_CALIBRATION_IMAGES})")
     p.add_argument("--opset", type=int, default=20, help="ONNX opset (default 20)")
     p.add_argument("--exporter", default="torchscript", choices=("torchscript", "dynamo"),
                    help="torch.onnx exporter (default torchscript: the tracing exporter)")
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    args.int8 = args.int8 or args.force_int8
     parse_batch(args.batch_size, option="--batch-size")
     check_threads(args.threads, "--threads")
     if args.int8 and args.format != "onnx":
@@ -87,6 +94,9 @@ def _check_args(args: argparse.Namespace) -> None:
                                 "crops (e.g. made by `facelivt align IMAGES --out DIR`)")
     if args.check_images < 1 or args.calib_images < 1:
         raise InvalidInputError("--check-images and --calib-images must be positive")
+    if args.int8 and args.calib_images < MIN_CALIBRATION_IMAGES:
+        raise InvalidInputError(f"--calib-images must be at least {MIN_CALIBRATION_IMAGES} for int8 calibration "
+                                f"(activation ranges of fewer faces do not cover other people's), got {args.calib_images}")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -103,7 +113,8 @@ def _run(args: argparse.Namespace) -> int:
     pre = preprocess_of(model)
     images = None if args.format == "coreml" else load_crops(args.data, args.check_images, offset=1 if args.int8 else 0, preprocess=pre)
     calibration = load_crops(args.data, args.calib_images, offset=0, preprocess=pre) if args.int8 else None
-    report = export_model(model, args.format, args.out, batch=args.batch_size, images=images, int8=args.int8,
+    int8 = "force" if args.force_int8 else args.int8
+    report = export_model(model, args.format, args.out, batch=args.batch_size, images=images, int8=int8,
                           calibration=calibration, exporter=args.exporter, opset=args.opset, threads=args.threads,
                           speed_batches=(1, 32))
     if args.json:
@@ -121,6 +132,11 @@ def _run(args: argparse.Namespace) -> int:
             print(f"spec: input {report.graph['input']['name']} {report.graph['input']['shape']} "
                   f"(ranges {report.graph['input']['ranges']}), output {report.graph['output']['name']}, "
                   f"{sum(report.graph['ops'].values())} ops")
+    choice = report.int8_choice
+    if choice is not None and not choice.use:
+        print(f"int8 skipped, wrote the fp32 model: {choice.reason} (--force-int8 quantises anyway)")
+    elif choice is not None:
+        print(f"int8: {choice.reason}")
     if report.int8:
         q = report.int8
         print(f"int8: {q.int8_bytes / 1e6:.2f} MB (fp32 {q.fp32_bytes / 1e6:.2f} MB); cosine vs fp32 on "

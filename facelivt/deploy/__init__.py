@@ -1,7 +1,7 @@
 """Deployment: MAC/parameter counting, inference optimisation, export and benchmarking.
 
 Layers, each importing only from those below it: leaves (``interface``, ``sessions``, ``timing``,
-``counting``, ``crops``), checks and export forms (``parity``, ``onnx_graph``), one module
+``counting``, ``crops``, ``int8_choice``), checks and export forms (``parity``, ``onnx_graph``), one module
 per format (``onnx_export``, ``torchscript``, ``coreml``, ``quantize``), and the pipelines on top
 (``export``, ``optimize``, ``benchmark`` with ``bench_results`` and ``bench_report``).
 """

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from facelivt.deploy.coreml import check_coreml_spec, export_coreml
+from facelivt.deploy.int8_choice import Int8Choice, int8_choice
 from facelivt.deploy.interface import batch_text, parse_batch
 from facelivt.deploy.onnx_export import check_onnx, write_onnx
 from facelivt.deploy.parity import FP32_MIN_COSINE, Parity, require_parity as _require
-from facelivt.deploy.quantize import Int8Comparison, compare_int8, quantize_onnx_int8
+from facelivt.deploy.quantize import Int8Comparison, check_calibration, compare_int8, quantize_onnx_int8
 from facelivt.deploy.torchscript import check_torchscript, export_torchscript
 from facelivt.errors import InvalidInputError
 from facelivt.files import atomic_dir, atomic_path, scratch_dir
@@ -38,6 +39,7 @@ class ExportReport:
     parity: Parity | None = None
     parity_note: str = ""
     int8: Int8Comparison | None = None
+    int8_choice: Int8Choice | None = None  # when int8 was asked for: used or skipped, and why
     graph: dict = field(default_factory=dict)  # Core ML: the spec summary of check_coreml_spec
 
     def to_dict(self) -> dict:
@@ -69,7 +71,7 @@ def export_model(
     *,
     batch: str | int | None = "dynamic",
     images: torch.Tensor | None = None,
-    int8: bool = False,
+    int8: bool | str = False,
     calibration: torch.Tensor | None = None,
     exporter: str = "torchscript",
     opset: int = 20,
@@ -81,10 +83,13 @@ def export_model(
 
     Raises RuntimeError when the fp32 parity is below ``min_cosine``; the file is checked before it
     takes the place of ``out``, so a failed check (or write) leaves an earlier file there unchanged. With ``int8`` (ONNX only) the
-    file at ``out`` is the statically quantised model, calibrated on ``calibration``; its report
-    compares it with the fp32 ONNX model on ``images``.
+    file at ``out`` is the statically quantised model, calibrated on ``calibration``, where
+    :func:`~facelivt.deploy.int8_choice.int8_choice` says int8 pays for this model on this CPU (``int8="force"``:
+    always); its report compares it with the fp32 ONNX model on ``images``. Where int8 does not pay, ``out``
+    is the fp32 model and ``report.int8_choice`` says why.
     """
     _check_request(fmt, int8, calibration)
+    choice = int8_choice(getattr(model, "model_name", None), force=int8 == "force") if int8 else None
     parse_batch(batch)
     req = _Request(batch, images, calibration, exporter, opset, threads, min_cosine, speed_batches)
     out = Path(out)
@@ -93,23 +98,26 @@ def export_model(
         return _export_coreml(model, out, req)
     # The checks run on the temporary file: a file that fails them never replaces an earlier export.
     with atomic_path(out) as tmp:
-        if int8:
+        if choice is not None and choice.use:
             report = _export_int8(model, tmp, req)
         elif fmt == "torchscript":
             report = _export_torchscript(model, tmp, req)
         else:
             report = _export_onnx(model, tmp, req)
         report.path = str(out)
+    report.int8_choice = choice
     return report
 
 
 def _check_request(fmt: str, int8: bool, calibration: torch.Tensor | None) -> None:
     if fmt not in FORMATS:
         raise InvalidInputError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
+    if int8 not in (False, True, "force"):
+        raise InvalidInputError(f"int8 must be False, True (where it pays) or 'force', got {int8!r}")
     if int8 and fmt != "onnx":
         raise InvalidInputError("--int8 is only available for the ONNX format (ONNX Runtime static quantisation)")
-    if int8 and calibration is None:
-        raise InvalidInputError("int8 export needs calibration images")
+    if int8:
+        check_calibration(calibration)
 
 
 def _export_coreml(model: nn.Module, out: Path, req: _Request) -> ExportReport:

@@ -15,18 +15,32 @@ from facelivt.deploy.timing import measure_interleaved
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import atomic_path, scratch_dir
 
-INT8_MIN_COSINE = 0.99
+INT8_MIN_COSINE = 0.99  # the export report's target for the smallest int8-vs-fp32 cosine
+# Fewer faces than this give activation ranges of a few people's crops: refused rather than quantised on.
+MIN_CALIBRATION_IMAGES = 16
 # The compute-heavy ops; norms, GELU and the element-wise ops stay float (ORT runs them in float anyway).
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+
+
+def check_calibration(images: torch.Tensor | np.ndarray | None, minimum: int = MIN_CALIBRATION_IMAGES) -> np.ndarray:
+    """``images`` as a float32 (N, 3, H, W) array of at least ``minimum`` crops, or a clear error."""
+    if images is None:
+        raise InvalidInputError("int8 needs calibration images: real aligned 112x112 face crops (e.g. made by "
+                                "`facelivt align PHOTOS --out DIR`), normalised as the model's input")
+    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise InvalidInputError(f"calibration images must be an (N, 3, H, W) batch of face crops, got shape {x.shape}")
+    if len(x) < minimum:
+        raise InvalidInputError(f"int8 calibration needs at least {minimum} face crops, got {len(x)}: activation "
+                                f"ranges from fewer faces do not cover other people's")
+    return x
 
 
 class CropsCalibrationReader:
     """``onnxruntime.quantization.CalibrationDataReader`` over a batch of crops, fed ``batch`` at a time."""
 
-    def __init__(self, images: torch.Tensor | np.ndarray, input_name: str = "input", batch: int = 1):
-        x = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-        if x.ndim != 4 or len(x) == 0:
-            raise InvalidInputError(f"calibration images must be a non-empty (N, 3, H, W) batch, got shape {x.shape}")
+    def __init__(self, images: torch.Tensor | np.ndarray, input_name: str = "input", batch: int = 1, minimum: int = 1):
+        x = check_calibration(images, minimum)
         self.batches = [np.ascontiguousarray(x[i : i + batch], dtype=np.float32) for i in range(0, len(x) - batch + 1, batch)]
         self.input_name = input_name
         self._it = iter(self.batches)
@@ -47,11 +61,13 @@ def quantize_onnx_int8(
     per_channel: bool = True,
     method: str = "minmax",
     op_types: tuple[str, ...] = QUANTIZED_OPS,
+    min_images: int = MIN_CALIBRATION_IMAGES,
 ) -> Path:
     """Statically quantise an fp32 ONNX model: QDQ format, int8 per-channel weights, uint8 activations.
 
     The graph is first pre-processed (shape inference + ORT's basic fusions, as ONNX Runtime advises),
-    then calibrated on ``calibration`` (N, 3, H, W). ``method``: ``minmax``, ``percentile`` or ``entropy``.
+    then calibrated on ``calibration`` (N, 3, H, W), at least ``min_images`` real face crops.
+    ``method``: ``minmax``, ``percentile`` or ``entropy``.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -59,16 +75,20 @@ def quantize_onnx_int8(
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
     if method not in methods:
         raise InvalidInputError(f"unknown calibration method {method!r}; choose one of {sorted(methods)}")
+    check_calibration(calibration, min_images)
     fp32_path = Path(fp32_path)
     if not fp32_path.is_file():
         raise InputNotFoundError(f"ONNX model not found: {fp32_path}")
     out_path = Path(out_path)
     session = onnx_session(fp32_path)
     fixed = onnx_fixed_batch(session)
-    reader = CropsCalibrationReader(calibration, session.get_inputs()[0].name, batch=fixed or 1)
+    reader = CropsCalibrationReader(calibration, session.get_inputs()[0].name, batch=fixed or 1, minimum=min_images)
     with atomic_path(out_path) as target, scratch_dir(out_path) as tmp:  # beside the output, not under TMPDIR
         pre = tmp / "pre.onnx"
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        try:
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        except TypeError:  # ORT's symbolic shape inference fails on some graphs (EdgeFace's): ONNX's own then
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_static(
             str(pre),
             str(target),

@@ -90,3 +90,28 @@ def test_bench_json_quiet_torch_only(tmp_path, capsys):
     assert rc == 0 and captured.err == ""  # --quiet: no [bench] progress lines
     assert json.loads(captured.out) == json.loads((tmp_path / "b" / "bench.json").read_text())
     assert not json.loads(captured.out)["config"]["onnx"]
+
+
+def test_export_int8_too_few_calibration_crops_is_refused(tmp_path, capsys, shared_dir):
+    rc = main(["export", "--format", "onnx", "--int8", "--calib-images", "4", "--out", str(tmp_path / "q.onnx"),
+               "--data", str(shared_dir / "data" / "celeba_subset_112")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--calib-images must be at least 16" in err and not (tmp_path / "q.onnx").exists()
+
+
+def test_export_int8_says_when_it_is_skipped_and_force_quantises(tmp_path, capsys, shared_dir, monkeypatch):
+    import facelivt.deploy.int8_choice as choice_mod
+    from facelivt.deploy.onnx_graph import graph_ops
+
+    monkeypatch.setattr(choice_mod, "INT8_MEASURED", {"amx": {"facelivtv2_xs": {"b1": 1.2, "b32": 0.95, "mean_cosine": 0.995}}})
+    monkeypatch.setattr(choice_mod, "ort_int8_isa", lambda: "amx")
+    common = ["export", "--model", "facelivtv2_xs", "--format", "onnx", "--data", str(shared_dir / "data" / "celeba_subset_112"),
+              "--check-images", "4", "--calib-images", "16", "--quiet"]
+    assert main([*common, "--int8", "--out", str(tmp_path / "a.onnx")]) == 0
+    text = capsys.readouterr().out
+    assert "int8 skipped, wrote the fp32 model: int8 measured 0.83x fp32's speed at batch 1" in text
+    assert "--force-int8 quantises anyway" in text and "QuantizeLinear" not in graph_ops(tmp_path / "a.onnx")
+    assert main([*common, "--force-int8", "--json", "--out", str(tmp_path / "b.onnx")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["int8_choice"]["use"] and report["int8_choice"]["forced"] and report["int8"]["min_cosine"] > 0.9
+    assert graph_ops(tmp_path / "b.onnx")["QuantizeLinear"] > 20

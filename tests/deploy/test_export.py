@@ -153,7 +153,9 @@ def test_int8_keeps_the_verification_accuracy_of_trained_weights(tmp_path, train
     assert not faces.identities & faces.calibration_identities  # calibrated on other people than those verified
     assert faces.identities <= trained_heldout_identities  # ... and verified only on faces the weights never saw
     out = tmp_path / "s8.onnx"
-    report = export_model(trained_deploy, "onnx", out, images=faces.images[:16], int8=True, calibration=faces.calibration)
+    # forced: what int8 costs, whether or not it pays on this CPU (tests/deploy/test_int8.py: the choice)
+    report = export_model(trained_deploy, "onnx", out, images=faces.images[:16], int8="force", calibration=faces.calibration)
+    assert report.int8_choice.use and report.int8_choice.forced
     q = report.int8
     # it is int8: a third of the size, QDQ pairs around the compute ops, and timed
     assert q.int8_bytes < 0.35 * q.fp32_bytes and q.images == 16
