@@ -200,7 +200,6 @@ def test_startup_script_prints_its_table():
     assert rows[1][4].strip() in ("yes", "no") and rows[3][4].strip() in ("yes", "no")
 
 
-<<<<<<< HEAD
 def test_photo_pipeline_script_prints_its_tables():
     out = _run("photo_pipeline.py", "--photos", "5", "--batch-size", "2", "--threads", "1")
     assert out.startswith("CPU capability: CPU ")
@@ -215,7 +214,8 @@ def test_photo_pipeline_script_prints_its_tables():
     assert raw[2][-1] == "1.00x" and aligned[2][-1] == "1.00x"
     for row in raw[2:] + aligned[2:]:
         assert float(row[1]) > 0 and float(row[-2]) > 0  # photos/s, total ms
-=======
+
+
 def test_int8_script_prints_its_tables(tmp_path):
     out = _run("int8.py", "--models", "facelivtv2_xs", "--batches", "1", "2", "--runs", "2", "--threads", "1",
                "--calib-images", "16", "--check-images", "4", "--pairs", "20", "--out", str(tmp_path / "q.json"))
@@ -230,4 +230,3 @@ def test_int8_script_prints_its_tables(tmp_path):
     assert data["accuracy"]["pairs"] == 20 and 0.5 <= data["accuracy"]["fp32_accuracy"] <= 1
     assert data["int8_isa"] == out.split("int8 ISA (MLAS u8s8 kernels): ")[1].split()[0]
     assert [r["batch"] for r in data["speed"]] == [1, 2] and data["speed"][0]["int8_mb"] < data["speed"][0]["fp32_mb"]
->>>>>>> i23-q
