@@ -25,7 +25,7 @@ INT8_MIN_SPEEDUP = 1.1  # fp32 ms / int8 ms, at batch 1 and at batch 32
 INT8_MIN_MEAN_COSINE = 0.98  # mean int8-vs-fp32 embedding cosine on real crops (random-weight deploy forms)
 
 # python benchmarks/int8.py --runs 30 (2 threads, ONNX Runtime 1.32.0, calibrated on 64 real crops of
-# ../shared/data/celeba_subset_112, cosine on 32 others; deploy forms with random initial weights):
+# the shared CelebA subset (aligned crops), cosine on 32 others; deploy forms with random initial weights):
 # int8 ms / fp32 ms at batch 1 and 32 (the worst of 1-3 runs: the 2-core Intel Xeon with AVX-512 VNNI and
 # AMX-INT8 was shared with other benchmarks, load 3-5, and a repeat moved a ratio by up to 0.3; FaceLiVT-S,
 # -S-MHSA, v2-XS and v2-M were run 2-3 times) and the mean cosine.
