@@ -10,6 +10,7 @@ between stages, 24x24 and 48x48 crops of the clipped boxes.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,15 @@ _CELL = 12
 _STRIDE = 2
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """The networks run channels-last end to end (weights converted in :func:`load_mtcnn_nets`): on CPU
+    their convolutions, PReLUs and poolings then need no layout reorders (R-Net 1.5x faster measured)."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def _maxpool(pool: nn.MaxPool2d, x: torch.Tensor) -> torch.Tensor:
-    """Max pooling computed in channels-last layout (2-3x faster on CPU here, identical values)."""
-    return pool(x.contiguous(memory_format=torch.channels_last)).contiguous()
+    """Max pooling in channels-last layout (2-3x faster on CPU here than NCHW, identical values)."""
+    return pool(_channels_last(x))
 
 
 def _flatten_wh(x: torch.Tensor) -> torch.Tensor:
@@ -52,9 +59,16 @@ class PNet(nn.Module):
         self.conv4_1 = nn.Conv2d(32, 2, 1)
         self.conv4_2 = nn.Conv2d(32, 4, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns face probability (BxH'xW') and box offsets (Bx4xH'xW')."""
-        x = _maxpool(self.pool1, self.prelu1(self.conv1(x)))
+    def forward(self, x: torch.Tensor, conv1_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns face probability (BxH'xW') and box offsets (Bx4xH'xW').
+
+        ``conv1_mask`` (0 or -inf, broadcast onto the first layer's output) hides the cells of a tiled
+        pyramid canvas that straddle two tiles or a gap: max pooling then sees only each tile's own
+        cells, so every tile's output equals P-Net run on that tile alone."""
+        x = self.prelu1(self.conv1(_channels_last(x)))
+        if conv1_mask is not None:
+            x = x + conv1_mask
+        x = _maxpool(self.pool1, x)
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
         prob = torch.softmax(self.conv4_1(x), dim=1)[:, 1]
         return prob, self.conv4_2(x)
@@ -80,7 +94,7 @@ class RNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns face probability (B) and box offsets (Bx4)."""
-        x = _maxpool(self.pool1, self.prelu1(self.conv1(x)))
+        x = _maxpool(self.pool1, self.prelu1(self.conv1(_channels_last(x))))
         x = _maxpool(self.pool2, self.prelu2(self.conv2(x)))
         x = self.prelu3(self.conv3(x))
         x = self.prelu4(self.dense4(_flatten_wh(x)))
@@ -111,7 +125,7 @@ class ONet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns probability (B), box offsets (Bx4) and landmarks (Bx10: 5 x then 5 y, box-relative)."""
-        x = _maxpool(self.pool1, self.prelu1(self.conv1(x)))
+        x = _maxpool(self.pool1, self.prelu1(self.conv1(_channels_last(x))))
         x = _maxpool(self.pool2, self.prelu2(self.conv2(x)))
         x = _maxpool(self.pool3, self.prelu3(self.conv3(x)))
         x = self.prelu4(self.conv4(x))
@@ -132,7 +146,7 @@ def load_mtcnn_nets(folder: str | os.PathLike | None = None) -> tuple[PNet, RNet
             net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise InvalidInputError(f"MTCNN weights {path} do not fit the {name} network: {exc}") from exc
-        net.eval().requires_grad_(False)
+        net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
     return nets
 
 
@@ -197,10 +211,45 @@ def regress_boxes(boxes: torch.Tensor, offsets: torch.Tensor, inclusive: bool = 
     return boxes + offsets * torch.stack([w, h, w, h], dim=1)
 
 
-def crop_and_resize(image: torch.Tensor, boxes: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def integral_image(image: torch.Tensor) -> torch.Tensor:
+    """The summed-area table (Cx(H+1)x(W+1), float64) of a CxHxW image: exact for 0..255 integer pixels."""
+    c, h, w = image.shape
+    table = torch.zeros((c, h + 1, w + 1), dtype=torch.float64, device=image.device)
+    table[:, 1:, 1:] = image.double().cumsum(1).cumsum(2)
+    return table
+
+
+def area_windows(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input windows of area resampling (adaptive average pooling) of the spans ``start`` ..
+    ``start + length`` (N each) onto ``size`` cells: first and one-past-last index, Nx``size`` each."""
+    i = torch.arange(size, device=start.device)
+    lo = start[:, None] + (i * length[:, None]) // size
+    hi = start[:, None] + ((i + 1) * length[:, None] + size - 1) // size
+    return lo, hi
+
+
+def area_means(table: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor], cols: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Window means (CxNxSxT float32) read off a summed-area table for N row windows (NxS) and column
+    windows (NxT). Exact sums divided as torch's area interpolation divides (``sum / kh / kw``), so
+    integer images give the same float32 values bit for bit."""
+    (r0, r1), (c0, c1) = rows, cols
+    stride = table.shape[2]
+    flat = table.reshape(table.shape[0], -1)
+
+    def at(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return flat[:, r[:, :, None] * stride + c[:, None, :]]
+
+    total = (at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0)).float()
+    return total / (r1 - r0)[:, :, None].float() / (c1 - c0)[:, None, :].float()
+
+
+def crop_and_resize(
+    image: torch.Tensor, boxes: torch.Tensor, size: int, table: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut each box (truncated to integers, clipped to the image) out of ``image`` (3xHxW, 0..255) and
-    resize it to ``size`` x ``size`` by area averaging. Returns the normalised crops and the indices of
-    boxes that overlap the image (the others are dropped)."""
+    resize it to ``size`` x ``size`` by area averaging, all boxes at once from the image's summed-area
+    ``table`` (computed when not given). Returns the normalised crops and the indices of boxes that
+    overlap the image (the others are dropped)."""
     _, h, w = image.shape
     b = boxes.trunc().long()
     x1 = b[:, 0].clamp(min=1) - 1
@@ -208,13 +257,12 @@ def crop_and_resize(image: torch.Tensor, boxes: torch.Tensor, size: int) -> tupl
     x2 = b[:, 2].clamp(max=w)
     y2 = b[:, 3].clamp(max=h)
     valid = ((x2 > x1) & (y2 > y1)).nonzero().flatten()
-    crops = [
-        F.interpolate(image[None, :, y1[i] : y2[i], x1[i] : x2[i]], size=(size, size), mode="area")
-        for i in valid.tolist()
-    ]
-    if not crops:
+    if valid.numel() == 0:
         return image.new_zeros((0, 3, size, size)), valid
-    return (torch.cat(crops) - 127.5) * 0.0078125, valid
+    table = integral_image(image) if table is None else table
+    x1, y1, x2, y2 = x1[valid], y1[valid], x2[valid], y2[valid]
+    crops = area_means(table, area_windows(y1, y2 - y1, size), area_windows(x1, x2 - x1, size))
+    return (crops.permute(1, 0, 2, 3).contiguous() - 127.5) * 0.0078125, valid
 
 
 def pyramid_scales(height: int, width: int, min_size: float, factor: float) -> list[float]:
@@ -227,6 +275,92 @@ def pyramid_scales(height: int, width: int, min_size: float, factor: float) -> l
         scale *= factor
         short *= factor
     return scales
+
+
+# ----------------------------------------------------------------------------------------------
+# The pyramid on one canvas: every scale is a tile of one image, so P-Net runs once per photo.
+
+
+@dataclass(frozen=True)
+class PyramidTile:
+    """One pyramid scale on the canvas: the image resampled to ``height`` x ``width`` at (``top``, ``left``),
+    both even so that P-Net's stride-2 pooling lines up with the tile's own."""
+
+    scale: float
+    height: int
+    width: int
+    top: int
+    left: int
+
+    @property
+    def cells(self) -> tuple[int, int]:
+        """P-Net output cells of the tile (rows, columns): conv 3, pool 2 (ceil), conv 3, conv 3."""
+        return (self.height - 1) // 2 - 4, (self.width - 1) // 2 - 4
+
+
+@dataclass(frozen=True)
+class PyramidPlan:
+    """Where each scale goes on the canvas, the summed-area-table indices that resample the image into
+    every tile at once, and P-Net's first-layer mask (see :meth:`PNet.forward`)."""
+
+    tiles: tuple[PyramidTile, ...]
+    height: int
+    width: int
+    corners: torch.Tensor  # 4 x (height * width) flat table indices: r1c1, r0c1, r1c0, r0c0
+    divisors: tuple[torch.Tensor, torch.Tensor]  # window heights and widths, (height * width) each
+    conv1_mask: torch.Tensor  # 1 x 1 x (height - 2) x (width - 2): 0 inside a tile, -inf elsewhere
+
+    def resample(self, table: torch.Tensor) -> torch.Tensor:
+        """The 3 x height x width canvas of area-resampled scales (0 outside the tiles), from the image's
+        summed-area table: the same float32 values as resampling each scale alone."""
+        flat = table.reshape(table.shape[0], -1)
+        a, b, c, d = (flat[:, idx] for idx in self.corners)
+        kh, kw = self.divisors
+        return ((a - b - c + d).float() / kh / kw).reshape(table.shape[0], self.height, self.width)
+
+
+def _even(n: int) -> int:
+    return n + (n & 1)
+
+
+def _place_tiles(height: int, width: int, scales: list[float]) -> tuple[list[PyramidTile], int, int]:
+    """Columns of tiles, largest first, each column filled top-down while the tiles fit the first's height."""
+    sizes = [(int(height * s + 1), int(width * s + 1)) for s in scales]
+    canvas_h = _even(sizes[0][0])
+    tiles, top, left, col_w = [], 0, 0, 0
+    for scale, (h, w) in zip(scales, sizes):
+        if top and top + h > canvas_h:
+            top, left, col_w = 0, left + _even(col_w), 0
+        tiles.append(PyramidTile(scale, h, w, top, left))
+        top, col_w = top + _even(h), max(col_w, w)
+    return tiles, canvas_h, left + _even(col_w)
+
+
+def _span_windows(length: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lo, hi = area_windows(torch.zeros(1, dtype=torch.long), torch.tensor([length]), size)
+    return lo[0], hi[0]
+
+
+@functools.lru_cache(maxsize=64)
+def pyramid_plan(height: int, width: int, min_size: float, factor: float, device: str = "cpu") -> PyramidPlan:
+    """The canvas layout of :func:`pyramid_scales` for a ``height`` x ``width`` image (cached per size)."""
+    tiles, ch, cw = _place_tiles(height, width, pyramid_scales(height, width, min_size, factor))
+    corners = torch.zeros((4, ch, cw), dtype=torch.long)
+    kh, kw = torch.ones((ch, cw)), torch.ones((ch, cw))
+    mask = torch.full((1, 1, ch - 2, cw - 2), float("-inf"))
+    stride = width + 1
+    for t in tiles:
+        (r0, r1), (c0, c1) = _span_windows(height, t.height), _span_windows(width, t.width)
+        rows, cols = slice(t.top, t.top + t.height), slice(t.left, t.left + t.width)
+        for k, (r, c) in enumerate(((r1, c1), (r0, c1), (r1, c0), (r0, c0))):
+            corners[k, rows, cols] = r[:, None] * stride + c[None, :]
+        kh[rows, cols] = (r1 - r0).float()[:, None]
+        kw[rows, cols] = (c1 - c0).float()[None, :]
+        mask[..., t.top : t.top + t.height - 2, t.left : t.left + t.width - 2] = 0.0
+    return PyramidPlan(
+        tuple(tiles), ch, cw, corners.reshape(4, -1).to(device),
+        (kh.reshape(-1).to(device), kw.reshape(-1).to(device)), mask.to(device),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,43 +407,58 @@ def detect_faces(
     if not 0 < factor < 1:
         raise InvalidInputError(f"pyramid factor must be in (0, 1), got {factor}")
     image = image.float()
-    boxes = _proposals(pnet, image, min_size, thresholds[0], factor)
+    table = integral_image(image)  # every resampling below (pyramid, 24 and 48 px crops) reads this
+    boxes = _proposals(pnet, image, table, min_size, thresholds[0], factor)
     if boxes is not None:
-        boxes = _refine(rnet, image, boxes, thresholds[1], batch_size)
+        boxes = _refine(rnet, image, table, boxes, thresholds[1], batch_size)
     if boxes is None:
         return Detections.empty()
-    return _output(onet, image, boxes, thresholds[2], batch_size)
+    return _output(onet, image, table, boxes, thresholds[2], batch_size)
 
 
-def _proposals(pnet: PNet, image: torch.Tensor, min_size: float, threshold: float, factor: float) -> torch.Tensor | None:
-    """Stage 1: P-Net over the image pyramid -> square candidate boxes (None when there are none)."""
+def _proposals(
+    pnet: PNet, image: torch.Tensor, table: torch.Tensor, min_size: float, threshold: float, factor: float
+) -> torch.Tensor | None:
+    """Stage 1: P-Net once over the pyramid canvas -> square candidate boxes (None when there are none)."""
     _, h, w = image.shape
-    stage_boxes, stage_scores, stage_offsets = [], [], []
-    for scale in pyramid_scales(h, w, min_size, factor):
-        scaled = F.interpolate(image[None], size=(int(h * scale + 1), int(w * scale + 1)), mode="area")
-        prob, offsets = pnet((scaled - 127.5) * 0.0078125)
-        ys, xs = (prob[0] >= threshold).nonzero(as_tuple=True)
-        if ys.numel() == 0:
-            continue
-        cell = torch.stack([xs, ys], dim=1).to(image.dtype)
-        top_left = ((_STRIDE * cell + 1) / scale).floor()
-        bottom_right = ((_STRIDE * cell + _CELL) / scale).floor()
-        boxes = torch.cat([top_left, bottom_right], dim=1)
-        scores = prob[0, ys, xs]
-        keep = nms(boxes, scores, 0.5)
-        stage_boxes.append(boxes[keep])
-        stage_scores.append(scores[keep])
-        stage_offsets.append(offsets[0][:, ys, xs].T[keep])
-    if not stage_boxes:
+    plan = pyramid_plan(h, w, float(min_size), float(factor), str(image.device))
+    if not plan.tiles:
         return None
-    boxes, scores, offsets = torch.cat(stage_boxes), torch.cat(stage_scores), torch.cat(stage_offsets)
+    prob, offsets = pnet((plan.resample(table)[None] - 127.5) * 0.0078125, plan.conv1_mask)
+    found = [_tile_candidates(t, prob[0], offsets[0], threshold) for t in plan.tiles]
+    found = [f for f in found if f is not None]
+    if not found:
+        return None
+    boxes, scores, offsets = (torch.cat(parts) for parts in zip(*found))
     keep = nms(boxes, scores, 0.7)
     return square_boxes(regress_boxes(boxes[keep], offsets[keep], inclusive=False))
 
 
-def _refine(rnet: RNet, image: torch.Tensor, boxes: torch.Tensor, threshold: float, batch_size: int) -> torch.Tensor | None:
+def _tile_candidates(
+    tile: PyramidTile, prob: torch.Tensor, offsets: torch.Tensor, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The P-Net cells of one scale over ``threshold`` as boxes in image pixels, scores and offsets,
+    after non-maximum suppression within the scale (IoU 0.5); None when no cell passes."""
+    top, left = tile.top // 2, tile.left // 2
+    rows, cols = tile.cells
+    ys, xs = (prob[top : top + rows, left : left + cols] >= threshold).nonzero(as_tuple=True)
+    if ys.numel() == 0:
+        return None
+    cell = torch.stack([xs, ys], dim=1).to(prob.dtype)
+    top_left = ((_STRIDE * cell + 1) / tile.scale).floor()
+    bottom_right = ((_STRIDE * cell + _CELL) / tile.scale).floor()
+    boxes = torch.cat([top_left, bottom_right], dim=1)
+    ys, xs = ys + top, xs + left
+    scores = prob[ys, xs]
+    keep = nms(boxes, scores, 0.5)
+    return boxes[keep], scores[keep], offsets[:, ys, xs].T[keep]
+
+
+def _refine(
+    rnet: RNet, image: torch.Tensor, table: torch.Tensor, boxes: torch.Tensor, threshold: float, batch_size: int
+) -> torch.Tensor | None:
     """Stage 2: R-Net on 24x24 crops -> the boxes that pass, regressed and squared (None when none)."""
-    crops, valid = crop_and_resize(image, boxes, 24)
+    crops, valid = crop_and_resize(image, boxes, 24, table)
     if valid.numel() == 0:
         return None
     boxes = boxes[valid]
@@ -321,9 +470,11 @@ def _refine(rnet: RNet, image: torch.Tensor, boxes: torch.Tensor, threshold: flo
     return None if boxes.shape[0] == 0 else boxes
 
 
-def _output(onet: ONet, image: torch.Tensor, boxes: torch.Tensor, threshold: float, batch_size: int) -> Detections:
+def _output(
+    onet: ONet, image: torch.Tensor, table: torch.Tensor, boxes: torch.Tensor, threshold: float, batch_size: int
+) -> Detections:
     """Stage 3: O-Net on 48x48 crops -> final boxes, scores and landmarks, largest box first."""
-    crops, valid = crop_and_resize(image, boxes, 48)
+    crops, valid = crop_and_resize(image, boxes, 48, table)
     if valid.numel() == 0:
         return Detections.empty()
     boxes = boxes[valid]
