@@ -212,10 +212,12 @@ def regress_boxes(boxes: torch.Tensor, offsets: torch.Tensor, inclusive: bool = 
 
 
 def integral_image(image: torch.Tensor) -> torch.Tensor:
-    """The summed-area table (Cx(H+1)x(W+1), float64) of a CxHxW image: exact for 0..255 integer pixels."""
+    """The summed-area table ((H+1)x(W+1)xC, channels last) of a CxHxW image: int32 for uint8 images,
+    float64 otherwise; exact for integer pixel values either way."""
     c, h, w = image.shape
-    table = torch.zeros((c, h + 1, w + 1), dtype=torch.float64, device=image.device)
-    table[:, 1:, 1:] = image.double().cumsum(1).cumsum(2)
+    dtype = torch.int32 if image.dtype == torch.uint8 and h * w < 2**31 // 255 else torch.float64
+    table = torch.zeros((h + 1, w + 1, c), dtype=dtype, device=image.device)
+    table[1:, 1:] = image.permute(1, 2, 0).to(dtype).cumsum(0, dtype=dtype).cumsum(1, dtype=dtype)
     return table
 
 
@@ -228,19 +230,23 @@ def area_windows(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[
     return lo, hi
 
 
+def window_sums(table: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
+    """Sums of windows given by the flat table indices of their corners (4 x ...: r1c1, r0c1, r1c0,
+    r0c0), channels last: ... x C, in the table's dtype (exact)."""
+    flat = table.reshape(-1, table.shape[2])
+    g = flat.index_select(0, corners.reshape(-1)).view(*corners.shape, table.shape[2])
+    return g[0] - g[1] - g[2] + g[3]
+
+
 def area_means(table: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor], cols: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Window means (CxNxSxT float32) read off a summed-area table for N row windows (NxS) and column
+    """Window means (NxSxTxC float32) read off a summed-area table for N row windows (NxS) and column
     windows (NxT). Exact sums divided as torch's area interpolation divides (``sum / kh / kw``), so
     integer images give the same float32 values bit for bit."""
     (r0, r1), (c0, c1) = rows, cols
-    stride = table.shape[2]
-    flat = table.reshape(table.shape[0], -1)
-
-    def at(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return flat[:, r[:, :, None] * stride + c[:, None, :]]
-
-    total = (at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0)).float()
-    return total / (r1 - r0)[:, :, None].float() / (c1 - c0)[:, None, :].float()
+    stride = table.shape[1]
+    corners = torch.stack([r[:, :, None] * stride + c[:, None, :] for r, c in ((r1, c1), (r0, c1), (r1, c0), (r0, c0))])
+    total = window_sums(table, corners).float()
+    return total / (r1 - r0)[:, :, None, None].float() / (c1 - c0)[:, None, :, None].float()
 
 
 def crop_and_resize(
@@ -258,11 +264,11 @@ def crop_and_resize(
     y2 = b[:, 3].clamp(max=h)
     valid = ((x2 > x1) & (y2 > y1)).nonzero().flatten()
     if valid.numel() == 0:
-        return image.new_zeros((0, 3, size, size)), valid
+        return torch.zeros((0, 3, size, size), device=image.device), valid
     table = integral_image(image) if table is None else table
     x1, y1, x2, y2 = x1[valid], y1[valid], x2[valid], y2[valid]
     crops = area_means(table, area_windows(y1, y2 - y1, size), area_windows(x1, x2 - x1, size))
-    return (crops.permute(1, 0, 2, 3).contiguous() - 127.5) * 0.0078125, valid
+    return (crops.permute(0, 3, 1, 2) - 127.5) * 0.0078125, valid  # channels-last NCHW
 
 
 def pyramid_scales(height: int, width: int, min_size: float, factor: float) -> list[float]:
@@ -311,12 +317,11 @@ class PyramidPlan:
     conv1_mask: torch.Tensor  # 1 x 1 x (height - 2) x (width - 2): 0 inside a tile, -inf elsewhere
 
     def resample(self, table: torch.Tensor) -> torch.Tensor:
-        """The 3 x height x width canvas of area-resampled scales (0 outside the tiles), from the image's
-        summed-area table: the same float32 values as resampling each scale alone."""
-        flat = table.reshape(table.shape[0], -1)
-        a, b, c, d = (flat[:, idx] for idx in self.corners)
+        """The 3 x height x width canvas (channels-last strides) of area-resampled scales (0 outside the
+        tiles), from the image's summed-area table: the same float32 values as resampling each scale alone."""
         kh, kw = self.divisors
-        return ((a - b - c + d).float() / kh / kw).reshape(table.shape[0], self.height, self.width)
+        canvas = window_sums(table, self.corners).float() / kh[:, None] / kw[:, None]
+        return canvas.reshape(self.height, self.width, table.shape[2]).permute(2, 0, 1)
 
 
 def _even(n: int) -> int:
@@ -348,7 +353,7 @@ def pyramid_plan(height: int, width: int, min_size: float, factor: float, device
     corners = torch.zeros((4, ch, cw), dtype=torch.long)
     kh, kw = torch.ones((ch, cw)), torch.ones((ch, cw))
     mask = torch.full((1, 1, ch - 2, cw - 2), float("-inf"))
-    stride = width + 1
+    stride = width + 1  # flat index of (row, column) in the (H+1)x(W+1) table
     for t in tiles:
         (r0, r1), (c0, c1) = _span_windows(height, t.height), _span_windows(width, t.width)
         rows, cols = slice(t.top, t.top + t.height), slice(t.left, t.left + t.width)
@@ -393,7 +398,8 @@ def detect_faces(
     factor: float = 0.709,
     batch_size: int = 512,
 ) -> Detections:
-    """Run the MTCNN cascade on one image: a 3xHxW float tensor of RGB values in 0..255.
+    """Run the MTCNN cascade on one image: a 3xHxW tensor of RGB values in 0..255 (uint8 is fastest;
+    float values are read as they are).
 
     Returns boxes ``[x1, y1, x2, y2]``, scores and landmarks in image pixels (points in the order
     left eye, right eye, nose, left mouth corner, right mouth corner, as seen in the image),
@@ -406,7 +412,6 @@ def detect_faces(
         raise InvalidInputError(f"min_size must be at least 12 pixels, got {min_size}")
     if not 0 < factor < 1:
         raise InvalidInputError(f"pyramid factor must be in (0, 1), got {factor}")
-    image = image.float()
     table = integral_image(image)  # every resampling below (pyramid, 24 and 48 px crops) reads this
     boxes = _proposals(pnet, image, table, min_size, thresholds[0], factor)
     if boxes is not None:
