@@ -331,6 +331,8 @@ def _even(n: int) -> int:
 def _place_tiles(height: int, width: int, scales: list[float]) -> tuple[list[PyramidTile], int, int]:
     """Columns of tiles, largest first, each column filled top-down while the tiles fit the first's height."""
     sizes = [(int(height * s + 1), int(width * s + 1)) for s in scales]
+    if not sizes:  # the image is smaller than the smallest face
+        return [], 2, 2
     canvas_h = _even(sizes[0][0])
     tiles, top, left, col_w = [], 0, 0, 0
     for scale, (h, w) in zip(scales, sizes):
