@@ -19,6 +19,9 @@ from facelivt.inference.mtcnn import (
     ONet,
     PNet,
     RNet,
+    _greedy_keep,
+    _greedy_keep_rows,
+    _maxpool,
     crop_and_resize,
     detect_faces,
     integral_image,
@@ -229,3 +232,27 @@ def test_planted_mtcnn_weights_are_refused_and_never_run(tmp_path):
                      "facelivt never unpickles arbitrary objects"], proc.stderr
     assert "weights_only" not in proc.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 2)])
+def test_strided_slice_pooling_equals_torch_max_pooling(kernel, stride):
+    """The networks' max pooling (maxima of strided slices, ceil mode) gives torch's values and shapes."""
+    pool = torch.nn.MaxPool2d(kernel, stride, ceil_mode=True)
+    gen = torch.Generator().manual_seed(0)
+    for h in range(kernel, 27):
+        for w in (kernel, kernel + 1, 22, 23):
+            x = torch.randn(2, 4, h, w, generator=gen)
+            expected, got = pool(x), _maxpool(pool, x)
+            assert got.shape == expected.shape and torch.equal(got, expected), (h, w)
+
+
+def test_matrix_and_row_by_row_nms_agree():
+    """The n x n overlap-matrix suppression keeps exactly the boxes the one-box-at-a-time loop keeps."""
+    gen = torch.Generator().manual_seed(0)
+    corner = torch.rand(300, 2, generator=gen) * 100
+    boxes = torch.cat([corner, corner + 5 + torch.rand(300, 2, generator=gen) * 40], dim=1).numpy()
+    for union in (True, False):
+        for threshold in (0.3, 0.5, 0.7):
+            matrix = _greedy_keep(boxes, threshold, union)
+            assert 0 < matrix.sum() < len(boxes)
+            assert np.array_equal(matrix, _greedy_keep_rows(boxes, threshold, union))
