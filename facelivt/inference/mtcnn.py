@@ -7,6 +7,13 @@ conventions of the pipeline that produced the project's reference detections: fl
 by area averaging, P-Net cells of 12 px at stride 2, non-maximum suppression (IoU 0.5 per scale, 0.7
 across scales and after R-Net, intersection-over-minimum 0.7 after O-Net), box regression and squaring
 between stages, 24x24 and 48x48 crops of the clipped boxes.
+
+How it runs fast with the same answers: every pyramid scale is a tile of one canvas and P-Net runs
+once over it (a -inf mask after its first layer keeps the tiles apart, so each tile's output is P-Net's
+on that scale alone); the canvas and all crops are area-resampled from one summed-area table of the
+photo (exact integer sums divided as torch divides: bit for bit torch's area interpolation); the
+networks run channels-last; NMS works on the whole overlap matrix. ``benchmarks/detector_speed.py``
+gives the per-stage profile.
 """
 from __future__ import annotations
 
