@@ -401,11 +401,11 @@ def _span_windows(length: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return lo[0], hi[0]
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=4)  # a plan holds ~24 bytes per canvas pixel: few are kept
 def pyramid_plan(height: int, width: int, min_size: float, factor: float, device: str = "cpu") -> PyramidPlan:
     """The canvas layout of :func:`pyramid_scales` for a ``height`` x ``width`` image (cached per size)."""
     tiles, ch, cw = _place_tiles(height, width, pyramid_scales(height, width, min_size, factor))
-    corners = torch.zeros((4, ch, cw), dtype=torch.long)
+    corners = torch.zeros((4, ch, cw), dtype=torch.int32 if (height + 1) * (width + 1) < 2**31 else torch.long)
     kh, kw = torch.ones((ch, cw)), torch.ones((ch, cw))
     mask = torch.full((1, 1, ch - 2, cw - 2), float("-inf"))
     stride = width + 1  # flat index of (row, column) in the (H+1)x(W+1) table
