@@ -133,7 +133,7 @@ class FaceDetector:
     def _cascade(self, rgb: np.ndarray) -> list[Face]:
         if not (rgb.flags.writeable and rgb.flags.c_contiguous):
             rgb = np.array(rgb, order="C")  # torch wants a writable buffer
-        tensor = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).float()
+        tensor = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)  # uint8: exact int32 sums
         det = detect_faces(self.nets, tensor, self.min_face_size, self.thresholds, self.factor)
         return [
             Face(det.boxes[i].astype(np.float64), float(det.scores[i]), det.points[i].astype(np.float64))

@@ -230,3 +230,19 @@ def test_int8_script_prints_its_tables(tmp_path):
     assert data["accuracy"]["pairs"] == 20 and 0.5 <= data["accuracy"]["fp32_accuracy"] <= 1
     assert data["int8_isa"] == out.split("int8 ISA (MLAS u8s8 kernels): ")[1].split()[0]
     assert [r["batch"] for r in data["speed"]] == [1, 2] and data["speed"][0]["int8_mb"] < data["speed"][0]["fp32_mb"]
+
+
+def test_detector_speed_script_prints_its_tables():
+    """Two photos, one pass: the CPU line first, ours and the reference MTCNN (through the benchmark's own
+    torchvision stand-in) in ms per photo, then one profile row per stage adding up to the total."""
+    out = _run("detector_speed.py", "--photos", "2", "--passes", "1", "--threads", "1")
+    assert out.startswith("CPU capability: ")
+    rows = [ln.split("|")[1:-1] for ln in out.splitlines() if ln.startswith("| ") and not ln.startswith(("| detector", "| stage"))]
+    speed, stages = rows[:2], rows[2:]
+    assert [r[0].strip() for r in speed] == ["facelivt FaceDetector (ours)", "facenet-pytorch MTCNN (reference)"]
+    assert float(speed[0][2]) == 1.0 and all(float(r[1]) > 0 for r in speed)
+    assert [r[0].strip() for r in stages] == ["pyramid+P-Net", "NMS", "R-Net", "O-Net", "alignment", "other"]
+    assert all(float(r[1]) >= 0 for r in stages[:-1])
+    total = float(out.split("total ")[1].split(")")[0])
+    assert abs(sum(float(r[1]) for r in stages) - total) < 0.1
+    assert "torchvision" not in sys.modules  # the stand-in lives in the script's process only

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from disk_helpers import assert_clean_failure, run_cli
@@ -18,10 +19,15 @@ from facelivt.inference.mtcnn import (
     ONet,
     PNet,
     RNet,
+    _greedy_keep,
+    _greedy_keep_rows,
+    _maxpool,
     crop_and_resize,
     detect_faces,
+    integral_image,
     load_mtcnn_nets,
     nms,
+    pyramid_plan,
     pyramid_scales,
     regress_boxes,
     square_boxes,
@@ -101,28 +107,85 @@ def test_blank_and_tiny_images_give_no_face():
     assert len(detect_faces(nets, torch.full((3, 10, 10), 128.0)).scores) == 0  # below the smallest face
 
 
-def test_agrees_with_reference_detections(reference):
-    """Same faces, boxes and landmarks as the reference pipeline, to about a pixel, on 63 photos."""
+def _photo(key: str) -> torch.Tensor:
+    """A celeba photo as the detector gets it: 3xHxW uint8."""
+    return torch.from_numpy(np.array(Image.open(CELEBA / key).convert("RGB"))).permute(2, 0, 1)
+
+
+@pytest.mark.slow
+def test_agrees_with_reference_detections_on_every_photo(reference):
+    """Same faces, and boxes and landmarks within a pixel of the reference pipeline's, on every one of
+    the 6,263 photos (measured: within 0.006 px, the JSON's rounding)."""
     nets = load_mtcnn_nets()
-    keys = sorted(reference)[::SAMPLE_STEP]
-    assert len(keys) >= 60
+    assert len(reference) > 6000
     box_err, point_err, score_err, count_mismatch = [], [], [], []
-    for key in keys:
-        rgb = np.array(Image.open(CELEBA / key).convert("RGB"))
-        det = detect_faces(nets, torch.from_numpy(rgb).permute(2, 0, 1).float())
+    for key in sorted(reference):
+        det = detect_faces(nets, _photo(key))
         ref = reference[key]
         if len(ref) != len(det.scores):
             count_mismatch.append(key)
             continue
-        for i, face in enumerate(ref):  # both sorted largest first
-            box_err.append(np.abs(det.boxes[i] - np.array(face["box"])).max())
-            point_err.append(np.abs(det.points[i] - np.array(face["points"])).max())
-            score_err.append(abs(det.scores[i] - face["score"]))
-    assert len(count_mismatch) <= 1, f"face counts differ on {count_mismatch}"
-    assert len(box_err) >= 60
+        if ref:  # both sorted largest first
+            box_err.append(np.abs(det.boxes - np.array([f["box"] for f in ref])).max())
+            point_err.append(np.abs(det.points - np.array([f["points"] for f in ref])).max())
+            score_err.append(np.abs(det.scores - np.array([f["score"] for f in ref])).max())
+    assert not count_mismatch, f"face counts differ on {count_mismatch}"
+    assert len(box_err) > 6000
+    assert max(box_err) < 1.0 and max(point_err) < 1.0, (max(box_err), max(point_err))
     assert np.median(box_err) < 0.05 and np.median(point_err) < 0.05  # rounding of the JSON only
-    assert np.quantile(box_err, 0.97) < 1.0 and np.quantile(point_err, 0.97) < 1.0
     assert max(score_err) < 1e-3
+
+
+def test_float_and_uint8_images_give_the_same_detections(reference):
+    """uint8 images are summed in int32, float ones in float64: both exact, so the same detections."""
+    nets = load_mtcnn_nets()
+    for key in sorted(reference)[::SAMPLE_STEP][:20]:
+        as_bytes = detect_faces(nets, _photo(key))
+        as_float = detect_faces(nets, _photo(key).float())
+        assert np.array_equal(as_bytes.boxes, as_float.boxes) and np.array_equal(as_bytes.points, as_float.points)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_crops_are_torch_area_interpolation_bit_for_bit(dtype):
+    """Crops read off the summed-area table equal F.interpolate(mode="area") of each cut-out exactly,
+    shrinking and enlarging, whole image and clipped boxes."""
+    image = torch.randint(0, 256, (3, 97, 131), generator=torch.Generator().manual_seed(0)).to(dtype)
+    boxes = torch.tensor([[0.0, 0.0, 131.0, 97.0], [10.7, 20.2, 57.9, 91.5], [5.0, 5.0, 20.0, 17.0], [-9.0, 40.0, 30.0, 200.0]])
+    for size in (24, 48):
+        crops, valid = crop_and_resize(image, boxes, size)
+        assert valid.tolist() == [0, 1, 2, 3]
+        for crop, box in zip(crops, boxes.trunc().long()):
+            x1, y1 = max(int(box[0]), 1) - 1, max(int(box[1]), 1) - 1
+            x2, y2 = min(int(box[2]), 131), min(int(box[3]), 97)
+            cut = image[None, :, y1:y2, x1:x2].float()
+            expected = (F.interpolate(cut, size=(size, size), mode="area")[0] - 127.5) * 0.0078125
+            assert torch.equal(crop, expected)
+
+
+def test_pyramid_canvas_equals_each_scale_alone():
+    """The tiled pyramid: each tile holds the area-resampled image bit for bit, and P-Net's output on
+    the canvas equals P-Net on that scale alone (tiles touch; the first-layer mask keeps them apart)."""
+    pnet = load_mtcnn_nets()[0]
+    image = torch.from_numpy(np.array(Image.open(sorted(CELEBA.rglob("*.jpg"))[0]).convert("RGB"))).permute(2, 0, 1)
+    _, h, w = image.shape
+    plan = pyramid_plan(h, w, 20.0, 0.709)
+    assert [t.scale for t in plan.tiles] == pyramid_scales(h, w, 20.0, 0.709)
+    canvas = plan.resample(integral_image(image))
+    with torch.inference_mode():
+        prob, offsets = pnet((canvas[None] - 127.5) * 0.0078125, plan.conv1_mask)
+        for t in plan.tiles:
+            alone = F.interpolate(image[None].float(), size=(t.height, t.width), mode="area")
+            assert torch.equal(canvas[:, t.top : t.top + t.height, t.left : t.left + t.width], alone[0])
+            p_alone, o_alone = pnet((alone - 127.5) * 0.0078125)
+            rows, cols = t.cells
+            assert p_alone.shape[1:] == (rows, cols)
+            region = (slice(t.top // 2, t.top // 2 + rows), slice(t.left // 2, t.left // 2 + cols))
+            torch.testing.assert_close(prob[0][region], p_alone[0], rtol=0, atol=1e-5)
+            torch.testing.assert_close(offsets[0][(slice(None), *region)], o_alone[0], rtol=0, atol=1e-5)
+    tiles = [(t.top, t.left, t.top + t.height, t.left + t.width) for t in plan.tiles]
+    for i, a in enumerate(tiles):  # inside the canvas, on even offsets, no two overlapping
+        assert a[0] % 2 == 0 and a[1] % 2 == 0 and a[2] <= plan.height and a[3] <= plan.width
+        assert all(a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1] for b in tiles[i + 1 :])
 
 
 def test_detection_rate_on_celeba_sample(reference):
@@ -132,7 +195,7 @@ def test_detection_rate_on_celeba_sample(reference):
     found = 0
     for key in keys:
         rgb = np.array(Image.open(CELEBA / key).convert("RGB"))
-        found += len(detect_faces(nets, torch.from_numpy(rgb).permute(2, 0, 1).float()).scores) > 0
+        found += len(detect_faces(nets, torch.from_numpy(rgb).permute(2, 0, 1)).scores) > 0
     assert found / len(keys) >= 0.97
 
 
@@ -169,3 +232,27 @@ def test_planted_mtcnn_weights_are_refused_and_never_run(tmp_path):
                      "facelivt never unpickles arbitrary objects"], proc.stderr
     assert "weights_only" not in proc.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 2)])
+def test_strided_slice_pooling_equals_torch_max_pooling(kernel, stride):
+    """The networks' max pooling (maxima of strided slices, ceil mode) gives torch's values and shapes."""
+    pool = torch.nn.MaxPool2d(kernel, stride, ceil_mode=True)
+    gen = torch.Generator().manual_seed(0)
+    for h in range(kernel, 27):
+        for w in (kernel, kernel + 1, 22, 23):
+            x = torch.randn(2, 4, h, w, generator=gen)
+            expected, got = pool(x), _maxpool(pool, x)
+            assert got.shape == expected.shape and torch.equal(got, expected), (h, w)
+
+
+def test_matrix_and_row_by_row_nms_agree():
+    """The n x n overlap-matrix suppression keeps exactly the boxes the one-box-at-a-time loop keeps."""
+    gen = torch.Generator().manual_seed(0)
+    corner = torch.rand(300, 2, generator=gen) * 100
+    boxes = torch.cat([corner, corner + 5 + torch.rand(300, 2, generator=gen) * 40], dim=1).numpy()
+    for union in (True, False):
+        for threshold in (0.3, 0.5, 0.7):
+            matrix = _greedy_keep(boxes, threshold, union)
+            assert 0 < matrix.sum() < len(boxes)
+            assert np.array_equal(matrix, _greedy_keep_rows(boxes, threshold, union))
