@@ -19,7 +19,7 @@ from facelivt.extras import require
 from facelivt.serve.audit import AuditLog
 from facelivt.serve.config import ServeConfig
 from facelivt.serve.engine import Engine, Photo
-from facelivt.serve.errors import STATUS_CODES, ApiError, body, from_library
+from facelivt.serve.errors import ERROR_HEADER, STATUS_CODES, ApiError, body, from_library
 from facelivt.serve.galleries import Galleries
 from facelivt.serve.keys import KeyStore, allows, default_keys_path
 from facelivt.serve.limits import LimitsMiddleware, check_identity_name, gallery_name
@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 #: The folder of the web page (package data).
 STATIC = Path(str(resources.files("facelivt.serve"))) / "static"
-#: The header that carries an error response's code to the metrics.
-ERROR_HEADER = "x-facelivt-error"
 
 
 class Access:

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "bad_request",
                 422: "validation_error", 503: "unavailable", 504: "timeout"}
+#: The header that carries an error response's code to the metrics.
+ERROR_HEADER = "x-facelivt-error"
 
 
 class ApiError(Exception):

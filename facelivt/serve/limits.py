@@ -9,7 +9,7 @@ import unicodedata
 
 from facelivt.errors import InvalidInputError
 from facelivt.inference.gallery_set import check_gallery_name
-from facelivt.serve.errors import ApiError, body
+from facelivt.serve.errors import ERROR_HEADER, ApiError, body
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ async def send_error(send, status: int, code: str, message: str) -> None:
     """Answer an ASGI request with an error body."""
     payload = json.dumps(body(code, message)).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            (ERROR_HEADER.encode(), code.encode())]})
     await send({"type": "http.response.body", "body": payload})
 
 

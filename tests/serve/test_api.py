@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ALIGNED, upload
+from serve_helpers import ALIGNED, upload
 
 
 @pytest.fixture(scope="module")
