@@ -55,6 +55,23 @@ def test_the_store_file_is_made_readable_by_its_owner_only(tmp_path):
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
 
 
+def test_an_empty_file_becomes_a_store_readable_by_its_owner_only(store):
+    store.path.touch(mode=0o644)
+    store.path.chmod(0o644)
+    assert store.list() == [] and not store.any_active()
+    key, token = store.create("a")
+    assert store.check(token) == key
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+
+
+def test_a_path_with_uri_characters_is_a_plain_file_name(tmp_path):
+    store = KeyStore(tmp_path / "a dir?mode=ro#x" / "k%20eys.sqlite")
+    key, token = store.create("a")
+    assert store.check(token) == key
+    assert (tmp_path / "a dir?mode=ro#x" / "k%20eys.sqlite").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a dir?mode=ro#x"]
+
+
 def test_reading_a_missing_store_creates_nothing(store):
     assert store.list() == [] and store.any_active() is False
     assert store.check("flvt_0123456789ab_" + "A" * 43) is None
