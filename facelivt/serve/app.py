@@ -87,7 +87,7 @@ class Service:
     async def authorize(self, request: Request, write: bool = False, gallery: str | None = None) -> str | None:
         try:
             return await self.engine.run(self.access.check, request, write, gallery)
-        except Exception as exc:  # noqa: BLE001 - an unreadable key store is the server's problem: 500
+        except Exception as exc:  # noqa: BLE001 - a damaged key store: its error, as an API error
             raise from_library(exc) from None
 
     async def photos(self, files: list[UploadFile], largest: bool = False, aligned: bool = False) -> list[Photo]:
