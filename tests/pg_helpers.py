@@ -3,7 +3,7 @@ temporary folder, listening on 127.0.0.1 at a free port and on a socket in that 
 after. The server refuses to run as root: when the tests run as root it runs as the ``postgres``
 system user the Debian package makes (or ``nobody``), through ``setpriv``.
 
-    server = PgServer.start_new(tmp_path)   # initdb + postgres; server.url: postgresql://...
+    server = PgServer.start_new()   # initdb + postgres; server.url: postgresql://...; socket in server.sockets
     server.stop(); server.start(); server.restart(); server.close()
 """
 from __future__ import annotations
@@ -72,10 +72,6 @@ class PgServer:
     @property
     def url(self) -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{DATABASE}"
-
-    def socket_url(self) -> str:
-        """The same database through the Unix socket (``host=`` in the query, as libpq allows)."""
-        return f"postgresql://{USER}@/{DATABASE}?host={self.sockets}&port={self.port}"
 
     @classmethod
     def start_new(cls, folder: Path | None = None) -> "PgServer":

@@ -16,8 +16,8 @@ a transaction-level advisory lock, so processes starting at once do not race), s
 Each enrolment, rename or removal is one transaction that locks the identity's row, then the gallery's
 (always in that order: no deadlock), so concurrent enrolments to the same new identity make it once and
 lose no row, and a process killed mid-way leaves nothing of its transaction. Every write increments the
-gallery's ``version`` and sends ``NOTIFY facelivt_gallery, '<gallery id>'`` in its transaction; each
-store ``LISTEN``\\ s on its connection, so :meth:`PgStore.changed` (called by ``Gallery.refresh`` before a
+gallery's ``version`` and sends ``NOTIFY facelivt_gallery_<gallery id>`` in its transaction; each
+store ``LISTEN``\\ s on its gallery's channel, so :meth:`PgStore.changed` (called by ``Gallery.refresh`` before a
 search) is a non-blocking poll of the socket: no query unless another process wrote.
 
 A server that cannot be reached, or a connection that drops, raises
@@ -67,6 +67,7 @@ SCHEMES = ("postgresql://", "postgres://")
 #: The gallery a URL without ``gallery=`` names.
 DEFAULT_GALLERY = "default"
 SCHEMA_VERSION = 1
+#: Prefix of the channel of each gallery: ``facelivt_gallery_<id>``.
 CHANNEL = "facelivt_gallery"
 #: Key of the advisory lock that serialises setting up the tables ("FLVT").
 SCHEMA_LOCK = 0x464C5654
@@ -209,6 +210,8 @@ class PgStore:
             self._inherited.append(self._conn)
             self._conn = None
         if self._conn is None or self._conn.closed:
+            if self._conn is not None:
+                log.info("connecting again to the gallery database %s", self.target)
             self._conn = self._connect()
             self._pid = os.getpid()
             self._dirty = True  # notifications may have been missed while not listening
@@ -222,7 +225,8 @@ class PgStore:
             raise self._unavailable(exc, "cannot connect to") from None
         try:
             con.execute(f"SET lock_timeout = {int(self.timeout * 1000)}")
-            con.execute(f"LISTEN {CHANNEL}")
+            if self._gid is not None:
+                con.execute(f"LISTEN {CHANNEL}_{int(self._gid)}")
             self._schema = _ensure_schema(con, create=not self.readonly, where=self.target.conninfo)
         except psycopg.Error as exc:
             con.close()
@@ -311,7 +315,7 @@ class PgStore:
         """Count a change of the gallery and tell the listeners (at commit); whether the caller's view was current."""
         old = con.execute("UPDATE facelivt_galleries SET version = version + 1 WHERE id = %s RETURNING version - 1",
                           (self._gid,)).fetchone()[0]
-        con.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(self._gid)))
+        con.execute("SELECT pg_notify(%s, '')", (f"{CHANNEL}_{int(self._gid)}",))
         fresh = old == self._version
         if fresh:
             self._version = old + 1
@@ -330,8 +334,20 @@ class PgStore:
         if gid is None:
             store.close()
             return None
-        store._gid = gid
+        store._listen(gid)
         return store
+
+    def _listen(self, gid: int) -> None:
+        """From now on, be told of the changes other processes commit to gallery ``gid``."""
+        self._gid = gid
+        psycopg = _psycopg()
+        with self._lock:
+            try:
+                self._connection().execute(f"LISTEN {CHANNEL}_{int(gid)}")
+            except psycopg.Error as exc:
+                self._drop()
+                raise self._translate(exc, write=False) from None
+            self._dirty = True
 
     @classmethod
     def create(cls, target: PgTarget, meta: dict, rows: Snapshot | None = None,
@@ -354,7 +370,8 @@ class PgStore:
             return made[0], True
 
         try:
-            store._gid, created = store._run(body, write=True)
+            gid, created = store._run(body, write=True)
+            store._listen(gid)
         except BaseException:
             store.close()
             raise
@@ -395,7 +412,7 @@ class PgStore:
         own = con.info.backend_pid
         for _ in range(2):
             for note in con.notifies(timeout=0):
-                if note.pid != own and note.payload == str(self._gid):
+                if note.pid != own:
                     self._dirty = True
 
     def snapshot(self) -> Snapshot:

@@ -112,9 +112,11 @@ def test_missing_gallery_read_only_and_newer_schema(pg_database, pg_server):
     pending.enroll_embeddings("a", unit_rows(1, DIM, 0))
     readonly = Gallery.open(_url(pg_database), readonly=True)
     assert readonly.names == ["a"]
+    database = pg_database.rsplit("/", 1)[1]
+    by_socket = f"postgres://facelivt@/{database}?host={pg_server.sockets}&port={pg_server.port}&gallery=g"
+    assert Gallery.open(by_socket).names == ["a"]  # a Unix socket, as libpq takes it
     with pytest.raises(GalleryWriteError, match="read-only"):
         readonly.enroll_embeddings("b", unit_rows(1, DIM, 1))
-    database = pg_database.rsplit("/", 1)[1]
     pg_server.execute("UPDATE facelivt_schema SET version = 99", database=database)
     with pytest.raises(GalleryError, match="newer facelivt"):
         Gallery.open(_url(pg_database))
