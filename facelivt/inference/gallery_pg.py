@@ -258,7 +258,7 @@ class PgStore:
             return self._unavailable(exc)
         if state == "23505":
             return InvalidInputError(f"that identity name is in the gallery {self.target} already ({reason})")
-        if state[:2] == "22":
+        if state[:2] == "22" or isinstance(exc, _psycopg().DataError):  # e.g. a NUL character in a name
             return InvalidInputError(f"the gallery {self.target} refused a value: {reason}")
         codes = {"55P03": errno.EBUSY, "53100": errno.ENOSPC, "25006": errno.EROFS, "42501": errno.EACCES}
         if write or state in codes:
@@ -303,13 +303,6 @@ class PgStore:
         with contextlib.suppress(Exception):
             if not con.closed:
                 con.execute("ROLLBACK")
-
-    def _need_gallery(self, con) -> int:
-        row = con.execute("SELECT id FROM facelivt_galleries WHERE name = %s", (self.target.gallery,)).fetchone()
-        if row is None:
-            raise GalleryNotFoundError(f"there is no gallery {self.target.gallery!r} in {redact_url(self.target.conninfo)} "
-                                       "(it was removed)")
-        return row[0]
 
     def _bump(self, con) -> bool:
         """Count a change of the gallery and tell the listeners (at commit); whether the caller's view was current."""

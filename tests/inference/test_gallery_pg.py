@@ -292,3 +292,12 @@ def test_server_gone_then_back_without_reopening(pg_server, pg_database):
     pg_server.restart()  # the server restarts between two calls: the next call does not fail
     assert g.names == ["a", "b"] and Gallery.open(url).names == ["a", "b"]
     g.close()
+
+
+def test_a_name_postgresql_cannot_store_is_a_clear_error(pg_database):
+    g = Gallery.open(_url(pg_database), create=True, dim=DIM)
+    g.enroll_embeddings("a", unit_rows(1, DIM, 0))
+    with pytest.raises(InvalidInputError, match="NUL"):
+        g.enroll_embeddings("a\x00b", unit_rows(1, DIM, 1))
+    assert g.names == ["a"] and Gallery.open(_url(pg_database)).num_embeddings == 1
+    g.close()
