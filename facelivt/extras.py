@@ -20,6 +20,11 @@ EXTRAS = {
     "faiss": "gallery",
     "psycopg": "postgres",
     "torch.utils.tensorboard": "train",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "uvicorn.supervisors": "serve",
+    "python_multipart": "serve",
+    "prometheus_client": "serve",
 }
 
 
