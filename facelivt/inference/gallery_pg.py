@@ -376,7 +376,9 @@ class PgStore:
         def body(con):
             if not self._schema:  # made since this connection looked?
                 self._schema = _ensure_schema(con, create=False, where=self.target.conninfo)
-            return [r[0] for r in con.execute("SELECT name FROM facelivt_galleries ORDER BY name")] if self._schema else []
+            if not self._schema:
+                return []
+            return [r[0] for r in con.execute("SELECT name FROM facelivt_galleries ORDER BY name")]
 
         return self._run(body, write=False)
 
@@ -451,7 +453,8 @@ class PgStore:
             "ON e.identity_id = i.id WHERE i.gallery_id = %s", (self._gid,)).fetchone(), write=False)
 
     def identities(self) -> list[IdentityInfo]:
-        rows = self._run(lambda con: con.execute(_IDENTITY_QUERY.format(where=""), (self._gid,)).fetchall(), write=False)
+        query = _IDENTITY_QUERY.format(where="")
+        rows = self._run(lambda con: con.execute(query, (self._gid,)).fetchall(), write=False)
         return [IdentityInfo(*row) for row in rows]
 
     def identity(self, name: str) -> IdentityInfo:
@@ -683,7 +686,8 @@ def _find_problems(con, gid: int, dim: int) -> list[GalleryProblem]:
         found.append(GalleryProblem("unusable embeddings", len(bad), f"{len(bad)} embeddings are not {dim} finite "
                                     "float32 values with a non-zero norm", "embeddings", tuple(bad)))
     empty = con.execute("SELECT i.id, i.name FROM facelivt_identities i WHERE i.gallery_id = %s AND NOT EXISTS "
-                        "(SELECT 1 FROM facelivt_embeddings e WHERE e.identity_id = i.id AND NOT e.id = ANY(%s::bigint[])) "
+                        "(SELECT 1 FROM facelivt_embeddings e WHERE e.identity_id = i.id "
+                        "AND NOT e.id = ANY(%s::bigint[])) "
                         "ORDER BY i.id", (gid, bad)).fetchall()
     if empty:
         names = ", ".join(str(r[1]) for r in empty[:10]) + (", ..." if len(empty) > 10 else "")

@@ -146,7 +146,8 @@ def test_check_finds_and_repairs_unusable_rows(pg_database, pg_server):
     g.enroll_embeddings("ok", unit_rows(2, DIM, 0))
     g.enroll_embeddings("broken", unit_rows(1, DIM, 1))
     pg_server.execute("UPDATE facelivt_embeddings SET vector = '\\x00' WHERE identity_id = "
-                      "(SELECT id FROM facelivt_identities WHERE name = 'broken')", database=pg_database.rsplit("/", 1)[1])
+                      "(SELECT id FROM facelivt_identities WHERE name = 'broken')",
+                      database=pg_database.rsplit("/", 1)[1])
     with pytest.raises(GalleryError, match="--repair"):
         Gallery.open(_url(pg_database))
     found = check_pg_gallery(_url(pg_database))

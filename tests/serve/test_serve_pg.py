@@ -32,7 +32,7 @@ def test_two_workers_share_one_gallery_in_postgresql(tmp_path, pg_database, sing
                 assert c.get("/v1/galleries").json()["galleries"] == [{"name": "staff", "identities": 3}]
         for name, photos in people:
             with server.client() as c:
-                r = c.post("/v1/galleries/staff/identify", files=[upload(photos[1])])  # an enrolled photo: its own identity
+                r = c.post("/v1/galleries/staff/identify", files=[upload(photos[1])])  # enrolled: its own identity
                 assert r.status_code == 200 and r.json()["matches"][0]["name"] == name, r.text
             with server.client() as c:
                 assert c.get("/v1/health").json()["gallery"] == {"kind": "postgresql", "reachable": True}
