@@ -18,6 +18,7 @@ EXTRAS = {
     "onnxscript": "export",
     "coremltools": "coreml",
     "faiss": "gallery",
+    "psycopg": "postgres",
     "torch.utils.tensorboard": "train",
     "fastapi": "serve",
     "uvicorn": "serve",

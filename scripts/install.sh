@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP="python -m pip --disable-pip-version-check -q"
-EXTRAS_KNOWN="export train gallery coreml serve dev"
+EXTRAS_KNOWN="export train gallery coreml postgres serve dev"
 EXTRAS="${1-}"
 [ $# -le 1 ] || { echo "install.sh: one argument at most: EXTRAS, comma-separated ($EXTRAS_KNOWN)" >&2; exit 2; }
 case "$EXTRAS" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;; esac

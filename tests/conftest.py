@@ -71,3 +71,29 @@ def faces_batch(shared_dir):
     paths = sorted(p for d in sorted(root.iterdir())[:2] for p in sorted(d.iterdir())[:2])
     imgs = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
     return to_tensor_batch(imgs)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server of this test session (tests/pg_helpers.py: Debian's binaries, a new cluster in
+    a temporary folder, 127.0.0.1 on a free port), torn down after; ``stop()``, ``start()``,
+    ``restart()`` for the reliability tests. Skipped, saying why, where the server is not installed."""
+    from pg_helpers import SKIP_REASON, PgServer, find_bin_dir
+
+    if find_bin_dir() is None:
+        pytest.skip(SKIP_REASON)
+    server = PgServer.start_new()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_database(pg_server, request) -> str:
+    """The URL of a new, empty database on :func:`pg_server` (one per test; no ``gallery=``)."""
+    if pg_server.proc is None:  # a test stopped it and failed before starting it again
+        pg_server.start()
+    name = f"t{len(pg_server.execute('SELECT datname FROM pg_database', database='postgres'))}_{os.getpid()}"
+    pg_server.execute(f"CREATE DATABASE {name}", database="postgres")
+    return pg_server.url.rsplit("/", 1)[0] + f"/{name}"

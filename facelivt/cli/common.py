@@ -25,6 +25,7 @@ from facelivt.inference import (
     check_workers,
     expand_inputs,
 )
+from facelivt.inference.gallery_pg import shown
 from facelivt.models import DEFAULT_PRETRAINED, weights_variant
 
 SHOW = 20  # problem files listed on the terminal (all of them go to a --report where a command has one)
@@ -151,7 +152,7 @@ def open_gallery(args: argparse.Namespace, must_exist: bool, threshold: float | 
         gallery = Gallery.open(args.gallery, readonly=readonly)
     except GalleryNotFoundError:
         if must_exist:
-            raise GalleryNotFoundError(f"no gallery in {args.gallery} (create one with `facelivt enroll`)") from None
+            raise GalleryNotFoundError(f"no gallery in {shown(args.gallery)} (create one with `facelivt enroll`)") from None
         gallery = None
     try:
         model = choose_model(args, gallery.metadata.get("model") if gallery is not None else None)

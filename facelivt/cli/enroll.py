@@ -19,6 +19,7 @@ from facelivt.cli.options import add_json
 from facelivt.errors import InputNotFoundError, InvalidInputError
 from facelivt.files import check_not_input
 from facelivt.inference import Gallery, GalleryWriteError, embed_files, expand_inputs, list_files, photo_sha256
+from facelivt.inference.gallery_pg import is_pg_url, shown
 
 
 def register(subparsers) -> None:
@@ -33,7 +34,8 @@ def register(subparsers) -> None:
                     "content): running an interrupted enroll again adds only what is missing.",
     )
     p.add_argument("gallery", help="gallery folder (holds gallery.sqlite; an old gallery.json + "
-                                   "embeddings.safetensors there is imported once)")
+                                   "embeddings.safetensors there is imported once), or a PostgreSQL URL "
+                                   "postgresql://user@host:port/db?gallery=NAME (needs facelivt[postgres])")
     p.add_argument("sources", nargs="+",
                    help="with --name: images (or folders of images) of that identity; "
                         "without: folders whose subfolders are identities")
@@ -76,6 +78,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise InvalidInputError("enroll takes one face per photo: --face all would put everyone in a group photo "
                                 "under one name; use --face largest or --face error")
     check_threshold_option(args)
+    if is_pg_url(args.gallery):
+        return  # a gallery in PostgreSQL: no file of it can be an input
     # the gallery folder: not a photo folder (nor inside one: it would be read as an identity), nor the weights
     check_not_input(args.gallery, {"photos": args.sources}, inside_input=True)
     check_not_input(args.gallery, {"--weights": args.weights, "--calibrate": args.calibrate})
@@ -95,13 +99,13 @@ def run(args: argparse.Namespace) -> int:
         if args.threshold is not None or args.calibrate is not None:
             rec.gallery.update_metadata(threshold=rec.threshold, threshold_source=rec.threshold_source)
         if args.json:
-            print(json.dumps({"gallery": args.gallery, "enrolled_images": added, "enrolled_identities": enrolled,
+            print(json.dumps({"gallery": shown(args.gallery), "enrolled_images": added, "enrolled_identities": enrolled,
                               "skipped_known": skipped, "identities": len(rec.gallery),
                               "images": rec.gallery.num_embeddings, "threshold": rec.threshold,
                               "threshold_source": rec.threshold_source}))
             return 0
         known = f"; skipped {skipped} photos it already had" if skipped else ""
-        print(f"enrolled {added} images of {enrolled} identities{known}; gallery {args.gallery} now holds "
+        print(f"enrolled {added} images of {enrolled} identities{known}; gallery {shown(args.gallery)} now holds "
               f"{len(rec.gallery)} identities ({rec.gallery.num_embeddings} images)")
     finally:
         rec.gallery.close()

@@ -1,4 +1,4 @@
-"""``facelivt gallery ACTION GALLERY``: look after a gallery folder without a model.
+"""``facelivt gallery ACTION GALLERY``: look after a gallery (a folder, or a PostgreSQL URL) without a model.
 
 Actions (each one function pair: ``add_ACTION`` builds its parser, ``run_ACTION`` runs it; add new ones
 to :data:`ACTIONS`):
@@ -26,8 +26,9 @@ import sys
 from facelivt.cli.options import add_json
 from facelivt.files import check_not_input
 from facelivt.inference import Gallery, GalleryCheck, GalleryNotFoundError, check_gallery
+from facelivt.inference.gallery_pg import check_pg_gallery, is_pg_url, shown
 
-GALLERY_HELP = "gallery folder (holds gallery.sqlite)"
+GALLERY_HELP = "gallery folder (holds gallery.sqlite), or a PostgreSQL URL postgresql://user@host:port/db?gallery=NAME"
 
 
 def add_check(actions) -> None:
@@ -39,16 +40,20 @@ def add_check(actions) -> None:
                     "finite vectors of the gallery's size, identities without embeddings; and damage SQLite finds. "
                     "Read-only unless --repair. Exit code 0: no problem (or all repaired), 1: problems remain.",
     )
-    p.add_argument("gallery", help="gallery folder (holds gallery.sqlite)")
+    p.add_argument("gallery", help=GALLERY_HELP)
     p.add_argument("--repair", action="store_true", help="delete the inconsistent rows (one transaction)")
     add_json(p, "print the outcome (counts, problems, rows removed) as JSON on stdout")
     p.set_defaults(func=run_check)
 
 
 def run_check(args: argparse.Namespace) -> int:
-    result = check_gallery(args.gallery, repair=args.repair)
+    where = shown(args.gallery)
+    if is_pg_url(args.gallery):
+        result = check_pg_gallery(args.gallery, repair=args.repair)
+    else:
+        result = check_gallery(args.gallery, repair=args.repair)
     if args.json:
-        print(json.dumps({"gallery": args.gallery, "identities": result.identities, "embeddings": result.embeddings,
+        print(json.dumps({"gallery": where, "identities": result.identities, "embeddings": result.embeddings,
                           "problems": [_problem(p) for p in result.problems],
                           "repaired": [_problem(p) for p in result.repaired]}))
         return 1 if result.problems else 0
@@ -56,9 +61,10 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"removed: {problem}")
     for problem in result.problems:
         print(f"problem: {problem}")
-    print(summary(result, args.gallery))
+    print(summary(result, where))
     if result.problems and any(p.table for p in result.problems):
-        print(f"run `facelivt gallery check {args.gallery} --repair` to remove the inconsistent rows")
+        quoted = f"'{where}'" if is_pg_url(args.gallery) else where
+        print(f"run `facelivt gallery check {quoted} --repair` to remove the inconsistent rows")
     return 1 if result.problems else 0
 
 
@@ -76,7 +82,7 @@ def open_gallery(folder: str, readonly: bool) -> Gallery:
     try:
         return Gallery.open(folder, readonly=readonly)
     except GalleryNotFoundError:
-        raise GalleryNotFoundError(f"no gallery in {folder} (create one with `facelivt enroll`)") from None
+        raise GalleryNotFoundError(f"no gallery in {shown(folder)} (create one with `facelivt enroll`)") from None
 
 
 def add_list(actions) -> None:
@@ -92,7 +98,7 @@ def run_list(args: argparse.Namespace) -> int:
     with open_gallery(args.gallery, readonly=True) as g:
         people = g.identities()
     if args.json:
-        print(json.dumps({"gallery": args.gallery, "identities": [_brief(p) for p in people]}))
+        print(json.dumps({"gallery": shown(args.gallery), "identities": [_brief(p) for p in people]}))
         return 0
     width = max([len(p.name) for p in people] + [8])
     print(f"{'identity':<{width}}  embeddings  photos  added")
@@ -123,7 +129,7 @@ def run_show(args: argparse.Namespace) -> int:
         info = g.identity(args.name)
         meta = {k: g.metadata[k] for k in ("model", "weights_fingerprint", "flip") if k in g.metadata}
     if args.json:
-        print(json.dumps({"gallery": args.gallery, **info.to_dict(), "gallery_metadata": meta}))
+        print(json.dumps({"gallery": shown(args.gallery), **info.to_dict(), "gallery_metadata": meta}))
         return 0
     print(f"identity: {info.name}\nembeddings: {info.embeddings}\nphotos: {info.photos}\n"
           f"added: {info.added or '-'}\nlast enrolled: {info.updated or '-'}")
@@ -149,9 +155,9 @@ def run_rename(args: argparse.Namespace) -> int:
     with open_gallery(args.gallery, readonly=False) as g:
         g.rename(args.old, args.new)
     if args.json:
-        print(json.dumps({"gallery": args.gallery, "renamed": args.old, "to": args.new}))
+        print(json.dumps({"gallery": shown(args.gallery), "renamed": args.old, "to": args.new}))
     else:
-        print(f"renamed {args.old!r} to {args.new!r} in {args.gallery}")
+        print(f"renamed {args.old!r} to {args.new!r} in {shown(args.gallery)}")
     return 0
 
 
@@ -159,8 +165,10 @@ def add_remove(actions) -> None:
     p = actions.add_parser("remove", help="delete identities and their embeddings for good",
                            description="Delete identities and all their embeddings from a gallery, one transaction "
                                        "each, then rewrite the database without them (VACUUM, write-ahead log "
-                                       "emptied): their data does not stay behind in free pages. Unknown names are "
-                                       "refused before anything is deleted.")
+                                       "emptied): their data does not stay behind in free pages (a gallery in "
+                                       "PostgreSQL: the rows are deleted, their space is reused by PostgreSQL's "
+                                       "vacuum; it has no secure erase). Unknown names are refused before anything "
+                                       "is deleted.")
     p.add_argument("gallery", help=GALLERY_HELP)
     p.add_argument("names", nargs="+", metavar="NAME", help="identity names")
     add_json(p, "print the identities removed as JSON on stdout")
@@ -175,9 +183,9 @@ def run_remove(args: argparse.Namespace) -> int:
         for name in names:
             g.remove(name)
             if not args.json:
-                print(f"removed {name!r} and its embeddings from {args.gallery}")
+                print(f"removed {name!r} and its embeddings from {shown(args.gallery)}")
     if args.json:
-        print(json.dumps({"gallery": args.gallery, "removed": names}))
+        print(json.dumps({"gallery": shown(args.gallery), "removed": names}))
     return 0
 
 

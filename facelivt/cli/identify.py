@@ -26,7 +26,8 @@ def register(subparsers) -> None:
                     "gallery identities by cosine score; a match is accepted when its score reaches the "
                     "gallery's (or the given) threshold. Runs while `facelivt enroll` adds to the gallery.",
     )
-    p.add_argument("gallery", help="gallery folder made by `facelivt enroll`")
+    p.add_argument("gallery", help="gallery folder made by `facelivt enroll`, or a PostgreSQL URL "
+                                   "postgresql://user@host:port/db?gallery=NAME")
     p.add_argument("images", nargs="+", help="image files and/or folders")
     p.add_argument("-k", "--top-k", dest="k", type=int, default=5, help="identities to list per image (default 5)")
     p.add_argument("--threshold", type=float, default=None, help="override the gallery's threshold")

@@ -38,6 +38,7 @@ from facelivt.files import file_sha256, write_bytes
 from facelivt.extras import install_hint, require
 from facelivt.inference.calibration import replaceable
 from facelivt.inference.gallery_legacy import AlreadyImportedError, LegacyGallery, mark_imported, read_legacy
+from facelivt.inference.gallery_pg import PgStore, PgTarget, is_pg_url, parse_pg_url, redact_url
 from facelivt.inference.gallery_store import (
     DB_NAME,
     RESERVED_KEYS,
@@ -141,8 +142,8 @@ class Gallery:
         self.dim = int(dim)
         self.backend = "faiss" if backend == "faiss" or (backend == "auto" and faiss_available()) else "numpy"
         self.metadata: dict = _user_metadata(metadata or {}, "gallery metadata")
-        self._store: GalleryStore | None = None
-        self._pending: Path | None = None  # the folder where the first enrolment makes the gallery
+        self._store: GalleryStore | PgStore | None = None
+        self._pending: Path | PgTarget | None = None  # where the first enrolment makes the gallery
         self._outdated = False  # the database holds changes the index does not have yet
         self._names: list[str] = []
         self._ids: dict[str, int] = {}
@@ -156,9 +157,9 @@ class Gallery:
 
     # ------------------------------------------------------------------ contents
     @property
-    def path(self) -> Path | None:
-        """The gallery folder, or None for a gallery in memory."""
-        return self._pending if self._store is None else self._store.path.parent
+    def path(self) -> Path | PgTarget | None:
+        """The gallery folder (or, for one in PostgreSQL, its database and name), or None for a gallery in memory."""
+        return self._pending if self._store is None else self._store.location
 
     @property
     def names(self) -> list[str]:
@@ -251,14 +252,17 @@ class Gallery:
         made it meanwhile, add to theirs); returns how many embeddings were added. A failure leaves
         nothing behind, not even a folder made for it."""
         root = self._pending
-        made = _make_folders(root)
         rows = Snapshot([name], e, np.zeros(len(e), np.int64), {}, self.dim)
         meta = _new_meta(self.dim, self.metadata)
-        try:
-            store, created = GalleryStore.create(root / DB_NAME, meta, rows, sources, hashes)
-        except BaseException:
-            _remove_folders(made)
-            raise
+        if isinstance(root, PgTarget):
+            store, created = PgStore.create(root, meta, rows, sources, hashes)
+        else:
+            made = _make_folders(root)
+            try:
+                store, created = GalleryStore.create(root / DB_NAME, meta, rows, sources, hashes)
+            except BaseException:
+                _remove_folders(made)
+                raise
         added = len(e)
         try:
             if not created:
@@ -272,8 +276,9 @@ class Gallery:
         return added
 
     def _adopt(self) -> None:
-        """Use the gallery another process made in the pending folder, if there is one now."""
-        store = GalleryStore.open(self._pending / DB_NAME)
+        """Use the gallery another process made in the pending folder (or database), if there is one now."""
+        pending = self._pending
+        store = PgStore.open(pending) if isinstance(pending, PgTarget) else GalleryStore.open(pending / DB_NAME)
         if store is None:
             return
         try:
@@ -474,7 +479,9 @@ class Gallery:
         backend: str = "auto",
         readonly: bool = False,
     ) -> "Gallery":
-        """The gallery of ``folder`` (its ``gallery.sqlite``), index built from the database.
+        """The gallery of ``folder`` (its ``gallery.sqlite``), or of a PostgreSQL URL
+        (``postgresql://user@host:port/db?gallery=NAME``, see :mod:`facelivt.inference.gallery_pg`), index
+        built from the database.
 
         An old two-file gallery there is imported first (once). ``create``: start a new gallery of
         embedding size ``dim`` with ``metadata`` when the folder holds none. ``dim`` and the keys
@@ -486,14 +493,18 @@ class Gallery:
         if create and readonly:
             raise InvalidInputError("a gallery opened to create it cannot be read-only")
         wanted = _user_metadata(metadata or {}, "gallery metadata")
-        store = _open_store(Path(folder), create, dim, wanted, readonly)
+        target = parse_pg_url(folder) if is_pg_url(folder) else folder if isinstance(folder, PgTarget) else None
+        if target is not None:
+            store = _open_pg(target, create, dim, readonly)
+        else:
+            store = _open_store(Path(folder), create, dim, wanted, readonly)
         if store is None:  # none there yet: the first enrolment makes it
             gallery = cls(dim, metadata=wanted, backend=backend)
-            gallery._pending = Path(folder)
+            gallery._pending = Path(folder) if target is None else target
             return gallery
         try:
             snap = store.snapshot()
-            check_comparable(snap.meta, snap.dim, wanted, dim, folder)
+            check_comparable(snap.meta, snap.dim, wanted, dim, store.location)
             gallery = cls(snap.dim, backend=backend)
             gallery._store = store
             gallery._load(snap)
@@ -549,7 +560,7 @@ class Gallery:
 
     def _load(self, snap: Snapshot) -> None:
         if snap.dim != self.dim:
-            raise GalleryError(f"{self._store.path}: embedding size changed from {self.dim} to {snap.dim}")
+            raise GalleryError(f"{self.path}: embedding size changed from {self.dim} to {snap.dim}")
         self.metadata = {k: v for k, v in snap.meta.items() if k not in RESERVED_KEYS}
         if snap.names:
             self._set_all(snap.names, snap.vectors, snap.labels)
@@ -575,18 +586,21 @@ class Gallery:
         its own folder writes its metadata (its contents are already there). A folder holding another
         gallery is refused (:class:`GalleryExistsError`) unless ``overwrite``. ``threshold`` and
         ``threshold_source`` (a recognizer's) go into the metadata first: :meth:`attach` takes them."""
-        root = Path(folder)
         self.refresh()
         if threshold is not None:
             self.metadata["threshold"] = threshold
         if threshold_source is not None:
             self.metadata["threshold_source"] = threshold_source
         meta = _user_metadata(self.metadata, "gallery metadata")
-        if self._store is not None and _same_file(self._store.path, root / DB_NAME):
+        root: Path | PgTarget = parse_pg_url(folder) if is_pg_url(folder) else Path(folder)
+        if self._store is not None and _same_place(self._store, root):
             self._store.set_meta(meta)
             return root
         rows = Snapshot(list(self._names), self._vectors.view(), self._labels.view(), {}, self.dim)
-        store = _save_store(root, rows, _new_meta(self.dim, meta), overwrite)
+        if isinstance(root, PgTarget):
+            store = _save_pg(root, rows, _new_meta(self.dim, meta), overwrite)
+        else:
+            store = _save_store(root, rows, _new_meta(self.dim, meta), overwrite)
         if self._store is None:
             self._store, self._pending = store, None  # the next read reloads from the database
         else:
@@ -621,9 +635,12 @@ def _new_meta(dim: int, metadata: dict) -> dict:
     return {"dim": int(dim), "created": now(), **metadata}
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def _same_place(store: GalleryStore | PgStore, root: Path | PgTarget) -> bool:
+    """Whether ``store`` is the gallery of ``root``."""
+    if isinstance(store, PgStore) or isinstance(root, PgTarget):
+        return isinstance(store, PgStore) and store.target == root
     try:
-        return os.path.samefile(a, b)
+        return os.path.samefile(store.path, root / DB_NAME)
     except OSError:
         return False
 
@@ -679,6 +696,28 @@ def _open_store(root: Path, create: bool, dim: int | None, metadata: dict,
             raise InvalidInputError("a new gallery needs its embedding size (dim)")
         return None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _open_pg(target: PgTarget, create: bool, dim: int | None, readonly: bool) -> PgStore | None:
+    """The gallery ``target`` names in PostgreSQL; None where there is none and ``create``."""
+    store = PgStore.open(target, readonly=readonly)
+    if store is None and not create:
+        raise GalleryNotFoundError(f"no gallery {target.gallery!r} in {redact_url(target.conninfo)}")
+    if store is None and dim is None:
+        raise InvalidInputError("a new gallery needs its embedding size (dim)")
+    return store
+
+
+def _save_pg(target: PgTarget, rows: Snapshot, meta: dict, overwrite: bool) -> PgStore:
+    store, created = PgStore.create(target, meta, rows)
+    if created:
+        return store
+    if not overwrite:
+        store.close()
+        raise GalleryExistsError(f"{target} already holds a gallery: open it with Gallery.open(url) to add to it, "
+                                 "or save(url, overwrite=True) to replace it")
+    store.replace(rows, meta)
+    return store
 
 
 def _make_folders(root: Path) -> list[Path]:

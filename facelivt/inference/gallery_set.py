@@ -12,36 +12,35 @@ search index itself when another process changes the gallery.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from pathlib import Path
 
-from facelivt.errors import InvalidInputError
 from facelivt.inference.gallery import Gallery
-from facelivt.inference.gallery_store import DB_NAME, GalleryError, GalleryNotFoundError
-
-#: What a gallery name may be: a letter or digit, then up to 63 letters, digits, ``_``, ``-`` or ``.``.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-def check_gallery_name(name: object) -> str:
-    """``name`` if it is a valid gallery name, else :class:`InvalidInputError` saying what is allowed."""
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
-        raise InvalidInputError(
-            f"invalid gallery name {name!r}: use 1 to 64 letters, digits, '_', '-' or '.', starting with a "
-            "letter or digit (no '/', no '..')")
-    return name
-
+from facelivt.inference.gallery_pg import PgStore, PgTarget, is_pg_url, parse_pg_url, redact_url
+from facelivt.inference.gallery_store import (  # noqa: F401  (check_gallery_name: re-exported)
+    DB_NAME,
+    NAME_PATTERN,
+    GalleryError,
+    GalleryNotFoundError,
+    check_gallery_name,
+)
 
 class GallerySet:
     """The galleries under ``root`` (a folder; made when the first gallery is), each holding
     ``dim``-d embeddings described by ``metadata`` (a recognizer's :meth:`gallery_metadata`: a gallery
-    made by another model is refused when opened). ``backend``: the search backend of each gallery."""
+    made by another model is refused when opened). ``backend``: the search backend of each gallery.
+    ``root`` may be a PostgreSQL URL naming no gallery (``postgresql://user@host:port/db``): its
+    galleries are the ones in that database."""
 
     def __init__(self, root: str | os.PathLike, *, dim: int, metadata: dict, backend: str = "auto") -> None:
-        self.root = Path(root)
-        if self.root.exists() and not self.root.is_dir():
-            raise GalleryError(f"gallery root {self.root} exists and is not a folder")
+        self._db: PgStore | None = None
+        if is_pg_url(root):
+            self.root: Path | PgTarget = parse_pg_url(str(root), gallery=False)
+            self._db = PgStore(self.root, readonly=True)
+        else:
+            self.root = Path(root)
+            if self.root.exists() and not self.root.is_dir():
+                raise GalleryError(f"gallery root {self.root} exists and is not a folder")
         self.dim = int(dim)
         self.metadata = dict(metadata)
         self.backend = backend
@@ -50,22 +49,30 @@ class GallerySet:
 
     @property
     def kind(self) -> str:
-        """Where the galleries are kept: ``"sqlite"``."""
-        return "sqlite"
+        """Where the galleries are kept: ``"sqlite"`` (folders) or ``"postgresql"``."""
+        return "sqlite" if self._db is None else "postgresql"
 
-    def location(self, name: str) -> Path:
-        """The folder of gallery ``name``."""
+    def location(self, name: str) -> Path | PgTarget:
+        """The folder of gallery ``name`` (or its database and name)."""
+        if isinstance(self.root, PgTarget):
+            return self.root.named(name)
         return self.root / check_gallery_name(name)
 
     def names(self) -> list[str]:
-        """The galleries that exist, sorted."""
+        """The galleries that exist, sorted (:class:`GalleryUnavailableError` when a PostgreSQL server
+        cannot be reached)."""
+        if self._db is not None:
+            return self._db.gallery_names()
         if not self.root.is_dir():
             return []
         return sorted(d.name for d in self.root.iterdir()
                       if NAME_PATTERN.fullmatch(d.name) and (d / DB_NAME).is_file())
 
     def exists(self, name: str) -> bool:
-        return (self.location(name) / DB_NAME).is_file()
+        where = self.location(name)
+        if isinstance(where, PgTarget):
+            return name in self.names()
+        return (where / DB_NAME).is_file()
 
     def open(self, name: str, *, create: bool = False) -> Gallery:
         """Gallery ``name`` (opened once, then kept). ``create``: a new one is made by its first
@@ -75,14 +82,17 @@ class GallerySet:
             gallery = self._open.get(name)
             if gallery is not None and (gallery.path is None or not self._gone(gallery)):
                 return gallery
-            if not create and not (folder / DB_NAME).is_file():
-                raise GalleryNotFoundError(f"no gallery named {name!r}")
+            if not create and not self.exists(name):
+                where = f" in {redact_url(self.root.conninfo)}" if isinstance(self.root, PgTarget) else ""
+                raise GalleryNotFoundError(f"no gallery named {name!r}{where}")
             gallery = Gallery.open(folder, create=create, dim=self.dim, metadata=self.metadata, backend=self.backend)
             self._open[name] = gallery
             return gallery
 
     def _gone(self, gallery: Gallery) -> bool:
         """A kept gallery whose database was removed meanwhile (or never made: still pending)."""
+        if isinstance(gallery.path, PgTarget):
+            return False  # galleries are not removed from PostgreSQL; a pending one makes itself when enrolled to
         return not (Path(gallery.path) / DB_NAME).is_file()
 
     def close(self) -> None:
@@ -90,3 +100,5 @@ class GallerySet:
             for gallery in self._open.values():
                 gallery.close()
             self._open.clear()
+            if self._db is not None:
+                self._db.close()

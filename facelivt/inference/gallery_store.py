@@ -35,6 +35,7 @@ import errno
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -44,7 +45,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, UnknownNameError
+from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, UnavailableError, UnknownNameError
 from facelivt.files import new_path
 from facelivt.inference.calibration import check_threshold
 from facelivt.inference.gallery_check import GalleryProblem, find_problems, orphans_text
@@ -94,6 +95,12 @@ class GalleryExistsError(GalleryError, FileExistsError):
     """The folder already holds a gallery (and saving would replace it)."""
 
 
+class GalleryUnavailableError(GalleryError, UnavailableError):
+    """The gallery's database server cannot be reached, or the connection to it dropped during a
+    request (a PostgreSQL gallery): nothing was changed by the request that failed, and the next call
+    connects again by itself."""
+
+
 class GalleryWriteError(OutputWriteError):
     """A change could not be written (disk full, read-only, locked too long); nothing was changed
     (``outcome`` says so)."""
@@ -104,6 +111,19 @@ class GalleryWriteError(OutputWriteError):
 
     def __str__(self) -> str:
         return f"{self.args[1]}; {self.outcome}"
+
+
+#: What a gallery name may be: a letter or digit, then up to 63 letters, digits, ``_``, ``-`` or ``.``.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_gallery_name(name: object) -> str:
+    """``name`` if it is a valid gallery name, else :class:`InvalidInputError` saying what is allowed."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise InvalidInputError(
+            f"invalid gallery name {name!r}: use 1 to 64 letters, digits, '_', '-' or '.', starting with a "
+            "letter or digit (no '/', no '..')")
+    return name
 
 
 def now() -> str:
@@ -182,6 +202,11 @@ class GalleryStore:
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._version: int | None = None  # data_version when last read in full
+
+    @property
+    def location(self) -> Path:
+        """Where the gallery is: its folder."""
+        return self.path.parent
 
     # ------------------------------------------------------------------ connection
     @property
@@ -373,21 +398,9 @@ class GalleryStore:
                                    f"{self._repair_hint()}")
             names = dict(con.execute("SELECT id, name FROM identities"))
             rows = con.execute("SELECT identity_id, vector FROM embeddings ORDER BY id").fetchall()
-        owners = np.array([r[0] for r in rows], dtype=np.int64)
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").astype(np.float32).reshape(-1, dim)
-        used, labels = np.unique(owners, return_inverse=True)  # identity ids ascending: enrolment order
-        self._check_owners(owners, used, names)
-        if not np.isfinite(vectors).all() or (len(vectors) and (np.abs(vectors).sum(1) == 0).any()):
-            raise GalleryError(f"{self.path} is damaged: it holds NaN, infinite or all-zero embeddings; "
-                               f"{self._repair_hint()}")
+        snap = build_snapshot(rows, names, meta, dim, str(self.path), self._repair_hint())
         self._version = version
-        return Snapshot([names[int(i)] for i in used], vectors, labels.astype(np.int64).reshape(-1), meta, dim)
-
-    def _check_owners(self, owners: np.ndarray, used: np.ndarray, names: dict) -> None:
-        lost = [int(i) for i in used if int(i) not in names]
-        if lost:
-            count = int(np.isin(owners, lost).sum())
-            raise GalleryError(f"{self.path} is inconsistent: {orphans_text(count, lost)}; {self._repair_hint()}")
+        return snap
 
     def _repair_hint(self) -> str:
         return f"remove them with `facelivt gallery check {self.path.parent} --repair`"
@@ -550,6 +563,23 @@ class GalleryStore:
             con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
                             [(k, json.dumps(v, allow_nan=False)) for k, v in meta.items()])
             self._insert_rows(con, rows)
+
+
+def build_snapshot(rows: Sequence[tuple[int, bytes]], names: dict, meta: dict, dim: int, where: str,
+                   hint: str) -> Snapshot:
+    """A :class:`Snapshot` from ``(identity id, float32 bytes)`` rows in enrolment order and the names by
+    identity id; rows that cannot be searched raise :class:`GalleryError` naming ``where`` (``hint``:
+    how to remove them)."""
+    owners = np.array([r[0] for r in rows], dtype=np.int64)
+    vectors = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype="<f4").astype(np.float32).reshape(-1, dim)
+    used, labels = np.unique(owners, return_inverse=True)  # identity ids ascending: enrolment order
+    lost = [int(i) for i in used if int(i) not in names]
+    if lost:
+        count = int(np.isin(owners, lost).sum())
+        raise GalleryError(f"{where} is inconsistent: {orphans_text(count, lost)}; {hint}")
+    if not np.isfinite(vectors).all() or (len(vectors) and (np.abs(vectors).sum(1) == 0).any()):
+        raise GalleryError(f"{where} is damaged: it holds NaN, infinite or all-zero embeddings; {hint}")
+    return Snapshot([names[int(i)] for i in used], vectors, labels.astype(np.int64).reshape(-1), meta, dim)
 
 
 _IDENTITY_QUERY = (
