@@ -33,11 +33,11 @@ def _names(reqs: list[str]) -> set[str]:
 
 def test_install_sh_knows_exactly_the_extras_of_pyproject():
     known = re.search(r'^EXTRAS_KNOWN="([^"]*)"', INSTALL.read_text(), re.M).group(1).split()
-    assert sorted(known) == sorted(OPTIONAL) == ["coreml", "dev", "export", "gallery", "serve", "train"]
+    assert sorted(known) == sorted(OPTIONAL) == ["coreml", "dev", "export", "gallery", "postgres", "serve", "train"]
 
 
 @pytest.mark.parametrize("args, message", [
-    (["nope"], "unknown extra 'nope'; choose from: export train gallery coreml serve dev"),
+    (["nope"], "unknown extra 'nope'; choose from: export train gallery coreml postgres serve dev"),
     (["export,nope"], "unknown extra 'nope'"),
     (["export", "dev"], "one argument at most"),
 ])
