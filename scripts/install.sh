@@ -6,8 +6,9 @@
 #
 #   bash scripts/install.sh                # the runtime only (models, detector, verify / identify / embed / eval / train)
 #   bash scripts/install.sh export         # + ONNX export and ONNX Runtime (facelivt export, bench, quickstart)
-#   bash scripts/install.sh export,gallery # several extras, comma-separated: export, train, gallery, coreml, serve, dev
+#   bash scripts/install.sh export,gallery # several extras, comma-separated: export, train, gallery, coreml, serve, postgres, dev
 #   bash scripts/install.sh serve          # + the HTTP service (facelivt serve: FastAPI, uvicorn)
+#   bash scripts/install.sh postgres       # + galleries in PostgreSQL (psycopg)
 #   bash scripts/install.sh dev            # everything, with the test tools (what CI and the README's test command use)
 #
 # Every release comes from constraints.txt, the exact versions the test suite was last green with
