@@ -110,10 +110,22 @@ function showPhotos(containerId, figures) {
   container.replaceChildren(...figures);
 }
 
+const UNRELIABLE = "Unreliable verdict: the threshold is not calibrated for these weights.";
+
 function thresholdText(result) {
-  let text = `threshold ${result.threshold.toFixed(3)} (${result.threshold_source})`;
-  if (!result.reliable) text += ": unreliable, these weights have no calibrated threshold";
-  return text;
+  return `threshold ${result.threshold.toFixed(3)} (${result.threshold_source})`;
+}
+
+// The threshold line, and a warning under it where the server cannot vouch for the verdict.
+function showThreshold(element, result, prefix = "") {
+  element.replaceChildren(prefix + thresholdText(result));
+  if (!result.reliable) {
+    const warning = document.createElement("strong");
+    warning.className = "unreliable";
+    warning.dataset.testid = "unreliable";
+    warning.textContent = UNRELIABLE;
+    element.append(document.createElement("br"), warning);
+  }
 }
 
 async function verify(form) {
@@ -132,9 +144,7 @@ async function verify(form) {
   verdict.dataset.same = String(result.same);
   $("verify-score").textContent = result.score.toFixed(3);
   $("verify-score").dataset.score = String(result.score);
-  const threshold = $("verify-threshold");
-  threshold.textContent = thresholdText(result);
-  threshold.classList.toggle("unreliable", !result.reliable);
+  showThreshold($("verify-threshold"), result);
   $("verify-result").dataset.reliable = String(result.reliable);
   $("verify-result").hidden = false;
 }
@@ -175,11 +185,8 @@ async function identify(form) {
   const result = await api(galleryPath("/identify"), { method: "POST", body: data });
   showPhotos("identify-photos", [await photoWithBoxes(image, [result.face], "photo to identify")]);
   $("identify-matches").replaceChildren(...result.matches.map(matchRow));
-  const caption = $("identify-caption");
-  caption.textContent = result.matches.length
-    ? `Best matches in ${$("gallery").value.trim()}; ${thresholdText(result)}`
-    : "The gallery holds no identities.";
-  caption.classList.toggle("unreliable", !result.reliable);
+  if (result.matches.length) showThreshold($("identify-caption"), result, `Best matches in ${$("gallery").value.trim()}; `);
+  else $("identify-caption").textContent = "The gallery holds no identities.";
   $("identify-result").hidden = false;
 }
 
@@ -228,7 +235,7 @@ async function showHealth() {
   const health = $("health");
   try {
     const h = await api("/v1/health");
-    health.textContent = `model ${h.model.name} (${h.model.backend}), gallery ${h.gallery.kind}: ${h.status}`;
+    health.textContent = `${h.status}: model ${h.model.name} (${h.model.backend}), ${h.gallery.kind} galleries`;
   } catch (err) {
     health.textContent = `server not ready: ${err.message}`;
   }
