@@ -45,7 +45,8 @@ def served(url: str | None):
     with tempfile.TemporaryDirectory(prefix="facelivt-page-") as work:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.Popen([sys.executable, "-m", "facelivt", "serve", "--model", "facelivt_s", "--weights",
-                                 str(WEIGHTS), "--gallery", str(Path(work) / "galleries"), "--port", "0", "--json"],
+                                 str(WEIGHTS), "--gallery", str(Path(work) / "galleries"), "--keys", str(Path(work) / "keys.sqlite"),
+                                 "--port", "0", "--json"],
                                 cwd=work, env=env, stdout=subprocess.PIPE, text=True)
         try:
             line = proc.stdout.readline()

@@ -2,22 +2,18 @@
 Playwright) against the real server on the committed test weights, with real shared photos."""
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from model_helpers import TRAINED_FACELIVT_S
+from facelivt.serve.keys import KeyStore
+from serve_helpers import start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-REPO = Path(__file__).resolve().parents[2]
-CELEBA = REPO.parent / "shared" / "data" / "celeba_subset"
 # The first two identities the test weights never saw (heldout_identities in their metadata): with them a
 # same-person pair scores ~0.6 and a different-person pair ~-0.2 against the uncalibrated threshold 0.3, and a
 # fourth photo of either identity has its own identity as the top match (checked when this test was written).
@@ -29,37 +25,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def photos(mtcnn_reference) -> dict[str, list[Path]]:
-    """Photos in which the reference detector found exactly one sizeable face, per identity."""
-    def singles(identity: str) -> list[Path]:
-        keys = [k for k in sorted(mtcnn_reference) if k.startswith(identity + "/")]
-        return [CELEBA / k for k in keys if len(mtcnn_reference[k]) == 1
-                and mtcnn_reference[k][0]["box"][2] - mtcnn_reference[k][0]["box"][0] > 60]
-
-    found = {identity: singles(identity) for identity in (SAME, OTHER)}
-    assert all(len(p) >= 4 for p in found.values()), found
-    return found
+def photos(single_face_photos) -> dict[str, list[Path]]:
+    return {identity: single_face_photos[identity] for identity in (SAME, OTHER)}
 
 
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory) -> str:
-    """`facelivt serve` on the test weights, on a free loopback port, with a gallery root of its own."""
-    url = os.environ.get("FACELIVT_PAGE_TEST_URL")  # TODO(page): replaced by tests/serve/conftest.py's fixture
-    if url:
-        yield url
-        return
-    work = tmp_path_factory.mktemp("serve")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "facelivt", "serve", "--model", "facelivt_s", "--weights",
-                             str(TRAINED_FACELIVT_S), "--gallery", str(work / "galleries"), "--port", "0", "--json"],
-                            cwd=work, env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line, f"the server exited with {proc.wait(timeout=30)} before listening"
-        yield json.loads(line)["url"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+def server_url(server) -> str:
+    return server.url
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +56,10 @@ class Problems(list):
         self.remove(hits[0])
 
 
-@pytest.fixture
-def page(browser, server_url):
+@contextmanager
+def open_page(browser, url: str):
+    """The page at ``url``/ once its start-up requests are answered; on leaving, fails on any console error,
+    uncaught page error or failed request that the test did not allow (``page.problems.allow``)."""
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)  # a model call on a busy 2-core machine
@@ -94,7 +68,7 @@ def page(browser, server_url):
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
     page.problems = problems
-    page.goto(server_url + "/")
+    page.goto(url + "/")
     loaded(page)
     yield page
     seen = list(problems)  # before closing: closing aborts what is still in flight
@@ -102,10 +76,16 @@ def page(browser, server_url):
     assert seen == []
 
 
+@pytest.fixture
+def page(browser, server_url):
+    with open_page(browser, server_url) as page:
+        yield page
+
+
 def loaded(page) -> None:
     """Wait until the page has shown the server's health and the gallery's identities (its start-up requests)."""
     page.get_by_test_id("health").filter(has_not_text="checking").wait_for()
-    page.get_by_test_id("identities-note").filter(has_text="gallery").wait_for()
+    page.locator("#identities-note:not(:empty), #error:not([hidden])").first.wait_for()
 
 
 def verify(page, a: Path, b: Path) -> None:
@@ -218,13 +198,43 @@ def test_api_error_is_shown_and_cleared(page, photos, tmp_path):
     assert error.is_hidden()
 
 
-def test_api_key_is_kept_for_the_tab_and_sent(page, server_url):
-    page.get_by_label("API key").fill("fl_example_key")
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """A server with API keys: one that reads, one that writes."""
+    folder = tmp_path_factory.mktemp("keys")
+    store = KeyStore(folder / "keys.sqlite")
+    s = start_server(folder)
+    s.tokens = {"read": store.create("page-reader")[1], "write": store.create("page-writer", scope="write")[1]}
+    yield s
+    assert s.stop() == 0, s.log()[-3000:]
+
+
+def use_key(page, token: str) -> None:
+    page.get_by_label("API key").fill(token)
     with page.expect_response(lambda r: r.url.endswith("/v1/galleries")):  # the list is fetched again with the key
         page.get_by_label("API key").dispatch_event("change")
-    page.reload()
-    loaded(page)
-    assert page.get_by_label("API key").input_value() == "fl_example_key"
-    with page.expect_request(lambda r: r.url.endswith("/v1/galleries")) as request:
-        page.get_by_test_id("identities-refresh").click()
-    assert request.value.headers.get("x-api-key") == "fl_example_key"
+
+
+def test_api_keys_are_sent_kept_for_the_tab_and_refusals_shown(browser, guarded, photos):
+    with open_page(browser, guarded.url) as page:
+        error = page.get_by_test_id("error")
+        assert "(unauthorized)" in error.inner_text()  # the start-up list of identities, without a key
+        page.problems.allow(FAILED_LOAD)
+        use_key(page, guarded.tokens["read"])
+        page.get_by_test_id("identities-note").filter(has_text="default holds no identities").wait_for()
+        assert error.is_hidden()
+
+        page.get_by_label("Name", exact=True).fill("Ann")
+        page.get_by_label("Photos (one face each)").set_input_files(photos[SAME][:1])
+        page.get_by_test_id("enroll-submit").click()
+        error.filter(has_text="(forbidden)").wait_for()  # a read key cannot enrol
+        page.problems.allow(FAILED_LOAD)
+
+        use_key(page, guarded.tokens["write"])
+        with page.expect_request(lambda r: r.url.endswith("/identities") and r.method == "POST") as request:
+            enroll(page, "Ann", photos[SAME][:1])
+        assert request.value.headers.get("x-api-key") == guarded.tokens["write"]
+        page.reload()
+        loaded(page)
+        assert page.get_by_label("API key").input_value() == guarded.tokens["write"]
+        assert identities(page) == ["Ann"] and error.is_hidden()

@@ -244,18 +244,19 @@ async function showHealth() {
 function start() {
   const key = $("api-key");
   key.value = sessionStorage.getItem(KEY_STORE) || "";
+  const refresh = () => {
+    clearError();
+    refreshIdentities().catch(showError);
+  };
   key.addEventListener("change", () => {
     sessionStorage.setItem(KEY_STORE, key.value.trim());
-    refreshIdentities().catch(showError);
+    refresh();
   });
   onSubmit($("verify-form"), verify);
   onSubmit($("enroll-form"), enroll);
   onSubmit($("identify-form"), identify);
-  $("gallery").addEventListener("change", () => refreshIdentities().catch(showError));
-  $("identities-refresh").addEventListener("click", () => {
-    clearError();
-    refreshIdentities().catch(showError);
-  });
+  $("gallery").addEventListener("change", refresh);
+  $("identities-refresh").addEventListener("click", refresh);
   showHealth();
   refreshIdentities().catch(showError);
 }
