@@ -126,6 +126,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     _error_handlers(app, service)
     _photo_routes(app, service)
     _gallery_routes(app, service)
+    _enrol_route(app, service)
     _identity_routes(app, service)
     _other_routes(app, service)
     if config.cors_origins:
@@ -308,6 +309,10 @@ def _gallery_routes(app: FastAPI, service: Service) -> None:
                 "matches": [{"name": m.name, "score": round(float(m.score), 6), "accepted": m.score >= threshold}
                             for m in matches],
                 "threshold": threshold, "threshold_source": source, "reliable": rec.reliable}
+
+
+def _enrol_route(app: FastAPI, service: Service) -> None:
+    galleries = service.galleries
 
     @app.post("/v1/galleries/{g}/identities", status_code=201, tags=["galleries"],
               summary="enrol a person from photos (one transaction: all photos or none)")
