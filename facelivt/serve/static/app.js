@@ -1,4 +1,5 @@
 // facelivt serve: the page at /. Plain JavaScript over the /v1 HTTP API (no build step, nothing external).
+// Paths are relative, so the page also works behind a proxy that serves the app under a prefix.
 "use strict";
 
 const KEY_STORE = "facelivt-api-key";
@@ -49,7 +50,7 @@ function clearError() {
 }
 
 function galleryPath(suffix = "") {
-  return `/v1/galleries/${encodeURIComponent($("gallery").value.trim())}${suffix}`;
+  return `v1/galleries/${encodeURIComponent($("gallery").value.trim())}${suffix}`;
 }
 
 // Runs an action of a form with its submit button disabled; an API error goes to the error banner.
@@ -129,12 +130,13 @@ function showThreshold(element, result, prefix = "") {
 }
 
 async function verify(form) {
+  $("verify-result").hidden = true; // no earlier answer left beside a new question
   const image1 = $("verify-image1").files[0];
   const image2 = $("verify-image2").files[0];
   const data = new FormData();
   data.append("image1", image1);
   data.append("image2", image2);
-  const result = await api("/v1/verify", { method: "POST", body: data });
+  const result = await api("v1/verify", { method: "POST", body: data });
   showPhotos("verify-photos", [
     await photoWithBoxes(image1, [result.faces[0]], "first photo"),
     await photoWithBoxes(image2, [result.faces[1]], "second photo"),
@@ -178,6 +180,7 @@ function matchRow(match) {
 }
 
 async function identify(form) {
+  $("identify-result").hidden = true;
   const image = $("identify-image").files[0];
   const data = new FormData();
   data.append("image", image);
@@ -185,8 +188,10 @@ async function identify(form) {
   const result = await api(galleryPath("/identify"), { method: "POST", body: data });
   showPhotos("identify-photos", [await photoWithBoxes(image, [result.face], "photo to identify")]);
   $("identify-matches").replaceChildren(...result.matches.map(matchRow));
-  if (result.matches.length) showThreshold($("identify-caption"), result, `Best matches in ${$("gallery").value.trim()}; `);
-  else $("identify-caption").textContent = "The gallery holds no identities.";
+  showThreshold($("identify-threshold"), result);
+  $("identify-caption").textContent = result.matches.length
+    ? `Best matches in gallery ${$("gallery").value.trim()}`
+    : `Gallery ${$("gallery").value.trim()} holds no identities.`;
   $("identify-result").hidden = false;
 }
 
@@ -221,7 +226,7 @@ async function deleteIdentity(identity) {
 // Lists the gallery's identities; a gallery that does not exist yet lists none (asked first, so no 404).
 async function refreshIdentities() {
   const gallery = $("gallery").value.trim();
-  const list = (await api("/v1/galleries")).galleries;
+  const list = (await api("v1/galleries")).galleries;
   $("gallery-names").replaceChildren(...list.map((g) => new Option(g.name)));
   let identities = [];
   if (list.some((g) => g.name === gallery)) identities = (await api(galleryPath("/identities"))).identities;
@@ -234,7 +239,7 @@ async function refreshIdentities() {
 async function showHealth() {
   const health = $("health");
   try {
-    const h = await api("/v1/health");
+    const h = await api("v1/health");
     health.textContent = `${h.status}: model ${h.model.name} (${h.model.backend}), ${h.gallery.kind} galleries`;
   } catch (err) {
     health.textContent = `server not ready: ${err.message}`;
