@@ -122,8 +122,8 @@ def test_page_loads_with_labelled_controls_and_nothing_from_elsewhere(page, serv
         assert page.get_by_label(label, exact=True).count() == 1, label
     assert page.get_by_test_id("gallery").input_value() == "default"
     assert page.get_by_test_id("error").is_hidden()
-    loaded = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
-    assert loaded and all(u.startswith(server_url) for u in loaded), loaded
+    resources = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+    assert resources and all(u.startswith(server_url) for u in resources), resources
 
 
 def test_verify_shows_boxes_score_and_verdict(page, photos):
@@ -142,7 +142,8 @@ def test_verify_shows_boxes_score_and_verdict(page, photos):
 
     verify(page, same[0], other[0])
     assert page.get_by_test_id("verify-verdict").inner_text() == "Different people"
-    assert -1.0 <= float(page.get_by_test_id("verify-score").get_attribute("data-score")) < float(threshold.inner_text().split()[1])
+    score = float(page.get_by_test_id("verify-score").get_attribute("data-score"))
+    assert -1.0 <= score < float(threshold.inner_text().split()[1])
     boxes_drawn(page, "#verify-photos", 2)
 
 
@@ -183,7 +184,10 @@ def test_enroll_identify_and_delete(page, photos):
     ann = page.get_by_test_id("identity").filter(has_text="Ann " + SAME)
     page.once("dialog", lambda d: d.dismiss())
     ann.get_by_role("button", name="Delete Ann " + SAME).click()
-    assert identities(page) == ["Ann " + SAME, "Bob " + OTHER]
+    with page.expect_response(lambda r: r.url.endswith("/identities") and r.request.method == "GET"):
+        page.get_by_test_id("identities-refresh").click()
+    page.locator("#identities:not([aria-busy])").wait_for()
+    assert identities(page) == ["Ann " + SAME, "Bob " + OTHER]  # dismissed: nothing deleted
     messages = []
     page.once("dialog", lambda d: (messages.append(d.message), d.accept()))
     ann.get_by_role("button", name="Delete Ann " + SAME).click()
@@ -217,8 +221,9 @@ def guarded(tmp_path_factory):
     """A server with API keys: one that reads, one that writes."""
     folder = tmp_path_factory.mktemp("keys")
     store = KeyStore(folder / "keys.sqlite")
+    tokens = {"read": store.create("page-reader")[1], "write": store.create("page-writer", scope="write")[1]}
     s = start_server(folder)
-    s.tokens = {"read": store.create("page-reader")[1], "write": store.create("page-writer", scope="write")[1]}
+    s.tokens = tokens
     yield s
     assert s.stop() == 0, s.log()[-3000:]
 

@@ -226,14 +226,20 @@ async function deleteIdentity(identity) {
 // Lists the gallery's identities; a gallery that does not exist yet lists none (asked first, so no 404).
 async function refreshIdentities() {
   const gallery = $("gallery").value.trim();
-  const list = (await api("v1/galleries")).galleries;
-  $("gallery-names").replaceChildren(...list.map((g) => new Option(g.name)));
-  let identities = [];
-  if (list.some((g) => g.name === gallery)) identities = (await api(galleryPath("/identities"))).identities;
-  $("identities").replaceChildren(...identities.map(identityItem));
-  $("identities-note").textContent = identities.length
-    ? `${identities.length} identities in gallery ${gallery}.`
-    : `Gallery ${gallery} holds no identities yet.`;
+  const shown = $("identities");
+  shown.setAttribute("aria-busy", "true");
+  try {
+    const list = (await api("v1/galleries")).galleries;
+    $("gallery-names").replaceChildren(...list.map((g) => new Option(g.name)));
+    let identities = [];
+    if (list.some((g) => g.name === gallery)) identities = (await api(galleryPath("/identities"))).identities;
+    shown.replaceChildren(...identities.map(identityItem));
+    $("identities-note").textContent = identities.length
+      ? `${identities.length} identities in gallery ${gallery}.`
+      : `Gallery ${gallery} holds no identities yet.`;
+  } finally {
+    shown.removeAttribute("aria-busy");
+  }
 }
 
 async function showHealth() {
