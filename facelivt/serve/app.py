@@ -87,7 +87,7 @@ class Service:
     async def authorize(self, request: Request, write: bool = False, gallery: str | None = None) -> str | None:
         try:
             return await self.engine.run(self.access.check, request, write, gallery)
-        except Exception as exc:  # noqa: BLE001 - an unreadable key store is the server's problem: 500
+        except Exception as exc:  # noqa: BLE001 - a damaged key store: its error, as an API error
             raise from_library(exc) from None
 
     async def photos(self, files: list[UploadFile], largest: bool = False, aligned: bool = False) -> list[Photo]:
@@ -344,13 +344,13 @@ def _identity_routes(app: FastAPI, service: Service) -> None:
         infos = await galleries.with_gallery(g, lambda gallery: gallery.identities())
         return {"gallery": g, "identities": [identity_dict(i) for i in infos]}
 
-    @app.get("/v1/galleries/{g}/identities/{name}", tags=["galleries"], summary="one identity")
+    @app.get("/v1/galleries/{g}/identities/{name:path}", tags=["galleries"], summary="one identity")
     async def identity(request: Request, g: str, name: str):
         gallery_name(g)
         await service.authorize(request, gallery=g)
         return identity_dict(await galleries.with_gallery(g, lambda gallery: gallery.identity(name)))
 
-    @app.patch("/v1/galleries/{g}/identities/{name}", tags=["galleries"], summary="rename an identity")
+    @app.patch("/v1/galleries/{g}/identities/{name:path}", tags=["galleries"], summary="rename an identity")
     async def rename(request: Request, g: str, name: str, change: Rename):
         gallery_name(g)
         new = check_identity_name(change.name)
@@ -369,7 +369,7 @@ def _identity_routes(app: FastAPI, service: Service) -> None:
         service.audit.record(key_id=key_id, action="rename", gallery=g, identity=name, new_name=new)
         return identity_dict(info)
 
-    @app.delete("/v1/galleries/{g}/identities/{name}", tags=["galleries"],
+    @app.delete("/v1/galleries/{g}/identities/{name:path}", tags=["galleries"],
                 summary="forget an identity and all its embeddings")
     async def delete(request: Request, g: str, name: str):
         gallery_name(g)

@@ -69,7 +69,7 @@ def test_sigkill_during_enrolments_leaves_no_half_enrolment(tmp_path, single_fac
             f.result()
     assert server.proc.wait(30) == -signal.SIGKILL
     assert done and all(status == 201 for _, status in done)
-    gallery = Gallery.load(tmp_path / "galleries" / "kill")
+    gallery = Gallery.open(tmp_path / "galleries" / "kill")
     counts = {i.name: i.embeddings for i in gallery.identities()}
     gallery.close()
     assert set(counts.values()) == {4}  # whole enrolments only

@@ -28,6 +28,7 @@ def _serve(*args: str, **kwargs) -> subprocess.CompletedProcess:
     (["--max-wait-ms", "-1"], "--max-wait-ms must be 0 or more"),
     (["--port", "70000"], "--port must be 0..65535"),
     (["--request-timeout", "0"], "--request-timeout must be a number above 0"),
+    (["--workers", "0"], "--workers must be an integer from 1"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, args, message):
     proc = _serve(*args, cwd=tmp_path)
