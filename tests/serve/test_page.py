@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from facelivt.serve.keys import KeyStore
 from serve_helpers import start_server
@@ -145,6 +146,16 @@ def test_verify_shows_boxes_score_and_verdict(page, photos):
     score = float(page.get_by_test_id("verify-score").get_attribute("data-score"))
     assert -1.0 <= score < float(threshold.inner_text().split()[1])
     boxes_drawn(page, "#verify-photos", 2)
+
+
+def test_a_photo_the_browser_cannot_show_still_gets_its_verdict(page, photos, tmp_path):
+    tiff = tmp_path / "same.tif"  # Pillow (the server) reads TIFF, Chromium does not show it
+    with Image.open(photos[SAME][1]) as im:
+        im.save(tiff)
+    verify(page, photos[SAME][0], tiff)
+    assert page.get_by_test_id("verify-verdict").inner_text() == "Same person"
+    boxes_drawn(page, "#verify-photos", 1)
+    assert "same.tif: this browser cannot show the format" in page.get_by_test_id("photo-not-shown").inner_text()
 
 
 def enroll(page, name: str, files: list[Path]) -> None:

@@ -72,37 +72,45 @@ function onSubmit(form, action) {
   });
 }
 
-// A photo with a rectangle over each face, placed in percent of the image so it follows its size.
+// A photo with a rectangle over each face, placed in percent of the image so it follows its size. A format
+// the server reads but the browser cannot show (TIFF, PGM, ...) gets a note instead of the picture.
 async function photoWithBoxes(file, faces, label) {
   const figure = document.createElement("figure");
   figure.className = "photo";
-  const frame = document.createElement("div");
-  frame.className = "frame";
+  const caption = document.createElement("figcaption");
+  caption.textContent = file.name;
   const img = document.createElement("img");
   img.alt = label;
   img.src = URL.createObjectURL(file);
-  await img.decode();
-  frame.append(img);
-  const width = img.naturalWidth;
-  const height = img.naturalHeight;
-  faces.forEach((face, i) => {
-    const [x1, y1, x2, y2] = face.box;
-    const box = document.createElement("div");
-    box.className = "face-box";
-    box.dataset.testid = "face-box";
-    box.title = `face ${i + 1}, detection score ${face.score.toFixed(3)}`;
-    Object.assign(box.style, {
-      left: `${(100 * x1) / width}%`,
-      top: `${(100 * y1) / height}%`,
-      width: `${(100 * (x2 - x1)) / width}%`,
-      height: `${(100 * (y2 - y1)) / height}%`,
-    });
-    frame.append(box);
-  });
-  const caption = document.createElement("figcaption");
-  caption.textContent = file.name;
+  try {
+    await img.decode();
+  } catch (err) {
+    URL.revokeObjectURL(img.src);
+    caption.textContent += ": this browser cannot show the format";
+    caption.dataset.testid = "photo-not-shown";
+    figure.append(caption);
+    return figure;
+  }
+  const frame = document.createElement("div");
+  frame.className = "frame";
+  frame.append(img, ...faces.map((face, i) => faceBox(face, i, img.naturalWidth, img.naturalHeight)));
   figure.append(frame, caption);
   return figure;
+}
+
+function faceBox(face, i, width, height) {
+  const [x1, y1, x2, y2] = face.box;
+  const box = document.createElement("div");
+  box.className = "face-box";
+  box.dataset.testid = "face-box";
+  box.title = `face ${i + 1}, detection score ${face.score.toFixed(3)}`;
+  Object.assign(box.style, {
+    left: `${(100 * x1) / width}%`,
+    top: `${(100 * y1) / height}%`,
+    width: `${(100 * (x2 - x1)) / width}%`,
+    height: `${(100 * (y2 - y1)) / height}%`,
+  });
+  return box;
 }
 
 function showPhotos(containerId, figures) {
