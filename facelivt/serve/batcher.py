@@ -2,8 +2,11 @@
 
 Each request :meth:`MicroBatcher.submit`\\ s its crops and waits on a future. One inference thread takes
 the first waiting request, then gathers more until ``max_batch`` crops are together or ``max_wait_ms``
-has passed since the first arrived, runs the model once on all of them and hands each request its
-rows. One thread runs the model: the network's own threads use the cores, and two model calls at once
+has passed, runs the model once on all of them and hands each request its rows. The wait counts from
+when the thread is free again (or from the first crop's arrival, if later): under load, the clients
+answered by the last call have that long to send their next request and join this one, so batches do
+not settle at half the clients. An idle server does not wait at all: when the last call held a single
+request, the next call takes what is queued at that moment and goes. One thread runs the model: the network's own threads use the cores, and two model calls at once
 would only fight over them. ``max_batch=1`` turns batching off (one request's crops at a time).
 """
 from __future__ import annotations
@@ -51,6 +54,7 @@ class MicroBatcher:
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._held: _Item | None = None  # taken from the queue but left for the next batch (too big to fit)
         self._waiting = 0
+        self._last_requests = 0  # requests in the last model call: 1 (or none yet) means an idle server
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="facelivt-inference", daemon=True)
         self._thread.start()
@@ -90,12 +94,14 @@ class MicroBatcher:
 
     def _gather(self) -> list[_Item] | None:
         """The next batch: the first waiting request and those that come before the batch is full or
-        the first has waited ``max_wait``; None to stop."""
+        the wait is over (see the module docstring); None to stop."""
+        free = time.monotonic()
         first = self._next(None)
         if first is None:
             return None
         batch, size = [first], len(first.crops)
-        deadline = first.queued + self.max_wait
+        idle = self._last_requests <= 1
+        deadline = max(first.queued, free) + (0.0 if idle else self.max_wait)
         while size < self.max_batch:
             try:
                 item = self._next(deadline - time.monotonic())
@@ -109,6 +115,7 @@ class MicroBatcher:
                 break
             batch.append(item)
             size += len(item.crops)
+        self._last_requests = len(batch)
         return batch
 
     def _call(self, batch: list[_Item]) -> None:

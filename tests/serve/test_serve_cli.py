@@ -58,20 +58,34 @@ def test_which_hosts_are_loopback(host, loopback):
 
 
 def test_the_batcher_puts_concurrent_requests_in_one_model_call():
+    gate = threading.Event()
     calls = []
 
     def model(crops):
+        gate.wait(60)
         calls.append(len(crops))
         return crops.reshape(len(crops), -1).astype(np.float32)
 
-    batcher = MicroBatcher(model, max_batch=16, max_wait_ms=60_000)  # the batch closes when full
+    batcher = MicroBatcher(model, max_batch=16, max_wait_ms=60_000)
+    first = batcher.submit(np.zeros((1, 1, 1, 1), np.uint8))  # an idle server: taken at once, held at the gate
+    while batcher.waiting:
+        pass
     inputs = [np.full((2, 1, 1, 1), i, np.uint8) for i in range(8)]
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda x: batcher.submit(x).result(60), inputs))
+    futures = [batcher.submit(x) for x in inputs]  # queued meanwhile: they go through the model together
+    gate.set()
+    results = [f.result(60) for f in futures]
+    assert first.result(60).shape == (1, 1)
     batcher.close()
-    assert calls == [16]
+    assert calls == [1, 16]
     for x, rows in zip(inputs, results):  # each request got its own rows back
         assert np.array_equal(rows, x.reshape(2, -1))
+
+
+def test_an_idle_batcher_does_not_wait_for_others():
+    batcher = MicroBatcher(lambda crops: np.zeros((len(crops), 4), np.float32), max_batch=32, max_wait_ms=600_000)
+    for _ in range(3):  # one request at a time: each answered without waiting for a batch to fill
+        assert batcher.submit(np.zeros((1, 1, 1, 1), np.uint8)).result(60).shape == (1, 4)
+    batcher.close()
 
 
 def test_the_batcher_keeps_batches_within_max_batch_and_answers_a_failure_to_all():
