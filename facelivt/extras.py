@@ -19,6 +19,11 @@ EXTRAS = {
     "coremltools": "coreml",
     "faiss": "gallery",
     "torch.utils.tensorboard": "train",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "uvicorn.supervisors": "serve",
+    "python_multipart": "serve",
+    "prometheus_client": "serve",
 }
 
 

@@ -41,6 +41,7 @@ COMMANDS = {
     "models": ("models", "the pretrained models: published accuracy, licence, cache state"),
     "pack": ("pack", "pack an image folder (root/<identity>/<image>) into insightface RecordIO"),
     "quickstart": ("quickstart", "the whole FaceLiVT story end to end in minutes on a CPU, with a report"),
+    "serve": ("serve", "the face-recognition HTTP service (API, web page) and its API keys"),
     "train": ("train", "train a model from a YAML config (key=value overrides; resumes from OUTPUT/checkpoints)"),
     "verify": ("verify", "compare the faces of two images"),
 }
