@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import logging
 import os
 import queue
 import signal
@@ -45,7 +46,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,9 +57,8 @@ WEIGHTS = REPO / "tests" / "deploy" / "weights" / "facelivt_s_celeba.fp16.safete
 from facelivt.cpu import cpu_capability  # noqa: E402  (this checkout: benchmarks/ sits beside the package)
 from facelivt.deploy.optimize import optimize_for_inference  # noqa: E402
 from facelivt.files import write_json  # noqa: E402
+from facelivt.inference import FaceRecognizer  # noqa: E402
 from facelivt.inference.images import load_image  # noqa: E402
-from facelivt.models.embed import embed_images  # noqa: E402
-from facelivt.models.factory import load_model  # noqa: E402
 
 # the server's metrics (facelivt/serve/metrics.py): model-call seconds and images (counters), batch sizes
 MODEL_SECONDS = "facelivt_model_seconds"
@@ -273,15 +272,16 @@ def warm_up(servers: list[Server], kind: str, pool, clients: list[int], dim: int
 
 
 # ------------------------------------------------------------------ the model's own speed
-def own_ms_per_image(module: torch.nn.Module, crops: np.ndarray, rounds: int) -> float:
-    """Milliseconds per image of the model's own embedding call at batch 32 (median of ``rounds``)."""
+def own_ms_per_image(rec: FaceRecognizer, crops: np.ndarray, rounds: int) -> float:
+    """Milliseconds per image of the server's model call (``embed_aligned``: the flip-sum, normalised) at
+    batch 32, in this process (median of ``rounds``)."""
     batch = np.resize(crops, (32, *crops.shape[1:]))
     for _ in range(2):
-        embed_images(module, batch, batch_size=32, flip=True, progress=False)
+        rec.embed_aligned(batch)
     times = []
     for _ in range(rounds):
         t0 = time.perf_counter()
-        embed_images(module, batch, batch_size=32, flip=True, progress=False)
+        rec.embed_aligned(batch)
         times.append(time.perf_counter() - t0)
     return 1000 * statistics.median(times) / 32
 
@@ -369,9 +369,14 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def baseline_module(args: argparse.Namespace, backend: str) -> torch.nn.Module:
-    """``optimize_for_inference`` of the same model and weights on ``backend``."""
-    return optimize_for_inference(load_model(args.model, args.weights, progress=False), backend)
+def own_recognizer(args: argparse.Namespace, backend: str) -> FaceRecognizer:
+    """The server's embedding call in this process: a recognizer of the same model and weights whose network
+    is ``optimize_for_inference`` of it on ``backend`` (as facelivt/serve/engine.py builds it)."""
+    rec = FaceRecognizer(args.model, args.weights, progress=False, workers=0, batch_size=64)
+    optimized = optimize_for_inference(rec.model, backend)
+    optimized.preprocess = rec.preprocess
+    rec.model = optimized
+    return rec
 
 
 def run(args: argparse.Namespace, pool: dict, folder: Path) -> dict:
@@ -380,23 +385,23 @@ def run(args: argparse.Namespace, pool: dict, folder: Path) -> dict:
     servers = [Server(SINGLE, _mkdir(folder / "single"), args, ["--max-batch", "1", *flags]),
                Server(BATCHED, _mkdir(folder / "batched"), args, ["--max-batch", "32", *flags])]
     try:
-        module = baseline_module(args, args.backend)  # while the servers load
+        rec = own_recognizer(args, args.backend)  # while the servers load
         for server in servers:
             server.wait_ready()
         backends = {s.name: s.health.get("model", {}).get("backend") for s in servers}
         backend = backends[BATCHED]
-        if backend != getattr(module, "backend", None):
-            module = baseline_module(args, backend)
+        if backend != getattr(rec.model, "backend", None):
+            rec = own_recognizer(args, backend)
         crops = np.stack([load_image(f) for f in sorted(ALIGNED.rglob("*.jpg"))[:32]])
-        dim = int(module(torch.zeros(1, 3, crops.shape[1], crops.shape[2])).shape[1])
-        own_before = own_ms_per_image(module, crops, args.rounds)
+        dim = rec.embedding_size
+        own_before = own_ms_per_image(rec, crops, args.rounds)
         rows = []
         for kind in args.kinds:
             warm_up(servers, kind, pool[kind], args.clients, dim)
             for clients in args.clients:
                 for server in servers:
                     rows.append(measure(server, kind, pool[kind], clients, args, dim))
-        own_after = own_ms_per_image(module, crops, args.rounds)
+        own_after = own_ms_per_image(rec, crops, args.rounds)
     finally:
         for server in servers:
             server.stop()
@@ -411,6 +416,7 @@ def _mkdir(path: Path) -> Path:
 
 def main() -> None:
     args = parse_args()
+    logging.getLogger("facelivt").setLevel(logging.ERROR)  # not the test weights' card warning
     cap = cpu_capability()
     print(f"CPU capability: {cap.summary()}")
     print(f"client and server share this machine's {os.cpu_count()} cores: the client's asyncio loop takes "
