@@ -23,7 +23,9 @@ model calls, mean batch, and model milliseconds per image inside the server, nex
 per-image time at batch 32 measured in this process on the backend the server reports in
 ``/v1/health`` (``optimize_for_inference`` of the same model and weights, the same flip-sum embedding
 call, servers idle). Client and server share this machine's cores: the CPU columns say how many cores
-each used during the row (the client's asyncio loop included).
+each used during the row (the client's asyncio loop included); ``model busy`` is the share of the row's
+wall time the server's inference thread spent in model calls (near 100 %: the model is the bottleneck;
+well below: the requests do not reach it fast enough).
 """
 from __future__ import annotations
 
@@ -309,17 +311,18 @@ def throughput_table(rows: list[Row], kind: str, clients: list[int]) -> list[str
 
 
 def model_table(rows: list[Row], kind: str, clients: list[int], own_ms: float, backend: str) -> list[str]:
-    out = ["| server | clients | model calls | mean batch | model ms/image | x model's own batch 32 | server cores | client cores |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-           f"| model's own, batch 32 ({backend}, this process) | - | - | 32 | {own_ms:.2f} | 1.00x | - | - |"]
+    out = ["| server | clients | model calls | mean batch | model ms/image | x model's own batch 32 | model busy | server cores | client cores |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+           f"| model's own, batch 32 ({backend}, this process) | - | - | 32 | {own_ms:.2f} | 1.00x | - | - | - |"]
     for server in (SINGLE, BATCHED):
         for c in clients:
             r = _find(rows, server, kind, c)
             batch = "-" if r.mean_batch is None else f"{r.mean_batch:.1f}"
             model = "-" if r.model_ms is None else f"{r.model_ms:.2f}"
             cores = "-" if r.server_cores is None else f"{r.server_cores:.2f}"
+            busy = r.model_seconds / r.seconds if r.seconds else 0.0
             out.append(f"| {server} | {c} | {r.model_calls:.0f} | {batch} | {model} | {_ratio(r.model_ms, own_ms)} | "
-                       f"{cores} | {r.client_cores:.2f} |")
+                       f"{busy:.0%} | {cores} | {r.client_cores:.2f} |")
     return out
 
 

@@ -40,6 +40,7 @@ def test_serve_load_quick_prints_its_tables_and_every_request_succeeds(tmp_path)
         assert [r[:2] for r in speed[2:]] == expected
         assert all(r[2] == "6" and r[3] == "0" and float(r[4]) > 0 for r in speed[2:])  # every request answered
         assert speed[2][7] == "1.00x" and speed[2][8] == "1.00x"  # the one-at-a-time row is its own reference
+        assert all(len(r) == 9 for r in speed) and all(len(r) == 9 for r in model)
         assert model[2][0].startswith("model's own, batch 32 (") and model[2][5] == "1.00x"
         assert [r[:2] for r in model[3:]] == expected
         assert all(int(r[2]) > 0 for r in model[3:])  # every row's requests went through the model
