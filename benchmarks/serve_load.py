@@ -48,6 +48,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
@@ -354,6 +355,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--model", default="facelivt_s", help="model name (default facelivt_s)")
     ap.add_argument("--weights", default=str(WEIGHTS), help="weights file (default the test weights trained on CelebA)")
     ap.add_argument("--backend", default="auto", help="the servers' --backend (default auto)")
+    ap.add_argument("--threads", type=int, help="the servers' --threads, and this process's torch threads for the "
+                                                "model's own speed (default: torch's choice in both)")
     ap.add_argument("--note", help="a line printed under the CPU, e.g. what else ran on the machine")
     ap.add_argument("--quick", action="store_true", help="a handful of requests per row (the test's mode)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON here")
@@ -367,8 +370,8 @@ def parse_args() -> argparse.Namespace:
     args.kinds = [k for k in args.kinds.split(",") if k]
     if not set(args.kinds) <= set(KINDS) or not args.kinds:
         ap.error(f"--kinds takes {', '.join(KINDS)}")
-    if min(args.clients) < 1 or args.requests < 1 or args.seconds <= 0:
-        ap.error("--clients, --requests and --seconds must be positive")
+    if min(args.clients) < 1 or args.requests < 1 or args.seconds <= 0 or (args.threads is not None and args.threads < 1):
+        ap.error("--clients, --requests, --seconds and --threads must be positive")
     return args
 
 
@@ -384,7 +387,9 @@ def own_recognizer(args: argparse.Namespace, backend: str) -> FaceRecognizer:
 
 def run(args: argparse.Namespace, pool: dict, folder: Path) -> dict:
     """Starts the servers, measures the model's own speed and every row, stops the servers."""
-    flags = ["--backend", args.backend, "--quiet"]
+    flags = ["--backend", args.backend, "--quiet", *(["--threads", str(args.threads)] if args.threads else [])]
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the ONNX Runtime session takes torch's thread count too
     servers = [Server(SINGLE, _mkdir(folder / "single"), args, ["--max-batch", "1", *flags]),
                Server(BATCHED, _mkdir(folder / "batched"), args, ["--max-batch", "32", *flags])]
     try:
@@ -432,7 +437,8 @@ def main() -> None:
         result = run(args, pool, Path(tmp))
     rows, own_ms = result["rows"], min(result["own_before"], result["own_after"])
     backend = result["backends"][BATCHED]
-    print(f"\n{args.model} ({Path(args.weights).name}), backend {backend} in both servers "
+    threads = f"--threads {args.threads}" if args.threads else f"torch's default threads ({torch.get_num_threads()})"
+    print(f"\n{args.model} ({Path(args.weights).name}), {threads}, backend {backend} in both servers "
           f"({', '.join(f'{k}: {v}' for k, v in result['backends'].items())}); POST /v1/embed, one image per request "
           f"(face=largest), {len(pool[args.kinds[0]])} distinct photos; at most {args.requests} requests or "
           f"{args.seconds:g} s per row; load average {load0[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
