@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -527,3 +528,21 @@ def _extend_with_zeros(fd: int, start: int, size: int) -> None:
     os.lseek(fd, start, os.SEEK_SET)
     while start < size:
         start += os.write(fd, zeros[: min(len(zeros), size - start)])
+
+
+#: Block size in which files are read to hash them.
+HASH_BLOCK = 1 << 20
+
+
+def hash_rest(f: IO[bytes], digest: Any) -> None:
+    """Feed the rest of the open binary file ``f`` to ``digest`` (a hashlib object), block by block."""
+    for block in iter(lambda: f.read(HASH_BLOCK), b""):
+        digest.update(block)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read block by block (the one file hash of the project)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        hash_rest(f, digest)
+    return digest.hexdigest()

@@ -6,7 +6,8 @@
 #
 #   bash scripts/install.sh                # the runtime only (models, detector, verify / identify / embed / eval / train)
 #   bash scripts/install.sh export         # + ONNX export and ONNX Runtime (facelivt export, bench, quickstart)
-#   bash scripts/install.sh export,gallery # several extras, comma-separated: export, train, gallery, coreml, dev
+#   bash scripts/install.sh export,gallery # several extras, comma-separated: export, train, gallery, coreml, serve, dev
+#   bash scripts/install.sh serve          # + the HTTP service (facelivt serve: FastAPI, uvicorn)
 #   bash scripts/install.sh dev            # everything, with the test tools (what CI and the README's test command use)
 #
 # Every release comes from constraints.txt, the exact versions the test suite was last green with
@@ -16,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP="python -m pip --disable-pip-version-check -q"
-EXTRAS_KNOWN="export train gallery coreml dev"
+EXTRAS_KNOWN="export train gallery coreml serve dev"
 EXTRAS="${1-}"
 [ $# -le 1 ] || { echo "install.sh: one argument at most: EXTRAS, comma-separated ($EXTRAS_KNOWN)" >&2; exit 2; }
 case "$EXTRAS" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;; esac

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 import threading
@@ -9,6 +10,7 @@ import threading
 import pytest
 
 from disk_helpers import tmpfs
+from facelivt import files
 from facelivt.errors import FaceLiVTError, OutputWriteError
 from facelivt.files import atomic_open, atomic_path, reserve_file, write_bytes, write_json, write_text
 
@@ -153,3 +155,15 @@ def test_reserve_file_on_a_full_disk_is_an_error_and_leaves_no_file():
         with pytest.raises(OutputWriteError, match="No space left on device"):
             reserve_file(disk / "old.bin", 1 << 20)
         assert (disk / "old.bin").read_bytes() == b"x" * 5000
+
+
+def test_file_sha256_hashes_every_block_of_a_file_bigger_than_one_block(tmp_path):
+    data = os.urandom(files.HASH_BLOCK * 2 + 123)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    assert files.file_sha256(path) == hashlib.sha256(data).hexdigest()
+    with open(path, "rb") as f:
+        f.read(10)
+        digest = hashlib.sha256()
+        files.hash_rest(f, digest)
+    assert digest.hexdigest() == hashlib.sha256(data[10:]).hexdigest()

@@ -33,11 +33,11 @@ def _names(reqs: list[str]) -> set[str]:
 
 def test_install_sh_knows_exactly_the_extras_of_pyproject():
     known = re.search(r'^EXTRAS_KNOWN="([^"]*)"', INSTALL.read_text(), re.M).group(1).split()
-    assert sorted(known) == sorted(OPTIONAL) == ["coreml", "dev", "export", "gallery", "train"]
+    assert sorted(known) == sorted(OPTIONAL) == ["coreml", "dev", "export", "gallery", "serve", "train"]
 
 
 @pytest.mark.parametrize("args, message", [
-    (["nope"], "unknown extra 'nope'; choose from: export train gallery coreml dev"),
+    (["nope"], "unknown extra 'nope'; choose from: export train gallery coreml serve dev"),
     (["export,nope"], "unknown extra 'nope'"),
     (["export", "dev"], "one argument at most"),
 ])
@@ -67,7 +67,8 @@ def test_dev_installs_every_other_extra_and_pytest():
 
 @pytest.mark.parametrize("module", sorted(EXTRAS))
 def test_each_optional_module_is_installed_by_the_extra_its_message_names(module):
-    dist = {"faiss": "faiss-cpu", "torch.utils.tensorboard": "tensorboard"}.get(module, module)
+    dist = {"faiss": "faiss-cpu", "torch.utils.tensorboard": "tensorboard", "prometheus_client": "prometheus-client",
+            "python_multipart": "python-multipart", "uvicorn.supervisors": "uvicorn"}.get(module, module)
     assert dist in _names(OPTIONAL[EXTRAS[module]])
 
 

@@ -111,7 +111,11 @@ def show_library_messages() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_chosen_command(argv) or "")
+    try:
+        parser = build_parser(_chosen_command(argv) or "")
+    except FaceLiVTError as exc:  # a command whose optional extra is not installed (MissingExtraError)
+        print(f"facelivt {_chosen_command(argv)}: error: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     # Reuse freed activation memory instead of page-faulting fresh memory on every pass (glibc;
     # FACELIVT_MALLOC=default opts out). See facelivt/runtime.py.

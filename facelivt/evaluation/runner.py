@@ -17,7 +17,7 @@ from facelivt.evaluation.metrics import evaluate_embeddings, pair_distances, roc
 from facelivt.evaluation.report import results_json, roc_png, write_outputs
 from facelivt.files import check_writable
 from facelivt.models import create_model, load_model, reparameterize_model
-from facelivt.models.hub import file_sha256
+from facelivt.files import file_sha256
 from facelivt.models.embed import embed_batches
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,6 @@ This module does not import the recognizer: :class:`GalleryUser` is what it need
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import importlib.util
@@ -35,7 +34,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import numpy as np
 
 from facelivt.errors import InvalidInputError, OutputWriteError, UnavailableError, UnknownNameError
-from facelivt.files import write_bytes
+from facelivt.files import file_sha256, write_bytes
 from facelivt.extras import install_hint, require
 from facelivt.inference.calibration import replaceable
 from facelivt.inference.gallery_legacy import AlreadyImportedError, LegacyGallery, mark_imported, read_legacy
@@ -747,14 +746,10 @@ def _save_store(root: Path, rows: Snapshot, meta: dict, overwrite: bool) -> Gall
 def photo_sha256(path: str | os.PathLike) -> str | None:
     """The sha256 of a photo file's bytes (hex), by which a gallery knows the photos it has; None when
     the file cannot be read."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def build_gallery(items: Iterable[tuple[str, np.ndarray]], dim: int = 512, **kwargs: Any) -> Gallery:

@@ -5,7 +5,7 @@ gallery in its tables.
     >>> galleries = GallerySet("galleries", dim=512, metadata=recognizer.gallery_metadata())
     >>> staff = galleries.open("staff", create=True)   # a Gallery: enroll_embeddings, search, ...
 
-A name is a few safe characters (:func:`check_gallery_name`), never a path: ``../x`` or ``a/b`` are
+A name is a few safe characters (:func:`check_gallery_name`), never a path: a name holding a slash or two dots is
 refused before any file is touched. Each :class:`Gallery` is opened once and kept; it refreshes its
 search index itself when another process changes the gallery.
 """

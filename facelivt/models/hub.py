@@ -50,7 +50,7 @@ from huggingface_hub import errors as hf_errors
 from tqdm import tqdm
 
 from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, check_input_file
-from facelivt.files import atomic_paths, write_json
+from facelivt.files import atomic_paths, file_sha256, write_json
 from facelivt.models.card import CARD_KEY, HeldOutResult, ModelCard, TrainingData, card_metadata, read_card
 from facelivt.models.checkpoint_io import SAFETENSORS, CheckpointReadError, UnsafeCheckpointError, safe_torch_load, sniff_format
 from facelivt.models.config import V2_VARIANTS, VARIANTS
@@ -219,14 +219,6 @@ def _parse_url(text: str) -> WeightsRef:
 def _cache_paths(home: Path, ref: WeightsRef) -> tuple[Path, Path]:
     folder = home / "weights"
     return folder / f"{ref.key}.safetensors", folder / f"{ref.key}.json"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cached_weights(ref: str | os.PathLike | WeightsRef, home: str | os.PathLike | None = None) -> CachedWeights | None:

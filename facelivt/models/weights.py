@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from facelivt.errors import InvalidInputError, check_input_file
-from facelivt.files import write_bytes, write_text
+from facelivt.files import hash_rest, write_bytes, write_text
 from facelivt.models.card import CARD_KEY, ModelCard, card_metadata, side_card_path
 from facelivt.models.checkpoint_io import SAFETENSORS, safe_torch_load, sniff_format
 from facelivt.models.released import CheckpointMismatchError, convert_released_state_dict, is_released_layout, unwrap_checkpoint
@@ -111,8 +111,7 @@ def weights_fingerprint(path: str | os.PathLike) -> str:
             header = json.loads(f.read(size))
             header.get("__metadata__", {}).pop(CARD_KEY, None)
             h.update(json.dumps(header, sort_keys=True).encode())
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+        hash_rest(f, h)
     return h.hexdigest()
 
 

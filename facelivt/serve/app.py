@@ -87,7 +87,7 @@ class Service:
     async def authorize(self, request: Request, write: bool = False, gallery: str | None = None) -> str | None:
         try:
             return await self.engine.run(self.access.check, request, write, gallery)
-        except Exception as exc:  # noqa: BLE001 - an unreadable key store is the server's problem: 500
+        except Exception as exc:  # noqa: BLE001 - a damaged key store: its error, as an API error
             raise from_library(exc) from None
 
     async def photos(self, files: list[UploadFile], largest: bool = False, aligned: bool = False) -> list[Photo]:
@@ -126,6 +126,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     _error_handlers(app, service)
     _photo_routes(app, service)
     _gallery_routes(app, service)
+    _enrol_route(app, service)
     _identity_routes(app, service)
     _other_routes(app, service)
     if config.cors_origins:
@@ -309,6 +310,10 @@ def _gallery_routes(app: FastAPI, service: Service) -> None:
                             for m in matches],
                 "threshold": threshold, "threshold_source": source, "reliable": rec.reliable}
 
+
+def _enrol_route(app: FastAPI, service: Service) -> None:
+    galleries = service.galleries
+
     @app.post("/v1/galleries/{g}/identities", status_code=201, tags=["galleries"],
               summary="enrol a person from photos (one transaction: all photos or none)")
     async def enroll(request: Request, g: str, name: str = Form(...), images: list[UploadFile] = File(...)):
@@ -339,13 +344,13 @@ def _identity_routes(app: FastAPI, service: Service) -> None:
         infos = await galleries.with_gallery(g, lambda gallery: gallery.identities())
         return {"gallery": g, "identities": [identity_dict(i) for i in infos]}
 
-    @app.get("/v1/galleries/{g}/identities/{name}", tags=["galleries"], summary="one identity")
+    @app.get("/v1/galleries/{g}/identities/{name:path}", tags=["galleries"], summary="one identity")
     async def identity(request: Request, g: str, name: str):
         gallery_name(g)
         await service.authorize(request, gallery=g)
         return identity_dict(await galleries.with_gallery(g, lambda gallery: gallery.identity(name)))
 
-    @app.patch("/v1/galleries/{g}/identities/{name}", tags=["galleries"], summary="rename an identity")
+    @app.patch("/v1/galleries/{g}/identities/{name:path}", tags=["galleries"], summary="rename an identity")
     async def rename(request: Request, g: str, name: str, change: Rename):
         gallery_name(g)
         new = check_identity_name(change.name)
@@ -364,7 +369,7 @@ def _identity_routes(app: FastAPI, service: Service) -> None:
         service.audit.record(key_id=key_id, action="rename", gallery=g, identity=name, new_name=new)
         return identity_dict(info)
 
-    @app.delete("/v1/galleries/{g}/identities/{name}", tags=["galleries"],
+    @app.delete("/v1/galleries/{g}/identities/{name:path}", tags=["galleries"],
                 summary="forget an identity and all its embeddings")
     async def delete(request: Request, g: str, name: str):
         gallery_name(g)

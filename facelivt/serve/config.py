@@ -8,6 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 
+from facelivt.cpu import check_threads
 from facelivt.deploy.optimize import BACKENDS
 from facelivt.errors import InvalidInputError
 
@@ -49,15 +50,14 @@ class ServeConfig:
         _positive("--max-pixels", self.max_pixels, whole=True)
         _positive("--max-faces", self.max_faces, whole=True)
         _positive("--request-timeout", self.request_timeout)
-        _positive("--workers", self.workers, whole=True)
+        check_threads(self.workers, "--workers")
+        check_threads(self.threads, "--threads")
         if self.max_wait_ms < 0:
             raise InvalidInputError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")
         if not 0 <= int(self.port) <= 65535:
             raise InvalidInputError(f"--port must be 0..65535, got {self.port}")
         if self.backend not in BACKENDS:
             raise InvalidInputError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.threads is not None and self.threads < 1:
-            raise InvalidInputError(f"--threads must be at least 1, got {self.threads}")
 
     @property
     def max_upload_bytes(self) -> int:

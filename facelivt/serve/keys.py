@@ -241,6 +241,8 @@ class KeyStore:
                 try:
                     if not self._check_kind(con):
                         self._set_up(con)
+                        with contextlib.suppress(PermissionError):  # an empty file made by someone else
+                            os.chmod(self.path, 0o600)
                     yield con
                     con.execute("COMMIT")
                 except BaseException:

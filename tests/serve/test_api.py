@@ -135,6 +135,14 @@ def test_enrolling_the_same_photos_again_adds_none(client, people):
     assert second.status_code == 201 and second.json()["added"] == 0 and second.json()["embeddings"] == 2
 
 
+def test_an_identity_name_with_a_slash_is_addressable(client, people):
+    photo = list(people.values())[1][3]
+    r = client.post("/v1/galleries/slash/identities", data={"name": "a/b c"}, files=[upload(photo, "images")])
+    assert r.status_code == 201, r.text
+    assert client.get("/v1/galleries/slash/identities/a%2Fb%20c").json()["name"] == "a/b c"
+    assert client.delete("/v1/galleries/slash/identities/a/b c").json() == {"deleted": "a/b c", "embeddings": 1}
+
+
 def test_an_unknown_gallery_is_not_found(client, people):
     photo = next(iter(people.values()))[0]
     for r in (client.get("/v1/galleries/nobody/identities"), client.get("/v1/galleries/nobody/identities/x"),
