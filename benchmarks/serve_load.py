@@ -194,15 +194,16 @@ class Server:
 
 
 # ------------------------------------------------------------------ the clients
-def _problem(r: httpx.Response, dim: int | None) -> str | None:
-    """None when ``r`` is a complete embed answer for one image, else a short reason."""
-    if r.status_code != 200:
-        try:
-            code = r.json()["error"]["code"]
-        except (ValueError, KeyError, TypeError):
-            code = "?"
-        return f"{r.status_code} {code}"
-    results = r.json().get("results", [])
+def _problem(status: int, body: bytes, dim: int | None) -> str | None:
+    """None when the answer is a complete embed answer for one image, else a short reason."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return f"{status} not JSON"
+    if status != 200:
+        error = data.get("error") if isinstance(data, dict) else None
+        return f"{status} {error.get('code', '?') if isinstance(error, dict) else '?'}"
+    results = data.get("results", [])
     if len(results) != 1 or not results[0].get("faces"):
         return "200 without a face"
     if dim is not None and len(results[0]["faces"][0].get("embedding") or []) != dim:
@@ -210,40 +211,71 @@ def _problem(r: httpx.Response, dim: int | None) -> str | None:
     return None
 
 
-def _body(name: str, data: bytes, aligned: bool) -> tuple[bytes, dict[str, str]]:
-    """The multipart body of one embed request and its content type, encoded once (by httpx) so that the
-    client's loop spends its CPU on sending, not on encoding the same form again."""
+def _request(url: str, name: str, data: bytes, aligned: bool) -> bytes:
+    """The whole HTTP/1.1 request of one embed call (multipart form encoded by httpx), built once so that
+    the client's loop spends its CPU on sending, not on encoding the same form again."""
     form = {"aligned": "true" if aligned else "false", "face": "largest"}
-    request = httpx.Request("POST", "http://127.0.0.1/v1/embed", files=[("images", (name, data, "image/jpeg"))], data=form)
-    return request.read(), {"content-type": request.headers["content-type"]}
+    request = httpx.Request("POST", f"{url}/v1/embed", files=[("images", (name, data, "image/jpeg"))], data=form)
+    body = request.read()
+    head = (f"POST /v1/embed HTTP/1.1\r\nHost: {request.url.netloc.decode()}\r\n"
+            f"Content-Type: {request.headers['content-type']}\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+async def _exchange(conn: list, url: httpx.URL, request: bytes) -> tuple[int, bytes]:
+    """One request on the client's keep-alive connection ``conn`` ([reader, writer], opened when empty):
+    the status and the body (Content-Length framed, as uvicorn answers JSON)."""
+    if not conn:
+        conn.extend(await asyncio.open_connection(url.host, url.port))
+    reader, writer = conn
+    writer.write(request)
+    status = int((await reader.readline()).split()[1])
+    length, close = None, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        key, _, value = line.decode("latin-1").partition(":")
+        key, value = key.strip().lower(), value.strip()
+        length = int(value) if key == "content-length" else length
+        close = close or (key == "connection" and value.lower() == "close")
+    if length is None:
+        raise ConnectionError("an answer without Content-Length")
+    body = await reader.readexactly(length)
+    if close:
+        writer.close()
+        conn.clear()
+    return status, body
 
 
 async def _load(url: str, pool: list[tuple[str, bytes]], aligned: bool, clients: int, requests: int,
                 seconds: float, dim: int | None) -> tuple[list[float], dict[str, int], float]:
-    """``clients`` requests in flight until ``requests`` were sent or ``seconds`` passed: the latencies,
-    the failures by reason and the wall seconds."""
+    """``clients`` keep-alive connections, one request in flight on each, until ``requests`` were sent or
+    ``seconds`` passed: the latencies, the failures by reason and the wall seconds. A lean HTTP/1.1 client
+    on asyncio streams (requests prepared beforehand, answers parsed as JSON and checked): client and
+    server share the cores, so the client should take as little of them as it can."""
     counter, latencies, errors = itertools.count(), [], {}
-    bodies = [_body(name, data, aligned) for name, data in pool]
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
-        start = time.perf_counter()
-        deadline = start + seconds
+    prepared = [_request(url, name, data, aligned) for name, data in pool]
+    target = httpx.URL(url)
+    start = time.perf_counter()
+    deadline = start + seconds
 
-        async def one_client() -> None:
-            while time.perf_counter() < deadline and (i := next(counter)) < requests:
-                content, headers = bodies[i % len(bodies)]
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post("/v1/embed", content=content, headers=headers)
-                    why = _problem(r, dim)
-                except httpx.HTTPError as exc:
-                    why = type(exc).__name__
-                latencies.append(time.perf_counter() - t0)
-                if why:
-                    errors[why] = errors.get(why, 0) + 1
+    async def one_client() -> None:
+        conn: list = []
+        while time.perf_counter() < deadline and (i := next(counter)) < requests:
+            t0 = time.perf_counter()
+            try:
+                why = _problem(*await _exchange(conn, target, prepared[i % len(prepared)]), dim)
+            except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+                why = type(exc).__name__
+                if conn:
+                    conn[1].close()
+                    conn.clear()
+            latencies.append(time.perf_counter() - t0)
+            if why:
+                errors[why] = errors.get(why, 0) + 1
+        if conn:
+            conn[1].close()
 
-        await asyncio.gather(*(one_client() for _ in range(clients)))
-        return latencies, errors, time.perf_counter() - start
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    return latencies, errors, time.perf_counter() - start
 
 
 def model_totals(metrics: dict[str, float]) -> tuple[float, float, float]:
@@ -357,6 +389,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--backend", default="auto", help="the servers' --backend (default auto)")
     ap.add_argument("--threads", type=int, help="the servers' --threads, and this process's torch threads for the "
                                                 "model's own speed (default: torch's choice in both)")
+    ap.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                    help="one more option for both servers' command line, e.g. --serve-arg=--max-wait-ms=20 (repeatable)")
     ap.add_argument("--note", help="a line printed under the CPU, e.g. what else ran on the machine")
     ap.add_argument("--quick", action="store_true", help="a handful of requests per row (the test's mode)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON here")
@@ -387,7 +421,7 @@ def own_recognizer(args: argparse.Namespace, backend: str) -> FaceRecognizer:
 
 def run(args: argparse.Namespace, pool: dict, folder: Path) -> dict:
     """Starts the servers, measures the model's own speed and every row, stops the servers."""
-    flags = ["--backend", args.backend, "--quiet", *(["--threads", str(args.threads)] if args.threads else [])]
+    flags = ["--backend", args.backend, "--quiet", *(["--threads", str(args.threads)] if args.threads else []), *args.serve_arg]
     if args.threads:
         torch.set_num_threads(args.threads)  # the ONNX Runtime session takes torch's thread count too
     servers = [Server(SINGLE, _mkdir(folder / "single"), args, ["--max-batch", "1", *flags]),
@@ -438,7 +472,8 @@ def main() -> None:
     rows, own_ms = result["rows"], min(result["own_before"], result["own_after"])
     backend = result["backends"][BATCHED]
     threads = f"--threads {args.threads}" if args.threads else f"torch's default threads ({torch.get_num_threads()})"
-    print(f"\n{args.model} ({Path(args.weights).name}), {threads}, backend {backend} in both servers "
+    extra = f", server options {' '.join(args.serve_arg)}" if args.serve_arg else ""
+    print(f"\n{args.model} ({Path(args.weights).name}), {threads}{extra}, backend {backend} in both servers "
           f"({', '.join(f'{k}: {v}' for k, v in result['backends'].items())}); POST /v1/embed, one image per request "
           f"(face=largest), {len(pool[args.kinds[0]])} distinct photos; at most {args.requests} requests or "
           f"{args.seconds:g} s per row; load average {load0[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
