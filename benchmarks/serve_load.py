@@ -8,8 +8,11 @@ server with micro-batching off (``--max-batch 1``), and the one-request-at-a-tim
 
 The script starts two real servers (``python -m facelivt serve --port 0 --json`` of this checkout,
 loopback only, a throw-away gallery and keys file, no API key) as subprocesses, waits for
-``/v1/health``, sends the requests with ``httpx`` (one asyncio loop, ``--clients`` requests in flight),
-and stops the servers itself (SIGTERM, then waits). Every row is bounded by ``--requests`` and
+``/v1/health``, sends the requests (one asyncio loop, ``--clients`` keep-alive connections with one
+request in flight on each; the multipart forms encoded once by ``httpx``, then sent as prepared HTTP/1.1
+requests so that the client takes little of the cores it shares with the server; every answer parsed
+and checked: one face, an embedding of the model's size), and stops the servers itself (SIGTERM, then
+waits). ``--threads`` and ``--serve-arg`` pass options to both servers. Every row is bounded by ``--requests`` and
 ``--seconds``; the rows of both servers run interleaved, so that background load falls on both alike.
 
 Inputs: ``../shared/data/celeba_subset_112`` (crops aligned to the ArcFace template by MTCNN) and the
