@@ -23,7 +23,7 @@ The throughput tables give requests/s and p50 / p99 latency; ``x one at a time``
 over one client on the ``--max-batch 1`` server, ``x --max-batch 1`` over the ``--max-batch 1`` server
 at the same number of clients. The model tables read the servers' ``/metrics`` before and after each row:
 model calls, mean batch, and model milliseconds per image inside the server, next to the model's own
-per-image time at batch 32 measured in this process on the backend the server reports in
+per-image time at batch 32 (and 1 and 8, to tell the batch size's share from the rest) measured in this process on the backend the server reports in
 ``/v1/health`` (``optimize_for_inference`` of the same model and weights, the same flip-sum embedding
 call, servers idle). Client and server share this machine's cores: the CPU columns say how many cores
 each used during the row (the client's asyncio loop included); ``model busy`` is the share of the row's
@@ -73,6 +73,7 @@ BATCH_SIZE = "facelivt_batch_size"
 BATCHED, SINGLE = "micro-batching (--max-batch 32)", "no batching (--max-batch 1)"
 KINDS = {"aligned": "aligned 112x112 crops (aligned=true)", "raw": "raw photos (detect + align in the server)"}
 START_TIMEOUT = 180.0
+SMALL_BATCHES = (1, 8)  # the model's own per-image time at these batch sizes too (what batching gains)
 
 
 @dataclass
@@ -310,18 +311,18 @@ def warm_up(servers: list[Server], kind: str, pool, clients: list[int], dim: int
 
 
 # ------------------------------------------------------------------ the model's own speed
-def own_ms_per_image(rec: FaceRecognizer, crops: np.ndarray, rounds: int) -> float:
+def own_ms_per_image(rec: FaceRecognizer, crops: np.ndarray, rounds: int, size: int = 32) -> float:
     """Milliseconds per image of the server's model call (``embed_aligned``: the flip-sum, normalised) at
-    batch 32, in this process (median of ``rounds``)."""
-    batch = np.resize(crops, (32, *crops.shape[1:]))
+    batch ``size``, in this process (median of ``rounds`` calls, more for small batches)."""
+    batch = np.resize(crops, (size, *crops.shape[1:]))
     for _ in range(2):
         rec.embed_aligned(batch)
     times = []
-    for _ in range(rounds):
+    for _ in range(max(rounds, rounds * 8 // size)):
         t0 = time.perf_counter()
         rec.embed_aligned(batch)
         times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times) / 32
+    return 1000 * statistics.median(times) / size
 
 
 # ------------------------------------------------------------------ tables
@@ -346,10 +347,13 @@ def throughput_table(rows: list[Row], kind: str, clients: list[int]) -> list[str
     return out
 
 
-def model_table(rows: list[Row], kind: str, clients: list[int], own_ms: float, backend: str) -> list[str]:
+def model_table(rows: list[Row], kind: str, clients: list[int], own_ms: float, own_small: dict[int, float],
+                backend: str) -> list[str]:
     out = ["| server | clients | model calls | mean batch | model ms/image | x model's own batch 32 | model busy | server cores | client cores |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-           f"| model's own, batch 32 ({backend}, this process) | - | - | 32 | {own_ms:.2f} | 1.00x | - | - | - |"]
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for size, ms in [*sorted(own_small.items()), (32, own_ms)]:
+        out.append(f"| model's own, batch {size} ({backend}, this process) | - | - | {size} | {ms:.2f} | "
+                   f"{_ratio(ms, own_ms)} | - | - | - |")
     for server in (SINGLE, BATCHED):
         for c in clients:
             r = _find(rows, server, kind, c)
@@ -440,6 +444,7 @@ def run(args: argparse.Namespace, pool: dict, folder: Path) -> dict:
         crops = np.stack([load_image(f) for f in sorted(ALIGNED.rglob("*.jpg"))[:32]])
         dim = rec.embedding_size
         own_before = own_ms_per_image(rec, crops, args.rounds)
+        own_small = {size: own_ms_per_image(rec, crops, args.rounds, size) for size in SMALL_BATCHES}
         rows = []
         for kind in args.kinds:
             warm_up(servers, kind, pool[kind], args.clients, dim)
@@ -450,7 +455,7 @@ def run(args: argparse.Namespace, pool: dict, folder: Path) -> dict:
     finally:
         for server in servers:
             server.stop()
-    return {"rows": rows, "backends": backends, "own_before": own_before, "own_after": own_after, "dim": dim,
+    return {"rows": rows, "backends": backends, "own_before": own_before, "own_after": own_after, "own_small": own_small, "dim": dim,
             "exit_codes": {s.name: s.proc.returncode for s in servers}}
 
 
@@ -486,7 +491,7 @@ def main() -> None:
         print(f"\n{KINDS[kind]}: throughput\n")
         print("\n".join(throughput_table(rows, kind, args.clients)))
         print(f"\n{KINDS[kind]}: the model inside the server (from /metrics)\n")
-        print("\n".join(model_table(rows, kind, args.clients, own_ms, backend)))
+        print("\n".join(model_table(rows, kind, args.clients, own_ms, result["own_small"], backend)))
     lines, values = goals(rows, args.kinds, max(args.clients), own_ms)
     print("\n" + "\n".join(lines))
     failed = sum(r.failed for r in rows)
@@ -495,7 +500,7 @@ def main() -> None:
     if args.json:
         write_json(args.json, {"cpu_capability": cap.to_dict(), "args": {k: v for k, v in vars(args).items()},
                                "backend": backend, "own_ms_per_image": own_ms, "own_before": result["own_before"],
-                               "own_after": result["own_after"], "goals": values, "exit_codes": result["exit_codes"],
+                               "own_after": result["own_after"], "own_small_batches": result["own_small"], "goals": values, "exit_codes": result["exit_codes"],
                                "rows": [{**asdict(r), "rps": r.rps, "model_ms": r.model_ms, "mean_batch": r.mean_batch}
                                         for r in rows]})
     if failed:

@@ -41,10 +41,12 @@ def test_serve_load_quick_prints_its_tables_and_every_request_succeeds(tmp_path)
         assert all(r[2] == "6" and r[3] == "0" and float(r[4]) > 0 for r in speed[2:])  # every request answered
         assert speed[2][7] == "1.00x" and speed[2][8] == "1.00x"  # the one-at-a-time row is its own reference
         assert all(len(r) == 9 for r in speed) and all(len(r) == 9 for r in model)
-        assert model[2][0].startswith("model's own, batch 32 (") and model[2][5] == "1.00x"
-        assert [r[:2] for r in model[3:]] == expected
-        assert all(int(r[2]) > 0 for r in model[3:])  # every row's requests went through the model
-        assert {r[3] for r in model[3:5]} == {"1.0"}  # --max-batch 1: one crop per model call
+        own, served = model[2:5], model[5:]
+        assert [r[0].split(" (")[0] for r in own] == [f"model's own, batch {b}" for b in (1, 8, 32)]
+        assert own[-1][5] == "1.00x" and all(float(r[4]) > 0 for r in own)
+        assert [r[:2] for r in served] == expected
+        assert all(int(r[2]) > 0 for r in served)  # every row's requests went through the model
+        assert {r[3] for r in served[:2]} == {"1.0"}  # --max-batch 1: one crop per model call
     goals = [ln for ln in out.splitlines() if ln.startswith("goal, ")]
     assert len(goals) == 4 and all(ln.endswith((": met", ": not met")) for ln in goals)
     data = json.loads((tmp_path / "load.json").read_text())
