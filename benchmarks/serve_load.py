@@ -23,7 +23,8 @@ The throughput tables give requests/s and p50 / p99 latency; ``x one at a time``
 over one client on the ``--max-batch 1`` server, ``x --max-batch 1`` over the ``--max-batch 1`` server
 at the same number of clients. The model tables read the servers' ``/metrics`` before and after each row:
 model calls, mean batch, and model milliseconds per image inside the server, next to the model's own
-per-image time at batch 32 (and 1 and 8, to tell the batch size's share from the rest) measured in this process on the backend the server reports in
+per-image time at batch 32 (and at 1 and 8, to tell the batch size's share from the rest) measured in this
+process on the backend the server reports in
 ``/v1/health`` (``optimize_for_inference`` of the same model and weights, the same flip-sum embedding
 call, servers idle). Client and server share this machine's cores: the CPU columns say how many cores
 each used during the row (the client's asyncio loop included); ``model busy`` is the share of the row's
@@ -349,7 +350,8 @@ def throughput_table(rows: list[Row], kind: str, clients: list[int]) -> list[str
 
 def model_table(rows: list[Row], kind: str, clients: list[int], own_ms: float, own_small: dict[int, float],
                 backend: str) -> list[str]:
-    out = ["| server | clients | model calls | mean batch | model ms/image | x model's own batch 32 | model busy | server cores | client cores |",
+    out = ["| server | clients | model calls | mean batch | model ms/image | x model's own batch 32 | model busy "
+           "| server cores | client cores |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for size, ms in [*sorted(own_small.items()), (32, own_ms)]:
         out.append(f"| model's own, batch {size} ({backend}, this process) | - | - | {size} | {ms:.2f} | "
@@ -389,7 +391,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, help="seconds per row at most (default 20; --quick 30)")
     ap.add_argument("--clients", help="concurrent clients, comma-separated (default 1,8,32; --quick 1,4)")
     ap.add_argument("--photos", type=int, help="distinct photos sent, cycled (default 256; --quick 8)")
-    ap.add_argument("--rounds", type=int, help="timed batches of the model's own speed, before and after the load (default 20; --quick 2)")
+    ap.add_argument("--rounds", type=int,
+                    help="timed batches of the model's own speed, before and after the load (default 20; --quick 2)")
     ap.add_argument("--kinds", default="aligned,raw", help="inputs: aligned, raw or both (default aligned,raw)")
     ap.add_argument("--model", default="facelivt_s", help="model name (default facelivt_s)")
     ap.add_argument("--weights", default=str(WEIGHTS), help="weights file (default the test weights trained on CelebA)")
@@ -428,7 +431,8 @@ def own_recognizer(args: argparse.Namespace, backend: str) -> FaceRecognizer:
 
 def run(args: argparse.Namespace, pool: dict, folder: Path) -> dict:
     """Starts the servers, measures the model's own speed and every row, stops the servers."""
-    flags = ["--backend", args.backend, "--quiet", *(["--threads", str(args.threads)] if args.threads else []), *args.serve_arg]
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    flags = ["--backend", args.backend, "--quiet", *threads, *args.serve_arg]
     if args.threads:
         torch.set_num_threads(args.threads)  # the ONNX Runtime session takes torch's thread count too
     servers = [Server(SINGLE, _mkdir(folder / "single"), args, ["--max-batch", "1", *flags]),
@@ -455,7 +459,8 @@ def run(args: argparse.Namespace, pool: dict, folder: Path) -> dict:
     finally:
         for server in servers:
             server.stop()
-    return {"rows": rows, "backends": backends, "own_before": own_before, "own_after": own_after, "own_small": own_small, "dim": dim,
+    return {"rows": rows, "backends": backends, "own_before": own_before, "own_after": own_after, "own_small": own_small,
+            "dim": dim,
             "exit_codes": {s.name: s.proc.returncode for s in servers}}
 
 
@@ -500,7 +505,8 @@ def main() -> None:
     if args.json:
         write_json(args.json, {"cpu_capability": cap.to_dict(), "args": {k: v for k, v in vars(args).items()},
                                "backend": backend, "own_ms_per_image": own_ms, "own_before": result["own_before"],
-                               "own_after": result["own_after"], "own_small_batches": result["own_small"], "goals": values, "exit_codes": result["exit_codes"],
+                               "own_after": result["own_after"], "own_small_batches": result["own_small"],
+                               "goals": values, "exit_codes": result["exit_codes"],
                                "rows": [{**asdict(r), "rps": r.rps, "model_ms": r.model_ms, "mean_batch": r.mean_batch}
                                         for r in rows]})
     if failed:

@@ -32,7 +32,8 @@ def test_serve_load_quick_prints_its_tables_and_every_request_succeeds(tmp_path)
     assert out.startswith("CPU capability: CPU ") and "client and server share this machine's" in out
     tables = _tables(out)
     kinds = ("aligned 112x112 crops (aligned=true)", "raw photos (detect + align in the server)")
-    assert list(tables) == [f"{k}: {t}" for k in kinds for t in ("throughput", "the model inside the server (from /metrics)")]
+    titles = ("throughput", "the model inside the server (from /metrics)")
+    assert list(tables) == [f"{k}: {t}" for k in kinds for t in titles]
     expected = [[s, c] for s in (SINGLE, BATCHED) for c in ("1", "4")]
     for kind in kinds:
         speed, model = tables[f"{kind}: throughput"], tables[f"{kind}: the model inside the server (from /metrics)"]
