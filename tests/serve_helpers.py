@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,6 +70,8 @@ def start_server(folder: Path, *options: str, keys: Path | None = None) -> Serve
         raise AssertionError(f"the server did not start (exit {proc.returncode}):\n{stderr.read_text()[-3000:]}")
     record = json.loads(line)
     assert record["pid"] == proc.pid
+    with socket.create_connection((record["host"], record["port"]), timeout=30):  # announced: it listens
+        pass
     server = Server(record["url"], proc, folder / "galleries", stderr, keys)
     wait_ready(server)
     return server

@@ -76,6 +76,7 @@ def serve(config: ServeConfig, announce: Callable[[Listening], None]) -> int:
         os.environ[CONFIG_ENV] = config.to_json()
         uv_config = uvicorn.Config("facelivt.serve.app:app_from_env", factory=True, **common)
     sock = uv_config.bind_socket()
+    sock.listen(uv_config.backlog)  # connections made as soon as it is announced wait in the backlog, not refused
     port = sock.getsockname()[1]
     announce(Listening(url_of(config.host, port), config.host, port, os.getpid(), config.workers, keys))
     previous = signal.signal(signal.SIGTERM, _stopped)  # uvicorn raises the signal again once it has drained
