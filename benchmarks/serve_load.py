@@ -2,7 +2,7 @@
 photos at 1, 8 and 32 concurrent clients, the micro-batching server (``--max-batch 32``) next to the same
 server with micro-batching off (``--max-batch 1``), and the one-request-at-a-time row, all in one run.
 
-    python benchmarks/serve_load.py                          # 400 requests or 20 s per row, 1, 8 and 32 clients
+    python benchmarks/serve_load.py                          # 800 requests or 24 s per row, 1, 8 and 32 clients
     python benchmarks/serve_load.py --requests 200 --seconds 10 --clients 1,32 --json serve_load.json
     python benchmarks/serve_load.py --quick                  # a handful of requests (the test's mode)
 
@@ -12,8 +12,9 @@ loopback only, a throw-away gallery and keys file, no API key) as subprocesses, 
 request in flight on each; the multipart forms encoded once by ``httpx``, then sent as prepared HTTP/1.1
 requests so that the client takes little of the cores it shares with the server; every answer parsed
 and checked: one face, an embedding of the model's size), and stops the servers itself (SIGTERM, then
-waits). ``--threads`` and ``--serve-arg`` pass options to both servers. Every row is bounded by ``--requests`` and
-``--seconds``; the rows of both servers run interleaved, so that background load falls on both alike.
+waits). ``--threads`` and ``--serve-arg`` pass options to both servers. Every row is bounded by
+``--requests`` and ``--seconds``; it is measured in ``--segments`` turns, the two servers taking turns at
+each number of clients, so that a change in the machine's background load falls on both alike.
 
 Inputs: ``../shared/data/celeba_subset_112`` (crops aligned to the ArcFace template by MTCNN) and the
 same photos from ``../shared/data/celeba_subset`` (longest side 320 px, each with a detected face),
@@ -79,7 +80,7 @@ SMALL_BATCHES = (1, 8)  # the model's own per-image time at these batch sizes to
 
 @dataclass
 class Row:
-    """One load run: a server, a kind of input, a number of clients."""
+    """One load run (or several segments of it, added up): a server, a kind of input, a number of clients."""
 
     server: str
     kind: str
@@ -87,18 +88,28 @@ class Row:
     requests: int = 0
     failed: int = 0
     seconds: float = 0.0
-    p50_ms: float = 0.0
-    p99_ms: float = 0.0
     model_calls: float = 0.0
     model_images: float = 0.0
     model_seconds: float = 0.0
-    client_cores: float = 0.0
-    server_cores: float | None = None
+    client_cpu: float = 0.0  # CPU seconds of this process (the client's loop)
+    server_cpu: float | None = None  # CPU seconds of the server process (None: not readable here)
     errors: dict = field(default_factory=dict)
+    latencies: list = field(default_factory=list, repr=False)  # seconds, one per request
+
+    def __add__(self, other: "Row") -> "Row":
+        errors = {k: self.errors.get(k, 0) + other.errors.get(k, 0) for k in {**self.errors, **other.errors}}
+        server_cpu = None if self.server_cpu is None or other.server_cpu is None else self.server_cpu + other.server_cpu
+        return Row(self.server, self.kind, self.clients, self.requests + other.requests, self.failed + other.failed,
+                   self.seconds + other.seconds, self.model_calls + other.model_calls,
+                   self.model_images + other.model_images, self.model_seconds + other.model_seconds,
+                   self.client_cpu + other.client_cpu, server_cpu, errors, self.latencies + other.latencies)
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    def latency_ms(self, q: float) -> float:
+        return float(np.percentile(np.asarray(self.latencies) * 1000, q)) if self.latencies else 0.0
 
     @property
     def model_ms(self) -> float | None:
@@ -107,6 +118,20 @@ class Row:
     @property
     def mean_batch(self) -> float | None:
         return self.model_images / self.model_calls if self.model_calls else None
+
+    @property
+    def client_cores(self) -> float:
+        return self.client_cpu / self.seconds if self.seconds else 0.0
+
+    @property
+    def server_cores(self) -> float | None:
+        return None if self.server_cpu is None or not self.seconds else self.server_cpu / self.seconds
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "latencies"}
+        return {**out, "rps": self.rps, "p50_ms": self.latency_ms(50), "p99_ms": self.latency_ms(99),
+                "model_ms": self.model_ms, "mean_batch": self.mean_batch, "client_cores": self.client_cores,
+                "server_cores": self.server_cores}
 
 
 # ------------------------------------------------------------------ inputs
@@ -289,19 +314,28 @@ def model_totals(metrics: dict[str, float]) -> tuple[float, float, float]:
             metrics.get(f"{MODEL_SECONDS}_total", 0.0))
 
 
-def measure(server: Server, kind: str, pool, clients: int, args: argparse.Namespace, dim: int | None) -> Row:
-    """One row: the load, the server's model metrics and both sides' CPU over it."""
+def measure(server: Server, kind: str, pool, clients: int, requests: int, seconds: float, dim: int | None) -> Row:
+    """One segment of a row: the load, the server's model metrics and both sides' CPU over it."""
     before, cpu0, own0 = model_totals(server.metrics()), server.cpu_seconds(), time.process_time()
-    latencies, errors, seconds = asyncio.run(_load(server.url, pool, kind == "aligned", clients, args.requests,
-                                                   args.seconds, dim))
+    latencies, errors, wall = asyncio.run(_load(server.url, pool, kind == "aligned", clients, requests, seconds, dim))
     own, cpu1 = time.process_time() - own0, server.cpu_seconds()
     time.sleep(0.05)  # the inference thread records a model call just after answering it
     after = model_totals(server.metrics())
-    ms = np.asarray(latencies) * 1000
     calls, images, model_s = (b - a for a, b in zip(before, after))
-    return Row(server.name, kind, clients, len(latencies), sum(errors.values()), seconds,
-               float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), calls, images, model_s,
-               own / seconds, None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / seconds, errors)
+    return Row(server.name, kind, clients, len(latencies), sum(errors.values()), wall, calls, images, model_s,
+               own, None if cpu0 is None or cpu1 is None else cpu1 - cpu0, errors, latencies)
+
+
+def measure_rows(servers: list[Server], kind: str, pool, clients: int, args: argparse.Namespace,
+                 dim: int | None) -> list[Row]:
+    """The rows of every server at ``clients``, measured in ``--segments`` turns, the servers taking turns,
+    so that a change in the machine's background load falls on all of them alike."""
+    parts: dict[str, list[Row]] = {s.name: [] for s in servers}
+    share = -(-args.requests // args.segments)
+    for _ in range(args.segments):
+        for server in servers:
+            parts[server.name].append(measure(server, kind, pool, clients, share, args.seconds / args.segments, dim))
+    return [sum(rows[1:], rows[0]) for rows in parts.values()]
 
 
 def warm_up(servers: list[Server], kind: str, pool, clients: list[int], dim: int | None) -> None:
@@ -343,7 +377,8 @@ def throughput_table(rows: list[Row], kind: str, clients: list[int]) -> list[str
         for c in clients:
             r = _find(rows, server, kind, c)
             same = _find(rows, SINGLE, kind, c)
-            out.append(f"| {server} | {c} | {r.requests} | {r.failed} | {r.rps:.1f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
+            p50, p99 = r.latency_ms(50), r.latency_ms(99)
+            out.append(f"| {server} | {c} | {r.requests} | {r.failed} | {r.rps:.1f} | {p50:.1f} | {p99:.1f} | "
                        f"{_ratio(r.rps, base.rps)} | {_ratio(r.rps, same.rps)} |")
     return out
 
@@ -387,12 +422,14 @@ def goals(rows: list[Row], kinds: list[str], most: int, own_ms: float) -> tuple[
 # ------------------------------------------------------------------ the run
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, help="requests per row at most (default 400; --quick 6)")
-    ap.add_argument("--seconds", type=float, help="seconds per row at most (default 20; --quick 30)")
+    ap.add_argument("--requests", type=int, help="requests per row at most (default 800; --quick 6)")
+    ap.add_argument("--seconds", type=float, help="seconds per row at most (default 24; --quick 30)")
     ap.add_argument("--clients", help="concurrent clients, comma-separated (default 1,8,32; --quick 1,4)")
     ap.add_argument("--photos", type=int, help="distinct photos sent, cycled (default 256; --quick 8)")
     ap.add_argument("--rounds", type=int,
                     help="timed batches of the model's own speed, before and after the load (default 20; --quick 2)")
+    ap.add_argument("--segments", type=int, help="turns each row is measured in, the servers alternating "
+                                                 "(default 4; --quick 1)")
     ap.add_argument("--kinds", default="aligned,raw", help="inputs: aligned, raw or both (default aligned,raw)")
     ap.add_argument("--model", default="facelivt_s", help="model name (default facelivt_s)")
     ap.add_argument("--weights", default=str(WEIGHTS), help="weights file (default the test weights trained on CelebA)")
@@ -406,16 +443,17 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON here")
     args = ap.parse_args()
     quick = args.quick
-    for name, full, tiny in (("requests", 400, 6), ("seconds", 20.0, 30.0), ("clients", "1,8,32", "1,4"),
-                             ("photos", 256, 8), ("rounds", 20, 2)):
+    for name, full, tiny in (("requests", 800, 6), ("seconds", 24.0, 30.0), ("clients", "1,8,32", "1,4"),
+                             ("photos", 256, 8), ("rounds", 20, 2), ("segments", 4, 1)):
         if getattr(args, name) is None:
             setattr(args, name, tiny if quick else full)
     args.clients = sorted({int(c) for c in str(args.clients).split(",")})
     args.kinds = [k for k in args.kinds.split(",") if k]
     if not set(args.kinds) <= set(KINDS) or not args.kinds:
         ap.error(f"--kinds takes {', '.join(KINDS)}")
-    if min(args.clients) < 1 or args.requests < 1 or args.seconds <= 0 or (args.threads is not None and args.threads < 1):
-        ap.error("--clients, --requests, --seconds and --threads must be positive")
+    if min(args.clients) < 1 or args.requests < 1 or args.seconds <= 0 or args.segments < 1 or (
+            args.threads is not None and args.threads < 1):
+        ap.error("--clients, --requests, --seconds, --segments and --threads must be positive")
     return args
 
 
@@ -453,8 +491,7 @@ def run(args: argparse.Namespace, pool: dict, folder: Path) -> dict:
         for kind in args.kinds:
             warm_up(servers, kind, pool[kind], args.clients, dim)
             for clients in args.clients:
-                for server in servers:
-                    rows.append(measure(server, kind, pool[kind], clients, args, dim))
+                rows.extend(measure_rows(servers, kind, pool[kind], clients, args, dim))
         own_after = own_ms_per_image(rec, crops, args.rounds)
     finally:
         for server in servers:
@@ -507,8 +544,7 @@ def main() -> None:
                                "backend": backend, "own_ms_per_image": own_ms, "own_before": result["own_before"],
                                "own_after": result["own_after"], "own_small_batches": result["own_small"],
                                "goals": values, "exit_codes": result["exit_codes"],
-                               "rows": [{**asdict(r), "rps": r.rps, "model_ms": r.model_ms, "mean_batch": r.mean_batch}
-                                        for r in rows]})
+                               "rows": [r.to_dict() for r in rows]})
     if failed:
         sys.exit(1)
 
