@@ -36,8 +36,9 @@ def register(subparsers) -> None:
                    help="server processes, each with its own model (default 1)")
     p.add_argument("--max-batch", type=int, default=32, help="most face crops in one model call (default 32; 1: no "
                                                              "micro-batching)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="how long the first crop waits for others to fill a batch, in ms (default 5)")
+    p.add_argument("--max-wait-ms", type=float, default=20.0,
+                   help="under load, how long a batch waits for the requests it expects (those in flight when the last "
+                        "model call ended), in ms from when the model is free (default 20); an idle server does not wait")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body in MiB (default 20)")
     p.add_argument("--max-pixels", type=int, default=40_000_000,
                    help="largest image in pixels, refused from its header before decoding (default 40000000)")

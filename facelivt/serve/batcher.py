@@ -1,12 +1,15 @@
 """Micro-batching: the face crops of concurrent requests go through the model together.
 
 Each request :meth:`MicroBatcher.submit`\\ s its crops and waits on a future. One inference thread takes
-the first waiting request, then gathers more until ``max_batch`` crops are together or ``max_wait_ms``
-has passed, runs the model once on all of them and hands each request its rows. The wait counts from
-when the thread is free again (or from the first crop's arrival, if later): under load, the clients
-answered by the last call have that long to send their next request and join this one, so batches do
-not settle at half the clients. An idle server does not wait at all: when the last call held a single
-request, the next call takes what is queued at that moment and goes. One thread runs the model: the network's own threads use the cores, and two model calls at once
+the first waiting request, then gathers more until ``max_batch`` crops are together, or the requests it
+expects are all there, or ``max_wait_ms`` has passed, runs the model once on all of them and hands each
+request its rows. It expects as many requests as were in flight when the last call ended: those it
+answered (their clients send the next one) and those waiting in the queue. So an idle server, whose
+last call held one request and left none waiting, does not wait at all, and a server with 8 busy
+clients goes as soon as their 8 requests are in, while with 32 clients the batch does not settle at
+the half that queued during the last call. The wait counts from when the thread is free again (or
+from the first crop's arrival, if later), so the clients just answered have that long to come back.
+One thread runs the model: the network's own threads use the cores, and two model calls at once
 would only fight over them. ``max_batch=1`` turns batching off (one request's crops at a time).
 """
 from __future__ import annotations
@@ -54,7 +57,7 @@ class MicroBatcher:
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._held: _Item | None = None  # taken from the queue but left for the next batch (too big to fit)
         self._waiting = 0
-        self._last_requests = 0  # requests in the last model call: 1 (or none yet) means an idle server
+        self._expected = 1  # requests in flight when the last call ended (see the module docstring)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="facelivt-inference", daemon=True)
         self._thread.start()
@@ -100,9 +103,8 @@ class MicroBatcher:
         if first is None:
             return None
         batch, size = [first], len(first.crops)
-        idle = self._last_requests <= 1
-        deadline = max(first.queued, free) + (0.0 if idle else self.max_wait)
-        while size < self.max_batch:
+        deadline = max(first.queued, free) + self.max_wait
+        while size < self.max_batch and len(batch) < self._expected:
             try:
                 item = self._next(deadline - time.monotonic())
             except queue.Empty:
@@ -115,7 +117,6 @@ class MicroBatcher:
                 break
             batch.append(item)
             size += len(item.crops)
-        self._last_requests = len(batch)
         return batch
 
     def _call(self, batch: list[_Item]) -> None:
@@ -130,6 +131,8 @@ class MicroBatcher:
             for item in batch:
                 item.future.set_exception(exc)
             return
+        finally:
+            self._expected = len(batch) + self._queue.qsize() + (self._held is not None)
         seconds = time.perf_counter() - start
         at = 0
         for item in batch:

@@ -29,7 +29,7 @@ class ServeConfig:
     port: int = 8000
     workers: int = 1
     max_batch: int = 32
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 20.0
     max_upload_mb: float = 20.0
     max_pixels: int = 40_000_000
     max_faces: int = 20

@@ -88,6 +88,31 @@ def test_an_idle_batcher_does_not_wait_for_others():
     batcher.close()
 
 
+def test_the_batcher_goes_as_soon_as_the_requests_it_expects_are_in():
+    gate = threading.Event()
+    calls = []
+
+    def model(crops):
+        if not calls:
+            gate.wait(60)
+        calls.append(len(crops))
+        return np.zeros((len(crops), 4), np.float32)
+
+    one = np.zeros((1, 1, 1, 1), np.uint8)
+    batcher = MicroBatcher(model, max_batch=32, max_wait_ms=600_000)
+    a = batcher.submit(one)  # idle: taken at once, held at the gate
+    while batcher.waiting:
+        pass
+    b, c = batcher.submit(one), batcher.submit(one)  # two more in flight meanwhile: three expected next
+    gate.set()
+    a.result(60)
+    d = batcher.submit(one)  # the client answered comes back: the third expected request
+    for f in (b, c, d):  # far sooner than the 600 s wait: the batch went when the three were in
+        assert f.result(60).shape == (1, 4)
+    batcher.close()
+    assert calls == [1, 3]
+
+
 def test_the_batcher_keeps_batches_within_max_batch_and_answers_a_failure_to_all():
     gate = threading.Event()
     calls = []
