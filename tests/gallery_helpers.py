@@ -109,3 +109,24 @@ def read_only(folder: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(view)], check=False)
         with contextlib.suppress(OSError):
             view.rmdir()
+
+
+def run_together(script: str, args: list[list[str]], timeout: float = 300) -> list[str]:
+    """Run ``python -c script ARGS`` once per entry of ``args``, released together: each child prints
+    ``ready`` and waits for a line on stdin before it starts. Returns their stdouts; every child must
+    exit 0 (the assertion shows the stderr of those that did not)."""
+    procs = [subprocess.Popen([sys.executable, "-c", script, *a], env=child_env(), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in args]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0] * len(procs), [err[-2000:] for _, err in outs]
+    return [out for out, _ in outs]

@@ -19,7 +19,7 @@ _spec.loader.exec_module(check_imports)
 # docs/architecture.md, "Layers": a package may import only packages of a lower layer (or its own).
 # errors sits below the other leaf modules, which raise its errors; the CLI sits on the quickstart.
 LAYER = {
-    "errors": 0, "extras": 0.25, "files": 0.5, "devices": 0.5, "runtime": 0.5, "settings": 0.5, "cpu": 0.75, "precision": 0.8,
+    "errors": 0, "extras": 0.25, "files": 0.5, "transactions": 0.5, "devices": 0.5, "runtime": 0.5, "settings": 0.5, "cpu": 0.75, "precision": 0.8,
     "models": 1, "data": 2, "losses": 2, "evaluation": 3, "deploy": 4, "training": 4,
     "inference": 5, "quickstart": 6, "serve": 6.5, "cli": 7,
 }

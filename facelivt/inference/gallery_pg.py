@@ -57,6 +57,7 @@ from facelivt.inference.gallery_store import (
     build_snapshot,
     check_gallery_name,
     check_meta,
+    check_store,
     now,
     parse_meta_value,
 )
@@ -702,10 +703,4 @@ def check_pg_gallery(url: str, *, repair: bool = False) -> GalleryCheck:
     store = PgStore.open(target, readonly=not repair)
     if store is None:
         raise GalleryNotFoundError(f"no gallery {target.gallery!r} in {redact_url(target.conninfo)}")
-    try:
-        removed = store.repair() if repair else []
-        problems = store.problems()
-        identities, embeddings = store.counts()
-    finally:
-        store.close()
-    return GalleryCheck(target, identities, embeddings, problems, removed)
+    return check_store(store, target, repair)

@@ -47,6 +47,7 @@ import numpy as np
 
 from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, UnavailableError, UnknownNameError
 from facelivt.files import new_path
+from facelivt.transactions import sqlite_transaction
 from facelivt.inference.calibration import check_threshold
 from facelivt.inference.gallery_check import GalleryProblem, find_problems, orphans_text
 from facelivt.inference.gallery_check import repair as repair_rows
@@ -265,16 +266,8 @@ class GalleryStore:
     @contextlib.contextmanager
     def _transaction(self, immediate: bool) -> Iterator[sqlite3.Connection]:
         with self._lock, self.errors(writing=immediate):
-            con = self._con
-            con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            try:
+            with sqlite_transaction(self._con, immediate) as con:
                 yield con
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        con.execute("ROLLBACK")
-                raise
 
     # ------------------------------------------------------------------ opening
     def _kind(self, con: sqlite3.Connection) -> str:
@@ -359,9 +352,8 @@ class GalleryStore:
                 try:
                     for pragma in (f"page_size = {PAGE_SIZE}", "synchronous = FULL", "foreign_keys = ON"):
                         con.execute(f"PRAGMA {pragma}")
-                    con.execute("BEGIN IMMEDIATE")
-                    self._set_up(con, meta, rows, sources, hashes)
-                    con.execute("COMMIT")
+                    with sqlite_transaction(con, immediate=True):
+                        self._set_up(con, meta, rows, sources, hashes)
                     _check_wal(self.path, con.execute("PRAGMA journal_mode = WAL").fetchone()[0])
                 finally:
                     con.close()
@@ -660,10 +652,16 @@ def check_gallery(folder: str | os.PathLike, *, repair: bool = False) -> Gallery
     store = GalleryStore.open(path, readonly=not repair)
     if store is None:
         raise GalleryNotFoundError(f"no gallery in {folder} ({DB_NAME} is missing or empty)")
+    return check_store(store, path, repair)
+
+
+def check_store(store, where, repair: bool) -> GalleryCheck:
+    """The check of an open gallery ``store`` (SQLite or PostgreSQL; closed after), reported as ``where``;
+    ``repair``: its bad rows deleted first."""
     try:
         removed = store.repair() if repair else []
         problems = store.problems()
         identities, embeddings = store.counts()
     finally:
         store.close()
-    return GalleryCheck(path, identities, embeddings, problems, removed)
+    return GalleryCheck(where, identities, embeddings, problems, removed)

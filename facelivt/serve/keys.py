@@ -35,6 +35,7 @@ from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, 
 from facelivt.inference.gallery_set import check_gallery_name
 from facelivt.inference.gallery_store import now
 from facelivt.models.hub import facelivt_home
+from facelivt.transactions import sqlite_transaction
 
 SCOPES = ("read", "write")
 #: The file ``facelivt serve`` and ``facelivt serve keys`` use unless told otherwise (in FACELIVT_HOME).
@@ -221,10 +222,8 @@ class KeyStore:
             con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={mode}", uri=True,
                                   timeout=BUSY_TIMEOUT, isolation_level=None)
             try:
-                con.execute("BEGIN")
-                ours = self._check_kind(con)
-                yield con if ours else None
-                con.execute("COMMIT")
+                with sqlite_transaction(con):
+                    yield con if self._check_kind(con) else None
             finally:
                 con.close()
 
@@ -237,19 +236,12 @@ class KeyStore:
                                   timeout=BUSY_TIMEOUT, isolation_level=None)
             try:
                 con.execute("PRAGMA synchronous = FULL")
-                con.execute("BEGIN IMMEDIATE")
-                try:
+                with sqlite_transaction(con, immediate=True):
                     if not self._check_kind(con):
                         self._set_up(con)
                         with contextlib.suppress(PermissionError):  # an empty file made by someone else
                             os.chmod(self.path, 0o600)
                     yield con
-                    con.execute("COMMIT")
-                except BaseException:
-                    if con.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            con.execute("ROLLBACK")
-                    raise
             finally:
                 con.close()
 

@@ -7,12 +7,10 @@ import json
 import logging
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
 
-from gallery_helpers import child_env, read_only
+from gallery_helpers import read_only, run_together
 from facelivt.errors import InvalidInputError, OutputWriteError
 from facelivt.serve.audit import FIELDS, REDACTED, AuditLog, AuditLogWriteError
 from facelivt.serve.keys import KeyStore
@@ -107,7 +105,6 @@ def test_a_log_that_cannot_be_written_fails_at_once(tmp_path):
 
 
 WRITE_RECORDS = r"""
-import sys
 from facelivt.serve.audit import AuditLog
 log = AuditLog(sys.argv[1])
 who, n = sys.argv[2], int(sys.argv[3])
@@ -122,20 +119,7 @@ for i in range(n):
 def test_processes_writing_at_once_leave_whole_parseable_lines(tmp_path):
     path = tmp_path / "audit.jsonl"
     n, each = 4, 300
-    procs = [subprocess.Popen([sys.executable, "-c", WRITE_RECORDS, str(path), f"p{i}", str(each)], env=child_env(),
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(n)]
-    try:
-        for p in procs:
-            assert p.stdout.readline().strip() == "ready", p.stderr.read()
-        for p in procs:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        errors = [p.communicate(timeout=300)[1] for p in procs]
-    finally:
-        for p in procs:
-            p.kill() if p.poll() is None else None
-    assert [p.returncode for p in procs] == [0] * n, [e[-2000:] for e in errors]
+    run_together(WRITE_RECORDS, [[str(path), f"p{i}", str(each)] for i in range(n)])
     lines = _lines(path)
     assert sorted(line["identity"] for line in lines) == sorted(f"p{i}-{j}" for i in range(n) for j in range(each))
     for line in lines:

@@ -7,12 +7,10 @@ import json
 import os
 import sqlite3
 import stat
-import subprocess
-import sys
 
 import pytest
 
-from gallery_helpers import child_env, read_only
+from gallery_helpers import read_only, run_together
 from facelivt.errors import FaceLiVTError, InvalidInputError, OutputWriteError, UnknownNameError
 from facelivt.serve import keys as keys_module
 from facelivt.serve.keys import (ApiKey, KeyStore, KeyStoreError, KeyStoreWriteError, MalformedTokenError,
@@ -306,21 +304,8 @@ def test_processes_creating_keys_at_once_all_keep_theirs(tmp_path):
     every token checks (the first transaction also sets the file up, exactly once)."""
     path = tmp_path / "keys.sqlite"
     n, each = 4, 15
-    procs = [subprocess.Popen([sys.executable, "-c", CREATE_KEYS, str(path), f"p{i}", str(each)], env=child_env(),
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(n)]
-    try:
-        for p in procs:
-            assert p.stdout.readline().strip() == "ready", p.stderr.read()
-        for p in procs:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        outs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            p.kill() if p.poll() is None else None
-    assert [p.returncode for p in procs] == [0] * n, [err[-2000:] for _, err in outs]
-    tokens = [t for out, _ in outs for t in json.loads(out.strip().splitlines()[-1])]
+    outs = run_together(CREATE_KEYS, [[str(path), f"p{i}", str(each)] for i in range(n)])
+    tokens = [t for out in outs for t in json.loads(out.strip().splitlines()[-1])]
     store = KeyStore(path)
     listed = store.list()
     assert len(tokens) == len(listed) == n * each
