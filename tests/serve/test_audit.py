@@ -105,6 +105,7 @@ def test_a_log_that_cannot_be_written_fails_at_once(tmp_path):
 
 
 WRITE_RECORDS = r"""
+import sys
 from facelivt.serve.audit import AuditLog
 log = AuditLog(sys.argv[1])
 who, n = sys.argv[2], int(sys.argv[3])
