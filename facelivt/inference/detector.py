@@ -48,6 +48,11 @@ class Face:
         """The same face in an image resized by ``factor``."""
         return Face(self.box * factor, self.score, self.points * factor)
 
+    def clipped(self, width: int, height: int) -> "Face":
+        """The same face with its box clipped to a ``width`` x ``height`` image (MTCNN's boxes may reach
+        past the border; the landmarks are kept)."""
+        return Face(np.clip(self.box, 0.0, [width, height, width, height]), self.score, self.points)
+
     def to_dict(self) -> dict:
         """JSON-friendly form, same keys as the reference detections file."""
         return {
@@ -65,6 +70,17 @@ class AlignedFace:
     image: np.ndarray
     face: Face
     source: LoadedImage | None = field(default=None, repr=False)
+
+    def as_given(self) -> Face:
+        """The detection in pixels of the image as given (not of the detector's downscaled copy of a
+        large one), its box clipped to that image."""
+        source, face = self.source, self.face
+        if source is None:
+            return face
+        if source.downscaled:
+            face = face.scaled(1.0 / source.scale)
+        width, height = source.original_size
+        return face.clipped(width, height)
 
 
 class FaceDetector:

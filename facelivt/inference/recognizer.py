@@ -39,7 +39,7 @@ from facelivt.inference.calibration import (
     check_threshold,
     read_pairs_list,
 )
-from facelivt.inference.detector import AlignedFace, Face, FaceDetector, Select, SeveralFacesError
+from facelivt.inference.detector import Face, FaceDetector, Select, SeveralFacesError
 from facelivt.inference.gallery import Gallery, Match
 from facelivt.inference.images import load_image
 from facelivt.inference.pipeline import DEFAULT_WORKERS, Prepared, check_workers, prepare_in_order
@@ -327,7 +327,7 @@ class FaceRecognizer:
             raise SeveralFacesError(f"{name}: {len(faces)} faces found; photos with several faces are refused "
                                     "(face policy 'error')", found=len(faces))
         used = faces if face == "all" else faces[:1]
-        return _Crops([f.image for f in used], len(faces), tuple(_as_given(f) for f in used))
+        return _Crops([f.image for f in used], len(faces), tuple(f.as_given() for f in used))
 
     # ------------------------------------------------------------------ embeddings
     @torch.inference_mode()
@@ -636,18 +636,6 @@ class FaceRecognizer:
             raise InvalidInputError("identify answers for one face: use iter_faces(face='all') and gallery.search")
         emb = self.embed(image, aligned=aligned, face=face)
         return [Match(m.name, m.score, m.score >= self.threshold) for m in self.gallery.search(emb[0], k)[0]]
-
-
-def _as_given(aligned: AlignedFace) -> Face:
-    """The detection of an aligned face in pixels of the image as given (not of its downscaled copy),
-    its box clipped to the image (MTCNN's boxes may reach past the border; the landmarks are kept)."""
-    source, face = aligned.source, aligned.face
-    if source is None:
-        return face
-    if source.downscaled:
-        face = face.scaled(1.0 / source.scale)
-    width, height = source.original_size
-    return Face(np.clip(face.box, 0.0, [width, height, width, height]), face.score, face.points)
 
 
 def _warn_largest(name: str, found: int) -> None:

@@ -19,7 +19,7 @@ import torch
 from facelivt.data.decode import decode
 from facelivt.deploy.optimize import optimize_for_inference
 from facelivt.devices import resolve_device
-from facelivt.inference.detector import AlignedFace, Face, FaceDetector, NoFaceError
+from facelivt.inference.detector import Face, FaceDetector, NoFaceError
 from facelivt.inference.recognizer import FaceRecognizer
 from facelivt.models import DEFAULT_PRETRAINED, weights_variant
 from facelivt.errors import InvalidInputError
@@ -131,7 +131,7 @@ class Engine:
             raise ApiError(422, "too_many_faces", f"{name}: {len(aligned)} faces found, more than the limit of "
                                                   f"{self.config.max_faces} (--max-faces)")
         used = aligned[:1] if largest else aligned
-        faces = [PhotoFace(_in_photo(a), a.image) for a in used]
+        faces = [PhotoFace(a.as_given(), a.image) for a in used]
         return Photo(name, width, height, faces, hashlib.sha256(data).hexdigest())
 
     def detect(self, data: bytes, name: str) -> Photo:
@@ -142,7 +142,7 @@ class Engine:
         if len(faces) > self.config.max_faces:
             raise ApiError(422, "too_many_faces", f"{name}: {len(faces)} faces found, more than the limit of "
                                                   f"{self.config.max_faces} (--max-faces)")
-        return Photo(name, width, height, [PhotoFace(_clipped(f, width, height), np.empty(0, np.uint8)) for f in faces])
+        return Photo(name, width, height, [PhotoFace(f.clipped(width, height), np.empty(0, np.uint8)) for f in faces])
 
     def crop(self, data: bytes, name: str) -> Photo:
         """An aligned crop as given (it must be ``side`` x ``side``)."""
@@ -151,19 +151,3 @@ class Engine:
             raise ApiError(400, "invalid_image", f"{name}: an aligned crop must be {self.side}x{self.side}, got "
                                                  f"{image.shape[1]}x{image.shape[0]}; send aligned=false to detect faces")
         return Photo(name, self.side, self.side, [PhotoFace(None, image)])
-
-
-def _in_photo(aligned: AlignedFace) -> Face:
-    """The detection of an aligned face in pixels of the photo as decoded (not of the detector's
-    downscaled copy of a large one), its box clipped to the photo."""
-    source, face = aligned.source, aligned.face
-    if source is None:
-        return face
-    if source.downscaled:
-        face = face.scaled(1.0 / source.scale)
-    width, height = source.original_size
-    return _clipped(face, width, height)
-
-
-def _clipped(face: Face, width: int, height: int) -> Face:
-    return Face(np.clip(face.box, 0.0, [width, height, width, height]), face.score, face.points)

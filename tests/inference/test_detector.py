@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from facelivt.data.align import similarity_transform, template, transform_points
-from facelivt.inference import Face, FaceDetector, MTCNNWeightsNotFoundError, NoFaceError, locate_mtcnn_weights
+from facelivt.inference import AlignedFace, Face, FaceDetector, LoadedImage, MTCNNWeightsNotFoundError, NoFaceError, locate_mtcnn_weights
 from facelivt.inference.mtcnn_weights import ENV_VAR, installed_weights_dir
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -243,3 +243,12 @@ def test_facenet_pytorch_is_never_imported():
     )
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_an_aligned_face_gives_its_detection_in_pixels_of_the_image_as_given():
+    face = Face(np.array([-4.0, 10.0, 60.0, 45.0]), 0.99, np.array([[20.0, 20.0]] * 5))  # on a half-size copy
+    source = LoadedImage(np.zeros((50, 50, 3), np.uint8), original_size=(100, 80), scale=0.5)
+    given = AlignedFace(np.zeros((112, 112, 3), np.uint8), face, source).as_given()
+    assert np.array_equal(given.box, [0.0, 20.0, 100.0, 80.0])  # doubled, then clipped to 100 x 80
+    assert np.array_equal(given.points, [[40.0, 40.0]] * 5) and given.score == 0.99
+    assert AlignedFace(np.zeros((112, 112, 3), np.uint8), face).as_given() is face  # no source: as detected
