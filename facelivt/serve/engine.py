@@ -127,21 +127,23 @@ class Engine:
             aligned = self.recognizer.detector.align(decoded.image, select="all", size=self.side)
         except NoFaceError:
             aligned = []
-        if len(aligned) > self.config.max_faces:
-            raise ApiError(422, "too_many_faces", f"{name}: {len(aligned)} faces found, more than the limit of "
-                                                  f"{self.config.max_faces} (--max-faces)")
+        self._check_faces(len(aligned), name)
         used = aligned[:1] if largest else aligned
         faces = [PhotoFace(a.as_given(), a.image) for a in used]
         return Photo(name, width, height, faces, hashlib.sha256(data).hexdigest())
+
+    def _check_faces(self, found: int, name: str) -> None:
+        """A 422 ``too_many_faces`` when a photo holds more than ``--max-faces`` faces."""
+        if found > self.config.max_faces:
+            raise ApiError(422, "too_many_faces", f"{name}: {found} faces found, more than the limit of "
+                                                  f"{self.config.max_faces} (--max-faces)")
 
     def detect(self, data: bytes, name: str) -> Photo:
         """The faces of ``data`` without crops (an empty list when there is none)."""
         decoded = decode(data, name=name, max_pixels=self.config.max_pixels)
         width, height = decoded.original_size
         faces = self.recognizer.detector.detect(decoded.image)
-        if len(faces) > self.config.max_faces:
-            raise ApiError(422, "too_many_faces", f"{name}: {len(faces)} faces found, more than the limit of "
-                                                  f"{self.config.max_faces} (--max-faces)")
+        self._check_faces(len(faces), name)
         return Photo(name, width, height, [PhotoFace(f.clipped(width, height), np.empty(0, np.uint8)) for f in faces])
 
     def crop(self, data: bytes, name: str) -> Photo:
