@@ -109,12 +109,19 @@ def show_library_messages() -> None:
         logger.addHandler(_StderrHandler())
 
 
+def _error_line(command: str | None, message: str) -> None:
+    """``facelivt CMD: error: MESSAGE`` on stderr in one write, newline included, so that the lines of
+    several processes sharing the stream (torchrun's ranks) never run into each other."""
+    sys.stderr.write(f"facelivt {command}: error: {message}\n")
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         parser = build_parser(_chosen_command(argv) or "")
     except FaceLiVTError as exc:  # a command whose optional extra is not installed (MissingExtraError)
-        print(f"facelivt {_chosen_command(argv)}: error: {exc}", file=sys.stderr)
+        _error_line(_chosen_command(argv), str(exc))
         return 2
     args = parser.parse_args(argv)
     # Reuse freed activation memory instead of page-faulting fresh memory on every pass (glibc;
@@ -130,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         # Errors the user caused are written for people: show them without a traceback. OSError
         # covers unreadable inputs and unwritable outputs (disk full, no permission, a folder in
         # the way). Anything else is a bug: its traceback is shown.
-        print(f"facelivt {args.command}: error: {_message(exc)}", file=sys.stderr)
+        _error_line(args.command, _message(exc))
         return 2
 
 
